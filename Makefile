@@ -1,0 +1,40 @@
+# Two commands for a fresh machine: `make demo` (the main job) and `make test` (the suite).
+# Both create .venv and install what is missing; re-running them skips what is in place.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+SYSTEM_STAMP := $(VENV)/.system-tools
+
+.PHONY: demo test install system-tools lint bench clean-data
+
+install: $(STAMP) $(SYSTEM_STAMP)
+
+# Debian's flite and espeak-ng speak the embedded corpus. Installed with apt-get when absent
+# and permitted (root, or passwordless sudo); otherwise a clear message says what to install.
+$(SYSTEM_STAMP):
+	@if command -v flite >/dev/null && command -v espeak-ng >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq flite espeak-ng; \
+	elif sudo -n true 2>/dev/null; then sudo apt-get update -qq && sudo apt-get install -y -qq flite espeak-ng; \
+	else echo "Please install Debian's flite and espeak-ng (apt-get install flite espeak-ng)" >&2; exit 1; fi
+	@mkdir -p $(VENV) && touch $@
+
+$(STAMP): setup.py constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt torch torchaudio
+	$(PY) -m pip install -q -c constraints.txt -e ".[eval,dev]"
+	touch $@
+
+demo: install
+	$(PY) train.py hparams/vqscore.yaml
+	$(VENV)/bin/sqe score data/embedded/test/noisy --model results/vqscore/hub --csv results/vqscore/demo_scores.csv --limit 8
+
+test: install
+	$(PY) -m pytest -q tests speechbrain_sqe --doctest-modules -p no:cacheprovider
+
+bench: install
+	$(PY) benchmarks/bench_corpus_metrics.py
+
+lint: install
+	$(VENV)/bin/ruff check speechbrain_sqe tests train.py benchmarks

@@ -1,0 +1,3 @@
+"""speechbrain-sqe: self-supervised speech quality estimation and enhancement for SpeechBrain."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""One SpeechBrain Brain subclass per method, with the data pipeline it needs."""

@@ -1,0 +1,145 @@
+"""The one audio loader of the package (training, inference and CLI all read through it).
+
+It reads with soundfile through ``speechbrain.dataio.audio_io`` (never ``torchaudio.load``, which
+needs FFmpeg), then:
+
+- downmixes multi-channel audio to mono by averaging the channels (documented behaviour);
+- resamples to the requested rate with ``torchaudio.functional.resample``;
+- refuses, with an :class:`AudioLoadError` naming the file, a missing file, an unreadable or
+  unsupported file, zero-length audio, audio shorter than the model needs, and NaN/Inf samples;
+- warns (``logging``) on digital silence and on clipping.
+"""
+
+import logging
+import os
+
+import numpy as np
+import soundfile
+import torch
+import torchaudio
+
+from speechbrain.dataio import audio_io
+
+logger = logging.getLogger(__name__)
+
+#: Absolute sample value at or above which a sample counts as clipped.
+CLIP_LEVEL = 0.999
+#: Fraction of clipped samples above which a warning is given.
+CLIP_FRACTION = 0.001
+#: Peak below which a file counts as digital silence.
+SILENCE_PEAK = 1e-5
+
+
+class AudioLoadError(ValueError):
+    """Raised when an audio file cannot be used; the message names the file and the problem."""
+
+
+def load_audio(path, sample_rate=16000, min_duration=None, warn=True):
+    """Loads one audio file as a mono float tensor at ``sample_rate``.
+
+    Arguments
+    ---------
+    path : str or os.PathLike
+        The audio file (any format libsndfile reads: wav, flac, ogg...).
+    sample_rate : int
+        The rate the caller needs; other rates are resampled.
+    min_duration : float, optional
+        Minimum duration in seconds the caller needs (for example one STFT window).
+    warn : bool
+        Log a warning for digital silence and clipping.
+
+    Returns
+    -------
+    torch.Tensor
+        The waveform, shape ``[time]``, float32, at ``sample_rate``.
+
+    Raises
+    ------
+    AudioLoadError
+        For a missing, unreadable, empty, too short or non-finite file.
+
+    Example
+    -------
+    >>> import tempfile, os, soundfile, numpy as np
+    >>> path = os.path.join(tempfile.mkdtemp(), "tone.wav")
+    >>> stereo_8k = np.stack([np.sin(np.arange(8000) / 5.0)] * 2, axis=1) * 0.5
+    >>> soundfile.write(path, stereo_8k, 8000)
+    >>> wav = load_audio(path, sample_rate=16000)
+    >>> wav.shape
+    torch.Size([16000])
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise AudioLoadError(f"{path}: file not found")
+    if os.path.isdir(path):
+        raise AudioLoadError(f"{path}: is a folder, not an audio file")
+    try:
+        audio, file_rate = audio_io.load(path, channels_first=True, always_2d=True)
+    except Exception as error:  # soundfile raises several types for bad files
+        known = ", ".join(sorted(soundfile.available_formats()))
+        raise AudioLoadError(
+            f"{path}: cannot read as audio ({_root_cause(error)}). "
+            f"Readable formats: {known}"
+        ) from error
+    if audio.numel() == 0 or audio.shape[-1] == 0:
+        raise AudioLoadError(f"{path}: file holds no audio samples (zero length)")
+    audio = audio.float()
+    if not torch.isfinite(audio).all():
+        bad = int((~torch.isfinite(audio)).sum())
+        raise AudioLoadError(f"{path}: {bad} samples are NaN or Inf")
+    if audio.shape[0] > 1:  # downmix: mean of channels
+        audio = audio.mean(dim=0, keepdim=True)
+    wav = audio[0]
+    if file_rate != sample_rate:
+        wav = torchaudio.functional.resample(wav, file_rate, sample_rate)
+    if min_duration is not None and wav.shape[0] < int(round(min_duration * sample_rate)):
+        raise AudioLoadError(
+            f"{path}: audio is {wav.shape[0] / sample_rate:.3f} s long; "
+            f"at least {min_duration:.3f} s is needed"
+        )
+    if warn:
+        _warn_on_level(path, wav)
+    return wav
+
+
+def _warn_on_level(path, wav):
+    peak = float(wav.abs().max())
+    if peak < SILENCE_PEAK:
+        logger.warning("%s: digital silence (peak %.2e); scores will be meaningless", path, peak)
+        return
+    clipped = float((wav.abs() >= CLIP_LEVEL).float().mean())
+    if clipped > CLIP_FRACTION:
+        logger.warning("%s: %.2f%% of samples are clipped", path, 100 * clipped)
+
+
+def _root_cause(error):
+    while error.__cause__ is not None:
+        error = error.__cause__
+    return str(error).strip() or type(error).__name__
+
+
+def save_audio(path, wav, sample_rate=16000):
+    """Writes a mono waveform (``[time]`` tensor or array) as 16-bit PCM, creating folders.
+
+    Arguments
+    ---------
+    path : str
+        The output file.
+    wav : torch.Tensor or numpy.ndarray
+        The waveform, shape ``[time]``.
+    sample_rate : int
+        Its sampling rate.
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "a", "b.wav")
+    >>> save_audio(path, torch.zeros(160), 16000)
+    >>> load_audio(path, warn=False).shape
+    torch.Size([160])
+    """
+    if isinstance(wav, torch.Tensor):
+        wav = wav.detach().cpu().numpy()
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    soundfile.write(path, np.clip(np.asarray(wav, dtype=np.float32), -1, 1), sample_rate, subtype="PCM_16")

@@ -1,0 +1,1 @@
+"""Pretrained interfaces (SpeechBrain ``Pretrained`` subclasses) and hub export."""

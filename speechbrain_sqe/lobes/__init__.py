@@ -1,0 +1,1 @@
+"""Neural building blocks (nn.Modules only: no file I/O, no metrics)."""

@@ -1,0 +1,1 @@
+"""Objective speech quality metrics, correlation statistics and the parallel evaluation runner."""
