@@ -1,0 +1,1 @@
+"""Analysis: correlation reports, SSL robustness, plots."""

@@ -1,0 +1,221 @@
+"""How well a quality estimator agrees with intrusive metrics: per-file CSV, correlations, plot.
+
+Used by the VQScore recipe (and any later no-reference estimator): reference metrics of the noisy
+files are computed once per split with the parallel runner and cached; the report joins them with
+the estimator's scores, computes Pearson/Spearman/Kendall overall and per condition (SNR, noise
+family, reverberation), and draws a scatter plot.
+"""
+
+import csv
+import json
+import os
+
+from speechbrain_sqe.metrics.correlation import correlation
+from speechbrain_sqe.metrics.runner import evaluate_pairs
+
+#: Manifest columns that define a test condition.
+CONDITION_COLUMNS = ("snr", "noise_type", "reverb")
+
+
+def read_manifest(manifest):
+    """Reads a SpeechBrain CSV manifest as a dict of rows by ID.
+
+    Arguments
+    ---------
+    manifest : str
+        The CSV file.
+
+    Returns
+    -------
+    dict
+        ``{ID: row}``.
+    """
+    with open(manifest, newline="", encoding="utf-8") as stream:
+        return {row["ID"]: row for row in csv.DictReader(stream)}
+
+
+def load_reference_metrics(manifest, cache, metrics, jobs=1):
+    """Intrusive metrics of each noisy file against its clean reference, cached in a CSV.
+
+    Arguments
+    ---------
+    manifest : str
+        A pairs manifest (``ID``, ``clean_wav``, ``noisy_wav`` columns).
+    cache : str
+        CSV where the values are kept; reused when it covers the same IDs and metrics.
+    metrics : list of str
+        Metric names (see :mod:`speechbrain_sqe.metrics`), e.g. ``["pesq_wb", "stoi"]``.
+    jobs : int
+        Parallel processes.
+
+    Returns
+    -------
+    dict
+        ``{ID: {metric: value}}``.
+    """
+    rows = read_manifest(manifest)
+    if os.path.exists(cache):
+        with open(cache, newline="", encoding="utf-8") as stream:
+            cached = {row["ID"]: row for row in csv.DictReader(stream)}
+        if set(cached) == set(rows) and all(m in next(iter(cached.values()), {}) for m in metrics):
+            return {uid: {m: float(row[m]) for m in metrics} for uid, row in cached.items()}
+    pairs = [(row["clean_wav"], row["noisy_wav"]) for row in rows.values()]
+    results, failures = evaluate_pairs(pairs, metrics=metrics, jobs=jobs)
+    if failures:
+        raise RuntimeError(f"reference metrics failed for {manifest}: {failures[:5]}")
+    by_noisy = {result["deg"]: result for result in results}
+    values = {uid: {m: float(by_noisy[row["noisy_wav"]][m]) for m in metrics} for uid, row in rows.items()}
+    os.makedirs(os.path.dirname(os.path.abspath(cache)), exist_ok=True)
+    with open(cache, "w", newline="", encoding="utf-8") as stream:
+        writer = csv.DictWriter(stream, fieldnames=["ID", *metrics])
+        writer.writeheader()
+        for uid, value in values.items():
+            writer.writerow({"ID": uid, **value})
+    return values
+
+
+def write_quality_report(scores, reference, manifest, output_folder, score_key="vqscore_noisy"):
+    """Writes the per-file CSV, the correlation tables (JSON and markdown) and a scatter plot.
+
+    Arguments
+    ---------
+    scores : dict
+        ``{ID: {"vqscore_noisy": float, "vqscore_clean": float}}``.
+    reference : dict
+        ``{ID: {metric: value}}`` from :func:`load_reference_metrics`.
+    manifest : str
+        The pairs manifest (for paths and conditions).
+    output_folder : str
+        Where ``scores.csv``, ``correlations.json``, ``correlations.md`` and ``scatter.png`` go.
+    score_key : str
+        The score column correlated with the reference metrics.
+
+    Returns
+    -------
+    dict
+        The summary: overall correlations per metric, per-condition tables, the clean > noisy rate.
+    """
+    rows = read_manifest(manifest)
+    os.makedirs(output_folder, exist_ok=True)
+    table = []
+    for uid, score in scores.items():
+        if uid not in reference:
+            continue
+        row = rows[uid]
+        entry = {"ID": uid, "noisy_wav": row.get("noisy_wav"), "clean_wav": row.get("clean_wav")}
+        entry.update({column: row[column] for column in CONDITION_COLUMNS if column in row})
+        entry.update(score)
+        entry.update(reference[uid])
+        table.append(entry)
+    _write_csv(os.path.join(output_folder, "scores.csv"), table)
+    metrics = list(next(iter(reference.values())).keys())
+    summary = {
+        "n": len(table),
+        "clean_above_noisy": sum(r["vqscore_clean"] > r["vqscore_noisy"] for r in table) / max(len(table), 1),
+        "overall": {m: correlation([r[score_key] for r in table], [r[m] for r in table]) for m in metrics},
+        "per_condition": {},
+    }
+    for column in CONDITION_COLUMNS:
+        if table and column in table[0]:
+            summary["per_condition"][column] = _per_group(table, column, score_key, metrics)
+    with open(os.path.join(output_folder, "correlations.json"), "w", encoding="utf-8") as stream:
+        json.dump(summary, stream, indent=2)
+    with open(os.path.join(output_folder, "correlations.md"), "w", encoding="utf-8") as stream:
+        stream.write(format_summary_markdown(summary))
+    plot_scatter(table, score_key, metrics, os.path.join(output_folder, "scatter.png"))
+    return summary
+
+
+def _per_group(table, column, score_key, metrics):
+    groups = {}
+    for row in table:
+        groups.setdefault(row[column], []).append(row)
+    result = {}
+    for value, members in sorted(groups.items(), key=lambda item: _sort_key(item[0])):
+        result[value] = {"n": len(members), "mean_score": sum(r[score_key] for r in members) / len(members)}
+        for metric in metrics:
+            result[value][metric] = correlation([r[score_key] for r in members], [r[metric] for r in members])
+    return result
+
+
+def _sort_key(value):
+    try:
+        return (0, float(value), "")
+    except (TypeError, ValueError):
+        return (1, 0.0, str(value))
+
+
+def format_summary_markdown(summary):
+    """Formats a report summary as markdown tables.
+
+    Arguments
+    ---------
+    summary : dict
+        As returned by :func:`write_quality_report`.
+
+    Returns
+    -------
+    str
+        Markdown text.
+    """
+    lines = [
+        f"Files: {summary['n']}; clean scores above noisy: {100 * summary['clean_above_noisy']:.1f}%",
+        "",
+        "| metric | Pearson | Spearman | Kendall |",
+        "|---|---|---|---|",
+    ]
+    for metric, corr in summary["overall"].items():
+        lines.append(f"| {metric} | {corr['pearson']:.3f} | {corr['spearman']:.3f} | {corr['kendall']:.3f} |")
+    for column, groups in summary["per_condition"].items():
+        metrics = [k for k in next(iter(groups.values())) if k not in ("n", "mean_score")]
+        lines += ["", f"Per {column}:", "", "| " + column + " | n | mean score | "
+                  + " | ".join(f"Spearman {m}" for m in metrics) + " |",
+                  "|---" * (3 + len(metrics)) + "|"]
+        for value, stats in groups.items():
+            cells = " | ".join(f"{stats[m]['spearman']:.3f}" for m in metrics)
+            lines.append(f"| {value} | {stats['n']} | {stats['mean_score']:.4f} | {cells} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_scatter(table, score_key, metrics, path):
+    """Scatter plots of the score against each reference metric, one panel per metric.
+
+    Arguments
+    ---------
+    table : list of dict
+        Rows with ``score_key`` and each metric.
+    score_key : str
+        The score column (x axis).
+    metrics : list of str
+        The reference metrics (y axes).
+    path : str
+        The PNG file.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 4), squeeze=False)
+    for axis, metric in zip(axes[0], metrics):
+        x = [r[score_key] for r in table]
+        y = [r[metric] for r in table]
+        snr = [float(r.get("snr", 0) or 0) for r in table]
+        points = axis.scatter(x, y, c=snr, cmap="viridis", s=14)
+        corr = correlation(x, y)
+        axis.set_title(f"{metric}: Spearman {corr['spearman']:.3f}, Pearson {corr['pearson']:.3f}")
+        axis.set_xlabel(score_key)
+        axis.set_ylabel(metric)
+    fig.colorbar(points, ax=axes[0].tolist(), label="SNR (dB)")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _write_csv(path, table):
+    fields = []
+    for row in table:
+        fields += [key for key in row if key not in fields]
+    with open(path, "w", newline="", encoding="utf-8") as stream:
+        writer = csv.DictWriter(stream, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(table)

@@ -1,0 +1,139 @@
+"""Scoring many files fast: collect, sort by length, batch, pad, score; report bad files.
+
+Files are decoded in a DataLoader worker while the model scores the previous batch. Batches hold
+files of similar length (sorted by duration) so padding costs little; the model's masked
+normalization makes a padded batch score exactly as each file alone.
+"""
+
+import os
+
+import soundfile
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from speechbrain_sqe.dataio.audio import AudioLoadError
+
+#: Extensions collected from folders.
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".au", ".opus")
+
+
+def collect_audio_files(inputs):
+    """Expands files and folders (recursively) into a sorted list of audio files.
+
+    Arguments
+    ---------
+    inputs : list of str
+        Files and folders. Files are kept whatever their extension (a bad one is reported when
+        read); folders contribute files with a known audio extension.
+
+    Returns
+    -------
+    list of str
+        The files, folders expanded in sorted order.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> for name in ("b.wav", "a.flac", "notes.txt"):
+    ...     _ = open(os.path.join(folder, name), "w")
+    >>> [os.path.basename(p) for p in collect_audio_files([folder])]
+    ['a.flac', 'b.wav']
+    """
+    files = []
+    for item in inputs:
+        if os.path.isdir(item):
+            for root, dirs, names in os.walk(item):
+                dirs.sort()
+                files += [os.path.join(root, n) for n in sorted(names) if n.lower().endswith(AUDIO_EXTENSIONS)]
+        else:
+            files.append(item)
+    return files
+
+
+class _AudioFiles(Dataset):
+    """Reads files with the scorer's loader; a bad file yields its error instead of audio."""
+
+    def __init__(self, paths, load):
+        self.paths = paths
+        self.load = load
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, index):
+        path = self.paths[index]
+        try:
+            return path, self.load(path), None
+        except AudioLoadError as error:
+            return path, None, str(error)
+
+
+def _collate(items):
+    good = [(path, wav) for path, wav, _ in items if wav is not None]
+    bad = [(path, error) for path, _, error in items if error is not None]
+    if not good:
+        return [], None, None, bad
+    longest = max(wav.shape[0] for _, wav in good)
+    wavs = torch.zeros(len(good), longest)
+    for row, (_, wav) in enumerate(good):
+        wavs[row, : wav.shape[0]] = wav
+    lens = torch.tensor([wav.shape[0] / longest for _, wav in good])
+    return [path for path, _ in good], wavs, lens, bad
+
+
+def _duration_key(path):
+    try:
+        info = soundfile.info(path)
+        return info.frames / max(info.samplerate, 1)
+    except Exception:  # unreadable: scored (and reported) first
+        return 0.0
+
+
+def score_files(scorer, paths, batch_size=16, frames=False, num_workers=1, progress=True):
+    """Scores audio files in length-sorted batches.
+
+    Arguments
+    ---------
+    scorer : speechbrain_sqe.inference.vqscore.VQScore
+        The loaded interface.
+    paths : list of str
+        Audio files.
+    batch_size : int
+        Files per batch.
+    frames : bool
+        Also return per-frame scores.
+    num_workers : int
+        DataLoader processes decoding audio (0 decodes in the main process).
+    progress : bool
+        Show a tqdm progress bar.
+
+    Returns
+    -------
+    results : list of dict
+        ``{"path", "vqscore", "duration"}`` (plus ``"frames"``, a tensor, when asked), in the order
+        of ``paths``.
+    failures : list of tuple
+        ``(path, reason)`` of files that could not be scored.
+    """
+    order = sorted(range(len(paths)), key=lambda i: _duration_key(paths[i]))
+    dataset = _AudioFiles([paths[i] for i in order], scorer.load_file)
+    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=_collate, num_workers=num_workers)
+    results, failures = {}, []
+    rate = scorer.hparams.sample_rate
+    with tqdm(total=len(paths), desc="scoring", unit="file", disable=not progress) as bar:
+        for names, wavs, lens, bad in loader:
+            failures += bad
+            if names:
+                scores = scorer.score_batch(wavs, lens)
+                frame_scores = scorer.score_frames_batch(wavs, lens) if frames else None
+                for row, name in enumerate(names):
+                    duration = float(lens[row]) * wavs.shape[1] / rate
+                    results[name] = {"path": name, "vqscore": float(scores[row]), "duration": duration}
+                    if frames:
+                        count = int(round(duration * rate / scorer.hparams.hop_length)) + 1
+                        results[name]["frames"] = frame_scores[row, :count]
+            bar.update(len(names) + len(bad))
+    ordered = [results[p] for p in paths if p in results]
+    return ordered, failures

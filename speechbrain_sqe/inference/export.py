@@ -1,0 +1,139 @@
+"""The one export path: a hub-ready folder (hyperparams.yaml + Pretrainer + checkpoint + card).
+
+The folder loads with ``<Interface>.from_hparams(source=folder)`` and can be uploaded to a model hub
+as it is.
+"""
+
+import datetime
+import json
+import os
+
+import torch
+import yaml
+
+VQSCORE_HPARAMS = """\
+# VQScore: no-reference speech quality from a VQ-VAE trained on clean speech only
+# (Fu et al., ICLR 2024), trained with speechbrain-sqe's hparams/vqscore.yaml.
+#   from speechbrain_sqe.inference.vqscore import VQScore
+#   scorer = VQScore.from_hparams(source="<this folder or a hub id>")
+#   scorer.score_file("speech.wav")
+
+sample_rate: {sample_rate}
+n_fft: {n_fft}
+hop_length: {hop_length}
+# Shorter files are refused with a clear error (a few STFT frames are needed).
+min_seconds: {min_seconds}
+
+compute_stft: !new:speechbrain_sqe.lobes.spectral.STFTMagnitude
+    n_fft: !ref <n_fft>
+    hop_length: !ref <hop_length>
+
+vqvae: !new:speechbrain_sqe.lobes.vqvae.VQVAEQualityModel
+{model_kwargs}
+modules:
+    vqvae: !ref <vqvae>
+
+pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer
+    loadables:
+        vqvae: !ref <vqvae>
+    paths:
+        vqvae: model.ckpt
+"""
+
+
+def build_vqscore_hub(model, output_folder, sample_rate=16000, n_fft=512, hop_length=256,
+                      min_seconds=0.1, card=None):
+    """Writes a hub-ready VQScore folder for ``model``.
+
+    Arguments
+    ---------
+    model : speechbrain_sqe.lobes.vqvae.VQVAEQualityModel
+        The trained model (its ``config`` gives the constructor arguments).
+    output_folder : str
+        The folder to write (created).
+    sample_rate, n_fft, hop_length : int
+        The front end the model was trained with.
+    min_seconds : float
+        Shortest audio the interface accepts.
+    card : str, optional
+        The model card (README.md); a minimal one is written when None.
+
+    Returns
+    -------
+    str
+        ``output_folder``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from speechbrain_sqe.lobes.vqvae import VQVAEQualityModel
+    >>> folder = build_vqscore_hub(VQVAEQualityModel(codebook_size=16), tempfile.mkdtemp())
+    >>> sorted(os.listdir(folder))
+    ['README.md', 'hyperparams.yaml', 'model.ckpt']
+    """
+    os.makedirs(output_folder, exist_ok=True)
+    kwargs = yaml.safe_dump(dict(model.config), default_flow_style=None, sort_keys=False)
+    kwargs = "".join(f"    {line}\n" for line in kwargs.strip().splitlines())
+    with open(os.path.join(output_folder, "hyperparams.yaml"), "w", encoding="utf-8") as stream:
+        stream.write(VQSCORE_HPARAMS.format(
+            sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length,
+            min_seconds=min_seconds, model_kwargs=kwargs,
+        ))
+    state = {key: value.detach().cpu().clone() for key, value in model.state_dict().items()}
+    torch.save(state, os.path.join(output_folder, "model.ckpt"))
+    with open(os.path.join(output_folder, "README.md"), "w", encoding="utf-8") as stream:
+        stream.write(card or "# VQScore model\n\nTrained with speechbrain-sqe (hparams/vqscore.yaml).\n")
+    return output_folder
+
+
+def vqscore_model_card(report, train_description, training, command):
+    """Writes the model card text of a VQScore model from its measured report.
+
+    Arguments
+    ---------
+    report : dict
+        The test-report summary (:func:`speechbrain_sqe.analysis.quality_report.write_quality_report`).
+    train_description : str
+        What the model was trained on.
+    training : dict
+        Training facts (epochs, time, hardware...).
+    command : str
+        The command that trained it.
+
+    Returns
+    -------
+    str
+        Markdown text.
+    """
+    lines = [
+        "# VQScore (speechbrain-sqe)",
+        "",
+        "No-reference speech quality: the cosine similarity between a clean-speech VQ-VAE's encoder",
+        "output and its nearest code, averaged over frames (Fu et al., ICLR 2024). Higher is better.",
+        "",
+        "```python",
+        "from speechbrain_sqe.inference.vqscore import VQScore",
+        'scorer = VQScore.from_hparams(source="<this folder>")',
+        'scorer.score_file("speech.wav")',
+        "```",
+        "",
+        "## Training",
+        "",
+        f"- Data: {train_description}",
+        f"- Command: `{command}`",
+    ]
+    lines += [f"- {key}: {value}" for key, value in training.items()]
+    lines += [
+        f"- Exported: {datetime.date.today().isoformat()}",
+        "",
+        "## Measured on the embedded test split (noisy files)",
+        "",
+        f"Clean above its noisy version in {100 * report['clean_above_noisy']:.1f}% of {report['n']} pairs.",
+        "",
+        "| metric | Pearson | Spearman | Kendall |",
+        "|---|---|---|---|",
+    ]
+    for metric, corr in report["overall"].items():
+        lines.append(f"| {metric} | {corr['pearson']:.3f} | {corr['spearman']:.3f} | {corr['kendall']:.3f} |")
+    lines += ["", "Full report (JSON):", "", "```json", json.dumps(report["overall"], indent=1), "```", ""]
+    return "\n".join(lines)

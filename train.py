@@ -1,0 +1,63 @@
+#!/usr/bin/env python3
+"""One entry point for every recipe of speechbrain-sqe.
+
+    python train.py hparams/vqscore.yaml [SpeechBrain flags] [--key=value overrides]
+    torchrun --nproc_per_node=2 train.py hparams/vqscore.yaml --distributed_backend=gloo
+
+The recipe YAML names its Brain class (``brain_class``, a ``!name:`` tag) and its data preparation
+(``prepare_data``, a ``!name:`` partial); the Brain's ``run_recipe`` does the rest (fit, evaluate,
+export). The YAML is checked before loading: object tags outside ``speechbrain``, ``speechbrain_sqe``
+and ``torch`` are refused unless ``--trust_hparams`` is given.
+"""
+
+import sys
+
+import speechbrain as sb
+from hyperpyyaml import load_hyperpyyaml
+from speechbrain.utils.distributed import run_on_main
+
+from speechbrain_sqe.utils.safe_load import (
+    UnsafeHyperparamsError,
+    check_hyperparams_file,
+    find_untrusted_tags,
+)
+
+TRUST_FLAG = "--trust_hparams"
+
+
+def main(argv=None):
+    """Runs the recipe named on the command line; returns the Brain."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    trust = TRUST_FLAG in argv
+    argv = [arg for arg in argv if arg != TRUST_FLAG]
+    hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    check_hyperparams_file(hparams_file, trust_hparams=trust)
+    if not trust and overrides and find_untrusted_tags(overrides):
+        raise UnsafeHyperparamsError(
+            f"command-line overrides construct untrusted objects: {find_untrusted_tags(overrides)}; "
+            f"add {TRUST_FLAG} if you mean it"
+        )
+    sb.utils.distributed.ddp_init_group(run_opts)
+    with open(hparams_file, encoding="utf-8") as stream:
+        hparams = load_hyperpyyaml(stream, overrides)
+    sb.create_experiment_directory(
+        experiment_directory=hparams["output_folder"],
+        hyperparams_to_save=hparams_file,
+        overrides=overrides,
+    )
+    # Prepare on the main process only; the second call on every rank just reads the manifests.
+    run_on_main(hparams["prepare_data"])
+    manifests = hparams["prepare_data"]()
+    brain = hparams["brain_class"](
+        modules=hparams["modules"],
+        opt_class=hparams["opt_class"],
+        hparams=hparams,
+        run_opts=run_opts,
+        checkpointer=hparams["checkpointer"],
+    )
+    brain.run_recipe(manifests)
+    return brain
+
+
+if __name__ == "__main__":
+    main()
