@@ -9,6 +9,7 @@ and a scatter plot, then the recipe exports a hub-ready folder that
 
 import logging
 import os
+import sys
 
 import speechbrain as sb
 from speechbrain.utils.distributed import if_main_process, run_on_main
@@ -19,7 +20,7 @@ from speechbrain_sqe.analysis.quality_report import (
 )
 from speechbrain_sqe.brains.base import RecipeBrain
 from speechbrain_sqe.brains.dataio import clean_speech_dataset, paired_dataset
-from speechbrain_sqe.inference.export import export_vqscore_hub
+from speechbrain_sqe.inference.export import build_vqscore_hub, vqscore_model_card
 from speechbrain_sqe.lobes.vqvae import spectral_cosine_loss
 from speechbrain_sqe.metrics.correlation import correlation
 
@@ -34,18 +35,21 @@ class VQScoreBrain(RecipeBrain):
     ``recon_weight``, ``commit_weight``, the dataloader options and the report settings.
     """
 
+    def features(self, wavs, lens):
+        """Magnitude spectrogram, each utterance exactly as alone, and relative frame lengths."""
+        spec = self.hparams.compute_stft(wavs, lens)
+        return spec, self.hparams.compute_stft.frame_lengths(lens, wavs.shape[1])
+
     def compute_forward(self, batch, stage):
         """Reconstructs clean speech in training; scores noisy and clean speech otherwise."""
         batch = batch.to(self.device)
         if stage == sb.Stage.TRAIN:
-            wavs, lens = batch.sig
-            spec = self.hparams.compute_stft(wavs)
+            spec, lens = self.features(*batch.sig)
             spec_hat, _, quantized = self.modules.vqvae(spec, lens)
             return spec, spec_hat, quantized, lens
-        noisy, noisy_lens = batch.noisy_sig
-        clean, clean_lens = batch.clean_sig
-        noisy_scores = self.modules.vqvae.score(self.hparams.compute_stft(noisy), noisy_lens)
-        clean_spec = self.hparams.compute_stft(clean)
+        noisy_spec, noisy_lens = self.features(*batch.noisy_sig)
+        clean_spec, clean_lens = self.features(*batch.clean_sig)
+        noisy_scores = self.modules.vqvae.score(noisy_spec, noisy_lens)
         clean_hat, _, quantized = self.modules.vqvae(clean_spec, clean_lens)
         clean_scores = self.modules.vqvae.score(clean_spec, clean_lens)
         return clean_spec, clean_hat, quantized, clean_lens, noisy_scores, clean_scores
@@ -134,13 +138,15 @@ class VQScoreBrain(RecipeBrain):
                 manifest=manifests["test"],
                 output_folder=hp.report_folder,
             )
-            export_vqscore_hub(
-                model=self.modules.vqvae,
-                hparams_template=hp.hub_template,
-                model_kwargs=hp.model_kwargs,
-                output_folder=hp.hub_folder,
-                card_facts={"report": report, "train_manifest": manifests["train_clean"],
-                            "epochs": hp.epoch_counter.current},
+            card = vqscore_model_card(
+                report,
+                train_description=f"clean speech of {manifests['train_clean']}",
+                training={"epochs": hp.epoch_counter.current, "corpus": hp.corpus},
+                command="python train.py " + " ".join(sys.argv[1:]),
+            )
+            build_vqscore_hub(
+                self.modules.vqvae, hp.hub_folder, sample_rate=hp.sample_rate, n_fft=hp.n_fft,
+                hop_length=hp.hop_length, card=card,
             )
             logger.info("Exported the trained scorer to %s", hp.hub_folder)
         return self.scores

@@ -35,9 +35,7 @@ modules:
 
 pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer
     loadables:
-        vqvae: !ref <vqvae>
-    paths:
-        vqvae: model.ckpt
+        vqvae: !ref <vqvae>   # read from vqvae.ckpt beside this file
 """
 
 
@@ -69,7 +67,7 @@ def build_vqscore_hub(model, output_folder, sample_rate=16000, n_fft=512, hop_le
     >>> from speechbrain_sqe.lobes.vqvae import VQVAEQualityModel
     >>> folder = build_vqscore_hub(VQVAEQualityModel(codebook_size=16), tempfile.mkdtemp())
     >>> sorted(os.listdir(folder))
-    ['README.md', 'hyperparams.yaml', 'model.ckpt']
+    ['README.md', 'hyperparams.yaml', 'vqvae.ckpt']
     """
     os.makedirs(output_folder, exist_ok=True)
     kwargs = yaml.safe_dump(dict(model.config), default_flow_style=None, sort_keys=False)
@@ -80,7 +78,7 @@ def build_vqscore_hub(model, output_folder, sample_rate=16000, n_fft=512, hop_le
             min_seconds=min_seconds, model_kwargs=kwargs,
         ))
     state = {key: value.detach().cpu().clone() for key, value in model.state_dict().items()}
-    torch.save(state, os.path.join(output_folder, "model.ckpt"))
+    torch.save(state, os.path.join(output_folder, "vqvae.ckpt"))
     with open(os.path.join(output_folder, "README.md"), "w", encoding="utf-8") as stream:
         stream.write(card or "# VQScore model\n\nTrained with speechbrain-sqe (hparams/vqscore.yaml).\n")
     return output_folder

@@ -76,9 +76,8 @@ class VQScore(SafePretrained):
         torch.Tensor
             One score per waveform, ``[batch]``.
         """
-        wavs, wav_lens = self._prepare(wavs, wav_lens)
-        spec = self.hparams.compute_stft(wavs)
-        return self.mods.vqvae.score(spec, wav_lens).cpu()
+        spec, frame_lens = self._features(wavs, wav_lens)
+        return self.mods.vqvae.score(spec, frame_lens).cpu()
 
     @torch.no_grad()
     def score_frames_batch(self, wavs, wav_lens=None):
@@ -96,9 +95,8 @@ class VQScore(SafePretrained):
         torch.Tensor
             Frame scores, ``[batch, frames]``.
         """
-        wavs, wav_lens = self._prepare(wavs, wav_lens)
-        spec = self.hparams.compute_stft(wavs)
-        return self.mods.vqvae.score_frames(spec, wav_lens).cpu()
+        spec, frame_lens = self._features(wavs, wav_lens)
+        return self.mods.vqvae.score_frames(spec, frame_lens).cpu()
 
     def score_file(self, path):
         """VQScore of one audio file.
@@ -136,11 +134,15 @@ class VQScore(SafePretrained):
         times = torch.arange(scores.shape[0]) * self.hparams.hop_length / self.hparams.sample_rate
         return times, scores
 
-    def _prepare(self, wavs, wav_lens):
+    def _features(self, wavs, wav_lens):
+        """Spectrogram of each waveform exactly as alone, and relative frame lengths."""
         if wavs.dim() == 1:
             wavs = wavs.unsqueeze(0)
         if wavs.dim() != 2:
             raise ValueError(f"expected waveforms [batch, time], got shape {tuple(wavs.shape)}")
-        if wav_lens is None:
-            wav_lens = torch.ones(wavs.shape[0])
-        return wavs.float().to(self.device), wav_lens.float().to(self.device)
+        wavs = wavs.float().to(self.device)
+        if wav_lens is None:  # all full length: one batched STFT
+            return self.hparams.compute_stft(wavs), None
+        wav_lens = wav_lens.float().to(self.device)
+        spec = self.hparams.compute_stft(wavs, wav_lens)
+        return spec, self.hparams.compute_stft.frame_lengths(wav_lens, wavs.shape[1])

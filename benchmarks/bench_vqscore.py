@@ -1,0 +1,111 @@
+"""VQScore scoring throughput (x real time, decoding included) and peak memory, beside DNSMOS.
+
+    python benchmarks/bench_vqscore.py [--files N] [--seconds S] [--model FOLDER] [--batch-size B]
+
+Each configuration runs in a fresh subprocess so that its peak memory (max RSS) is its own.
+Prints a markdown table.
+"""
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import soundfile
+
+
+def make_files(folder, count, seconds, rate=16000):
+    """Writes ``count`` speech-like files (harmonic tones with noise bursts) of ``seconds`` each."""
+    rng = np.random.default_rng(0)
+    paths = []
+    t = np.arange(int(seconds * rate)) / rate
+    for index in range(count):
+        pitch = 100 + 150 * rng.random()
+        voiced = sum(np.sin(2 * np.pi * pitch * k * t) / k for k in range(1, 12))
+        envelope = 0.5 * (1 + np.sin(2 * np.pi * 3 * t + rng.random() * 6))
+        wav = 0.1 * voiced * envelope + 0.01 * rng.standard_normal(t.shape) * rng.random()
+        path = os.path.join(folder, f"utt{index:05d}.wav")
+        soundfile.write(path, wav.astype(np.float32), rate, subtype="PCM_16")
+        paths.append(path)
+    return paths
+
+
+def run_one(config):
+    """Runs one configuration in this process and returns its measurements."""
+    import torch
+
+    torch.set_num_threads(config["threads"])
+    start = time.perf_counter()
+    if config["method"] == "vqscore":
+        from speechbrain_sqe.inference.batch_scoring import score_files
+        from speechbrain_sqe.inference.vqscore import VQScore
+
+        scorer = VQScore.from_hparams(source=config["model"])
+        load_time = time.perf_counter() - start
+        start = time.perf_counter()
+        results, failures = score_files(scorer, config["paths"], batch_size=config["batch_size"],
+                                        num_workers=config["workers"], progress=False)
+        assert not failures, failures
+    else:
+        from speechbrain_sqe.dataio.audio import load_audio
+        from speechbrain_sqe.metrics.dnsmos import dnsmos_scores
+
+        load_time = 0.0
+        for path in config["paths"]:
+            dnsmos_scores(load_audio(path).numpy(), 16000)
+    elapsed = time.perf_counter() - start
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"elapsed": elapsed, "load": load_time, "peak_mb": peak_mb}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--files", type=int, default=200)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--model", default=None, help="VQScore folder (default: the shipped model)")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--dnsmos-files", type=int, default=40, help="DNSMOS is slow: a subset")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(run_one(json.loads(args.child))))
+        return
+    from speechbrain_sqe.inference.vqscore import DEFAULT_MODEL
+
+    model = args.model or DEFAULT_MODEL
+    folder = tempfile.mkdtemp()
+    paths = make_files(folder, args.files, args.seconds)
+    audio_seconds = args.files * args.seconds
+    configs = [
+        ("VQScore", "vqscore", 1, 0, paths),
+        ("VQScore", "vqscore", 2, 0, paths),
+        ("VQScore", "vqscore", 1, 1, paths),
+        ("VQScore", "vqscore", 2, 1, paths),
+        ("DNSMOS P.835", "dnsmos", 1, 0, paths[: args.dnsmos_files]),
+        ("DNSMOS P.835", "dnsmos", 2, 0, paths[: args.dnsmos_files]),
+    ]
+    print(f"{args.files} files x {args.seconds:.1f} s ({audio_seconds / 60:.1f} min), batch {args.batch_size}")
+    print()
+    print("| method | torch threads | decode workers | files | seconds | x real time | peak RSS (MB) |")
+    print("|---|---|---|---|---|---|---|")
+    for name, method, threads, workers, subset in configs:
+        config = {"method": method, "threads": threads, "workers": workers, "paths": subset,
+                  "model": model, "batch_size": args.batch_size}
+        out = subprocess.run([sys.executable, __file__, "--child", json.dumps(config)],
+                             capture_output=True, text=True, check=False)
+        if out.returncode != 0:
+            print(f"| {name} | {threads} | {workers} | failed: {out.stderr.strip().splitlines()[-1]} |")
+            continue
+        result = json.loads(out.stdout.strip().splitlines()[-1])
+        seconds = len(subset) * args.seconds
+        print(f"| {name} | {threads} | {workers} | {len(subset)} | {result['elapsed']:.2f} | "
+              f"{seconds / result['elapsed']:.0f} | {result['peak_mb']:.0f} |")
+
+
+if __name__ == "__main__":
+    main()

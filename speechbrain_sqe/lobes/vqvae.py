@@ -1,0 +1,511 @@
+"""VQ-VAE of VQScore (Fu et al., "Self-Supervised Speech Quality Estimation and Enhancement Using
+Only Clean Speech", ICLR 2024): a 1-D CNN autoencoder on magnitude spectrograms with a cosine
+vector quantizer. Trained on clean speech only; the quality of an utterance is the mean over frames
+of ``cos(z_t, q(z_t))``, the cosine similarity between the encoder output and its code.
+
+Layout (defaults = the authors' quality-estimation model, about 0.9 M parameters)::
+
+    spec [B, T, 257] -> InstanceNorm over time
+    enc1 = IN(act(conv(x)))          257 -> 128
+    enc2 = IN(act(conv(enc1)))       128 -> 128
+    enc3 = IN(act(conv(enc1+enc2)))  128 -> 64
+    enc4 = IN(act(conv(enc3)))        64 -> 64
+    enc5 = IN(act(conv(enc3+enc4)))   64 -> 32
+    z    = IN(conv(enc5))             32 -> 32
+    zq   = VQ(z)                      2048 x 32 cosine codebook, EMA, k-means init
+    dec1 = act(conv(zq))              32 -> 32
+    dec2 = act(conv(dec1))            32 -> 64
+    dec3 = act(conv(dec2))            64 -> 64
+    dec4 = act(conv(dec3+dec2))       64 -> 128
+    dec5 = act(conv(dec4))           128 -> 128
+    out  = relu(conv(dec5+dec4))     128 -> 257
+
+with ``conv`` a Conv1d over time (frequency as channels, kernel 7, stride 1, "same" padding),
+``act`` LeakyReLU(0.3) and ``IN`` an instance norm over time without affine parameters. The
+training loss is ``45 * spectral_cosine_loss(spec, spec_hat) + 1.0 * commit_loss``.
+
+Padded batches: an instance norm over a padded utterance would include the padded frames in its
+statistics, and the convolutions would see padding values where an utterance alone sees the
+convolution's zero padding. With ``lengths``, every norm here is a masked instance norm (statistics
+over the valid frames only) and every layer's output is zeroed beyond each utterance's end, so
+each utterance of a padded batch gets the same ``z``, codes and score as alone.
+
+Authors: speechbrain-sqe contributors
+"""
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+from speechbrain_sqe.lobes.quantizers import (
+    COSINE_EPS,
+    QuantizerOutput,
+    VectorQuantizer,
+    cosine_similarity,
+    relative_lengths_to_mask,
+)
+
+__all__ = [
+    "VQVAEOutput",
+    "VQVAEQualityDecoder",
+    "VQVAEQualityEncoder",
+    "VQVAEQualityModel",
+    "masked_instance_norm",
+    "spectral_cosine_loss",
+]
+
+
+def masked_instance_norm(x, mask=None, eps=1e-5):
+    """Instance norm over time (no affine) restricted to valid frames.
+
+    Matches ``torch.nn.InstanceNorm1d(C)`` (biased variance, ``eps`` inside the square root) when
+    ``mask`` is None; otherwise mean and variance are taken over the valid frames only and the
+    padded frames of the output are set to 0.
+
+    Arguments
+    ---------
+    x : torch.Tensor
+        ``[batch, channels, time]``.
+    mask : torch.Tensor, optional
+        ``[batch, time]`` bool, True on valid frames.
+    eps : float
+        Added to the variance.
+
+    Returns
+    -------
+    torch.Tensor
+        Normalised ``[batch, channels, time]``.
+
+    Example
+    -------
+    >>> x = torch.randn(2, 4, 10)  # [batch, channels, time]
+    >>> mask = torch.arange(10) < torch.tensor([[10], [6]])
+    >>> y = masked_instance_norm(x, mask)
+    >>> torch.allclose(y[1:, :, :6], masked_instance_norm(x[1:, :, :6]), atol=1e-5)
+    True
+    >>> float(y[1, :, 6:].abs().sum())
+    0.0
+    """
+    if mask is None:
+        return F.instance_norm(x, eps=eps)
+    m = mask.unsqueeze(1).to(x.dtype)
+    count = m.sum(-1, keepdim=True).clamp(min=1.0)
+    mean = (x * m).sum(-1, keepdim=True) / count
+    var = ((x - mean).pow(2) * m).sum(-1, keepdim=True) / count
+    return (x - mean) * torch.rsqrt(var + eps) * m
+
+
+def spectral_cosine_loss(x, x_hat, lengths=None, eps=COSINE_EPS):
+    """Minus the mean over valid frames of the cosine similarity of two spectrograms.
+
+    Per frame ``sum(x / (||x|| + eps) * x_hat / (||x_hat|| + eps))`` over frequency, as the
+    authors' ``cos_loss`` (on linear magnitudes for VQScore).
+
+    Arguments
+    ---------
+    x : torch.Tensor
+        Reference ``[batch, time, freq]``.
+    x_hat : torch.Tensor
+        Reconstruction ``[batch, time, freq]``.
+    lengths : torch.Tensor, optional
+        Relative lengths ``[batch]``; padded frames are excluded.
+    eps : float
+        Added to each frame's norm.
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar loss in ``[-1, 1]`` (-1 = identical directions).
+
+    Example
+    -------
+    >>> x = torch.rand(2, 10, 257)  # [batch, time, channels]
+    >>> float(spectral_cosine_loss(x, 3 * x)) < -0.9999
+    True
+    """
+    cos = cosine_similarity(x, x_hat, eps=eps)
+    mask = relative_lengths_to_mask(lengths, x.shape[1], device=x.device)
+    if mask is None:
+        return -cos.mean()
+    m = mask.to(cos.dtype)
+    return -(cos * m).sum() / m.sum().clamp(min=1.0)
+
+
+def _conv(in_channels, out_channels, kernel_size):
+    return torch.nn.Conv1d(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
+
+
+def _apply_mask(x, mask):
+    """Zeroes the padded frames of ``[batch, channels, time]``."""
+    return x if mask is None else x * mask.unsqueeze(1).to(x.dtype)
+
+
+class VQVAEQualityEncoder(torch.nn.Module):
+    """Encoder of the VQScore VQ-VAE (1-D CNN with instance norms and skip sums).
+
+    Stages: for each ``c`` in ``channels``, ``a = IN(act(conv(h)))`` (to ``c``),
+    ``b = IN(act(conv(a)))`` (``c`` to ``c``), ``h = a + b``; then ``e = IN(act(conv(h)))`` (to
+    ``output_size``) and ``z = IN(conv(e))``. Convolutions are stored in order in ``convs``
+    (the authors' ``conv_enc1`` ... ``conv_enc6`` for the defaults).
+
+    Arguments
+    ---------
+    input_size : int
+        Frequency bins of the input (257).
+    channels : sequence of int
+        Channels of the residual stages (``(128, 64)``).
+    output_size : int
+        Dimension of ``z`` (the codebook dimension, 32).
+    kernel_size : int
+        Odd convolution kernel size over time.
+    negative_slope : float
+        LeakyReLU slope.
+    input_norm : bool
+        Instance-normalise the input spectrogram first.
+    norm_eps : float
+        Epsilon of the instance norms.
+
+    Example
+    -------
+    >>> enc = VQVAEQualityEncoder()
+    >>> spec = torch.rand(2, 40, 257)  # [batch, time, channels]
+    >>> enc(spec).shape  # [batch, time, channels]
+    torch.Size([2, 40, 32])
+    """
+
+    def __init__(
+        self,
+        input_size=257,
+        channels=(128, 64),
+        output_size=32,
+        kernel_size=7,
+        negative_slope=0.3,
+        input_norm=True,
+        norm_eps=1e-5,
+    ):
+        super().__init__()
+        if kernel_size % 2 != 1:
+            raise ValueError("kernel_size must be odd (same-length convolutions)")
+        self.input_norm = input_norm
+        self.norm_eps = norm_eps
+        self.activation = torch.nn.LeakyReLU(negative_slope)
+        convs, prev = [], input_size
+        for c in list(channels) + [output_size]:
+            convs += [_conv(prev, c, kernel_size), _conv(c, c, kernel_size)]
+            prev = c
+        self.convs = torch.nn.ModuleList(convs)
+
+    def _norm(self, x, mask):
+        return masked_instance_norm(x, mask, self.norm_eps)
+
+    def forward(self, spec, lengths=None):
+        """Encodes a spectrogram.
+
+        Arguments
+        ---------
+        spec : torch.Tensor
+            ``[batch, time, input_size]``.
+        lengths : torch.Tensor, optional
+            Relative lengths ``[batch]`` (masked norms; padded frames of ``z`` are 0).
+
+        Returns
+        -------
+        torch.Tensor
+            ``z``: ``[batch, time, output_size]``.
+        """
+        mask = relative_lengths_to_mask(lengths, spec.shape[1], device=spec.device)
+        h = spec.transpose(1, 2)
+        h = self._norm(h, mask) if self.input_norm else _apply_mask(h, mask)
+        num_stages = len(self.convs) // 2
+        for stage in range(num_stages - 1):
+            a = self._norm(self.activation(self.convs[2 * stage](h)), mask)
+            b = self._norm(self.activation(self.convs[2 * stage + 1](a)), mask)
+            h = a + b
+        e = self._norm(self.activation(self.convs[-2](h)), mask)
+        z = self._norm(self.convs[-1](e), mask)
+        return z.transpose(1, 2)
+
+
+class VQVAEQualityDecoder(torch.nn.Module):
+    """Decoder of the VQScore VQ-VAE (mirror of the encoder, no norms, ReLU output).
+
+    ``h = act(conv(zq))`` (``input_size`` to ``input_size``); for each ``c`` in ``channels``
+    (given in encoder order, used reversed): ``a = act(conv(h))``, ``b = act(conv(a))``,
+    ``h = a + b``; ``out = relu(conv(h))`` to ``output_size``. Convolutions are stored in order in
+    ``convs`` (the authors' ``conv_dec1`` ... ``conv_dec6`` for the defaults).
+
+    Arguments
+    ---------
+    input_size : int
+        Dimension of the codes (32).
+    channels : sequence of int
+        Channels of the encoder's residual stages (``(128, 64)``); the decoder runs them reversed.
+    output_size : int
+        Frequency bins of the output (257).
+    kernel_size : int
+        Odd convolution kernel size over time.
+    negative_slope : float
+        LeakyReLU slope.
+
+    Example
+    -------
+    >>> dec = VQVAEQualityDecoder()
+    >>> zq = torch.randn(2, 40, 32)  # [batch, time, channels]
+    >>> dec(zq).shape  # [batch, time, channels]
+    torch.Size([2, 40, 257])
+    """
+
+    def __init__(
+        self, input_size=32, channels=(128, 64), output_size=257, kernel_size=7, negative_slope=0.3
+    ):
+        super().__init__()
+        if kernel_size % 2 != 1:
+            raise ValueError("kernel_size must be odd (same-length convolutions)")
+        self.activation = torch.nn.LeakyReLU(negative_slope)
+        convs, prev = [_conv(input_size, input_size, kernel_size)], input_size
+        for c in reversed(list(channels)):
+            convs += [_conv(prev, c, kernel_size), _conv(c, c, kernel_size)]
+            prev = c
+        convs.append(_conv(prev, output_size, kernel_size))
+        self.convs = torch.nn.ModuleList(convs)
+
+    def forward(self, zq, lengths=None):
+        """Decodes codes into a magnitude spectrogram.
+
+        Arguments
+        ---------
+        zq : torch.Tensor
+            ``[batch, time, input_size]``.
+        lengths : torch.Tensor, optional
+            Relative lengths ``[batch]`` (padded frames are zeroed between layers and at the output).
+
+        Returns
+        -------
+        torch.Tensor
+            ``[batch, time, output_size]``, non-negative.
+        """
+        mask = relative_lengths_to_mask(lengths, zq.shape[1], device=zq.device)
+        h = _apply_mask(zq.transpose(1, 2), mask)
+        h = _apply_mask(self.activation(self.convs[0](h)), mask)
+        for stage in range((len(self.convs) - 2) // 2):
+            a = _apply_mask(self.activation(self.convs[1 + 2 * stage](h)), mask)
+            b = _apply_mask(self.activation(self.convs[2 + 2 * stage](a)), mask)
+            h = a + b
+        out = _apply_mask(F.relu(self.convs[-1](h)), mask)
+        return out.transpose(1, 2)
+
+
+class VQVAEOutput(NamedTuple):
+    """What :meth:`VQVAEQualityModel.forward` returns (unpacks as ``spec_hat, z, vq``).
+
+    Attributes
+    ----------
+    spec_hat : torch.Tensor
+        Reconstructed spectrogram ``[batch, time, freq]``.
+    z : torch.Tensor
+        Encoder output ``[batch, time, codebook_dim]``.
+    vq : QuantizerOutput
+        The quantizer's output (``quantized``, ``indices``, ``commit_loss``, ``similarity``...).
+    """
+
+    spec_hat: torch.Tensor
+    z: torch.Tensor
+    vq: QuantizerOutput
+
+
+class VQVAEQualityModel(torch.nn.Module):
+    """VQScore VQ-VAE: encoder, vector quantizer and decoder (defaults = the authors' QE model).
+
+    Arguments
+    ---------
+    input_size : int
+        Frequency bins (257 for ``n_fft=512``).
+    channels : sequence of int
+        Channels of the residual stages of the encoder (reversed in the decoder).
+    codebook_dim : int
+        Dimension of ``z`` and of the codes.
+    codebook_size : int
+        Number of codes.
+    kernel_size : int
+        Odd convolution kernel size over time.
+    negative_slope : float
+        LeakyReLU slope.
+    distance : str
+        ``"cosine"`` (VQScore) or ``"euclidean"``.
+    ema_update : bool
+        EMA codebook (True) or learned codebook (False).
+    decay : float
+        EMA decay.
+    eps : float
+        Laplace smoothing of the EMA cluster sizes.
+    kmeans_init : bool
+        k-means initialisation of the codebook on the first training batch.
+    kmeans_iters : int
+        k-means iterations.
+    threshold_ema_dead_code : float
+        Dead-code restart threshold (0 = off, as the authors).
+    commitment_weight : float
+        Weight of the commitment loss in ``vq.loss``.
+    ce_temperature : float
+        Temperature of the quantizer's cross-entropy logits.
+    euclidean_logits : str
+        Euclidean-mode cross-entropy logits: ``"distance"`` or ``"squared_distance"``.
+    freeze_codebook : bool
+        Never update the codebook (e.g. when training a student encoder against a fixed codebook).
+    sync_distributed : bool
+        Synchronise the codebook across DDP processes.
+
+    Example
+    -------
+    >>> model = VQVAEQualityModel()
+    >>> spec = torch.rand(2, 40, 257)  # [batch, time, channels]
+    >>> lengths = torch.tensor([1.0, 0.75])
+    >>> spec_hat, z, vq = model(spec, lengths)
+    >>> spec_hat.shape, z.shape, vq.indices.shape  # [batch, time, channels]
+    (torch.Size([2, 40, 257]), torch.Size([2, 40, 32]), torch.Size([2, 40]))
+    >>> model.score_frames(spec, lengths).shape  # [batch, time]
+    torch.Size([2, 40])
+    >>> model.score(spec, lengths).shape  # [batch]
+    torch.Size([2])
+    """
+
+    def __init__(
+        self,
+        input_size=257,
+        channels=(128, 64),
+        codebook_dim=32,
+        codebook_size=2048,
+        kernel_size=7,
+        negative_slope=0.3,
+        distance="cosine",
+        ema_update=True,
+        decay=0.8,
+        eps=1e-5,
+        kmeans_init=True,
+        kmeans_iters=10,
+        threshold_ema_dead_code=0.0,
+        commitment_weight=1.0,
+        ce_temperature=1.0,
+        euclidean_logits="distance",
+        freeze_codebook=False,
+        sync_distributed=True,
+    ):
+        super().__init__()
+        # The constructor arguments, so an export can write a hyperparams file that rebuilds it.
+        self.config = dict(
+            input_size=input_size, channels=list(channels), codebook_dim=codebook_dim,
+            codebook_size=codebook_size, kernel_size=kernel_size, negative_slope=negative_slope,
+            distance=distance, ema_update=ema_update, decay=decay, eps=eps, kmeans_init=kmeans_init,
+            kmeans_iters=kmeans_iters, threshold_ema_dead_code=threshold_ema_dead_code,
+            commitment_weight=commitment_weight, ce_temperature=ce_temperature,
+            euclidean_logits=euclidean_logits, freeze_codebook=freeze_codebook,
+        )
+        self.encoder = VQVAEQualityEncoder(
+            input_size, channels, codebook_dim, kernel_size, negative_slope
+        )
+        self.quantizer = VectorQuantizer(
+            dim=codebook_dim,
+            codebook_size=codebook_size,
+            distance=distance,
+            ema_update=ema_update,
+            decay=decay,
+            eps=eps,
+            kmeans_init=kmeans_init,
+            kmeans_iters=kmeans_iters,
+            threshold_ema_dead_code=threshold_ema_dead_code,
+            commitment_weight=commitment_weight,
+            ce_temperature=ce_temperature,
+            euclidean_logits=euclidean_logits,
+            freeze_codebook=freeze_codebook,
+            sync_distributed=sync_distributed,
+        )
+        self.decoder = VQVAEQualityDecoder(
+            codebook_dim, channels, input_size, kernel_size, negative_slope
+        )
+
+    def forward(self, spec, lengths=None, target_indices=None, freeze_codebook=None):
+        """Encodes, quantizes (updating the codebook in training) and decodes.
+
+        Arguments
+        ---------
+        spec : torch.Tensor
+            Magnitude spectrogram ``[batch, time, input_size]``.
+        lengths : torch.Tensor, optional
+            Relative lengths ``[batch]``.
+        target_indices : torch.Tensor, optional
+            ``[batch, time]`` target codes for the quantizer's cross-entropy (``vq.ce_loss``).
+        freeze_codebook : bool, optional
+            Overrides the quantizer's ``freeze_codebook`` for this call.
+
+        Returns
+        -------
+        VQVAEOutput
+            ``(spec_hat, z, vq)``.
+        """
+        z = self.encoder(spec, lengths)
+        vq = self.quantizer(
+            z, lengths, target_indices=target_indices, freeze_codebook=freeze_codebook
+        )
+        spec_hat = self.decoder(vq.quantized, lengths)
+        return VQVAEOutput(spec_hat, z, vq)
+
+    def encode(self, spec, lengths=None):
+        """Encoder only.
+
+        Arguments
+        ---------
+        spec : torch.Tensor
+            ``[batch, time, input_size]``.
+        lengths : torch.Tensor, optional
+            Relative lengths ``[batch]``.
+
+        Returns
+        -------
+        torch.Tensor
+            ``z``: ``[batch, time, codebook_dim]`` (0 on padded frames).
+        """
+        return self.encoder(spec, lengths)
+
+    def score_frames(self, spec, lengths=None):
+        """Per-frame VQScore ``cos(z_t, q(z_t))`` (encoder and frozen codebook; no decoder).
+
+        Never updates the codebook, whatever the train/eval mode. Gradients with respect to the
+        input are kept (wrap in ``torch.no_grad()`` for plain inference).
+
+        Arguments
+        ---------
+        spec : torch.Tensor
+            ``[batch, time, input_size]``.
+        lengths : torch.Tensor, optional
+            Relative lengths ``[batch]``.
+
+        Returns
+        -------
+        torch.Tensor
+            ``[batch, time]`` similarities in ``[-1, 1]`` (0 on padded frames).
+        """
+        z = self.encoder(spec, lengths)
+        return self.quantizer(z, lengths, freeze_codebook=True).similarity
+
+    def score(self, spec, lengths=None):
+        """Utterance VQScore: mean of :meth:`score_frames` over the valid frames (higher = better).
+
+        Arguments
+        ---------
+        spec : torch.Tensor
+            ``[batch, time, input_size]``.
+        lengths : torch.Tensor, optional
+            Relative lengths ``[batch]``.
+
+        Returns
+        -------
+        torch.Tensor
+            ``[batch]`` scores.
+        """
+        frames = self.score_frames(spec, lengths)
+        mask = relative_lengths_to_mask(lengths, frames.shape[1], device=frames.device)
+        if mask is None:
+            return frames.mean(dim=1)
+        m = mask.to(frames.dtype)
+        return (frames * m).sum(1) / m.sum(1).clamp(min=1.0)

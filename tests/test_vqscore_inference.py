@@ -1,0 +1,98 @@
+"""The VQScore interface: hub export and loading, safe loading, batch and frame scoring."""
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from speechbrain_sqe.inference.batch_scoring import collect_audio_files, score_files
+from speechbrain_sqe.inference.export import build_vqscore_hub
+from speechbrain_sqe.inference.vqscore import VQScore
+from speechbrain_sqe.lobes.spectral import stft_magnitude
+from speechbrain_sqe.lobes.vqvae import VQVAEQualityModel
+from speechbrain_sqe.utils.safe_load import UnsafeHyperparamsError
+
+
+def _speechlike(seconds, seed, rate=16000):
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    pitch = 100 + 100 * rng.random()
+    voiced = sum(np.sin(2 * np.pi * pitch * k * t) / k for k in range(1, 10))
+    return (0.1 * voiced * (0.6 + 0.4 * np.sin(2 * np.pi * 2 * t))).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def hub_folder(tmp_path_factory):
+    """A hub folder exported from a model whose codebook was initialised on speech-like input."""
+    torch.manual_seed(0)
+    model = VQVAEQualityModel(codebook_size=64)
+    wavs = torch.stack([torch.from_numpy(_speechlike(1.0, s)) for s in range(4)])
+    model.train()
+    model(stft_magnitude(wavs))  # k-means initialisation of the codebook
+    return build_vqscore_hub(model.eval(), str(tmp_path_factory.mktemp("hub")))
+
+
+def test_from_hparams_scores_files_and_batches(hub_folder, tmp_path):
+    scorer = VQScore.from_hparams(source=hub_folder, savedir=str(tmp_path / "save"))
+    paths = []
+    for index, seconds in enumerate((1.0, 0.6, 1.3)):
+        paths.append(str(tmp_path / f"u{index}.wav"))
+        soundfile.write(paths[-1], _speechlike(seconds, index + 10), 16000)
+    single = [scorer.score_file(p) for p in paths]
+    assert all(-1.0 <= s <= 1.0 for s in single)
+    results, failures = score_files(scorer, paths, batch_size=3, num_workers=0, progress=False)
+    assert not failures
+    # A padded batch scores each file exactly as alone (masked normalization, per-file STFT).
+    assert [r["path"] for r in results] == paths
+    assert np.allclose([r["vqscore"] for r in results], single, atol=1e-5)
+
+
+def test_score_frames_locates_a_noise_burst(hub_folder, tmp_path):
+    scorer = VQScore.from_hparams(source=hub_folder, savedir=str(tmp_path / "save"))
+    wav = torch.from_numpy(_speechlike(2.0, 3))
+    times, frames = scorer.score_frames(wav)
+    assert frames.shape == times.shape == (1 + 32000 // 256,)
+    assert abs(float(times[1]) - 0.016) < 1e-6
+    assert abs(float(frames.mean()) - float(scorer.score_batch(wav.unsqueeze(0))[0])) < 1e-5
+
+
+def test_bad_files_are_reported_not_dropped(hub_folder, tmp_path):
+    scorer = VQScore.from_hparams(source=hub_folder, savedir=str(tmp_path / "save"))
+    good = tmp_path / "good.wav"
+    soundfile.write(good, _speechlike(1.0, 1), 16000)
+    corrupt = tmp_path / "corrupt.wav"
+    corrupt.write_bytes(b"RIFFxxxxWAVEjunk")
+    short = tmp_path / "short.wav"
+    soundfile.write(short, _speechlike(0.02, 2), 16000)
+    files = collect_audio_files([str(tmp_path)])
+    results, failures = score_files(scorer, files, batch_size=2, num_workers=0, progress=False)
+    assert [os.path.basename(r["path"]) for r in results] == ["good.wav"]
+    reasons = dict(failures)
+    assert "cannot read as audio" in reasons[str(corrupt)]
+    assert "at least 0.100 s is needed" in reasons[str(short)]
+
+
+def test_untrusted_hyperparams_are_refused(hub_folder, tmp_path):
+    evil = tmp_path / "evil"
+    shutil.copytree(hub_folder, evil)
+    marker = tmp_path / "pwned"
+    with open(evil / "hyperparams.yaml", "a", encoding="utf-8") as stream:
+        stream.write(f"\nside_effect: !apply:pathlib.Path.touch [!new:pathlib.Path ['{marker}']]\n")
+    with pytest.raises(UnsafeHyperparamsError, match="pathlib.Path.touch.*trust_hparams=True"):
+        VQScore.from_hparams(source=str(evil))
+    assert not marker.exists()
+    VQScore.from_hparams(source=str(evil), trust_hparams=True)
+    assert marker.exists()
+
+
+def test_pickled_checkpoint_is_refused(hub_folder, tmp_path):
+    folder = tmp_path / "pickled"
+    shutil.copytree(hub_folder, folder)
+    state = torch.load(folder / "vqvae.ckpt", weights_only=True)
+    state["payload"] = os.getcwd  # a function: only plain pickle can hold it
+    torch.save(state, folder / "vqvae.ckpt")
+    with pytest.raises(ValueError, match="vqvae.ckpt: not loadable with weights_only=True"):
+        VQScore.from_hparams(source=str(folder))
