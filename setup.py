@@ -31,7 +31,7 @@ setup(
         "matplotlib",
     ],
     extras_require={
-        "eval": ["speechmos", "onnxruntime"],
+        "eval": ["speechmos", "onnxruntime", "librosa", "requests"],
         "dev": ["pytest", "pytest-timeout", "ruff"],
     },
     entry_points={"console_scripts": ["sqe=speechbrain_sqe.cli:main"]},

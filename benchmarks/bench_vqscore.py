@@ -53,11 +53,11 @@ def run_one(config):
         assert not failures, failures
     else:
         from speechbrain_sqe.dataio.audio import load_audio
-        from speechbrain_sqe.metrics.dnsmos import dnsmos_scores
+        from speechbrain_sqe.metrics.dnsmos import dnsmos
 
         load_time = 0.0
         for path in config["paths"]:
-            dnsmos_scores(load_audio(path).numpy(), 16000)
+            dnsmos(load_audio(path).numpy(), 16000)
     elapsed = time.perf_counter() - start
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"elapsed": elapsed, "load": load_time, "peak_mb": peak_mb}

@@ -8,13 +8,38 @@ family, reverberation), and draws a scatter plot.
 
 import csv
 import json
+import logging
 import os
 
 from speechbrain_sqe.metrics.correlation import correlation
-from speechbrain_sqe.metrics.runner import evaluate_pairs
+from speechbrain_sqe.metrics.dnsmos import dnsmos_available
+from speechbrain_sqe.metrics.runner import Pair, evaluate_pairs
+
+logger = logging.getLogger(__name__)
 
 #: Manifest columns that define a test condition.
 CONDITION_COLUMNS = ("snr", "noise_type", "reverb")
+
+
+def available_metrics(metrics):
+    """Drops DNSMOS metrics (with a warning) when the ``eval`` extra is not installed.
+
+    Arguments
+    ---------
+    metrics : list of str
+        Requested metric names.
+
+    Returns
+    -------
+    list of str
+        The names that can be computed here.
+    """
+    if dnsmos_available():
+        return list(metrics)
+    dropped = [m for m in metrics if m.startswith("dnsmos")]
+    if dropped:
+        logger.warning("DNSMOS unavailable (pip install speechbrain-sqe[eval]); skipping %s", dropped)
+    return [m for m in metrics if not m.startswith("dnsmos")]
 
 
 def read_manifest(manifest):
@@ -53,18 +78,18 @@ def load_reference_metrics(manifest, cache, metrics, jobs=1):
     dict
         ``{ID: {metric: value}}``.
     """
+    metrics = available_metrics(metrics)
     rows = read_manifest(manifest)
     if os.path.exists(cache):
         with open(cache, newline="", encoding="utf-8") as stream:
             cached = {row["ID"]: row for row in csv.DictReader(stream)}
         if set(cached) == set(rows) and all(m in next(iter(cached.values()), {}) for m in metrics):
             return {uid: {m: float(row[m]) for m in metrics} for uid, row in cached.items()}
-    pairs = [(row["clean_wav"], row["noisy_wav"]) for row in rows.values()]
+    pairs = [Pair(file=uid, ref=row["clean_wav"], deg=row["noisy_wav"]) for uid, row in rows.items()]
     results, failures = evaluate_pairs(pairs, metrics=metrics, jobs=jobs)
     if failures:
         raise RuntimeError(f"reference metrics failed for {manifest}: {failures[:5]}")
-    by_noisy = {result["deg"]: result for result in results}
-    values = {uid: {m: float(by_noisy[row["noisy_wav"]][m]) for m in metrics} for uid, row in rows.items()}
+    values = {result["file"]: {m: float(result[m]) for m in metrics} for result in results}
     os.makedirs(os.path.dirname(os.path.abspath(cache)), exist_ok=True)
     with open(cache, "w", newline="", encoding="utf-8") as stream:
         writer = csv.DictWriter(stream, fieldnames=["ID", *metrics])

@@ -47,11 +47,13 @@ class VQScoreBrain(RecipeBrain):
             spec, lens = self.features(*batch.sig)
             spec_hat, _, quantized = self.modules.vqvae(spec, lens)
             return spec, spec_hat, quantized, lens
+        # Evaluation uses the bare module (DDP wraps it in training; scoring is not forward).
+        model = getattr(self.modules.vqvae, "module", self.modules.vqvae)
         noisy_spec, noisy_lens = self.features(*batch.noisy_sig)
         clean_spec, clean_lens = self.features(*batch.clean_sig)
-        noisy_scores = self.modules.vqvae.score(noisy_spec, noisy_lens)
-        clean_hat, _, quantized = self.modules.vqvae(clean_spec, clean_lens)
-        clean_scores = self.modules.vqvae.score(clean_spec, clean_lens)
+        noisy_scores = model.score(noisy_spec, noisy_lens)
+        clean_hat, _, quantized = model(clean_spec, clean_lens)
+        clean_scores = model.score(clean_spec, clean_lens)
         return clean_spec, clean_hat, quantized, clean_lens, noisy_scores, clean_scores
 
     def compute_objectives(self, predictions, batch, stage):
@@ -145,7 +147,7 @@ class VQScoreBrain(RecipeBrain):
                 command="python train.py " + " ".join(sys.argv[1:]),
             )
             build_vqscore_hub(
-                self.modules.vqvae, hp.hub_folder, sample_rate=hp.sample_rate, n_fft=hp.n_fft,
+                getattr(self.modules.vqvae, "module", self.modules.vqvae), hp.hub_folder, sample_rate=hp.sample_rate, n_fft=hp.n_fft,
                 hop_length=hp.hop_length, card=card,
             )
             logger.info("Exported the trained scorer to %s", hp.hub_folder)

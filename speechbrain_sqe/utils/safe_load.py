@@ -116,7 +116,8 @@ def check_hyperparams_file(path, trust_hparams=False, trusted_modules=TRUSTED_MO
         raise UnsafeHyperparamsError(
             f"{path}: refusing to load: it would construct objects outside the trusted modules "
             f"{', '.join(trusted_modules)}: {', '.join(sorted(set(bad)))}. A hyperparams file is "
-            "code; if you trust its source, pass trust_hparams=True (CLI: --trust-hparams)."
+            "code; if you trust its source, pass trust_hparams=True (train.py: --trust_hparams; sqe: "
+            "--trust-hparams)."
         )
     folder = os.path.dirname(os.path.abspath(path))
     for line in text.splitlines():

@@ -1,0 +1,271 @@
+"""The ``sqe`` command line: one subcommand per small ``_add_*_parser`` function.
+
+To add a subcommand, write ``_add_NAME_parser(subparsers)`` that creates its parser and sets
+``func`` (a function of the parsed arguments returning the exit status), then list it in
+:data:`SUBCOMMANDS`. The CLI only parses and reports; the work is done by the package modules.
+
+Example
+-------
+>>> parser = build_parser()
+>>> args = parser.parse_args(["evaluate", "--ref", "clean", "--deg", "enhanced", "--jobs", "2"])
+>>> args.command, args.ref, args.deg, args.jobs
+('evaluate', ['clean'], ['enhanced'], 2)
+"""
+
+import argparse
+import sys
+
+from speechbrain_sqe import __version__
+from speechbrain_sqe.metrics import registry
+
+
+def _metric_help():
+    lines = [f"{name} ({'needs --ref' if spec.intrusive else 'no reference'}): {spec.description}"
+             for name, spec in registry.METRICS.items()]
+    return "; ".join(lines)
+
+
+def _add_evaluate_parser(subparsers):
+    """Registers ``sqe evaluate``: objective metrics of degraded/enhanced files.
+
+    Arguments
+    ---------
+    subparsers : argparse._SubParsersAction
+        What ``ArgumentParser.add_subparsers`` returned.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        The subcommand's parser.
+
+    Example
+    -------
+    >>> parser = argparse.ArgumentParser()
+    >>> sub = _add_evaluate_parser(parser.add_subparsers(dest="command"))
+    >>> parser.parse_args(["evaluate", "--deg", "x.wav", "--metrics", "dnsmos_ovrl"]).metrics
+    ['dnsmos_ovrl']
+    """
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="score degraded/enhanced speech against clean references (PESQ, STOI, ...)",
+        description=(
+            "Pairs reference and degraded files by name and computes objective metrics in "
+            "parallel. Two folders pair by relative path, lists of files by base name, two "
+            "single files with each other. Each pair is trimmed to the shorter length. Writes "
+            "a per-file CSV, prints a summary table (mean, std, n) and the files that could "
+            "not be paired, read or scored; exits 1 if there were any, 0 otherwise."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--ref", nargs="+", default=None, metavar="PATH",
+        help="reference (clean) folder(s) or file(s); not needed for DNSMOS-only runs",
+    )
+    parser.add_argument(
+        "--deg", nargs="+", required=True, metavar="PATH",
+        help="degraded (noisy or enhanced) folder(s) or file(s)",
+    )
+    parser.add_argument(
+        "--metrics", nargs="+", default=list(registry.DEFAULT_METRICS), metavar="NAME",
+        help=(
+            "metrics to compute; the default is the cheap intrusive set (the composite "
+            "csig/cbak/covl reuse the PESQ computation). Aliases: default, all, intrusive, "
+            "nonintrusive. Known: " + _metric_help()
+        ),
+    )
+    parser.add_argument("--csv", default=None, metavar="FILE", help="write the per-file scores here")
+    parser.add_argument(
+        "--failures-csv", default=None, metavar="FILE",
+        help="also write the failures (file, reason, message) to this CSV",
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=1, metavar="N",
+        help="worker processes (0: one per CPU); each uses one torch thread",
+    )
+    parser.add_argument(
+        "--sample-rate", type=int, default=16000, choices=(8000, 16000),
+        help="rate files are resampled to (pesq_wb and DNSMOS need 16000)",
+    )
+    parser.add_argument(
+        "--min-duration", type=float, default=None, metavar="SECONDS",
+        help="files shorter than this are reported too_short (default 0.5)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.set_defaults(func=_run_evaluate)
+    return parser
+
+
+def _run_evaluate(args):
+    """Runs ``sqe evaluate`` with parsed arguments; returns the exit status."""
+    from speechbrain_sqe.metrics import runner
+    from speechbrain_sqe.metrics.dnsmos import dnsmos_available
+
+    try:
+        metrics = registry.resolve_metrics(args.metrics)
+    except ValueError as error:
+        print(f"sqe evaluate: {error}", file=sys.stderr)
+        return 2
+    dnsmos_names = [name for name in metrics if registry.METRICS[name].group == "dnsmos"]
+    if dnsmos_names:
+        available, why = dnsmos_available()
+        if not available:
+            print(f"sqe evaluate: skipping {', '.join(dnsmos_names)}: {why}", file=sys.stderr)
+            metrics = [name for name in metrics if name not in dnsmos_names]
+    if not metrics:
+        print("sqe evaluate: no metric left to compute", file=sys.stderr)
+        return 2
+    min_duration = runner.DEFAULT_MIN_DURATION if args.min_duration is None else args.min_duration
+    try:
+        result = runner.evaluate(
+            args.ref, args.deg, metrics,
+            sample_rate=args.sample_rate, jobs=args.jobs, min_duration=min_duration,
+            progress=not args.no_progress,
+        )
+    except (runner.PairingError, ValueError) as error:
+        print(f"sqe evaluate: {error}", file=sys.stderr)
+        return 2
+    if not result.pairs and not result.failures:
+        print("sqe evaluate: no audio files found", file=sys.stderr)
+        return 1
+    if args.csv:
+        runner.write_csv(result.rows, args.csv, metrics)
+        print(f"wrote {len(result.rows)} rows to {args.csv}")
+    if args.failures_csv:
+        runner.write_failures_csv(result.failures, args.failures_csv)
+    print(f"{len(result.rows)} of {len(result.pairs)} paired files scored")
+    print(runner.format_summary(runner.summarize(result.rows, metrics)))
+    if result.failures:
+        print(f"{len(result.failures)} problem(s):")
+        print(runner.format_failures(result.failures))
+        return 1
+    return 0
+
+def _add_score_parser(subparsers):
+    """Registers ``sqe score``: no-reference VQScore of files and folders.
+
+    Arguments
+    ---------
+    subparsers : argparse._SubParsersAction
+        Where the subcommand is added.
+    """
+    parser = subparsers.add_parser(
+        "score",
+        help="no-reference quality (VQScore) of audio files and folders",
+        description="Scores audio files with a VQScore model (higher is better). Folders are "
+        "searched recursively. Unreadable files are reported and skipped; the exit status is 1 "
+        "when any file failed.",
+    )
+    parser.add_argument("inputs", nargs="+", help="audio files and/or folders")
+    parser.add_argument("--model", default=None,
+                        help="VQScore model: a local folder or a hub id (default: the model shipped "
+                        "with the package)")
+    parser.add_argument("--savedir", default=None, help="where a hub model is fetched to")
+    parser.add_argument("--csv", default=None, help="write one row per file (path, vqscore, duration)")
+    parser.add_argument("--frames", default=None, metavar="FOLDER",
+                        help="write per-frame scores (one CSV per file) into FOLDER")
+    parser.add_argument("--plot", action="store_true",
+                        help="with --frames: also save a PNG per file (spectrogram with the frame "
+                        "score curve under it)")
+    parser.add_argument("--batch-size", type=int, default=16, help="files per batch (default 16)")
+    parser.add_argument("--workers", type=int, default=1, help="decoding processes (default 1)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
+    parser.add_argument("--limit", type=int, default=None, help="score only the first N files")
+    parser.add_argument("--trust-hparams", action="store_true",
+                        help="load a model whose hyperparams construct objects outside "
+                        "speechbrain, speechbrain_sqe and torch")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.set_defaults(func=_run_score)
+
+
+def _run_score(args):
+    from speechbrain_sqe.inference.batch_scoring import collect_audio_files, score_files
+    from speechbrain_sqe.inference.scoring_outputs import write_frame_outputs, write_scores_csv
+    from speechbrain_sqe.inference.vqscore import VQScore
+
+    files = collect_audio_files(args.inputs)
+    if args.limit is not None:
+        files = files[: args.limit]
+    if not files:
+        print(f"sqe score: no audio files found in {' '.join(args.inputs)}", file=sys.stderr)
+        return 1
+    scorer = VQScore.from_hparams(
+        source=args.model or VQScore.DEFAULT_SOURCE, savedir=args.savedir,
+        trust_hparams=args.trust_hparams, run_opts={"device": args.device},
+    )
+    results, failures = score_files(scorer, files, batch_size=args.batch_size,
+                                    frames=bool(args.frames), num_workers=args.workers,
+                                    progress=not args.no_progress)
+    if args.csv:
+        write_scores_csv(args.csv, results)
+    if args.frames:
+        write_frame_outputs(scorer, results, args.frames, plot=args.plot)
+    for result in results[:20] if args.csv else results:
+        print(f"{result['vqscore']:.4f}  {result['path']}")
+    if args.csv and len(results) > 20:
+        print(f"... {len(results) - 20} more in {args.csv}")
+    if results:
+        mean = sum(r["vqscore"] for r in results) / len(results)
+        print(f"scored {len(results)} files, mean VQScore {mean:.4f}")
+    for path, reason in failures:
+        print(f"FAILED {path}: {reason}", file=sys.stderr)
+    if failures:
+        print(f"{len(failures)} of {len(files)} files could not be scored", file=sys.stderr)
+    return 1 if failures else 0
+
+
+#: The subcommand registration functions, in help order.
+SUBCOMMANDS = [_add_evaluate_parser, _add_score_parser]
+
+
+def build_parser():
+    """Builds the ``sqe`` argument parser with every subcommand of :data:`SUBCOMMANDS`.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        The parser; parsed arguments carry ``func``, the subcommand's runner.
+
+    Example
+    -------
+    >>> parser = build_parser()
+    >>> parser.parse_args(["evaluate", "--ref", "a.wav", "--deg", "b.wav"]).metrics[:2]
+    ['pesq_wb', 'stoi']
+    """
+    parser = argparse.ArgumentParser(
+        prog="sqe", description="speechbrain-sqe: speech quality estimation and enhancement tools"
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for add_parser in SUBCOMMANDS:
+        add_parser(subparsers)
+    return parser
+
+
+def main(argv=None):
+    """Entry point of the ``sqe`` console script.
+
+    Arguments
+    ---------
+    argv : list of str, optional
+        Arguments without the program name; default ``sys.argv[1:]``.
+
+    Returns
+    -------
+    int
+        Exit status: 0 success, 1 some files failed, 2 usage error.
+
+    Example
+    -------
+    >>> main(["evaluate", "--deg", "x.wav", "--metrics", "no_such_metric"])
+    2
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help()
+        return 2
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""DNSMOS P.835 (Reddy et al., 2022), non-intrusive, through the optional ``speechmos`` package.
+
+``speechmos`` carries Microsoft's ONNX models and runs them with ``onnxruntime``; it also
+imports ``librosa`` (for the P.808 mel features). They are the ``eval`` extra of this package:
+``pip install speechbrain-sqe[eval]``. Where they are missing, :func:`dnsmos` raises
+:class:`DnsmosUnavailableError` (an ``ImportError``) saying so; nothing is imported at module
+import time.
+"""
+
+import numpy as np
+
+from speechbrain_sqe.metrics.intrusive import MetricError, as_numpy
+
+#: The rate the DNSMOS models work at; other rates are resampled.
+DNSMOS_SAMPLE_RATE = 16000
+#: speechmos output key of each registered metric name.
+DNSMOS_KEYS = {
+    "dnsmos_ovrl": "ovrl_mos",
+    "dnsmos_sig": "sig_mos",
+    "dnsmos_bak": "bak_mos",
+    "dnsmos_p808": "p808_mos",
+}
+
+INSTALL_HINT = "pip install speechbrain-sqe[eval]"
+
+
+class DnsmosUnavailableError(ImportError):
+    """Raised when DNSMOS is asked for but ``speechmos`` (or one of its dependencies) is absent."""
+
+
+def _load_speechmos():
+    try:
+        from speechmos import dnsmos as speechmos_dnsmos
+    except ImportError as error:  # speechmos itself, onnxruntime, librosa, requests...
+        missing = getattr(error, "name", None) or str(error)
+        raise DnsmosUnavailableError(
+            "DNSMOS needs the optional 'speechmos' package with onnxruntime and librosa "
+            f"(import failed: {missing}). Install the evaluation extra: {INSTALL_HINT}"
+        ) from error
+    return speechmos_dnsmos
+
+
+def dnsmos_available():
+    """Tells whether DNSMOS can run here, and why not.
+
+    Returns
+    -------
+    tuple
+        ``(True, "")`` or ``(False, message)`` where the message says what to install.
+
+    Example
+    -------
+    >>> ok, why = dnsmos_available()
+    >>> ok or "speechbrain-sqe[eval]" in why
+    True
+    """
+    try:
+        _load_speechmos()
+    except DnsmosUnavailableError as error:
+        return False, str(error)
+    return True, ""
+
+
+def dnsmos(deg, sample_rate=16000):
+    """DNSMOS P.835 scores (overall, signal, background) and the DNSMOS P.808 score.
+
+    Clips shorter than 9.01 s are repeated to that length by ``speechmos`` (as Microsoft's
+    reference script); longer clips are scored on 9.01 s windows with a 1 s hop and averaged.
+
+    Arguments
+    ---------
+    deg : numpy.ndarray or torch.Tensor
+        The waveform to rate, shape ``[time]``, values in [-1, 1] (clipped if slightly beyond).
+    sample_rate : int
+        Its rate (resampled to 16 kHz if different).
+
+    Returns
+    -------
+    dict
+        ``dnsmos_ovrl``, ``dnsmos_sig``, ``dnsmos_bak``, ``dnsmos_p808`` (MOS scale, 1 to 5).
+
+    Raises
+    ------
+    DnsmosUnavailableError
+        When ``speechmos``/``onnxruntime``/``librosa`` cannot be imported.
+    MetricError
+        For an empty or silent signal.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> try:
+    ...     scores = dnsmos(np.random.default_rng(0).standard_normal(16000) * 0.05)
+    ...     print(sorted(scores))
+    ... except DnsmosUnavailableError:
+    ...     print(['dnsmos_bak', 'dnsmos_ovrl', 'dnsmos_p808', 'dnsmos_sig'])
+    ['dnsmos_bak', 'dnsmos_ovrl', 'dnsmos_p808', 'dnsmos_sig']
+    """
+    speechmos_dnsmos = _load_speechmos()
+    audio = as_numpy(deg, "degraded")
+    if audio.size == 0 or not np.any(audio):
+        raise MetricError("dnsmos: the signal is empty or digital silence")
+    if not np.isfinite(audio).all():
+        raise MetricError("dnsmos: the signal holds NaN or Inf samples")
+    if sample_rate != DNSMOS_SAMPLE_RATE:
+        import torch
+        import torchaudio
+
+        audio = torchaudio.functional.resample(
+            torch.from_numpy(audio), sample_rate, DNSMOS_SAMPLE_RATE
+        ).numpy()
+    audio = np.clip(audio, -1.0, 1.0).astype(np.float32)
+    try:
+        result = speechmos_dnsmos.run(audio, DNSMOS_SAMPLE_RATE)
+    except Exception as error:  # onnxruntime/librosa failures
+        raise MetricError(f"dnsmos: speechmos failed ({type(error).__name__}: {error})") from error
+    return {name: float(result[key]) for name, key in DNSMOS_KEYS.items()}

@@ -1,0 +1,639 @@
+"""The parallel evaluation runner: pairs files, computes metrics in worker processes, reports.
+
+Pairing rules (:func:`pair_files`):
+
+- two single files (not folders) pair with each other, whatever their names;
+- a folder contributes every audio file below it, named by its path relative to the folder
+  (``spk1/a.wav``); a file given directly is named by its base name; reference and degraded
+  files with the same name pair up (so two folders pair by relative path, two lists of files
+  by base name);
+- a name on one side only is reported as unpaired (``unpaired_ref`` / ``unpaired_deg``).
+
+Every file that yields no scores is reported in the failures with its reason (``unpaired_ref``,
+``unpaired_deg``, ``unreadable``, ``too_short``, ``metric_error``): nothing is dropped silently.
+A metric that fails on a file leaves an empty cell in that file's row and a ``metric_error``
+failure naming the metric; its other metrics are kept.
+"""
+
+import csv
+import logging
+import math
+import os
+from collections import namedtuple
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from speechbrain_sqe.metrics.registry import (
+    METRICS,
+    finite_values,
+    resolve_metrics,
+    try_compute_metrics,
+)
+
+logger = logging.getLogger(__name__)
+
+#: File name endings taken from folders (other files there are ignored).
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aif", ".aiff", ".au")
+#: Default shortest usable duration in seconds (PESQ needs 0.25 s, STOI about 0.4 s of speech).
+DEFAULT_MIN_DURATION = 0.5
+#: Columns of the per-file table before the metric columns.
+FIXED_COLUMNS = ("file", "ref", "deg", "duration_s")
+#: Failure reasons.
+REASONS = ("unpaired_ref", "unpaired_deg", "unreadable", "too_short", "metric_error")
+
+#: One file to evaluate: its name and the two paths (``ref`` is None for non-intrusive metrics).
+Pair = namedtuple("Pair", ["file", "ref", "deg"])
+#: One file that gave no (or incomplete) scores: its name, a reason of :data:`REASONS`, details.
+Failure = namedtuple("Failure", ["file", "reason", "message"])
+
+
+class PairingError(ValueError):
+    """Raised for inputs that cannot be paired at all (for example two files of the same name)."""
+
+
+@dataclass
+class EvaluationResult:
+    """What :func:`evaluate` returns: per-file rows, failures and the metric names."""
+
+    rows: list
+    failures: list
+    metrics: list
+    pairs: list = field(default_factory=list)
+
+    @property
+    def ok(self):
+        """True when every file was paired, read and scored."""
+        return not self.failures
+
+
+def _as_list(paths):
+    if paths is None:
+        return []
+    if isinstance(paths, (str, os.PathLike)):
+        return [os.fspath(paths)]
+    return [os.fspath(path) for path in paths]
+
+
+def list_audio_files(folder, extensions=AUDIO_EXTENSIONS):
+    """Audio files below a folder, by path relative to it (``/``-separated), sorted.
+
+    Hidden files and folders (starting with ``.``) are skipped.
+
+    Arguments
+    ---------
+    folder : str
+        The folder to walk.
+    extensions : tuple of str
+        File name endings to take (case-insensitive).
+
+    Returns
+    -------
+    dict
+        Relative name to full path.
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> root = tempfile.mkdtemp()
+    >>> os.makedirs(os.path.join(root, "spk"))
+    >>> for name in ("spk/a.wav", "b.FLAC", "notes.txt"):
+    ...     open(os.path.join(root, name), "w").close()
+    >>> sorted(list_audio_files(root))
+    ['b.FLAC', 'spk/a.wav']
+    """
+    found = {}
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            if name.startswith(".") or not name.lower().endswith(tuple(extensions)):
+                continue
+            path = os.path.join(root, name)
+            found[os.path.relpath(path, folder).replace(os.sep, "/")] = path
+    return found
+
+
+def _named_files(paths, side, extensions):
+    named = {}
+    for path in paths:
+        entries = (
+            list_audio_files(path, extensions).items()
+            if os.path.isdir(path)
+            else [(os.path.basename(os.path.normpath(path)), path)]
+        )
+        for name, file_path in entries:
+            previous = named.get(name)
+            if previous is not None and os.path.abspath(previous) != os.path.abspath(file_path):
+                raise PairingError(
+                    f"two {side} files are named {name!r} ({previous} and {file_path}); "
+                    "files are paired by name, so names must be unique on each side"
+                )
+            named[name] = file_path
+    return named
+
+
+def pair_files(ref, deg, extensions=AUDIO_EXTENSIONS):
+    """Pairs reference and degraded files by name (see the module notes for the rules).
+
+    Arguments
+    ---------
+    ref : str or list of str or None
+        Reference folder(s) and/or file(s); ``None`` or empty for non-intrusive evaluation
+        (every degraded file then forms a pair with no reference).
+    deg : str or list of str
+        Degraded folder(s) and/or file(s).
+    extensions : tuple of str
+        File name endings taken from folders.
+
+    Returns
+    -------
+    tuple
+        ``(pairs, failures)``: a list of :data:`Pair` sorted by name and a list of
+        :data:`Failure` for the unpaired names.
+
+    Raises
+    ------
+    PairingError
+        When two files of one side have the same name.
+
+    Example
+    -------
+    >>> pairs, failures = pair_files(["c/a.wav", "c/b.wav"], ["e/b.wav", "e/z.wav"])
+    >>> [p.file for p in pairs], [(f.file, f.reason) for f in failures]
+    (['b.wav'], [('a.wav', 'unpaired_ref'), ('z.wav', 'unpaired_deg')])
+    >>> pair_files("clean.wav", "enhanced.wav")[0]
+    [Pair(file='enhanced.wav', ref='clean.wav', deg='enhanced.wav')]
+    """
+    refs, degs = _as_list(ref), _as_list(deg)
+    if not degs:
+        raise PairingError("no degraded files or folders given")
+    if not refs:
+        named = _named_files(degs, "degraded", extensions)
+        return [Pair(name, None, named[name]) for name in sorted(named)], []
+    if len(refs) == 1 and len(degs) == 1 and not os.path.isdir(refs[0]) and not os.path.isdir(degs[0]):
+        return [Pair(os.path.basename(degs[0]), refs[0], degs[0])], []
+    ref_named = _named_files(refs, "reference", extensions)
+    deg_named = _named_files(degs, "degraded", extensions)
+    pairs, failures = [], []
+    for name in sorted(set(ref_named) | set(deg_named)):
+        if name not in deg_named:
+            failures.append(Failure(
+                name, "unpaired_ref",
+                f"{ref_named[name]}{_missing(ref_named[name])}: no degraded file named {name}",
+            ))
+        elif name not in ref_named:
+            failures.append(Failure(
+                name, "unpaired_deg",
+                f"{deg_named[name]}{_missing(deg_named[name])}: no reference file named {name}",
+            ))
+        else:
+            pairs.append(Pair(name, ref_named[name], deg_named[name]))
+    return pairs, failures
+
+
+def _missing(path):
+    return "" if os.path.exists(path) else " (no such file or folder)"
+
+
+def _init_worker():
+    """Runs once in each worker process: one torch and one BLAS thread (the processes are the
+    parallelism; several threads per worker oversubscribe the cores and slow everything down)."""
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
+    limit_blas_threads(1)
+
+
+#: Thread-count setters exported by the OpenBLAS builds of numpy, scipy and distributions.
+_OPENBLAS_SETTERS = (
+    "openblas_set_num_threads", "openblas_set_num_threads64_",
+    "scipy_openblas_set_num_threads", "scipy_openblas_set_num_threads64_",
+)
+
+
+def limit_blas_threads(count=1):
+    """Limits the threads of the BLAS libraries already loaded (numpy's and scipy's OpenBLAS).
+
+    Uses ``threadpoolctl`` where installed; otherwise, on Linux, calls the OpenBLAS setters of
+    the libraries mapped in this process. Environment variables such as
+    ``OPENBLAS_NUM_THREADS`` have no effect once numpy is imported, hence this function.
+
+    Arguments
+    ---------
+    count : int
+        Threads per library.
+
+    Returns
+    -------
+    int
+        How many libraries were limited (0 where none could be, which is harmless).
+
+    Example
+    -------
+    >>> limit_blas_threads(1) >= 0
+    True
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        pass
+    else:
+        threadpool_limits(limits=count, user_api="blas")
+        return 1
+    import ctypes
+
+    try:
+        with open("/proc/self/maps", encoding="utf-8") as maps:
+            paths = {line.split()[-1] for line in maps if "openblas" in line.lower()}
+    except OSError:
+        return 0
+    limited = 0
+    for path in sorted(paths):
+        try:
+            library = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for name in _OPENBLAS_SETTERS:
+            setter = getattr(library, name, None)
+            if setter is not None:
+                setter(ctypes.c_int(count))
+                limited += 1
+                break
+    return limited
+
+
+def _evaluate_pair(task):
+    """Loads and scores one pair; returns ``(row or None, [Failure, ...])``."""
+    from speechbrain_sqe.dataio.audio import AudioLoadError, load_audio
+
+    pair, metrics, sample_rate, min_duration = task
+    wavs, failures = {}, []
+    for side in ("ref", "deg"):
+        path = getattr(pair, side)
+        if path is None:
+            continue
+        try:
+            wavs[side] = load_audio(path, sample_rate=sample_rate).numpy()
+        except AudioLoadError as error:
+            failures.append(Failure(pair.file, "unreadable", str(error)))
+        except Exception as error:  # noqa: BLE001 - reported, never dropped
+            failures.append(Failure(pair.file, "unreadable", f"{path}: {type(error).__name__}: {error}"))
+    if failures:
+        return None, failures
+    shortest = min(wavs, key=lambda side: wavs[side].shape[0])
+    duration = wavs[shortest].shape[0] / sample_rate
+    if min_duration and duration < min_duration:
+        return None, [Failure(
+            pair.file, "too_short",
+            f"{getattr(pair, shortest)}: {duration:.3f} s long; at least {min_duration:.3f} s is needed",
+        )]
+    values, errors = try_compute_metrics(wavs.get("ref"), wavs["deg"], metrics, sample_rate)
+    row = {"file": pair.file, "ref": pair.ref or "", "deg": pair.deg, "duration_s": round(duration, 4)}
+    row.update(values)
+    if errors:
+        by_message = {}
+        for name, message in errors.items():
+            by_message.setdefault(message, []).append(name)
+        parts = []
+        for message, names in by_message.items():
+            for name in names:  # drop a leading "name: " already naming one of the metrics
+                if message.startswith(name + ": "):
+                    message = message[len(name) + 2:]
+                    break
+            parts.append(f"{', '.join(names)}: {message}")
+        text = "; ".join(parts)
+        failures.append(Failure(pair.file, "metric_error", f"{pair.deg}: {text}"))
+    return row, failures
+
+
+def evaluate_pairs(
+    pairs,
+    metrics=None,
+    sample_rate=16000,
+    jobs=1,
+    min_duration=DEFAULT_MIN_DURATION,
+    progress=True,
+    chunksize=None,
+    start_method=None,
+):
+    """Scores pairs of files, in ``jobs`` worker processes, with a progress bar.
+
+    Arguments
+    ---------
+    pairs : list of Pair
+        From :func:`pair_files`.
+    metrics : list of str, optional
+        Metric names; default :data:`~speechbrain_sqe.metrics.registry.DEFAULT_METRICS`.
+    sample_rate : int
+        Rate the files are loaded (resampled) at.
+    jobs : int
+        Worker processes (1: in this process; 0 or less: one per CPU). Each worker uses one
+        torch thread.
+    min_duration : float
+        Files shorter than this (seconds) are reported ``too_short``.
+    progress : bool
+        Show a tqdm progress bar (on stderr).
+    chunksize : int, optional
+        Pairs sent to a worker at a time (default: about four chunks per worker, at most 8).
+    start_method : str, optional
+        Multiprocessing start method; default ``fork`` where available (fast start), else
+        ``spawn``.
+
+    Returns
+    -------
+    tuple
+        ``(rows, failures)``: per-file dicts (:data:`FIXED_COLUMNS` and the metrics) in pair
+        order, and :data:`Failure` entries.
+
+    Example
+    -------
+    >>> import tempfile, os, numpy as np
+    >>> from speechbrain_sqe.dataio.audio import save_audio
+    >>> root = tempfile.mkdtemp()
+    >>> x = np.random.default_rng(0).standard_normal(16000) * 0.1
+    >>> save_audio(os.path.join(root, "ref.wav"), x); save_audio(os.path.join(root, "deg.wav"), x / 2)
+    >>> pairs, _ = pair_files(os.path.join(root, "ref.wav"), os.path.join(root, "deg.wav"))
+    >>> rows, failures = evaluate_pairs(pairs, ["stoi"], progress=False)
+    >>> round(rows[0]["stoi"], 3), failures
+    (1.0, [])
+    """
+    from tqdm import tqdm
+
+    metrics = resolve_metrics(metrics)
+    tasks = [(pair, metrics, sample_rate, min_duration) for pair in pairs]
+    rows, failures = [], []
+    if not tasks:
+        return rows, failures
+    if jobs is None or jobs <= 0:
+        jobs = os.cpu_count() or 1
+    jobs = max(1, min(int(jobs), len(tasks)))
+    bar = tqdm(total=len(tasks), desc="evaluate", unit="file", disable=not progress, dynamic_ncols=True)
+    try:
+        if jobs == 1:
+            results = map(_evaluate_pair, tasks)
+            for row, problems in results:
+                _collect(row, problems, rows, failures, bar)
+        else:
+            import multiprocessing
+
+            if start_method is None:
+                methods = multiprocessing.get_all_start_methods()
+                start_method = "fork" if "fork" in methods else "spawn"
+            context = multiprocessing.get_context(start_method)
+            if start_method == "fork":  # workers inherit the loaded audio stack instead of importing it
+                import speechbrain_sqe.dataio.audio  # noqa: F401
+            if chunksize is None:
+                chunksize = max(1, min(8, len(tasks) // (jobs * 4)))
+            with context.Pool(processes=jobs, initializer=_init_worker) as pool:
+                for row, problems in pool.imap(_evaluate_pair, tasks, chunksize=chunksize):
+                    _collect(row, problems, rows, failures, bar)
+    finally:
+        bar.close()
+    return rows, failures
+
+
+def _collect(row, problems, rows, failures, bar):
+    if row is not None:
+        rows.append(row)
+    failures.extend(problems)
+    bar.update(1)
+
+
+def evaluate(
+    ref,
+    deg,
+    metrics=None,
+    sample_rate=16000,
+    jobs=1,
+    min_duration=DEFAULT_MIN_DURATION,
+    progress=True,
+    start_method=None,
+):
+    """Pairs reference and degraded files by name and scores every pair.
+
+    Arguments
+    ---------
+    ref : str or list of str or None
+        Reference folder(s)/file(s); ``None`` when all metrics are non-intrusive.
+    deg : str or list of str
+        Degraded (noisy or enhanced) folder(s)/file(s).
+    metrics : list of str, optional
+        Metric names (or aliases, see :func:`~speechbrain_sqe.metrics.registry.resolve_metrics`).
+    sample_rate : int
+        Rate the files are loaded (resampled) at: 16000, or 8000 for narrow band PESQ.
+    jobs : int
+        Worker processes (see :func:`evaluate_pairs`).
+    min_duration : float
+        Shortest usable duration in seconds.
+    progress : bool
+        Show a progress bar.
+    start_method : str, optional
+        Multiprocessing start method (see :func:`evaluate_pairs`).
+
+    Returns
+    -------
+    EvaluationResult
+        ``rows`` (per file), ``failures`` (pairing, reading, length and metric problems, sorted
+        by file), ``metrics`` and ``pairs``.
+
+    Raises
+    ------
+    PairingError
+        When the inputs cannot be paired at all.
+    ValueError
+        For unknown metrics, or intrusive metrics without a reference.
+    DnsmosUnavailableError
+        When DNSMOS metrics are asked for without the ``eval`` extra.
+
+    Example
+    -------
+    >>> import tempfile, os, numpy as np
+    >>> from speechbrain_sqe.dataio.audio import save_audio
+    >>> root = tempfile.mkdtemp()
+    >>> x = np.random.default_rng(0).standard_normal(16000) * 0.1
+    >>> for name in ("a.wav", "b.wav"):
+    ...     save_audio(os.path.join(root, "clean", name), x)
+    >>> save_audio(os.path.join(root, "enh", "a.wav"), x)
+    >>> result = evaluate(os.path.join(root, "clean"), os.path.join(root, "enh"), ["si_sdr"],
+    ...                   progress=False)
+    >>> [r["file"] for r in result.rows], [(f.file, f.reason) for f in result.failures]
+    (['a.wav'], [('b.wav', 'unpaired_ref')])
+    """
+    metrics = resolve_metrics(metrics)
+    refs = _as_list(ref)
+    intrusive = [name for name in metrics if METRICS[name].intrusive]
+    if intrusive and not refs:
+        raise ValueError(f"metrics {', '.join(intrusive)} need reference files (--ref)")
+    if "pesq_wb" in metrics and sample_rate != 16000:
+        raise ValueError(f"pesq_wb needs a sample rate of 16000 Hz, not {sample_rate}")
+    if any(METRICS[name].group == "dnsmos" for name in metrics):
+        from speechbrain_sqe.metrics.dnsmos import _load_speechmos
+
+        _load_speechmos()  # raises DnsmosUnavailableError with the install hint
+    if not intrusive:
+        refs = []  # non-intrusive only: the degraded files alone are scored
+    pairs, failures = pair_files(refs, deg)
+    rows, problems = evaluate_pairs(
+        pairs, metrics, sample_rate, jobs, min_duration, progress, start_method=start_method
+    )
+    failures = sorted(failures + problems, key=lambda f: (f.file, REASONS.index(f.reason)))
+    return EvaluationResult(rows=rows, failures=failures, metrics=metrics, pairs=pairs)
+
+
+def _cell(value):
+    if isinstance(value, float):
+        return "" if not math.isfinite(value) else repr(value)
+    return value
+
+
+def write_csv(rows, path, metrics):
+    """Writes the per-file table: :data:`FIXED_COLUMNS` then one column per metric.
+
+    Failed metric values are written as empty cells; floats with full precision.
+
+    Arguments
+    ---------
+    rows : list of dict
+        From :func:`evaluate`.
+    path : str
+        Output CSV (parent folders are created).
+    metrics : list of str
+        The metric columns, in order.
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "out", "scores.csv")
+    >>> write_csv([{"file": "a.wav", "ref": "r", "deg": "d", "duration_s": 1.0, "stoi": 0.9}],
+    ...           path, ["stoi"])
+    >>> print(open(path).read().strip())
+    file,ref,deg,duration_s,stoi
+    a.wav,r,d,1.0,0.9
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    columns = list(FIXED_COLUMNS) + list(metrics)
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({column: _cell(row.get(column, "")) for column in columns})
+
+
+def write_failures_csv(failures, path):
+    """Writes the failures (``file``, ``reason``, ``message``) as CSV.
+
+    Arguments
+    ---------
+    failures : list of Failure
+        From :func:`evaluate`.
+    path : str
+        Output CSV.
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "failures.csv")
+    >>> write_failures_csv([Failure("a.wav", "too_short", "a.wav: 0.1 s")], path)
+    >>> open(path).read().splitlines()[1]
+    'a.wav,too_short,a.wav: 0.1 s'
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(Failure._fields)
+        writer.writerows(failures)
+
+
+def summarize(rows, metrics):
+    """Mean, standard deviation (population, ``ddof=0``) and count of each metric.
+
+    Non-finite and blank values (failed metrics) are left out; ``n`` counts the values used.
+
+    Arguments
+    ---------
+    rows : list of dict
+        Per-file rows (numbers or numeric strings, as read back from the CSV).
+    metrics : list of str
+        Metric columns.
+
+    Returns
+    -------
+    list of dict
+        ``{"metric", "mean", "std", "n"}`` per metric, in order.
+
+    Example
+    -------
+    >>> summarize([{"stoi": 0.8}, {"stoi": 1.0}, {"stoi": float("nan")}], ["stoi"])
+    [{'metric': 'stoi', 'mean': 0.9, 'std': 0.1, 'n': 2}]
+    """
+    summary = []
+    for metric in metrics:
+        values = finite_values([row.get(metric) for row in rows])
+        if values.size:
+            mean, std = float(np.round(values.mean(), 12)), float(np.round(values.std(), 12))
+        else:
+            mean = std = math.nan
+        summary.append({"metric": metric, "mean": mean, "std": std, "n": int(values.size)})
+    return summary
+
+
+def format_summary(summary, digits=4):
+    """Formats :func:`summarize` output as a Markdown table.
+
+    Arguments
+    ---------
+    summary : list of dict
+        From :func:`summarize`.
+    digits : int
+        Decimals shown.
+
+    Returns
+    -------
+    str
+        The table.
+
+    Example
+    -------
+    >>> print(format_summary([{"metric": "stoi", "mean": 0.9, "std": 0.1, "n": 2}]))
+    | metric | mean   | std    | n |
+    |--------|--------|--------|---|
+    | stoi   | 0.9000 | 0.1000 | 2 |
+    """
+    header = ["metric", "mean", "std", "n"]
+    body = [
+        [
+            entry["metric"],
+            f"{entry['mean']:.{digits}f}" if math.isfinite(entry["mean"]) else "nan",
+            f"{entry['std']:.{digits}f}" if math.isfinite(entry["std"]) else "nan",
+            str(entry["n"]),
+        ]
+        for entry in summary
+    ]
+    widths = [max(len(line[i]) for line in [header] + body) for i in range(len(header))]
+    lines = ["| " + " | ".join(cell.ljust(w) for cell, w in zip(line, widths)) + " |" for line in [header] + body]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
+
+
+def format_failures(failures):
+    """Formats failures as one line each: ``file [reason] message``.
+
+    Arguments
+    ---------
+    failures : list of Failure
+        From :func:`evaluate`.
+
+    Returns
+    -------
+    str
+        The lines.
+
+    Example
+    -------
+    >>> print(format_failures([Failure("b.wav", "unpaired_ref", "clean/b.wav: no degraded file")]))
+      b.wav [unpaired_ref] clean/b.wav: no degraded file
+    """
+    return "\n".join(f"  {f.file} [{f.reason}] {f.message}" for f in failures)

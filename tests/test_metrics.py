@@ -1,0 +1,233 @@
+"""Tests of the intrusive metrics, the registry, DNSMOS's optional import and the correlations."""
+
+import math
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from speechbrain_sqe.metrics import correlation as corr
+from speechbrain_sqe.metrics import dnsmos as dnsmos_module
+from speechbrain_sqe.metrics import intrusive, registry
+from speechbrain_sqe.metrics.intrusive import MetricError
+
+SENTENCE = "Speech quality estimation needs a clean reference signal."
+
+
+def synthesize(path, text=SENTENCE):
+    """Speaks ``text`` into ``path`` with espeak-ng (or flite); skips the test without either."""
+    if shutil.which("espeak-ng"):
+        command = ["espeak-ng", "-w", str(path), text]
+    elif shutil.which("flite"):
+        command = ["flite", "-t", text, "-o", str(path)]
+    else:
+        pytest.skip("neither espeak-ng nor flite is installed")
+    subprocess.run(command, check=True, capture_output=True)
+    return path
+
+
+def add_white_noise(clean, snr_db, seed=0):
+    noise = np.random.default_rng(seed).standard_normal(clean.shape[0])
+    noise *= np.sqrt(np.mean(clean**2) / np.mean(noise**2) / 10 ** (snr_db / 10))
+    return clean + noise
+
+
+@pytest.fixture(scope="module")
+def speech(tmp_path_factory):
+    from speechbrain_sqe.dataio.audio import load_audio
+
+    path = synthesize(tmp_path_factory.mktemp("speech") / "speech.wav")
+    return load_audio(path, sample_rate=16000).numpy().astype(np.float64)
+
+
+@pytest.fixture(scope="module")
+def scores_by_snr(speech):
+    names = ["pesq_wb", "pesq_nb", "stoi", "estoi", "si_sdr", "si_snr", "csig", "cbak", "covl"]
+    return {snr: registry.compute_metrics(speech, add_white_noise(speech, snr), names)
+            for snr in (20, 10, 0)}
+
+
+# --- SI-SDR / SI-SNR -----------------------------------------------------------------------
+
+def test_si_sdr_known_snr_with_orthogonal_noise():
+    rng = np.random.default_rng(1)
+    ref = rng.standard_normal(8000)
+    noise = rng.standard_normal(8000)
+    noise -= noise.dot(ref) / ref.dot(ref) * ref  # exactly orthogonal to ref
+    for snr in (-5.0, 0.0, 12.5, 30.0):
+        scaled = noise * np.sqrt(ref.dot(ref) / noise.dot(noise) / 10 ** (snr / 10))
+        assert intrusive.si_sdr(ref, ref + scaled) == pytest.approx(snr, abs=1e-9)
+
+
+def test_si_sdr_scale_invariance_and_perfect_estimate():
+    rng = np.random.default_rng(2)
+    ref = rng.standard_normal(4000)
+    deg = ref + 0.3 * rng.standard_normal(4000)
+    base = intrusive.si_sdr(ref, deg)
+    for gain in (1e-3, 0.5, 7.0, -2.0):
+        assert intrusive.si_sdr(ref, gain * deg) == pytest.approx(base, abs=1e-9)
+        assert intrusive.si_sdr(gain * ref, deg) == pytest.approx(base, abs=1e-9)
+    assert intrusive.si_sdr(ref, 0.25 * ref) > 150  # noise floored at eps: finite, huge
+    assert math.isfinite(intrusive.si_sdr(ref, ref))
+
+
+def test_si_snr_removes_the_mean_and_si_sdr_does_not():
+    rng = np.random.default_rng(3)
+    ref = rng.standard_normal(4000)
+    assert intrusive.si_snr(ref, ref + 5.0) > 150
+    assert intrusive.si_sdr(ref, ref + 5.0) < 20
+    import torch
+
+    assert intrusive.si_sdr(torch.from_numpy(ref), torch.from_numpy(2 * ref)) > 150
+
+
+def test_si_sdr_errors():
+    with pytest.raises(MetricError, match="all zeros"):
+        intrusive.si_sdr(np.zeros(100), np.ones(100))
+    with pytest.raises(MetricError, match="lengths differ"):
+        intrusive.si_sdr(np.ones(100), np.ones(99))
+
+
+# --- PESQ / STOI ---------------------------------------------------------------------------
+
+def test_identical_signals_reach_the_top_of_the_scales(speech):
+    scores = registry.compute_metrics(speech, speech, list(registry.INTRUSIVE_METRICS))
+    assert scores["pesq_wb"] == pytest.approx(4.644, abs=0.01)
+    assert scores["pesq_nb"] == pytest.approx(4.549, abs=0.01)
+    assert scores["stoi"] == pytest.approx(1.0, abs=1e-6)
+    assert scores["estoi"] == pytest.approx(1.0, abs=1e-6)
+    assert scores["si_sdr"] > 150
+    assert (scores["csig"], scores["cbak"], scores["covl"]) == (5.0, 5.0, 5.0)
+
+
+@pytest.mark.parametrize("name", ["pesq_wb", "pesq_nb", "stoi", "estoi", "si_sdr", "si_snr", "cbak"])
+def test_scores_fall_with_snr(scores_by_snr, name):
+    values = [scores_by_snr[snr][name] for snr in (20, 10, 0)]
+    assert values[0] > values[1] > values[2], values
+
+
+@pytest.mark.parametrize("name", ["csig", "covl"])
+def test_composite_never_rises_as_snr_falls(scores_by_snr, name):
+    # CSIG and COVL reach the bottom of the scale (1) on white noise at 10 dB already.
+    values = [scores_by_snr[snr][name] for snr in (20, 10, 0)]
+    assert values[0] >= values[1] >= values[2] >= 1.0, values
+
+
+def test_si_sdr_matches_the_mixing_snr(scores_by_snr):
+    for snr in (20, 10, 0):
+        assert scores_by_snr[snr]["si_sdr"] == pytest.approx(snr, abs=0.2)
+
+
+def test_pesq_errors_are_clear(speech):
+    with pytest.raises(MetricError, match="pesq_wb: the reference is digital silence"):
+        intrusive.pesq(np.zeros(16000), speech[:16000])
+    with pytest.raises(MetricError, match="degraded signal is digital silence"):
+        intrusive.pesq(speech, np.zeros_like(speech))
+    impulse = np.r_[1.0, np.zeros(15999)]
+    with pytest.raises(MetricError, match="pesq_nb: PESQ detected no utterance"):
+        intrusive.pesq(impulse, impulse, 16000, "nb")
+    with pytest.raises(MetricError, match="too short"):
+        intrusive.pesq(speech[:2000], speech[:2000])
+    with pytest.raises(MetricError, match="wide band needs 16000 Hz"):
+        intrusive.pesq(speech, speech, 8000, "wb")
+
+
+def test_stoi_too_short_is_an_error(speech):
+    with pytest.raises(MetricError, match="stoi: fewer than 30 speech frames"):
+        intrusive.stoi(speech[:3000], speech[:3000], 16000)
+
+
+# --- registry -------------------------------------------------------------------------------
+
+def test_registry_names_and_intrusiveness():
+    assert set(registry.METRICS) == {
+        "pesq_wb", "pesq_nb", "stoi", "estoi", "si_sdr", "si_snr", "csig", "cbak", "covl",
+        "dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak", "dnsmos_p808",
+    }
+    assert set(registry.NONINTRUSIVE_METRICS) == {"dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak", "dnsmos_p808"}
+    assert all(registry.METRICS[name].intrusive for name in registry.DEFAULT_METRICS)
+    assert registry.resolve_metrics(["all"]) == list(registry.METRICS)
+    with pytest.raises(ValueError, match="unknown metric 'pesq'"):
+        registry.resolve_metrics(["pesq"])
+
+
+def test_compute_metrics_trims_to_the_shorter_signal(speech):
+    longer = np.concatenate([speech, np.random.default_rng(0).standard_normal(8000)])
+    trimmed = registry.compute_metrics(speech, longer, ["si_sdr", "stoi"])
+    assert trimmed["si_sdr"] > 150 and trimmed["stoi"] == pytest.approx(1.0, abs=1e-6)
+    # the same either way round
+    assert registry.compute_metrics(longer, speech, ["si_sdr"])["si_sdr"] > 150
+
+
+def test_errors_are_collected_per_metric(speech):
+    values, errors = registry.try_compute_metrics(speech, np.zeros_like(speech), ["pesq_wb", "csig", "si_sdr"])
+    assert math.isnan(values["pesq_wb"]) and math.isnan(values["csig"])
+    assert "digital silence" in errors["pesq_wb"] and "digital silence" in errors["csig"]
+    assert "si_sdr" in errors  # all-zero estimate is orthogonal: -inf, reported
+    with pytest.raises(MetricError, match="pesq_wb"):
+        registry.compute_metrics(speech, np.zeros_like(speech), ["pesq_wb"])
+
+
+def test_nonintrusive_refuses_intrusive_metrics(speech):
+    with pytest.raises(ValueError, match="need a reference"):
+        registry.compute_nonintrusive_metrics(speech, ["stoi"])
+
+
+# --- DNSMOS ---------------------------------------------------------------------------------
+
+def test_dnsmos_unavailable_gives_the_install_hint(monkeypatch, speech):
+    monkeypatch.setitem(sys.modules, "speechmos.dnsmos", None)  # import now fails
+    monkeypatch.setitem(sys.modules, "speechmos", None)
+    ok, why = dnsmos_module.dnsmos_available()
+    assert not ok and "pip install speechbrain-sqe[eval]" in why
+    with pytest.raises(dnsmos_module.DnsmosUnavailableError, match=r"speechbrain-sqe\[eval\]"):
+        registry.compute_nonintrusive_metrics(speech)
+    assert issubclass(dnsmos_module.DnsmosUnavailableError, ImportError)
+
+
+def test_dnsmos_scores_when_available(speech):
+    ok, why = dnsmos_module.dnsmos_available()
+    if not ok:
+        pytest.skip(why)
+    scores = registry.compute_nonintrusive_metrics(speech)
+    assert set(scores) == set(registry.NONINTRUSIVE_METRICS)
+    assert all(1.0 <= value <= 5.0 for value in scores.values()), scores
+
+
+# --- correlation ----------------------------------------------------------------------------
+
+def test_correlation_matches_scipy_and_counts_pairs():
+    from scipy import stats
+
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal(50)
+    y = x**3 + 0.1 * rng.standard_normal(50)
+    result = corr.correlation(list(x) + [float("nan"), ""], list(y) + [1.0, 2.0])
+    assert result["n"] == 50
+    assert result["pearson"] == pytest.approx(stats.pearsonr(x, y)[0])
+    assert result["pearson_p"] == pytest.approx(stats.pearsonr(x, y)[1])
+    assert result["spearman"] == pytest.approx(stats.spearmanr(x, y)[0])
+    assert result["kendall_p"] == pytest.approx(stats.kendalltau(x, y)[1])
+    assert result["spearman"] > result["pearson"]  # monotone but not linear
+
+
+def test_correlation_degenerate_inputs_are_nan():
+    assert math.isnan(corr.correlation([1, 2], [1, 2])["pearson"])
+    assert math.isnan(corr.correlation([1, 1, 1], [1, 2, 3])["spearman"])
+    with pytest.raises(ValueError, match="differ in length"):
+        corr.correlation([1, 2, 3], [1, 2])
+
+
+def test_correlation_table_per_condition_and_overall():
+    rows = []
+    for condition, sign in (("clean", 1), ("noisy", -1)):
+        for i in range(6):
+            rows.append({"cond": condition, "pred": str(i), "mos": sign * i + 0.01 * i**2})
+    table = corr.correlation_table(rows, "pred", "mos", group_by="cond")
+    assert [entry["group"] for entry in table] == ["clean", "noisy", "overall"]
+    assert table[0]["spearman"] == pytest.approx(1.0) and table[1]["spearman"] == pytest.approx(-1.0)
+    assert table[2]["n"] == 12
+    means = corr.condition_means(rows, ["pred", "mos"], "cond")
+    assert [m["n"] for m in means] == [6, 6] and means[0]["pred"] == pytest.approx(2.5)

@@ -1,0 +1,110 @@
+"""The VQScore recipe end to end on a tiny embedded corpus: train, report, export, resume, DDP."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import train  # noqa: E402  (the repository's entry point)
+from speechbrain_sqe.inference.vqscore import VQScore  # noqa: E402
+
+RECIPE = os.path.join(ROOT, "hparams", "vqscore.yaml")
+TINY_CORPUS = (
+    "--train_minutes=0.25 --valid_pairs=6 --test_pairs=6 "
+    "--corpus_options={unpaired_minutes: 0.1, noise_train_per_family: 1, noise_eval_per_family: 1, "
+    "rirs_train: 2, rirs_eval: 2, noise_seconds: 3.0}"
+)
+TINY_MODEL = "--codebook_size=32 --batch_size=4 --crop_seconds=1.0 --reference_metrics=[pesq_wb] --metric_jobs=1"
+
+
+def _args(data, out, epochs, extra=""):
+    args = [RECIPE, f"--data_folder={data}", f"--output_folder={out}", f"--number_of_epochs={epochs}"]
+    for group in (TINY_CORPUS, TINY_MODEL, extra):
+        args += _split(group)
+    return args
+
+
+def _split(text):
+    """Splits overrides on spaces outside braces/brackets."""
+    parts, depth, current = [], 0, ""
+    for char in text:
+        depth += char in "{[" 
+        depth -= char in "}]"
+        if char == " " and depth == 0:
+            if current:
+                parts.append(current)
+            current = ""
+        else:
+            current += char
+    return parts + ([current] if current else [])
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One tiny training run of two epochs, shared by the tests of this module."""
+    root = tmp_path_factory.mktemp("vqscore")
+    data, out = root / "data", root / "out"
+    train.main(_args(data, out, 2))
+    return data, out
+
+
+def test_recipe_reports_and_exports(trained):
+    _, out = trained
+    report = out / "report"
+    with open(report / "correlations.json", encoding="utf-8") as stream:
+        summary = json.load(stream)
+    assert summary["n"] == 6
+    assert set(summary["per_condition"]) == {"snr", "noise_type", "reverb"}
+    assert -1.0 <= summary["overall"]["pesq_wb"]["spearman"] <= 1.0
+    with open(report / "scores.csv", newline="", encoding="utf-8") as stream:
+        rows = list(csv.DictReader(stream))
+    assert len(rows) == 6 and {"vqscore_noisy", "vqscore_clean", "pesq_wb", "snr"} <= set(rows[0])
+    assert (report / "scatter.png").stat().st_size > 1000
+    # The exported folder loads and scores like the recipe's last evaluation.
+    scorer = VQScore.from_hparams(source=str(out / "hub"))
+    first = rows[0]
+    assert abs(scorer.score_file(first["noisy_wav"]) - float(first["vqscore_noisy"])) < 1e-4
+    assert "Spearman" in (out / "hub" / "README.md").read_text()
+
+
+def test_training_loss_goes_down(trained):
+    _, out = trained
+    losses = [float(line.split("train loss: ")[1].split(" ")[0])
+              for line in (out / "train_log.txt").read_text().splitlines() if "train loss" in line]
+    assert len(losses) == 2 and losses[1] < losses[0]
+
+
+def test_resume_continues_from_the_last_checkpoint(trained, tmp_path):
+    data, out = trained
+    resumed = tmp_path / "resumed"
+    # Same run folder copied, then asked for one more epoch: epochs 1-2 are not trained again.
+    subprocess.run(["cp", "-r", str(out), str(resumed)], check=True)
+    train.main(_args(data, resumed, 3))
+    epochs = [line.split(",")[0] for line in (resumed / "train_log.txt").read_text().splitlines()
+              if line.startswith("epoch:")]
+    assert epochs == ["epoch: 1", "epoch: 2", "epoch: 3"]
+
+
+def test_ddp_two_processes_on_cpu(trained, tmp_path):
+    data, _ = trained
+    out = tmp_path / "ddp"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
+               os.path.join(ROOT, "train.py"), *_args(data, out, 1), "--distributed_backend=gloo"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (out / "hub" / "vqvae.ckpt").exists()
+    assert "epoch: 1" in (out / "train_log.txt").read_text()
+
+
+def test_untrusted_recipe_is_refused(tmp_path):
+    recipe = tmp_path / "evil.yaml"
+    recipe.write_text(open(RECIPE, encoding="utf-8").read() + "\nboom: !apply:os.getcwd []\n")
+    with pytest.raises(ValueError, match="os.getcwd.*--trust_hparams"):
+        train.main([str(recipe), f"--output_folder={tmp_path}/out"])
