@@ -28,7 +28,7 @@ $(STAMP): setup.py constraints.txt
 
 demo: install
 	$(PY) train.py hparams/vqscore.yaml
-	$(VENV)/bin/sqe score data/embedded/test/noisy --model results/vqscore/hub --csv results/vqscore/demo_scores.csv --limit 8
+	$(VENV)/bin/sqe score data/embedded/test/noisy --model results/vqscore/1234/hub --csv results/vqscore/demo_scores.csv --limit 8
 
 test: install
 	$(PY) -m pytest -q tests speechbrain_sqe --doctest-modules -p no:cacheprovider

@@ -20,7 +20,7 @@ TINY_CORPUS = (
     "--corpus_options={unpaired_minutes: 0.1, noise_train_per_family: 1, noise_eval_per_family: 1, "
     "rirs_train: 2, rirs_eval: 2, noise_seconds: 3.0}"
 )
-TINY_MODEL = "--codebook_size=32 --batch_size=4 --crop_seconds=1.0 --reference_metrics=[pesq_wb] --metric_jobs=1"
+TINY_MODEL = "--codebook_size=32 --batch_size=4 --crop_seconds=1.0 --test_metrics=[pesq_wb] --metric_jobs=1"
 
 
 def _args(data, out, epochs, extra=""):

@@ -48,7 +48,7 @@ def random_crop_and_gain(wav, crop_samples=None, gain_range=None, peak_limit=0.9
     return wav
 
 
-def clean_speech_dataset(csv_path, sample_rate=16000, crop_seconds=None, gain_range=None):
+def clean_speech_dataset(csv_path, sample_rate=16000, crop_seconds=None, gain_range=None, augment=None):
     """A dataset of clean speech (``wav`` column) yielding ``id`` and ``sig``.
 
     Arguments
@@ -61,6 +61,9 @@ def clean_speech_dataset(csv_path, sample_rate=16000, crop_seconds=None, gain_ra
         Random crop length (training); None keeps whole files.
     gain_range : tuple of float, optional
         Random gain range (training); None keeps the level.
+    augment : callable, optional
+        Applied to each (cropped) waveform before the gain, e.g.
+        :class:`speechbrain_sqe.brains.realism.CleanRealism`.
 
     Returns
     -------
@@ -85,8 +88,10 @@ def clean_speech_dataset(csv_path, sample_rate=16000, crop_seconds=None, gain_ra
     @sb.utils.data_pipeline.takes("wav")
     @sb.utils.data_pipeline.provides("sig")
     def audio_pipeline(path):
-        wav = load_audio(path, sample_rate, warn=False)
-        return random_crop_and_gain(wav, crop, gain_range)
+        wav = random_crop_and_gain(load_audio(path, sample_rate, warn=False), crop)
+        if augment is not None:
+            wav = augment(wav)
+        return random_crop_and_gain(wav, None, gain_range)
 
     dataset.add_dynamic_item(audio_pipeline)
     dataset.set_output_keys(["id", "sig"])

@@ -108,21 +108,18 @@ class VQScoreBrain(RecipeBrain):
         """Fits on clean speech, tests the best checkpoint, writes the report, exports the model."""
         hp = self.hparams
         train_set = clean_speech_dataset(
-            manifests["train_clean"], hp.sample_rate, hp.crop_seconds, hp.gain_range
+            manifests["train_clean"], hp.sample_rate, hp.crop_seconds, hp.gain_range,
+            augment=hp.clean_augment,
         )
         valid_set = paired_dataset(manifests["valid"], hp.sample_rate)
         test_set = paired_dataset(manifests["test"], hp.sample_rate)
         self.reference_metrics = {}
-        for stage, split in ((sb.Stage.VALID, "valid"), (sb.Stage.TEST, "test")):
+        splits = ((sb.Stage.VALID, "valid", hp.valid_metrics), (sb.Stage.TEST, "test", hp.test_metrics))
+        for stage, split, metrics in splits:
             cache = os.path.join(hp.output_folder, f"reference_metrics_{split}.csv")
-            run_on_main(
-                load_reference_metrics,
-                kwargs={"manifest": manifests[split], "cache": cache, "metrics": hp.reference_metrics,
-                        "jobs": hp.metric_jobs},
-            )
-            self.reference_metrics[stage] = load_reference_metrics(
-                manifests[split], cache, hp.reference_metrics, hp.metric_jobs
-            )
+            kwargs = {"manifest": manifests[split], "cache": cache, "metrics": metrics, "jobs": hp.metric_jobs}
+            run_on_main(load_reference_metrics, kwargs=kwargs)
+            self.reference_metrics[stage] = load_reference_metrics(**kwargs)
         self.fit(
             hp.epoch_counter,
             train_set,
@@ -148,7 +145,7 @@ class VQScoreBrain(RecipeBrain):
             )
             build_vqscore_hub(
                 getattr(self.modules.vqvae, "module", self.modules.vqvae), hp.hub_folder, sample_rate=hp.sample_rate, n_fft=hp.n_fft,
-                hop_length=hp.hop_length, card=card,
+                hop_length=hp.hop_length, log1p=hp.input_log1p, card=card,
             )
             logger.info("Exported the trained scorer to %s", hp.hub_folder)
         return self.scores

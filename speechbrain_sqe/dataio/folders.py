@@ -733,6 +733,7 @@ def prepare_from_folders(
     synthetic_rirs=10,
     num_workers=2,
     skip_prep=False,
+    noise_split="auto",
 ):
     """Prepares manifests from folders of clean speech, noise and RIRs (see the module doc).
 
@@ -771,6 +772,10 @@ def prepare_from_folders(
         Worker processes.
     skip_prep : bool
         Return the manifest paths without doing anything.
+    noise_split : str
+        ``auto``: with 6 or more noise files, whole files go to one split each; with fewer, each
+        file is cut in time (60/20/20 %). ``time``: always cut in time, so that every split
+        hears every noise (best for measuring on a few recordings).
 
     Returns
     -------
@@ -812,7 +817,11 @@ def prepare_from_folders(
     if unpaired_fraction > 0 and len(train) > 1:
         count = max(1, round(unpaired_fraction * len(train)))
         train, unpaired = train[:-count], train[-count:]
-    noise = noise_sources(noise_files, seed) if noise_files else None
+    if noise_split not in ("auto", "time"):
+        raise ValueError(f"noise_split must be 'auto' or 'time', not {noise_split!r}")
+    # "time": every noise file is cut into train/valid/test segments, so each split hears them all.
+    min_files = float("inf") if noise_split == "time" else 6
+    noise = noise_sources(noise_files, seed, min_files) if noise_files else None
     planner = FolderPlanner(folder, cfg, noise, rir_sources(rir_files, seed) if rir_files else None)
     planner.fallback_talkers = sorted(train)
     jobs = planner.clean_rows(sorted(train), clean_folder)

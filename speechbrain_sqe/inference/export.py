@@ -27,6 +27,7 @@ min_seconds: {min_seconds}
 compute_stft: !new:speechbrain_sqe.lobes.spectral.STFTMagnitude
     n_fft: !ref <n_fft>
     hop_length: !ref <hop_length>
+    log1p: {log1p}
 
 vqvae: !new:speechbrain_sqe.lobes.vqvae.VQVAEQualityModel
 {model_kwargs}
@@ -40,7 +41,7 @@ pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer
 
 
 def build_vqscore_hub(model, output_folder, sample_rate=16000, n_fft=512, hop_length=256,
-                      min_seconds=0.1, card=None):
+                      log1p=False, min_seconds=0.1, card=None):
     """Writes a hub-ready VQScore folder for ``model``.
 
     Arguments
@@ -51,6 +52,8 @@ def build_vqscore_hub(model, output_folder, sample_rate=16000, n_fft=512, hop_le
         The folder to write (created).
     sample_rate, n_fft, hop_length : int
         The front end the model was trained with.
+    log1p : bool
+        Whether the front end compresses magnitudes with log1p.
     min_seconds : float
         Shortest audio the interface accepts.
     card : str, optional
@@ -75,7 +78,7 @@ def build_vqscore_hub(model, output_folder, sample_rate=16000, n_fft=512, hop_le
     with open(os.path.join(output_folder, "hyperparams.yaml"), "w", encoding="utf-8") as stream:
         stream.write(VQSCORE_HPARAMS.format(
             sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length,
-            min_seconds=min_seconds, model_kwargs=kwargs,
+            log1p=log1p, min_seconds=min_seconds, model_kwargs=kwargs,
         ))
     state = {key: value.detach().cpu().clone() for key, value in model.state_dict().items()}
     torch.save(state, os.path.join(output_folder, "vqvae.ckpt"))

@@ -1,0 +1,97 @@
+"""`sqe score`: folders and files, CSV, per-frame outputs and plots, bad files in the exit code."""
+
+import csv
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from speechbrain_sqe import cli
+from speechbrain_sqe.inference.export import build_vqscore_hub
+from speechbrain_sqe.inference.vqscore import DEFAULT_MODEL
+from speechbrain_sqe.lobes.spectral import stft_magnitude
+from speechbrain_sqe.lobes.vqvae import VQVAEQualityModel
+
+
+def _tone_speech(seconds, seed):
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * 16000)) / 16000
+    pitch = 110 + 80 * rng.random()
+    return (0.1 * sum(np.sin(2 * np.pi * pitch * k * t) / k for k in range(1, 8))).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def model_folder(tmp_path_factory):
+    torch.manual_seed(0)
+    model = VQVAEQualityModel(codebook_size=32)
+    model.train()
+    model(stft_magnitude(torch.stack([torch.from_numpy(_tone_speech(1.0, s)) for s in range(3)])))
+    return build_vqscore_hub(model.eval(), str(tmp_path_factory.mktemp("hub")))
+
+
+@pytest.fixture
+def audio_folder(tmp_path):
+    folder = tmp_path / "audio"
+    (folder / "sub").mkdir(parents=True)
+    soundfile.write(folder / "a.wav", _tone_speech(1.2, 1), 16000)
+    soundfile.write(folder / "sub" / "b.flac", _tone_speech(0.8, 2), 16000)
+    stereo_48k = np.stack([_tone_speech(1.0, 3)] * 2, axis=1)
+    soundfile.write(folder / "c_stereo_48k.wav", np.repeat(stereo_48k, 3, axis=0), 48000)
+    return folder
+
+
+def test_scores_folders_into_csv(model_folder, audio_folder, tmp_path, capsys):
+    out = tmp_path / "scores.csv"
+    status = cli.main(["score", str(audio_folder), "--model", model_folder, "--csv", str(out),
+                       "--batch-size", "2", "--workers", "0", "--no-progress"])
+    assert status == 0
+    with open(out, newline="", encoding="utf-8") as stream:
+        rows = list(csv.DictReader(stream))
+    assert [os.path.basename(r["path"]) for r in rows] == ["a.wav", "c_stereo_48k.wav", "b.flac"]
+    assert all(-1 <= float(r["vqscore"]) <= 1 for r in rows)
+    assert abs(float(rows[1]["duration"]) - 1.0) < 0.01  # 48 kHz stereo read as 16 kHz mono
+    assert "scored 3 files" in capsys.readouterr().out
+
+
+def test_bad_file_is_reported_and_fails_the_exit_code(model_folder, audio_folder, tmp_path, capsys):
+    (audio_folder / "broken.wav").write_bytes(b"RIFF....WAVEfmt nothing")
+    out = tmp_path / "scores.csv"
+    status = cli.main(["score", str(audio_folder), "--model", model_folder, "--csv", str(out),
+                       "--workers", "0", "--no-progress"])
+    assert status == 1
+    err = capsys.readouterr().err
+    assert "FAILED" in err and "broken.wav" in err and "1 of 4 files could not be scored" in err
+    with open(out, newline="", encoding="utf-8") as stream:
+        assert len(list(csv.DictReader(stream))) == 3
+
+
+def test_frames_and_plots(model_folder, audio_folder, tmp_path):
+    frames = tmp_path / "frames"
+    status = cli.main(["score", str(audio_folder / "a.wav"), "--model", model_folder,
+                       "--frames", str(frames), "--plot", "--workers", "0", "--no-progress"])
+    assert status == 0
+    with open(frames / "a.frames.csv", newline="", encoding="utf-8") as stream:
+        rows = list(csv.DictReader(stream))
+    assert len(rows) == 1 + int(1.2 * 16000) // 256
+    assert rows[1]["time_s"] == "0.016"
+    assert (frames / "a.png").stat().st_size > 5000
+
+
+def test_no_audio_found(model_folder, tmp_path, capsys):
+    assert cli.main(["score", str(tmp_path), "--model", model_folder]) == 1
+    assert "no audio files found" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not os.path.exists(os.path.join(DEFAULT_MODEL, "vqvae.ckpt")),
+                    reason="no model shipped in this checkout")
+def test_console_script_with_the_shipped_model(audio_folder):
+    """The installed `sqe` works right after installation, with the model shipped in the package."""
+    sqe = os.path.join(os.path.dirname(sys.executable), "sqe")
+    result = subprocess.run([sqe, "score", str(audio_folder / "a.wav"), "--no-progress"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "a.wav" in result.stdout
