@@ -33,8 +33,11 @@ demo: install
 test: install
 	$(PY) -m pytest -q tests speechbrain_sqe --doctest-modules -p no:cacheprovider
 
+# Speed and memory measurements (tables printed; results in benchmarks/RESULTS.md).
 bench: install
-	$(PY) benchmarks/bench_corpus_metrics.py
+	$(PY) benchmarks/bench_corpus.py
+	$(PY) benchmarks/bench_metrics.py --pairs 48
+	$(PY) benchmarks/bench_vqscore.py
 
 lint: install
 	$(VENV)/bin/ruff check speechbrain_sqe tests train.py benchmarks

@@ -1,31 +1,13 @@
 """Tests of the composite measures (CSIG, CBAK, COVL) and their parts LLR, WSS and segSNR."""
 
 import os
-import shutil
-import subprocess
 
 import numpy as np
 import pytest
+from speech import add_white_noise, synthesize
 
 from speechbrain_sqe.metrics import composite as comp
 from speechbrain_sqe.metrics.intrusive import MetricError
-
-
-def synthesize(path, text="Objective measures should fall as the noise grows louder."):
-    if shutil.which("espeak-ng"):
-        command = ["espeak-ng", "-w", str(path), text]
-    elif shutil.which("flite"):
-        command = ["flite", "-t", text, "-o", str(path)]
-    else:
-        pytest.skip("neither espeak-ng nor flite is installed")
-    subprocess.run(command, check=True, capture_output=True)
-    return path
-
-
-def add_white_noise(clean, snr_db, seed=0):
-    noise = np.random.default_rng(seed).standard_normal(clean.shape[0])
-    noise *= np.sqrt(np.mean(clean**2) / np.mean(noise**2) / 10 ** (snr_db / 10))
-    return clean + noise
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+from speech import synthesize
 
 from speechbrain_sqe import cli
 from speechbrain_sqe.dataio.audio import load_audio, save_audio
@@ -22,15 +23,6 @@ SENTENCES = {
 PESQ_WB = 1.0832337
 PESQ_NB = 1.6072081
 
-
-def synthesize(path, text):
-    if shutil.which("espeak-ng"):
-        command = ["espeak-ng", "-w", str(path), text]
-    elif shutil.which("flite"):
-        command = ["flite", "-t", text, "-o", str(path)]
-    else:
-        pytest.skip("neither espeak-ng nor flite is installed")
-    subprocess.run(command, check=True, capture_output=True)
 
 
 def read_csv(path):

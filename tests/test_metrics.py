@@ -1,12 +1,11 @@
 """Tests of the intrusive metrics, the registry, DNSMOS's optional import and the correlations."""
 
 import math
-import shutil
-import subprocess
 import sys
 
 import numpy as np
 import pytest
+from speech import add_white_noise, synthesize
 
 from speechbrain_sqe.metrics import correlation as corr
 from speechbrain_sqe.metrics import dnsmos as dnsmos_module
@@ -16,22 +15,6 @@ from speechbrain_sqe.metrics.intrusive import MetricError
 SENTENCE = "Speech quality estimation needs a clean reference signal."
 
 
-def synthesize(path, text=SENTENCE):
-    """Speaks ``text`` into ``path`` with espeak-ng (or flite); skips the test without either."""
-    if shutil.which("espeak-ng"):
-        command = ["espeak-ng", "-w", str(path), text]
-    elif shutil.which("flite"):
-        command = ["flite", "-t", text, "-o", str(path)]
-    else:
-        pytest.skip("neither espeak-ng nor flite is installed")
-    subprocess.run(command, check=True, capture_output=True)
-    return path
-
-
-def add_white_noise(clean, snr_db, seed=0):
-    noise = np.random.default_rng(seed).standard_normal(clean.shape[0])
-    noise *= np.sqrt(np.mean(clean**2) / np.mean(noise**2) / 10 ** (snr_db / 10))
-    return clean + noise
 
 
 @pytest.fixture(scope="module")

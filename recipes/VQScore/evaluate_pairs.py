@@ -16,7 +16,7 @@ import os
 from speechbrain_sqe.analysis.quality_report import (
     format_summary_markdown,
     load_reference_metrics,
-    read_manifest,
+    rows_by_id,
     write_quality_report,
 )
 from speechbrain_sqe.inference.batch_scoring import score_files
@@ -32,7 +32,7 @@ def main(argv=None):
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args(argv)
 
-    rows = read_manifest(args.manifest)
+    rows = rows_by_id(args.manifest)
     scorer = VQScore.from_hparams(source=args.model, savedir=os.path.join(args.output, "model"))
     noisy = [row["noisy_wav"] for row in rows.values()]
     clean = [row["clean_wav"] for row in rows.values()]

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 
+from speechbrain_sqe.dataio.manifest import read_manifest
 from speechbrain_sqe.metrics.correlation import correlation
 from speechbrain_sqe.metrics.dnsmos import dnsmos_available
 from speechbrain_sqe.metrics.runner import Pair, evaluate_pairs
@@ -42,7 +43,7 @@ def available_metrics(metrics):
     return [m for m in metrics if not m.startswith("dnsmos")]
 
 
-def read_manifest(manifest):
+def rows_by_id(manifest):
     """Reads a SpeechBrain CSV manifest as a dict of rows by ID.
 
     Arguments
@@ -55,8 +56,7 @@ def read_manifest(manifest):
     dict
         ``{ID: row}``.
     """
-    with open(manifest, newline="", encoding="utf-8") as stream:
-        return {row["ID"]: row for row in csv.DictReader(stream)}
+    return {row["ID"]: row for row in read_manifest(manifest)}
 
 
 def load_reference_metrics(manifest, cache, metrics, jobs=1):
@@ -79,11 +79,15 @@ def load_reference_metrics(manifest, cache, metrics, jobs=1):
         ``{ID: {metric: value}}``.
     """
     metrics = available_metrics(metrics)
-    rows = read_manifest(manifest)
+    rows = rows_by_id(manifest)
+    # The cache is reused only for the same files, unchanged since (regenerated audio is rescored).
+    signatures = {uid: _signature(row) for uid, row in rows.items()}
     if os.path.exists(cache):
         with open(cache, newline="", encoding="utf-8") as stream:
             cached = {row["ID"]: row for row in csv.DictReader(stream)}
-        if set(cached) == set(rows) and all(m in next(iter(cached.values()), {}) for m in metrics):
+        if {uid: row.get("signature") for uid, row in cached.items()} == signatures and all(
+            m in next(iter(cached.values()), {}) for m in metrics
+        ):
             return {uid: {m: float(row[m]) for m in metrics} for uid, row in cached.items()}
     pairs = [Pair(file=uid, ref=row["clean_wav"], deg=row["noisy_wav"]) for uid, row in rows.items()]
     results, failures = evaluate_pairs(pairs, metrics=metrics, jobs=jobs)
@@ -92,11 +96,20 @@ def load_reference_metrics(manifest, cache, metrics, jobs=1):
     values = {result["file"]: {m: float(result[m]) for m in metrics} for result in results}
     os.makedirs(os.path.dirname(os.path.abspath(cache)), exist_ok=True)
     with open(cache, "w", newline="", encoding="utf-8") as stream:
-        writer = csv.DictWriter(stream, fieldnames=["ID", *metrics])
+        writer = csv.DictWriter(stream, fieldnames=["ID", "signature", *metrics])
         writer.writeheader()
         for uid, value in values.items():
-            writer.writerow({"ID": uid, **value})
+            writer.writerow({"ID": uid, "signature": signatures[uid], **value})
     return values
+
+
+def _signature(row):
+    """Paths, sizes and modification times of a pair's files."""
+    parts = []
+    for path in (row["clean_wav"], row["noisy_wav"]):
+        stat = os.stat(path)
+        parts.append(f"{path}:{stat.st_size}:{stat.st_mtime_ns}")
+    return "|".join(parts)
 
 
 def write_quality_report(scores, reference, manifest, output_folder, score_key="vqscore_noisy"):
@@ -120,7 +133,7 @@ def write_quality_report(scores, reference, manifest, output_folder, score_key="
     dict
         The summary: overall correlations per metric, per-condition tables, the clean > noisy rate.
     """
-    rows = read_manifest(manifest)
+    rows = rows_by_id(manifest)
     os.makedirs(output_folder, exist_ok=True)
     table = []
     for uid, score in scores.items():
