@@ -103,7 +103,8 @@ def main():
             continue
         result = json.loads(out.stdout.strip().splitlines()[-1])
         seconds = len(subset) * args.seconds
-        print(f"| {name} | {threads} | {workers} | {len(subset)} | {result['elapsed']:.2f} | "
+        shown = threads if method == "vqscore" else f"{threads} (onnxruntime: its own)"
+        print(f"| {name} | {shown} | {workers} | {len(subset)} | {result['elapsed']:.2f} | "
               f"{seconds / result['elapsed']:.0f} | {result['peak_mb']:.0f} |")
 
 

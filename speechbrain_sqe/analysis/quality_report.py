@@ -232,16 +232,19 @@ def plot_scatter(table, score_key, metrics, path):
     import matplotlib
 
     matplotlib.use("Agg")
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)  # font-cache DEBUG chatter
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics) + 1, 4.2), squeeze=False,
+                             constrained_layout=True)
     for axis, metric in zip(axes[0], metrics):
         x = [r[score_key] for r in table]
         y = [r[metric] for r in table]
         snr = [float(r.get("snr", 0) or 0) for r in table]
         points = axis.scatter(x, y, c=snr, cmap="viridis", s=14)
         corr = correlation(x, y)
-        axis.set_title(f"{metric}: Spearman {corr['spearman']:.3f}, Pearson {corr['pearson']:.3f}")
+        axis.set_title(f"{metric}\nSpearman {corr['spearman']:.3f}, Pearson {corr['pearson']:.3f}",
+                       fontsize=10)
         axis.set_xlabel(score_key)
         axis.set_ylabel(metric)
     fig.colorbar(points, ax=axes[0].tolist(), label="SNR (dB)")

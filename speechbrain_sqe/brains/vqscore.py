@@ -139,8 +139,13 @@ class VQScoreBrain(RecipeBrain):
             )
             card = vqscore_model_card(
                 report,
-                train_description=f"clean speech of {manifests['train_clean']}",
-                training={"epochs": hp.epoch_counter.current, "corpus": hp.corpus},
+                train_description=f"clean speech only, corpus '{hp.corpus}' ({manifests['train_clean']})",
+                training={
+                    "epoch kept (best validation Spearman with PESQ)": hp.epoch_counter.current,
+                    "epochs trained": hp.number_of_epochs,
+                    "realism augmentation": hp.clean_augment is not None,
+                    "seed": hp.seed,
+                },
                 command="python train.py " + " ".join(sys.argv[1:]),
             )
             build_vqscore_hub(

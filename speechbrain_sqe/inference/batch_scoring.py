@@ -91,7 +91,7 @@ def _duration_key(path):
         return 0.0
 
 
-def score_files(scorer, paths, batch_size=16, frames=False, num_workers=1, progress=True):
+def score_files(scorer, paths, batch_size=16, frames=False, num_workers=0, progress=True):
     """Scores audio files in length-sorted batches.
 
     Arguments

@@ -322,6 +322,57 @@ class VectorQuantizer(torch.nn.Module):
             return flat @ codebook.t()
         return -torch.cdist(flat, codebook)
 
+    @torch.no_grad()
+    def nearest_similarity(self, z, lengths=None, search_dtype=None, candidates=8):
+        """Cosine similarity of each vector to its nearest code, for scoring only.
+
+        No update, no losses: the inference path of VQScore. With ``search_dtype=torch.bfloat16``
+        the nearest-code search is a bfloat16 matrix product (about 4x faster than float32 on
+        CPUs with AVX512-BF16 or AMX) whose ``candidates`` best codes are re-ranked in float32;
+        the result equals the float32 search except where more than ``candidates`` codes tie
+        within bfloat16 precision (then a code within about 0.01 of the best is taken).
+
+        Arguments
+        ---------
+        z : torch.Tensor
+            Vectors ``[batch, time, dim]``.
+        lengths : torch.Tensor, optional
+            Relative lengths ``[batch]``; padded frames get 0.
+        search_dtype : torch.dtype, optional
+            Precision of the coarse search; None searches in float32 (exactly as ``forward``).
+        candidates : int
+            Codes re-ranked in float32 after a coarse search.
+
+        Returns
+        -------
+        torch.Tensor
+            Similarities ``[batch, time]``, as ``forward(...).similarity``.
+
+        Example
+        -------
+        >>> vq = VectorQuantizer(dim=8, codebook_size=64)
+        >>> _ = vq(torch.randn(2, 50, 8))  # k-means initialisation
+        >>> z = torch.randn(2, 30, 8)
+        >>> exact = vq.nearest_similarity(z)
+        >>> fast = vq.nearest_similarity(z, search_dtype=torch.bfloat16)
+        >>> exact.shape, bool((exact - fast).abs().max() < 1e-2)
+        (torch.Size([2, 30]), True)
+        """
+        batch, time, _ = z.shape
+        x = self._transform(z.float()).reshape(-1, self.dim)
+        codebook = self.codebook.detach()
+        if search_dtype is None or not self.use_cosine:
+            indices = self._scores(x, codebook).argmax(-1)
+        else:
+            coarse = x.to(search_dtype) @ codebook.to(search_dtype).t()
+            top = coarse.topk(min(candidates, codebook.shape[0]), dim=-1).indices
+            exact = (x.unsqueeze(1) * codebook[top]).sum(-1)
+            indices = top.gather(1, exact.argmax(-1, keepdim=True)).squeeze(1)
+        codes = F.embedding(indices, codebook).reshape(batch, time, self.dim)
+        similarity = cosine_similarity(z.float(), codes)
+        mask = relative_lengths_to_mask(lengths, time, device=z.device)
+        return similarity if mask is None else similarity * mask
+
     def logits(self, z):
         """Cross-entropy logits of each frame over the codes.
 

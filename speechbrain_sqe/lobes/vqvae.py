@@ -467,7 +467,7 @@ class VQVAEQualityModel(torch.nn.Module):
         """
         return self.encoder(spec, lengths)
 
-    def score_frames(self, spec, lengths=None):
+    def score_frames(self, spec, lengths=None, search_dtype=None):
         """Per-frame VQScore ``cos(z_t, q(z_t))`` (encoder and frozen codebook; no decoder).
 
         Never updates the codebook, whatever the train/eval mode. Gradients with respect to the
@@ -479,6 +479,9 @@ class VQVAEQualityModel(torch.nn.Module):
             ``[batch, time, input_size]``.
         lengths : torch.Tensor, optional
             Relative lengths ``[batch]``.
+        search_dtype : torch.dtype, optional
+            ``torch.bfloat16`` for the fast nearest-code search
+            (:meth:`~speechbrain_sqe.lobes.quantizers.VectorQuantizer.nearest_similarity`).
 
         Returns
         -------
@@ -486,9 +489,11 @@ class VQVAEQualityModel(torch.nn.Module):
             ``[batch, time]`` similarities in ``[-1, 1]`` (0 on padded frames).
         """
         z = self.encoder(spec, lengths)
-        return self.quantizer(z, lengths, freeze_codebook=True).similarity
+        if search_dtype is None and torch.is_grad_enabled():
+            return self.quantizer(z, lengths, freeze_codebook=True).similarity
+        return self.quantizer.nearest_similarity(z, lengths, search_dtype=search_dtype)
 
-    def score(self, spec, lengths=None):
+    def score(self, spec, lengths=None, search_dtype=None):
         """Utterance VQScore: mean of :meth:`score_frames` over the valid frames (higher = better).
 
         Arguments
@@ -497,13 +502,15 @@ class VQVAEQualityModel(torch.nn.Module):
             ``[batch, time, input_size]``.
         lengths : torch.Tensor, optional
             Relative lengths ``[batch]``.
+        search_dtype : torch.dtype, optional
+            ``torch.bfloat16`` for the fast nearest-code search (see :meth:`score_frames`).
 
         Returns
         -------
         torch.Tensor
             ``[batch]`` scores.
         """
-        frames = self.score_frames(spec, lengths)
+        frames = self.score_frames(spec, lengths, search_dtype)
         mask = relative_lengths_to_mask(lengths, frames.shape[1], device=frames.device)
         if mask is None:
             return frames.mean(dim=1)

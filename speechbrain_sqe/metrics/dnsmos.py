@@ -7,6 +7,8 @@ imports ``librosa`` (for the P.808 mel features). They are the ``eval`` extra of
 import time.
 """
 
+import logging
+
 import numpy as np
 
 from speechbrain_sqe.metrics.intrusive import MetricError, as_numpy
@@ -29,6 +31,8 @@ class DnsmosUnavailableError(ImportError):
 
 
 def _load_speechmos():
+    # librosa's numba compiler logs thousands of DEBUG lines into SpeechBrain's experiment log.
+    logging.getLogger("numba").setLevel(logging.WARNING)
     try:
         from speechmos import dnsmos as speechmos_dnsmos
     except ImportError as error:  # speechmos itself, onnxruntime, librosa, requests...
