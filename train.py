@@ -13,6 +13,7 @@ and ``torch`` are refused unless ``--trust_hparams`` is given.
 import sys
 
 import speechbrain as sb
+import torch
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import run_on_main
 
@@ -45,9 +46,10 @@ def main(argv=None):
         hyperparams_to_save=hparams_file,
         overrides=overrides,
     )
-    # Prepare on the main process only; the second call on every rank just reads the manifests.
+    # Prepare on the main process only; then every rank only asks for the manifest paths
+    # (skip_prep), so no two processes write the same files.
     run_on_main(hparams["prepare_data"])
-    manifests = hparams["prepare_data"]()
+    manifests = hparams["prepare_data"](skip_prep=True)
     brain = hparams["brain_class"](
         modules=hparams["modules"],
         opt_class=hparams["opt_class"],
@@ -56,6 +58,11 @@ def main(argv=None):
         checkpointer=hparams["checkpointer"],
     )
     brain.run_recipe(manifests)
+    if torch.distributed.is_initialized():
+        # Wait for the main process's export, then shut gloo/nccl down cleanly: a rank leaving
+        # with its process group alive aborts ("terminate called without an active exception").
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
     return brain
 
 

@@ -98,7 +98,7 @@ def test_ddp_two_processes_on_cpu(trained, tmp_path):
                os.path.join(ROOT, "train.py"), *_args(data, out, 1), "--distributed_backend=gloo"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600, cwd=ROOT)
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == 0, result.stderr[-12000:]
     assert (out / "hub" / "vqvae.ckpt").exists()
     assert "epoch: 1" in (out / "train_log.txt").read_text()
 
