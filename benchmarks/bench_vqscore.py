@@ -48,7 +48,7 @@ def run_one(config):
         scorer = VQScore.from_hparams(source=config["model"])
         load_time = time.perf_counter() - start
         start = time.perf_counter()
-        results, failures = score_files(scorer, config["paths"], batch_size=config["batch_size"],
+        _, failures = score_files(scorer, config["paths"], batch_size=config["batch_size"],
                                         num_workers=config["workers"], progress=False)
         assert not failures, failures
     else:

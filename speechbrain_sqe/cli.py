@@ -181,7 +181,10 @@ def _add_score_parser(subparsers):
 
 def _run_score(args):
     from speechbrain_sqe.inference.batch_scoring import collect_audio_files, score_files
-    from speechbrain_sqe.inference.scoring_outputs import write_frame_outputs, write_scores_csv
+    from speechbrain_sqe.inference.scoring_outputs import (
+        write_frame_outputs,
+        write_scores_csv,
+    )
     from speechbrain_sqe.inference.vqscore import VQScore
 
     files = collect_audio_files(args.inputs)

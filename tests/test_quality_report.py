@@ -6,7 +6,10 @@ import os
 import numpy as np
 from speech import add_white_noise, synthesize
 
-from speechbrain_sqe.analysis.quality_report import load_reference_metrics, write_quality_report
+from speechbrain_sqe.analysis.quality_report import (
+    load_reference_metrics,
+    write_quality_report,
+)
 from speechbrain_sqe.dataio.audio import load_audio, save_audio
 
 

@@ -17,7 +17,6 @@ import numpy as np
 import soundfile
 import torch
 import torchaudio
-
 from speechbrain.dataio import audio_io
 
 logger = logging.getLogger(__name__)
@@ -92,7 +91,7 @@ def load_audio(path, sample_rate=16000, min_duration=None, warn=True):
     wav = audio[0]
     if file_rate != sample_rate:
         wav = torchaudio.functional.resample(wav, file_rate, sample_rate)
-    if min_duration is not None and wav.shape[0] < int(round(min_duration * sample_rate)):
+    if min_duration is not None and wav.shape[0] < round(min_duration * sample_rate):
         raise AudioLoadError(
             f"{path}: audio is {wav.shape[0] / sample_rate:.3f} s long; "
             f"at least {min_duration:.3f} s is needed"

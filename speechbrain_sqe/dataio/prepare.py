@@ -16,7 +16,11 @@ import os
 
 from speechbrain_sqe.dataio.embedded import prepare_embedded_corpus
 from speechbrain_sqe.dataio.folders import prepare_from_folders
-from speechbrain_sqe.dataio.real_corpora import prepare_dns, prepare_librispeech, prepare_voicebank
+from speechbrain_sqe.dataio.real_corpora import (
+    prepare_dns,
+    prepare_librispeech,
+    prepare_voicebank,
+)
 
 CORPORA = ("embedded", "folders", "voicebank", "dns", "librispeech")
 

@@ -87,7 +87,7 @@ def _duration_key(path):
     try:
         info = soundfile.info(path)
         return info.frames / max(info.samplerate, 1)
-    except Exception:  # unreadable: scored (and reported) first
+    except (RuntimeError, OSError, ValueError):  # unreadable: sorted first, reported when read
         return 0.0
 
 
@@ -132,7 +132,7 @@ def score_files(scorer, paths, batch_size=16, frames=False, num_workers=0, progr
                     duration = float(lens[row]) * wavs.shape[1] / rate
                     results[name] = {"path": name, "vqscore": float(scores[row]), "duration": duration}
                     if frames:
-                        count = int(round(duration * rate / scorer.hparams.hop_length)) + 1
+                        count = round(duration * rate / scorer.hparams.hop_length) + 1
                         results[name]["frames"] = frame_scores[row, :count]
             bar.update(len(names) + len(bad))
     ordered = [results[p] for p in paths if p in results]

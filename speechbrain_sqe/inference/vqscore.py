@@ -69,8 +69,8 @@ class VQScore(SafePretrained):
     torch.Size([2])
     """
 
-    HPARAMS_NEEDED = ["compute_stft", "sample_rate", "min_seconds", "hop_length"]
-    MODULES_NEEDED = ["vqvae"]
+    HPARAMS_NEEDED = ("compute_stft", "sample_rate", "min_seconds", "hop_length")
+    MODULES_NEEDED = ("vqvae",)
     DEFAULT_SOURCE = DEFAULT_MODEL
 
     def __init__(self, *args, fast_search=None, **kwargs):

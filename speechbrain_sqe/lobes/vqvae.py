@@ -393,14 +393,14 @@ class VQVAEQualityModel(torch.nn.Module):
     ):
         super().__init__()
         # The constructor arguments, so an export can write a hyperparams file that rebuilds it.
-        self.config = dict(
-            input_size=input_size, channels=list(channels), codebook_dim=codebook_dim,
-            codebook_size=codebook_size, kernel_size=kernel_size, negative_slope=negative_slope,
-            distance=distance, ema_update=ema_update, decay=decay, eps=eps, kmeans_init=kmeans_init,
-            kmeans_iters=kmeans_iters, threshold_ema_dead_code=threshold_ema_dead_code,
-            commitment_weight=commitment_weight, ce_temperature=ce_temperature,
-            euclidean_logits=euclidean_logits, freeze_codebook=freeze_codebook,
-        )
+        self.config = {
+            "input_size": input_size, "channels": list(channels), "codebook_dim": codebook_dim,
+            "codebook_size": codebook_size, "kernel_size": kernel_size, "negative_slope": negative_slope,
+            "distance": distance, "ema_update": ema_update, "decay": decay, "eps": eps, "kmeans_init": kmeans_init,
+            "kmeans_iters": kmeans_iters, "threshold_ema_dead_code": threshold_ema_dead_code,
+            "commitment_weight": commitment_weight, "ce_temperature": ce_temperature,
+            "euclidean_logits": euclidean_logits, "freeze_codebook": freeze_codebook,
+        }
         self.encoder = VQVAEQualityEncoder(
             input_size, channels, codebook_dim, kernel_size, negative_slope
         )

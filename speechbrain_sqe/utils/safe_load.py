@@ -65,9 +65,7 @@ def find_untrusted_tags(yaml_text, trusted_modules=TRUSTED_MODULES):
             target = tag.split(":", 1)[1]
             if target.split(".")[0] not in trusted_modules:
                 found.append(tag)
-        elif tag.startswith("!") and not tag.startswith(_PLAIN_TAGS):
-            found.append(tag)
-        elif tag.startswith("tag:yaml.org,2002:python/"):
+        elif tag.startswith("!") and not tag.startswith(_PLAIN_TAGS) or tag.startswith("tag:yaml.org,2002:python/"):
             found.append(tag)
         if isinstance(node, yaml.MappingNode):
             for key, value in node.value:
