@@ -217,9 +217,64 @@ def _run_score(args):
         print(f"{len(failures)} of {len(files)} files could not be scored", file=sys.stderr)
     return 1 if failures else 0
 
+def _add_analyze_ssl_parser(subparsers):
+    """Registers ``sqe analyze-ssl``: per-layer robustness of SSL embeddings to noise and rooms.
+
+    Arguments
+    ---------
+    subparsers : argparse._SubParsersAction
+        Where the subcommand is added.
+    """
+    parser = subparsers.add_parser(
+        "analyze-ssl",
+        help="per-layer robustness of a TERA model's embeddings (NMSE, cosine, CN distance)",
+        description="Compares a self-supervised model's hidden states of noisy speech with those of "
+        "its clean reference, per layer and per condition (SNR, T60, noise family): normalized MSE, "
+        "cosine similarity and clean-noisy distance. Prints tables (with published TERA/WavLM "
+        "figures beside ours) and writes a CSV, markdown and PNG plots.",
+    )
+    parser.add_argument("--model", required=True, help="TERA hub folder or id (e.g. results/tera/1234/hub)")
+    parser.add_argument("--pairs", default=None, help="pairs manifest CSV (clean_wav, noisy_wav, snr, t60, ...)")
+    parser.add_argument("--clean", nargs="+", default=None, help="clean folder(s)/files (with --noisy)")
+    parser.add_argument("--noisy", nargs="+", default=None, help="noisy folder(s)/files, paired by name")
+    parser.add_argument("--output", default="ssl_robustness", help="report folder (default ssl_robustness)")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--savedir", default=None, help="where a hub model is fetched to")
+    parser.add_argument("--trust-hparams", action="store_true",
+                        help="load a model whose hyperparams construct objects outside the trusted modules")
+    parser.add_argument("--no-progress", action="store_true")
+    parser.set_defaults(func=_run_analyze_ssl)
+
+
+def _run_analyze_ssl(args):
+    from speechbrain_sqe.analysis.ssl_pairs import analyze_ssl_pairs, read_pairs
+    from speechbrain_sqe.analysis.ssl_robustness import (
+        format_published_comparison,
+        format_robustness_table,
+        write_robustness_report,
+    )
+    from speechbrain_sqe.inference.tera import TERA
+
+    if (args.pairs is None) == (args.clean is None or args.noisy is None):
+        print("sqe analyze-ssl: give --pairs MANIFEST, or --clean and --noisy", file=sys.stderr)
+        return 2
+    pairs = read_pairs(manifest=args.pairs, clean=args.clean, noisy=args.noisy)
+    model = TERA.from_hparams(source=args.model, savedir=args.savedir, trust_hparams=args.trust_hparams)
+    accumulator = analyze_ssl_pairs(model, pairs, args.batch_size, progress=not args.no_progress)
+    rows = accumulator.results()
+    written = write_robustness_report(rows, args.output, utterance_rows=accumulator.utterance_rows())
+    for metric in ("cosine", "nmse", "cn_distance"):
+        table = format_robustness_table(rows, group="snr", metric=metric) or format_robustness_table(
+            rows, group="overall", metric=metric)
+        print(f"\n{metric} per layer:\n{table}")
+    print("\nCosine similarity beside published figures (mean over layers):")
+    print(format_published_comparison(rows))
+    print(f"\nwrote {written['csv']}, {written['markdown']} and {len(written['plots'])} plots")
+    return 0
+
 
 #: The subcommand registration functions, in help order.
-SUBCOMMANDS = [_add_evaluate_parser, _add_score_parser]
+SUBCOMMANDS = [_add_evaluate_parser, _add_score_parser, _add_analyze_ssl_parser]
 
 
 def build_parser():

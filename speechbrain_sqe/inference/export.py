@@ -138,3 +138,126 @@ def vqscore_model_card(report, train_description, training, command):
         lines.append(f"| {metric} | {corr['pearson']:.3f} | {corr['spearman']:.3f} | {corr['kendall']:.3f} |")
     lines += ["", "Full report (JSON):", "", "```json", json.dumps(report["overall"], indent=1), "```", ""]
     return "\n".join(lines)
+
+
+TERA_HPARAMS = """\
+# TERA: self-supervised speech representations (Liu et al., 2021), pretrained with
+# speechbrain-sqe's hparams/tera.yaml.
+#   from speechbrain_sqe.inference.tera import TERA
+#   tera = TERA.from_hparams(source="<this folder or a hub id>")
+#   states = tera.hidden_states_file("speech.wav")   # num_layers + 1 tensors [1, frames, hidden]
+
+sample_rate: {sample_rate}
+# Shorter files are refused with a clear error.
+min_seconds: {min_seconds}
+
+tera: !new:speechbrain_sqe.lobes.tera.TERAModel
+{model_kwargs}
+modules:
+    tera: !ref <tera>
+
+pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer
+    loadables:
+        tera: !ref <tera>   # read from tera.ckpt beside this file
+"""
+
+
+def build_tera_hub(model, output_folder, card=None, min_seconds=0.05):
+    """Writes a hub-ready TERA folder for ``model`` (hyperparams.yaml, tera.ckpt, README.md).
+
+    Arguments
+    ---------
+    model : speechbrain_sqe.lobes.tera.TERAModel
+        The trained model (its ``config`` gives the constructor arguments).
+    output_folder : str
+        The folder to write (created).
+    card : str, optional
+        The model card (README.md); a minimal one is written when None.
+    min_seconds : float
+        Shortest audio the interface accepts.
+
+    Returns
+    -------
+    str
+        ``output_folder``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from speechbrain_sqe.lobes.tera import TERAModel
+    >>> model = TERAModel(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64)
+    >>> folder = build_tera_hub(model, tempfile.mkdtemp())
+    >>> sorted(os.listdir(folder))
+    ['README.md', 'hyperparams.yaml', 'tera.ckpt']
+    """
+    os.makedirs(output_folder, exist_ok=True)
+    kwargs = yaml.safe_dump(dict(model.config), default_flow_style=None, sort_keys=False)
+    kwargs = "".join(f"    {line}\n" for line in kwargs.strip().splitlines())
+    with open(os.path.join(output_folder, "hyperparams.yaml"), "w", encoding="utf-8") as stream:
+        stream.write(TERA_HPARAMS.format(
+            sample_rate=model.config["sample_rate"], min_seconds=min_seconds, model_kwargs=kwargs,
+        ))
+    state = {key: value.detach().cpu().clone() for key, value in model.state_dict().items()}
+    torch.save(state, os.path.join(output_folder, "tera.ckpt"))
+    with open(os.path.join(output_folder, "README.md"), "w", encoding="utf-8") as stream:
+        stream.write(card or "# TERA model\n\nPretrained with speechbrain-sqe (hparams/tera.yaml).\n")
+    return output_folder
+
+
+def tera_model_card(config, curve, train_description, training, command):
+    """Writes the model card text of a pretrained TERA model.
+
+    Arguments
+    ---------
+    config : dict
+        The model's constructor arguments (``TERAModel.config``).
+    curve : list of dict
+        Per-epoch ``{"epoch", "train_loss", "valid_loss"}`` rows.
+    train_description : str
+        What the model was trained on.
+    training : dict
+        Training facts (epochs, augmentation, seed...).
+    command : str
+        The command that trained it.
+
+    Returns
+    -------
+    str
+        Markdown text.
+
+    Example
+    -------
+    >>> card = tera_model_card({"hidden_size": 192}, [{"epoch": 1, "train_loss": 0.9, "valid_loss": 0.8}],
+    ...                        "clean speech", {"seed": 1}, "python train.py hparams/tera.yaml")
+    >>> "| 1 | 0.9000 | 0.8000 |" in card
+    True
+    """
+    lines = [
+        "# TERA (speechbrain-sqe)",
+        "",
+        "Self-supervised speech representations: a Transformer encoder pretrained to reconstruct",
+        "log-mel features altered in time, frequency and magnitude (Liu et al., 2021).",
+        "",
+        "```python",
+        "from speechbrain_sqe.inference.tera import TERA",
+        'tera = TERA.from_hparams(source="<this folder>")',
+        'states = tera.hidden_states_file("speech.wav")  # num_layers + 1 tensors [1, frames, hidden]',
+        "```",
+        "",
+        "## Model",
+        "",
+    ]
+    lines += [f"- {key}: {value}" for key, value in config.items()]
+    lines += ["", "## Training", "", f"- Data: {train_description}", f"- Command: `{command}`"]
+    lines += [f"- {key}: {value}" for key, value in training.items()]
+    lines += [
+        f"- Exported: {datetime.date.today().isoformat()}",
+        "",
+        "## Loss curve (masked L1 on the altered positions)",
+        "",
+        "| epoch | train loss | valid loss |",
+        "|---|---|---|",
+    ]
+    for row in curve:
+        lines.append(f"| {row['epoch']} | {row['train_loss']:.4f} | {row['valid_loss']:.4f} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,264 @@
+"""TERA pretraining: reconstruct clean log-mel features from time/frequency/magnitude-altered ones.
+
+Training sees clean speech only (random crops, random gain). Optionally (``noise_prob`` > 0, the
+"noisy TERA" variant) the INPUT waveform of an utterance is mixed with a training noise at a random
+SNR with that probability while the TARGET stays the features of the clean waveform, so the model
+also learns to denoise. Validation computes the same masked L1 loss on the CLEAN files of the valid
+split with a fixed alteration seed per batch (so the valid loss is comparable across epochs); the
+checkpoint with the lowest valid loss is kept. At the end the recipe writes the loss curve (PNG and
+CSV) and exports a hub-ready folder that :class:`speechbrain_sqe.inference.tera.TERA` loads.
+
+Optimisation: AdamW, gradient clipping through SpeechBrain's ``max_grad_norm`` and SpeechBrain's
+:class:`speechbrain.nnet.schedulers.LinearWarmupScheduler` (linear warm-up over ``warmup_proportion``
+of all updates, then linear decay to 0, the BERT/TERA schedule), stepped before every update.
+"""
+
+import csv
+import json
+import logging
+import math
+import os
+import sys
+
+import speechbrain as sb
+import torch
+from speechbrain.augment.time_domain import AddNoise
+from speechbrain.nnet.schedulers import LinearWarmupScheduler
+from speechbrain.utils.checkpoints import (
+    mark_as_loader,
+    mark_as_saver,
+    register_checkpoint_hooks,
+)
+from speechbrain.utils.distributed import if_main_process
+
+from speechbrain_sqe.brains.base import RecipeBrain
+from speechbrain_sqe.brains.dataio import clean_speech_dataset
+from speechbrain_sqe.dataio.audio import load_audio
+from speechbrain_sqe.inference.export import build_tera_hub, tera_model_card
+from speechbrain_sqe.lobes.alteration import masked_l1_loss
+
+logger = logging.getLogger(__name__)
+
+
+def valid_clean_dataset(csv_path, sample_rate=16000):
+    """The clean side of a paired manifest (``clean_wav`` column), yielding ``id`` and ``sig``.
+
+    Arguments
+    ---------
+    csv_path : str
+        SpeechBrain CSV with ``ID``, ``duration`` and ``clean_wav`` columns.
+    sample_rate : int
+        Rate of the model.
+
+    Returns
+    -------
+    speechbrain.dataio.dataset.DynamicItemDataset
+        Items with keys ``id`` and ``sig`` (``[time]``, the whole file).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from speechbrain_sqe.dataio.audio import save_audio
+    >>> folder = tempfile.mkdtemp()
+    >>> save_audio(os.path.join(folder, "c.wav"), torch.randn(1600) * 0.1)
+    >>> csv_path = os.path.join(folder, "valid.csv")
+    >>> _ = open(csv_path, "w").write(f"ID,duration,clean_wav,noisy_wav\\nu,0.1,{folder}/c.wav,x.wav\\n")
+    >>> valid_clean_dataset(csv_path)[0]["sig"].shape
+    torch.Size([1600])
+    """
+    dataset = sb.dataio.dataset.DynamicItemDataset.from_csv(csv_path)
+
+    @sb.utils.data_pipeline.takes("clean_wav")
+    @sb.utils.data_pipeline.provides("sig")
+    def audio_pipeline(path):
+        return load_audio(path, sample_rate, warn=False)
+
+    dataset.add_dynamic_item(audio_pipeline)
+    dataset.set_output_keys(["id", "sig"])
+    return dataset
+
+
+@register_checkpoint_hooks
+class LossHistory:
+    """Per-epoch train/valid losses, saved in the checkpoints so a resumed run keeps its curve.
+
+    Example
+    -------
+    >>> history = LossHistory()
+    >>> history.add(1, 0.9, 0.8)
+    >>> history.rows
+    [{'epoch': 1, 'train_loss': 0.9, 'valid_loss': 0.8}]
+    """
+
+    def __init__(self):
+        self.rows = []
+
+    def add(self, epoch, train_loss, valid_loss):
+        """Records (or replaces) the losses of ``epoch``."""
+        self.rows = [row for row in self.rows if row["epoch"] != epoch]
+        self.rows.append({"epoch": int(epoch), "train_loss": float(train_loss), "valid_loss": float(valid_loss)})
+        self.rows.sort(key=lambda row: row["epoch"])
+
+    @mark_as_saver
+    def save(self, path):
+        """Writes the rows as JSON."""
+        with open(path, "w", encoding="utf-8") as stream:
+            json.dump(self.rows, stream)
+
+    @mark_as_loader
+    def load(self, path, end_of_epoch=False):
+        """Reads the rows back."""
+        del end_of_epoch
+        with open(path, encoding="utf-8") as stream:
+            self.rows = json.load(stream)
+
+    def write(self, folder):
+        """Writes ``loss_curve.csv`` and ``loss_curve.png`` into ``folder``; returns the PNG path."""
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, "loss_curve.csv"), "w", newline="", encoding="utf-8") as stream:
+            writer = csv.DictWriter(stream, fieldnames=["epoch", "train_loss", "valid_loss"])
+            writer.writeheader()
+            writer.writerows(self.rows)
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6, 4))
+        epochs = [row["epoch"] for row in self.rows]
+        ax.plot(epochs, [row["train_loss"] for row in self.rows], "o-", label="train")
+        ax.plot(epochs, [row["valid_loss"] for row in self.rows], "s-", label="valid (clean, fixed alteration)")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("masked L1 loss")
+        ax.set_title("TERA pretraining")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        path = os.path.join(folder, "loss_curve.png")
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        return path
+
+
+class TERABrain(RecipeBrain):
+    """Pretrains TERA on clean speech (optionally with noisy inputs and clean targets).
+
+    Expected ``modules``: ``tera`` (:class:`speechbrain_sqe.lobes.tera.TERAModel`); ``hparams``:
+    ``alteration`` (:class:`speechbrain_sqe.lobes.alteration.TERAAlteration`), ``lr``,
+    ``warmup_proportion``, ``noise_prob`` / ``noise_snr_low`` / ``noise_snr_high``,
+    ``valid_alteration_seed``, the crop/gain settings, the dataloader options and ``hub_folder``.
+    """
+
+    def compute_forward(self, batch, stage):
+        """Features of the clean target and of the (maybe noisy) input, altered input, prediction."""
+        batch = batch.to(self.device)
+        wavs, lens = batch.sig
+        model = self.modules.tera
+        bare = getattr(model, "module", model)
+        with torch.no_grad():
+            target, flens = bare.extract_features(wavs, lens)
+            inputs = target
+            if stage == sb.Stage.TRAIN and self.add_noise is not None:
+                noisy = self.add_noise(wavs, lens)
+                pick = torch.rand(wavs.shape[0], device=wavs.device) < self.hparams.noise_prob
+                if bool(pick.any()):
+                    noisy_wavs = torch.where(pick.unsqueeze(1), noisy, wavs)
+                    inputs, _ = bare.extract_features(noisy_wavs, lens)
+            generator = None
+            if stage != sb.Stage.TRAIN:
+                # A fixed alteration per validation batch: the loss is comparable across epochs.
+                generator = torch.Generator().manual_seed(self.hparams.valid_alteration_seed + self.eval_batch)
+                self.eval_batch += 1
+            altered, mask = self.hparams.alteration(inputs, flens, generator=generator)
+        prediction = model(altered, flens)
+        return prediction, target, mask
+
+    def compute_objectives(self, predictions, batch, stage):
+        """L1 between the prediction and the clean features on the altered positions."""
+        prediction, target, mask = predictions
+        return masked_l1_loss(prediction, target, mask)
+
+    def on_fit_start(self):
+        """Recovers, then fits the warm-up schedule to this run's number of updates."""
+        super().on_fit_start()
+        # A resumed run asked for more epochs gets the schedule of the new total.
+        self.lr_scheduler.num_training_steps = self.total_steps
+        self.lr_scheduler.num_warmup_steps = self.warmup_steps
+
+    def on_fit_batch_start(self, batch, should_step):
+        """Sets the learning rate of the coming update (linear warm-up, then linear decay)."""
+        if should_step:
+            self.lr_scheduler(self.optimizer)
+
+    def on_stage_start(self, stage, epoch=None):
+        """Restarts the validation batch counter (the alteration seeds)."""
+        self.eval_batch = 0
+
+    def on_stage_end(self, stage, stage_loss, epoch=None):
+        """Logs, records the loss curve, keeps the best checkpoint by validation loss."""
+        stats = {"loss": stage_loss}
+        if stage == sb.Stage.TRAIN:
+            self.train_stats = stats
+            return
+        if stage == sb.Stage.VALID:
+            self.loss_history.add(epoch, self.train_stats["loss"], stage_loss)
+            self.hparams.train_logger.log_stats(
+                stats_meta={"epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"]},
+                train_stats=self.train_stats,
+                valid_stats=stats,
+            )
+            self.checkpointer.save_and_keep_only(
+                meta=stats, min_keys=["loss"], num_to_keep=self.hparams.keep_checkpoints
+            )
+
+    def run_recipe(self, manifests):
+        """Pretrains, writes the loss curve, exports the best checkpoint as a hub folder."""
+        hp = self.hparams
+        train_set = clean_speech_dataset(manifests["train_clean"], hp.sample_rate, hp.crop_seconds, hp.gain_range)
+        valid_set = valid_clean_dataset(manifests["valid"], hp.sample_rate)
+        self.add_noise = None
+        if hp.noise_prob > 0:
+            self.add_noise = AddNoise(
+                csv_file=manifests["noise_train"], snr_low=hp.noise_snr_low, snr_high=hp.noise_snr_high,
+                noise_sample_rate=hp.sample_rate, clean_sample_rate=hp.sample_rate,
+            )
+        train_opts = self.loader_options(sb.Stage.TRAIN)
+        world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+        steps_per_epoch = math.ceil(len(train_set) / (train_opts.get("batch_size", 1) * world))
+        self.total_steps = steps_per_epoch * hp.number_of_epochs
+        self.warmup_steps = max(1, round(hp.warmup_proportion * self.total_steps))
+        self.lr_scheduler = LinearWarmupScheduler(hp.lr, self.warmup_steps, self.total_steps)
+        self.loss_history = LossHistory()
+        self.checkpointer.add_recoverable("lr_scheduler", self.lr_scheduler)
+        self.checkpointer.add_recoverable("loss_history", self.loss_history)
+        self.fit(
+            hp.epoch_counter,
+            train_set,
+            valid_set,
+            train_loader_kwargs=train_opts,
+            valid_loader_kwargs=self.loader_options(sb.Stage.VALID),
+        )
+        # Export the best checkpoint (lowest valid loss); the curve is the last run's full history.
+        curve = list(self.loss_history.rows)
+        self.checkpointer.recover_if_possible(min_key="loss")
+        if if_main_process():
+            history = LossHistory()
+            history.rows = curve
+            history.write(hp.output_folder)
+            model = getattr(self.modules.tera, "module", self.modules.tera)
+            best = min(curve, key=lambda row: row["valid_loss"]) if curve else {}
+            card = tera_model_card(
+                model.config,
+                curve,
+                train_description=f"clean speech, corpus '{hp.corpus}' ({manifests['train_clean']})",
+                training={
+                    "epoch kept (lowest valid loss)": best.get("epoch"),
+                    "epochs trained": hp.number_of_epochs,
+                    "noisy inputs (probability, SNR dB)": (hp.noise_prob, hp.noise_snr_low, hp.noise_snr_high),
+                    "seed": hp.seed,
+                },
+                command="python train.py " + " ".join(sys.argv[1:]),
+            )
+            build_tera_hub(model, hp.hub_folder, card=card)
+            logger.info("Exported the pretrained TERA to %s", hp.hub_folder)
+        return curve

@@ -1,0 +1,53 @@
+"""`sqe analyze-ssl`: a TERA hub folder over clean/noisy pairs, tables and report files."""
+
+import csv
+
+import pytest
+import torch
+from speech import add_white_noise, synthesize
+
+from speechbrain_sqe import cli
+from speechbrain_sqe.dataio.audio import load_audio, save_audio
+from speechbrain_sqe.inference.export import build_tera_hub
+from speechbrain_sqe.lobes.tera import TERAModel
+
+
+@pytest.fixture(scope="module")
+def tera_hub(tmp_path_factory):
+    torch.manual_seed(0)
+    model = TERAModel(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64)
+    return build_tera_hub(model.eval(), str(tmp_path_factory.mktemp("tera_hub")))
+
+
+@pytest.fixture(scope="module")
+def pairs_manifest(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("pairs")
+    clean = load_audio(synthesize(folder / "clean.wav")).numpy()
+    lines = ["ID,duration,clean_wav,noisy_wav,snr,noise_type,t60,reverb"]
+    for index, snr in enumerate((0, 0, 10, 10, 20, 20)):
+        noisy = folder / f"noisy{index}.wav"
+        save_audio(noisy, add_white_noise(clean, snr, seed=index) * 0.5)
+        lines.append(f"u{index},1.0,{folder}/clean.wav,{noisy},{snr},white,0.0,False")
+    manifest = folder / "pairs.csv"
+    manifest.write_text("\n".join(lines) + "\n")
+    return manifest
+
+
+def test_analyze_ssl_reports_per_layer_and_snr(tera_hub, pairs_manifest, tmp_path, capsys):
+    out = tmp_path / "report"
+    status = cli.main(["analyze-ssl", "--model", tera_hub, "--pairs", str(pairs_manifest),
+                       "--output", str(out), "--batch-size", "4", "--no-progress"])
+    assert status == 0
+    printed = capsys.readouterr().out
+    assert "layer 0" in printed and "layer 2" in printed and "TERA" in printed
+    with open(out / "ssl_robustness.csv", newline="", encoding="utf-8") as stream:
+        rows = [r for r in csv.DictReader(stream) if r["group"] == "snr" and r["layer"] == "0"]
+    cosine = {r["condition"]: float(r["cosine"]) for r in rows}
+    # The input representation (layer 0) is closer to clean at higher SNR.
+    assert cosine["0"] < cosine["10"] < cosine["20"]
+    assert (out / "ssl_robustness_snr.png").stat().st_size > 1000
+
+
+def test_analyze_ssl_needs_pairs(tera_hub, capsys):
+    assert cli.main(["analyze-ssl", "--model", tera_hub]) == 2
+    assert "give --pairs" in capsys.readouterr().err
