@@ -48,7 +48,8 @@ def random_crop_and_gain(wav, crop_samples=None, gain_range=None, peak_limit=0.9
     return wav
 
 
-def clean_speech_dataset(csv_path, sample_rate=16000, crop_seconds=None, gain_range=None, augment=None):
+def clean_speech_dataset(csv_path, sample_rate=16000, crop_seconds=None, gain_range=None, augment=None,
+                         wav_column="wav"):
     """A dataset of clean speech (``wav`` column) yielding ``id`` and ``sig``.
 
     Arguments
@@ -64,6 +65,9 @@ def clean_speech_dataset(csv_path, sample_rate=16000, crop_seconds=None, gain_ra
     augment : callable, optional
         Applied to each (cropped) waveform before the gain, e.g.
         :class:`speechbrain_sqe.brains.realism.CleanRealism`.
+    wav_column : str
+        The column holding the clean files (``clean_wav`` reads the clean side of a pairs
+        manifest).
 
     Returns
     -------
@@ -85,7 +89,7 @@ def clean_speech_dataset(csv_path, sample_rate=16000, crop_seconds=None, gain_ra
     crop = None if crop_seconds is None else int(crop_seconds * sample_rate)
     dataset = sb.dataio.dataset.DynamicItemDataset.from_csv(csv_path)
 
-    @sb.utils.data_pipeline.takes("wav")
+    @sb.utils.data_pipeline.takes(wav_column)
     @sb.utils.data_pipeline.provides("sig")
     def audio_pipeline(path):
         wav = random_crop_and_gain(load_audio(path, sample_rate, warn=False), crop)

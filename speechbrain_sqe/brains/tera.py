@@ -33,49 +33,10 @@ from speechbrain.utils.distributed import if_main_process
 
 from speechbrain_sqe.brains.base import RecipeBrain
 from speechbrain_sqe.brains.dataio import clean_speech_dataset
-from speechbrain_sqe.dataio.audio import load_audio
 from speechbrain_sqe.inference.export import build_tera_hub, tera_model_card
 from speechbrain_sqe.lobes.alteration import masked_l1_loss
 
 logger = logging.getLogger(__name__)
-
-
-def valid_clean_dataset(csv_path, sample_rate=16000):
-    """The clean side of a paired manifest (``clean_wav`` column), yielding ``id`` and ``sig``.
-
-    Arguments
-    ---------
-    csv_path : str
-        SpeechBrain CSV with ``ID``, ``duration`` and ``clean_wav`` columns.
-    sample_rate : int
-        Rate of the model.
-
-    Returns
-    -------
-    speechbrain.dataio.dataset.DynamicItemDataset
-        Items with keys ``id`` and ``sig`` (``[time]``, the whole file).
-
-    Example
-    -------
-    >>> import tempfile
-    >>> from speechbrain_sqe.dataio.audio import save_audio
-    >>> folder = tempfile.mkdtemp()
-    >>> save_audio(os.path.join(folder, "c.wav"), torch.randn(1600) * 0.1)
-    >>> csv_path = os.path.join(folder, "valid.csv")
-    >>> _ = open(csv_path, "w").write(f"ID,duration,clean_wav,noisy_wav\\nu,0.1,{folder}/c.wav,x.wav\\n")
-    >>> valid_clean_dataset(csv_path)[0]["sig"].shape
-    torch.Size([1600])
-    """
-    dataset = sb.dataio.dataset.DynamicItemDataset.from_csv(csv_path)
-
-    @sb.utils.data_pipeline.takes("clean_wav")
-    @sb.utils.data_pipeline.provides("sig")
-    def audio_pipeline(path):
-        return load_audio(path, sample_rate, warn=False)
-
-    dataset.add_dynamic_item(audio_pipeline)
-    dataset.set_output_keys(["id", "sig"])
-    return dataset
 
 
 @register_checkpoint_hooks
@@ -215,7 +176,7 @@ class TERABrain(RecipeBrain):
         """Pretrains, writes the loss curve, exports the best checkpoint as a hub folder."""
         hp = self.hparams
         train_set = clean_speech_dataset(manifests["train_clean"], hp.sample_rate, hp.crop_seconds, hp.gain_range)
-        valid_set = valid_clean_dataset(manifests["valid"], hp.sample_rate)
+        valid_set = clean_speech_dataset(manifests["valid"], hp.sample_rate, wav_column="clean_wav")
         self.add_noise = None
         if hp.noise_prob > 0:
             self.add_noise = AddNoise(
