@@ -229,3 +229,28 @@ def test_source_files_are_never_overwritten_or_removed(tmp_path):
                              synthetic_rirs=1, seed=3, num_workers=1)
     assert all((clean / f"utt{k}.wav").is_file() for k in range(5))
     assert soundfile.info(str(clean / "utt0.wav")).samplerate == 16000
+
+
+def test_changing_noise_split_regenerates_consistent_pairs(tmp_path):
+    """A setting change must regenerate the mixtures: labels always match the audio."""
+    clean, noise = tmp_path / "clean", tmp_path / "noise"
+    for k in range(6):
+        _write(str(clean / f"utt{k}.wav"), _speechlike(1.0, 16000, k), 16000)
+    rng = np.random.default_rng(3)
+    for k in range(6):  # six noise files: "auto" gives whole files to each split
+        _write(str(noise / f"n{k}.wav"), (0.02 + 0.02 * k) * rng.standard_normal(16000 * 4), 16000)
+    out = str(tmp_path / "prepared")
+    noisy_audio = {}
+    for split in ("auto", "time"):
+        paths = prepare_from_folders(out, str(clean), str(noise), valid_fraction=0.2, test_fraction=0.5,
+                                     valid_pairs=2, test_pairs=6, reverb=False, num_workers=1, noise_split=split)
+        rows = _rows(paths["test"])
+        for row in rows:
+            c, n = _read(row["clean_wav"]), _read(row["noisy_wav"])
+            assert abs(measure_snr(c, n - c) - float(row["snr"])) < 0.5, (split, row["ID"])
+        noisy_audio[split] = {row["ID"]: _read(row["noisy_wav"]) for row in rows}
+    assert len({r["noise_type"] for r in rows}) > 1  # "time": every noise in test
+    # The mixtures were rebuilt with the new noise sources, not left from the first call.
+    changed = [uid for uid, wav in noisy_audio["time"].items()
+               if uid not in noisy_audio["auto"] or not np.array_equal(wav, noisy_audio["auto"][uid])]
+    assert len(changed) == len(noisy_audio["time"])

@@ -811,6 +811,7 @@ def prepare_from_folders(
         "snrs": [float(s) for s in snrs], "reverb": bool(reverb), "t60_range": [float(t) for t in t60_range],
         "noise_per_family": noise_per_family, "noise_seconds": noise_seconds, "synthetic_rirs": synthetic_rirs,
         "clean": _fingerprint(clean_files), "noise": _fingerprint(noise_files), "rirs": _fingerprint(rir_files),
+        "noise_split": noise_split,
     }
     train, valid, test = split_items(clean_files, seed, [valid_fraction, test_fraction])
     unpaired = []
