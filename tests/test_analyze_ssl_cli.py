@@ -51,3 +51,16 @@ def test_analyze_ssl_reports_per_layer_and_snr(tera_hub, pairs_manifest, tmp_pat
 def test_analyze_ssl_needs_pairs(tera_hub, capsys):
     assert cli.main(["analyze-ssl", "--model", tera_hub]) == 2
     assert "give --pairs" in capsys.readouterr().err
+
+
+def test_shipped_tera_loads_and_runs(tmp_path):
+    """The small TERA shipped in the package loads with from_hparams and gives 4 hidden states."""
+    import os
+
+    from speechbrain_sqe.inference.tera import TERA
+
+    if not os.path.exists(os.path.join(TERA.DEFAULT_SOURCE, "tera.ckpt")):
+        pytest.skip("no TERA model shipped in this checkout")
+    tera = TERA.from_hparams(source=TERA.DEFAULT_SOURCE, savedir=str(tmp_path / "tera"))
+    states = tera.hidden_states(torch.randn(2, 16000) * 0.1, torch.tensor([1.0, 0.5]))
+    assert len(states) == 4 and states[0].shape == (2, 101, 192)

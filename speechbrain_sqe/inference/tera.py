@@ -7,10 +7,15 @@ Example (a folder written by ``hparams/tera.yaml`` or :func:`speechbrain_sqe.inf
     states = tera.hidden_states_file("speech.wav")   # tera.layer_count tensors [1, frames, hidden]
 """
 
+import os
+
 import torch
 
 from speechbrain_sqe.dataio.audio import load_audio
 from speechbrain_sqe.inference.safe_pretrained import SafePretrained
+
+#: The small TERA trained by ``hparams/tera.yaml`` and shipped inside the package.
+DEFAULT_MODEL = os.path.join(os.path.dirname(os.path.dirname(__file__)), "pretrained", "tera")
 
 
 class TERA(SafePretrained):
@@ -34,6 +39,7 @@ class TERA(SafePretrained):
 
     HPARAMS_NEEDED = ("sample_rate", "min_seconds")
     MODULES_NEEDED = ("tera",)
+    DEFAULT_SOURCE = DEFAULT_MODEL
 
     @property
     def layer_count(self):
