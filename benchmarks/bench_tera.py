@@ -17,11 +17,11 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from bench_vqscore import make_files  # noqa: E402
+from bench_vqscore import make_files
 
-from speechbrain_sqe.dataio.audio import load_audio  # noqa: E402
-from speechbrain_sqe.lobes.alteration import TERAAlteration, masked_l1_loss  # noqa: E402
-from speechbrain_sqe.lobes.tera import TERA_BASE_CONFIG, TERA_SMALL_CONFIG, TERAModel  # noqa: E402
+from speechbrain_sqe.dataio.audio import load_audio
+from speechbrain_sqe.lobes.alteration import TERAAlteration, masked_l1_loss
+from speechbrain_sqe.lobes.tera import TERA_BASE_CONFIG, TERA_SMALL_CONFIG, TERAModel
 
 
 def pretraining_steps_per_second(config, steps, batch=16, seconds=3.0):
