@@ -3,23 +3,16 @@
 import csv
 import os
 import subprocess
-import sys
 
 import pytest
 import torch
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from recipe_args import ROOT, recipe_args, tiny_corpus
 
 import train
 from speechbrain_sqe.inference.tera import TERA
 
 RECIPE = os.path.join(ROOT, "hparams", "tera.yaml")
-TINY_CORPUS = (
-    "--train_minutes=0.25 --valid_pairs=4 --test_pairs=2 "
-    "--corpus_options={unpaired_minutes: 0.1, noise_train_per_family: 1, noise_eval_per_family: 1, "
-    "rirs_train: 2, rirs_eval: 2, noise_seconds: 3.0}"
-)
+TINY_CORPUS = tiny_corpus(valid_pairs=4, test_pairs=2)
 TINY_MODEL = (
     "--hidden_size=32 --num_layers=2 --num_heads=2 --intermediate_size=64 --batch_size=4 "
     "--crop_seconds=1.0 --lr=0.002"
@@ -27,25 +20,7 @@ TINY_MODEL = (
 
 
 def _args(data, out, epochs, extra=""):
-    args = [RECIPE, f"--data_folder={data}", f"--output_folder={out}", f"--number_of_epochs={epochs}"]
-    for group in (TINY_CORPUS, TINY_MODEL, extra):
-        args += _split(group)
-    return args
-
-
-def _split(text):
-    """Splits overrides on spaces outside braces/brackets."""
-    parts, depth, current = [], 0, ""
-    for char in text:
-        depth += char in "{["
-        depth -= char in "}]"
-        if char == " " and depth == 0:
-            if current:
-                parts.append(current)
-            current = ""
-        else:
-            current += char
-    return parts + ([current] if current else [])
+    return recipe_args(RECIPE, data, out, epochs, TINY_CORPUS, TINY_MODEL, extra)
 
 
 @pytest.fixture(scope="module")

@@ -7,42 +7,18 @@ import subprocess
 import sys
 
 import pytest
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from recipe_args import ROOT, recipe_args, tiny_corpus
 
 import train
 from speechbrain_sqe.inference.vqscore import VQScore
 
 RECIPE = os.path.join(ROOT, "hparams", "vqscore.yaml")
-TINY_CORPUS = (
-    "--train_minutes=0.25 --valid_pairs=6 --test_pairs=6 "
-    "--corpus_options={unpaired_minutes: 0.1, noise_train_per_family: 1, noise_eval_per_family: 1, "
-    "rirs_train: 2, rirs_eval: 2, noise_seconds: 3.0}"
-)
+TINY_CORPUS = tiny_corpus(valid_pairs=6, test_pairs=6)
 TINY_MODEL = "--codebook_size=32 --batch_size=4 --crop_seconds=1.0 --test_metrics=[pesq_wb] --metric_jobs=1"
 
 
 def _args(data, out, epochs, extra=""):
-    args = [RECIPE, f"--data_folder={data}", f"--output_folder={out}", f"--number_of_epochs={epochs}"]
-    for group in (TINY_CORPUS, TINY_MODEL, extra):
-        args += _split(group)
-    return args
-
-
-def _split(text):
-    """Splits overrides on spaces outside braces/brackets."""
-    parts, depth, current = [], 0, ""
-    for char in text:
-        depth += char in "{[" 
-        depth -= char in "}]"
-        if char == " " and depth == 0:
-            if current:
-                parts.append(current)
-            current = ""
-        else:
-            current += char
-    return parts + ([current] if current else [])
+    return recipe_args(RECIPE, data, out, epochs, TINY_CORPUS, TINY_MODEL, extra)
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,52 @@ import os
 import torch
 import yaml
 
+
+def write_hub_folder(output_folder, hparams_text, modules, card):
+    """Writes a hub folder: ``hyperparams.yaml``, one ``<name>.ckpt`` per module, ``README.md``.
+
+    The Pretrainer of ``hparams_text`` reads loadable ``<name>`` from ``<name>.ckpt`` beside it.
+
+    Arguments
+    ---------
+    output_folder : str
+        The folder to write (created).
+    hparams_text : str
+        The hyperparams file content.
+    modules : dict
+        ``{name: torch.nn.Module}`` whose state dicts are saved.
+    card : str
+        The model card.
+
+    Returns
+    -------
+    str
+        ``output_folder``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> folder = write_hub_folder(tempfile.mkdtemp(), "a: 1\n", {"net": torch.nn.Linear(2, 2)}, "# card")
+    >>> sorted(os.listdir(folder))
+    ['README.md', 'hyperparams.yaml', 'net.ckpt']
+    """
+    os.makedirs(output_folder, exist_ok=True)
+    with open(os.path.join(output_folder, "hyperparams.yaml"), "w", encoding="utf-8") as stream:
+        stream.write(hparams_text)
+    for name, module in modules.items():
+        state = {key: value.detach().cpu().clone() for key, value in module.state_dict().items()}
+        torch.save(state, os.path.join(output_folder, f"{name}.ckpt"))
+    with open(os.path.join(output_folder, "README.md"), "w", encoding="utf-8") as stream:
+        stream.write(card)
+    return output_folder
+
+
+def _yaml_kwargs(config):
+    """A model's constructor arguments as an indented YAML mapping (under a ``!new:`` tag)."""
+    text = yaml.safe_dump(dict(config), default_flow_style=None, sort_keys=False)
+    return "".join(f"    {line}\n" for line in text.strip().splitlines())
+
+
 VQSCORE_HPARAMS = """\
 # VQScore: no-reference speech quality from a VQ-VAE trained on clean speech only
 # (Fu et al., ICLR 2024), trained with speechbrain-sqe's hparams/vqscore.yaml.
@@ -72,19 +118,12 @@ def build_vqscore_hub(model, output_folder, sample_rate=16000, n_fft=512, hop_le
     >>> sorted(os.listdir(folder))
     ['README.md', 'hyperparams.yaml', 'vqvae.ckpt']
     """
-    os.makedirs(output_folder, exist_ok=True)
-    kwargs = yaml.safe_dump(dict(model.config), default_flow_style=None, sort_keys=False)
-    kwargs = "".join(f"    {line}\n" for line in kwargs.strip().splitlines())
-    with open(os.path.join(output_folder, "hyperparams.yaml"), "w", encoding="utf-8") as stream:
-        stream.write(VQSCORE_HPARAMS.format(
-            sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length,
-            log1p=log1p, min_seconds=min_seconds, model_kwargs=kwargs,
-        ))
-    state = {key: value.detach().cpu().clone() for key, value in model.state_dict().items()}
-    torch.save(state, os.path.join(output_folder, "vqvae.ckpt"))
-    with open(os.path.join(output_folder, "README.md"), "w", encoding="utf-8") as stream:
-        stream.write(card or "# VQScore model\n\nTrained with speechbrain-sqe (hparams/vqscore.yaml).\n")
-    return output_folder
+    hparams = VQSCORE_HPARAMS.format(
+        sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length,
+        log1p=log1p, min_seconds=min_seconds, model_kwargs=_yaml_kwargs(model.config),
+    )
+    card = card or "# VQScore model\n\nTrained with speechbrain-sqe (hparams/vqscore.yaml).\n"
+    return write_hub_folder(output_folder, hparams, {"vqvae": model}, card)
 
 
 def vqscore_model_card(report, train_description, training, command):
@@ -190,18 +229,12 @@ def build_tera_hub(model, output_folder, card=None, min_seconds=0.05):
     >>> sorted(os.listdir(folder))
     ['README.md', 'hyperparams.yaml', 'tera.ckpt']
     """
-    os.makedirs(output_folder, exist_ok=True)
-    kwargs = yaml.safe_dump(dict(model.config), default_flow_style=None, sort_keys=False)
-    kwargs = "".join(f"    {line}\n" for line in kwargs.strip().splitlines())
-    with open(os.path.join(output_folder, "hyperparams.yaml"), "w", encoding="utf-8") as stream:
-        stream.write(TERA_HPARAMS.format(
-            sample_rate=model.config["sample_rate"], min_seconds=min_seconds, model_kwargs=kwargs,
-        ))
-    state = {key: value.detach().cpu().clone() for key, value in model.state_dict().items()}
-    torch.save(state, os.path.join(output_folder, "tera.ckpt"))
-    with open(os.path.join(output_folder, "README.md"), "w", encoding="utf-8") as stream:
-        stream.write(card or "# TERA model\n\nPretrained with speechbrain-sqe (hparams/tera.yaml).\n")
-    return output_folder
+    hparams = TERA_HPARAMS.format(
+        sample_rate=model.config["sample_rate"], min_seconds=min_seconds,
+        model_kwargs=_yaml_kwargs(model.config),
+    )
+    card = card or "# TERA model\n\nPretrained with speechbrain-sqe (hparams/tera.yaml).\n"
+    return write_hub_folder(output_folder, hparams, {"tera": model}, card)
 
 
 def tera_model_card(config, curve, train_description, training, command):
