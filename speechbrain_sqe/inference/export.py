@@ -36,7 +36,7 @@ def write_hub_folder(output_folder, hparams_text, modules, card):
     Example
     -------
     >>> import tempfile
-    >>> folder = write_hub_folder(tempfile.mkdtemp(), "a: 1\n", {"net": torch.nn.Linear(2, 2)}, "# card")
+    >>> folder = write_hub_folder(tempfile.mkdtemp(), "a: 1", {"net": torch.nn.Linear(2, 2)}, "# card")
     >>> sorted(os.listdir(folder))
     ['README.md', 'hyperparams.yaml', 'net.ckpt']
     """
