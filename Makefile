@@ -23,12 +23,13 @@ $(STAMP): setup.py constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c constraints.txt torch torchaudio
-	$(PY) -m pip install -q -c constraints.txt -e ".[eval,dev]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[eval,dev,bench]"
 	touch $@
 
 demo: install
 	$(PY) train.py hparams/vqscore.yaml
 	$(VENV)/bin/sqe score data/embedded/test/noisy --model results/vqscore/1234/hub --csv results/vqscore/demo_scores.csv --limit 8
+	$(VENV)/bin/sqe enhance data/embedded/test/noisy --out-dir results/vq_enhance/demo --limit 8 --overwrite
 
 test: install
 	$(PY) -m pytest -q tests speechbrain_sqe --doctest-modules -p no:cacheprovider
@@ -38,6 +39,8 @@ bench: install
 	$(PY) benchmarks/bench_corpus.py
 	$(PY) benchmarks/bench_metrics.py --pairs 48
 	$(PY) benchmarks/bench_vqscore.py
+	$(PY) benchmarks/bench_enhance_speed.py
+	$(PY) benchmarks/bench_enhance_peers.py --mix 0.2
 
 lint: install
 	$(VENV)/bin/ruff check speechbrain_sqe tests train.py benchmarks

@@ -13,7 +13,9 @@ Example
 """
 
 import argparse
+import os
 import sys
+import time
 
 from speechbrain_sqe import __version__
 from speechbrain_sqe.metrics import registry
@@ -217,6 +219,119 @@ def _run_score(args):
         print(f"{len(failures)} of {len(files)} files could not be scored", file=sys.stderr)
     return 1 if failures else 0
 
+
+def _fraction(text):
+    """An argparse type: a float in ``[0, 1]``."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1] (the fraction of the input kept), got {text}")
+    return value
+
+
+def _positive_int(text):
+    """An argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def _add_enhance_parser(subparsers):
+    """Registers ``sqe enhance``: speech enhancement of files and folders with a VQ enhancer.
+
+    Arguments
+    ---------
+    subparsers : argparse._SubParsersAction
+        Where the subcommand is added.
+
+    Example
+    -------
+    >>> parser = argparse.ArgumentParser()
+    >>> _add_enhance_parser(parser.add_subparsers(dest="command"))
+    >>> args = parser.parse_args(["enhance", "noisy", "--out-dir", "enhanced", "--mix", "0.2"])
+    >>> args.inputs, args.out_dir, args.mix, args.batch_size
+    (['noisy'], 'enhanced', 0.2, 8)
+    """
+    parser = subparsers.add_parser(
+        "enhance",
+        help="enhance noisy speech files and folders (VQ-VAE enhancer)",
+        description="Enhances audio files with a VQ enhancer and writes each as a 16 kHz 16-bit "
+        "wav in --out-dir: a file under its own name (DIR/<stem>.wav), files found in a folder "
+        "(recursively) under their path relative to that folder. Inputs of any rate or channel "
+        "count are resampled and downmixed. Nothing is written when two inputs would share an "
+        "output or when an output exists (unless --overwrite). Unreadable files are reported and "
+        "skipped; the exit status is 1 when any file failed.",
+    )
+    parser.add_argument("inputs", nargs="+", help="audio files and/or folders")
+    parser.add_argument("--out-dir", required=True, metavar="DIR",
+                        help="folder the enhanced files are written to (created)")
+    parser.add_argument("--model", default=None, metavar="SOURCE",
+                        help="VQ enhancer model: a local folder or a hub id (default: the model "
+                        "shipped with the package)")
+    parser.add_argument("--mix", type=_fraction, default=None, metavar="R",
+                        help="fraction of the input blended back into the output, in [0, 1] "
+                        "(0: enhanced only, 1: the input unchanged; default: the model's own)")
+    parser.add_argument("--savedir", default=None, metavar="DIR", help="where a hub model is fetched to")
+    parser.add_argument("--batch-size", type=_positive_int, default=8, metavar="N",
+                        help="files per batch (default 8)")
+    parser.add_argument("--device", default="cpu", metavar="DEVICE", help="cpu or cuda[:N] (default cpu)")
+    parser.add_argument("--limit", type=_positive_int, default=None, metavar="N",
+                        help="enhance only the first N files")
+    parser.add_argument("--trust-hparams", action="store_true",
+                        help="load a model whose hyperparams construct objects outside "
+                        "speechbrain, speechbrain_sqe and torch")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    parser.set_defaults(func=_run_enhance)
+
+
+def _run_enhance(args):
+    from speechbrain_sqe.inference.batch_enhancement import (
+        OutputPathError,
+        check_output_paths,
+        enhance_files,
+        enhance_summary,
+        output_paths,
+    )
+    from speechbrain_sqe.inference.vq_enhancer import VQEnhancer
+
+    source = args.model or VQEnhancer.DEFAULT_SOURCE
+    if args.model is None and not os.path.isfile(os.path.join(source, "hyperparams.yaml")):
+        print(f"sqe enhance: no enhancement model is shipped in this installation ({source}); "
+              "pass --model FOLDER_OR_HUB_ID", file=sys.stderr)
+        return 2
+    files, outputs = output_paths(args.inputs, args.out_dir)
+    if args.limit is not None:
+        files, outputs = files[: args.limit], outputs[: args.limit]
+    if not files:
+        print(f"sqe enhance: no audio files found in {' '.join(args.inputs)}", file=sys.stderr)
+        return 1
+    try:
+        check_output_paths(args.inputs, files, outputs, args.out_dir, overwrite=args.overwrite)
+    except OutputPathError as error:
+        print(f"sqe enhance: {error}", file=sys.stderr)
+        return 2
+    enhancer = VQEnhancer.from_hparams(
+        source=source, savedir=args.savedir, trust_hparams=args.trust_hparams,
+        run_opts={"device": args.device},
+    )
+    start = time.perf_counter()
+    written, failures = enhance_files(enhancer, files, outputs, batch_size=args.batch_size,
+                                      mix=args.mix, progress=not args.no_progress)
+    print(enhance_summary(written, time.perf_counter() - start, args.out_dir))
+    for path, reason in failures:
+        print(f"FAILED {path}: {reason}", file=sys.stderr)
+    if failures:
+        print(f"{len(failures)} of {len(files)} files could not be enhanced", file=sys.stderr)
+    return 1 if failures else 0
+
+
 def _add_analyze_ssl_parser(subparsers):
     """Registers ``sqe analyze-ssl``: per-layer robustness of SSL embeddings to noise and rooms.
 
@@ -274,7 +389,7 @@ def _run_analyze_ssl(args):
 
 
 #: The subcommand registration functions, in help order.
-SUBCOMMANDS = [_add_evaluate_parser, _add_score_parser, _add_analyze_ssl_parser]
+SUBCOMMANDS = [_add_evaluate_parser, _add_score_parser, _add_enhance_parser, _add_analyze_ssl_parser]
 
 
 def build_parser():

@@ -179,6 +179,21 @@ def test_dnsmos_scores_when_available(speech):
     assert all(1.0 <= value <= 5.0 for value in scores.values()), scores
 
 
+def test_dnsmos_single_thread_sessions_give_the_same_scores(speech, monkeypatch):
+    ok, why = dnsmos_module.dnsmos_available()
+    if not ok:
+        pytest.skip(why)
+    import speechmos.dnsmos as speechmos_dnsmos
+
+    default = dnsmos_module.dnsmos(speech)
+    monkeypatch.setattr(speechmos_dnsmos, "dnsmos", None)  # the next call builds the scorer
+    monkeypatch.setattr(dnsmos_module, "_SESSION_THREADS", None)
+    dnsmos_module.set_session_threads(1)
+    limited = dnsmos_module.dnsmos(speech)
+    assert speechmos_dnsmos.dnsmos.onnx_sess.get_session_options().intra_op_num_threads == 1
+    assert limited == pytest.approx(default, abs=1e-5)
+
+
 # --- correlation ----------------------------------------------------------------------------
 
 def test_correlation_matches_scipy_and_counts_pairs():

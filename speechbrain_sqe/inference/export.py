@@ -294,3 +294,79 @@ def tera_model_card(config, curve, train_description, training, command):
     for row in curve:
         lines.append(f"| {row['epoch']} | {row['train_loss']:.4f} | {row['valid_loss']:.4f} |")
     return "\n".join(lines) + "\n"
+
+
+VQ_ENHANCER_HPARAMS = """\
+# VQ-VAE speech enhancer trained on clean speech only, with self-distillation under
+# adversarial attack (Fu et al., ICLR 2024), trained with speechbrain-sqe's hparams/vq_enhance.yaml.
+#   from speechbrain_sqe.inference.vq_enhancer import VQEnhancer
+#   enhancer = VQEnhancer.from_hparams(source="<this folder or a hub id>")
+#   enhancer.enhance_file("noisy.wav", output_path="enhanced.wav")
+
+sample_rate: {sample_rate}
+n_fft: {n_fft}
+hop_length: {hop_length}
+# Default fraction of the noisy input blended into the output (0: enhanced only);
+# enhance_batch/enhance_file(mix=...) and `sqe enhance --mix` override it.
+mix: {mix}
+# Shorter files are refused with a clear error.
+min_seconds: {min_seconds}
+
+vqvae: !new:speechbrain_sqe.lobes.vqvae_se.VQVAEEnhancementModel
+{model_kwargs}
+modules:
+    vqvae: !ref <vqvae>
+
+pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer
+    loadables:
+        vqvae: !ref <vqvae>   # read from vqvae.ckpt beside this file
+"""
+
+
+def build_vq_enhancer_hub(model, output_folder, sample_rate=16000, n_fft=512, hop_length=128, mix=0.0,
+                          min_seconds=0.1, card=None, extra_files=None):
+    """Writes a hub-ready VQEnhancer folder for ``model``.
+
+    Arguments
+    ---------
+    model : speechbrain_sqe.lobes.vqvae_se.VQVAEEnhancementModel
+        The trained model (its ``config`` gives the constructor arguments).
+    output_folder : str
+        The folder to write (created).
+    sample_rate, n_fft, hop_length : int
+        The front end the model was trained with.
+    mix : float
+        The default fraction of the input blended into the output.
+    min_seconds : float
+        Shortest audio the interface accepts.
+    card : str, optional
+        The model card (README.md); a minimal one is written when None.
+    extra_files : list of str, optional
+        Files copied beside the model (plots the card shows).
+
+    Returns
+    -------
+    str
+        ``output_folder``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from speechbrain_sqe.lobes.vqvae_se import VQVAEEnhancementModel
+    >>> model = VQVAEEnhancementModel(channels=(32, 16), codebook_dim=16, codebook_size=8)
+    >>> sorted(os.listdir(build_vq_enhancer_hub(model, tempfile.mkdtemp())))
+    ['README.md', 'hyperparams.yaml', 'vqvae.ckpt']
+    """
+    import shutil
+
+    config = dict(model.config)
+    config["sync_distributed"] = False  # inference: never wait for other processes
+    hparams = VQ_ENHANCER_HPARAMS.format(
+        sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, mix=float(mix),
+        min_seconds=min_seconds, model_kwargs=_yaml_kwargs(config),
+    )
+    card = card or "# VQ enhancer\n\nTrained with speechbrain-sqe (hparams/vq_enhance.yaml).\n"
+    write_hub_folder(output_folder, hparams, {"vqvae": model}, card)
+    for path in extra_files or []:
+        shutil.copy(path, output_folder)
+    return output_folder

@@ -6,6 +6,7 @@ from hyperpyyaml import load_hyperpyyaml
 from speechbrain.inference.interfaces import Pretrained
 from speechbrain.utils.fetching import LocalStrategy, fetch
 
+from speechbrain_sqe.dataio.audio import load_audio
 from speechbrain_sqe.utils.safe_load import check_hyperparams_file, safe_torch_recovery
 
 
@@ -71,3 +72,19 @@ class SafePretrained(Pretrained):
         pretrainer.add_custom_hooks({name: safe_torch_recovery for name in pretrainer.loadables})
         pretrainer.load_collected()
         return cls(modules=hparams["modules"], hparams=hparams, run_opts=run_opts, **kwargs)
+
+    def load_file(self, path):
+        """Reads one file through the package's loader (resampled to ``hparams.sample_rate``,
+        downmixed, validated; shorter than ``hparams.min_seconds`` is refused).
+
+        Arguments
+        ---------
+        path : str
+            The audio file.
+
+        Returns
+        -------
+        torch.Tensor
+            The waveform, ``[time]``.
+        """
+        return load_audio(path, self.hparams.sample_rate, min_duration=self.hparams.min_seconds)

@@ -11,7 +11,6 @@ import os
 
 import torch
 
-from speechbrain_sqe.dataio.audio import load_audio
 from speechbrain_sqe.inference.safe_pretrained import SafePretrained
 
 #: The small TERA trained by ``hparams/tera.yaml`` and shipped inside the package.
@@ -85,5 +84,5 @@ class TERA(SafePretrained):
         list of torch.Tensor
             ``layer_count`` tensors ``[1, frames, hidden]``.
         """
-        wav = load_audio(path, self.hparams.sample_rate, min_duration=self.hparams.min_seconds)
+        wav = self.load_file(path)
         return self.hidden_states(wav.unsqueeze(0))

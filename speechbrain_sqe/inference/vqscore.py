@@ -15,7 +15,6 @@ import os
 
 import torch
 
-from speechbrain_sqe.dataio.audio import load_audio
 from speechbrain_sqe.inference.safe_pretrained import SafePretrained
 
 #: The model trained by ``hparams/vqscore.yaml`` and shipped inside the package.
@@ -85,21 +84,6 @@ class VQScore(SafePretrained):
         if fast_search is None:
             fast_search = bf16_is_fast(self.device)
         self.search_dtype = torch.bfloat16 if fast_search else None
-
-    def load_file(self, path):
-        """Reads one file through the package's loader (resampled, downmixed, validated).
-
-        Arguments
-        ---------
-        path : str
-            The audio file.
-
-        Returns
-        -------
-        torch.Tensor
-            The waveform, ``[time]``.
-        """
-        return load_audio(path, self.hparams.sample_rate, min_duration=self.hparams.min_seconds)
 
     @torch.no_grad()
     def score_batch(self, wavs, wav_lens=None):

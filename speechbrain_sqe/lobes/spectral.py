@@ -180,11 +180,17 @@ def stft_magnitude(
     else:
         total = num_frames(wav.shape[1], hop_length)
         abs_samples = torch.round(lengths.float() * wav.shape[1]).long().clamp(1, wav.shape[1])
-        specs = []
-        for item, n in zip(wav, abs_samples.tolist()):
-            frames = _magnitude(stft(item[:n].unsqueeze(0)), log1p)[0]
-            specs.append(torch.nn.functional.pad(frames, (0, 0, 0, total - frames.shape[0])))
-        spec = torch.stack(specs)
+        # Utterances of the same length share one batched transform (training crops mostly do).
+        groups = {}
+        for index, n in enumerate(abs_samples.tolist()):
+            groups.setdefault(n, []).append(index)
+        spec = None
+        for n, members in groups.items():
+            frames = _magnitude(stft(wav[members, :n]), log1p)
+            if spec is None:
+                spec = frames.new_zeros(wav.shape[0], total, frames.shape[-1])
+            spec = spec.index_copy(0, torch.tensor(members, device=wav.device),
+                                   torch.nn.functional.pad(frames, (0, 0, 0, total - frames.shape[1])))
     return spec[0] if squeeze else spec
 
 

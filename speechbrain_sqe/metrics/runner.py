@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from speechbrain_sqe.metrics import dnsmos as dnsmos_module
 from speechbrain_sqe.metrics.registry import (
     METRICS,
     finite_values,
@@ -203,6 +204,7 @@ def _init_worker():
 
     torch.set_num_threads(1)
     limit_blas_threads(1)
+    dnsmos_module.set_session_threads(1)
 
 
 #: Thread-count setters exported by the OpenBLAS builds of numpy, scipy and distributions.

@@ -1,0 +1,601 @@
+"""The VQ enhancer beside what a user would pick instead: noisereduce, a Wiener filter, RNNoise.
+
+    python benchmarks/bench_enhance_peers.py [--model HUB] [--mix 0.2] [--limit N] [--out FOLDER]
+
+Systems: ``noisy`` (the input unchanged), ``vq`` (``VQEnhancer`` with the model's default
+``mix``), ``vq+mixR`` for each ``--mix R``, and the peers of ``benchmarks/peer_enhancers.py``
+(``noisereduce``, ``wiener``, ``rnnoise``; ``pip install -e .[bench]``).
+
+Sets:
+
+- ``embedded``: the embedded corpus test pairs (``--embedded``/test.csv), intrusive metrics
+  (pesq_wb, stoi, estoi, si_sdr, csig, cbak, covl) plus dnsmos_ovrl where DNSMOS is installed;
+- ``real_mix``: real speech mixed with real noise (``--real-mix``/test.csv, written by
+  ``recipes/VQScore/prepare_real_mix.py`` from ``--shared-real`` when absent), same metrics;
+- ``real_noisy``: real noisy recordings without a clean reference (``--real-noisy``),
+  no-reference metrics only (dnsmos_ovrl, dnsmos_sig, dnsmos_bak).
+
+Every set also gets a ``vqscore`` column (``VQScore``, no reference). Each system's real-time
+factor is its enhancement wall time over the audio duration (file reading and writing excluded,
+one warm-up call first), with ``--threads`` torch and BLAS threads.
+
+Writes, under ``--out``: the enhanced files ``<set>/<system>/<ID>.wav``, ``peers.md`` (the
+tables, also printed), ``peers_<set>.csv`` (one row per file and system), failures where any
+(``peers_<set>_failures.csv``) and ``peers_spectrograms.png`` (one embedded test file, clean,
+noisy and every system, PESQ in the titles).
+"""
+
+import argparse
+import csv
+import importlib.util
+import math
+import os
+import shlex
+import subprocess
+import sys
+import time
+import warnings
+
+import numpy as np
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+DEFAULT_EMBEDDED = os.path.join(REPO, "data", "embedded")
+DEFAULT_REAL_MIX = os.path.join(REPO, "data", "real_mix")
+DEFAULT_SHARED_REAL = os.path.join(os.path.dirname(REPO), "shared", "data", "real")
+DEFAULT_OUT = os.path.join("results", "bench_enhance_peers")
+PREPARE_REAL_MIX = os.path.join(REPO, "recipes", "VQScore", "prepare_real_mix.py")
+
+SAMPLE_RATE = 16000
+SETS = ("embedded", "real_mix", "real_noisy")
+#: Metrics of the sets with a clean reference (dnsmos_ovrl is added where DNSMOS runs).
+INTRUSIVE_METRICS = ["pesq_wb", "stoi", "estoi", "si_sdr", "csig", "cbak", "covl"]
+#: Metrics of the set without a reference (where DNSMOS runs).
+NOREF_METRICS = ["dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak"]
+#: Manifest columns copied into the per-file CSV when present.
+CONDITION_COLUMNS = ["snr", "noise_type", "reverb"]
+#: Decimals shown per metric in the tables.
+DIGITS = {"si_sdr": 2}
+
+
+def load_peers():
+    """Imports ``benchmarks/peer_enhancers.py`` (``benchmarks`` is not a package).
+
+    Returns
+    -------
+    module
+        The ``peer_enhancers`` module.
+    """
+    module = sys.modules.get("peer_enhancers")
+    if module is None:
+        spec = importlib.util.spec_from_file_location("peer_enhancers", os.path.join(HERE, "peer_enhancers.py"))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["peer_enhancers"] = module
+        spec.loader.exec_module(module)
+    return module
+
+
+def parse_args(argv=None):
+    """Reads the command line (see ``--help``)."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=None,
+                        help="VQEnhancer hub folder or id (default: VQEnhancer.DEFAULT_SOURCE, the packaged model)")
+    parser.add_argument("--mix", type=float, action="append", default=[], metavar="R",
+                        help="also run the VQ enhancer with this fraction of the input kept, as system "
+                             "'vq+mixR' (repeatable)")
+    parser.add_argument("--peers", nargs="+", default=None, metavar="NAME",
+                        help="peer enhancers to run (default: noisereduce wiener rnnoise; missing packages "
+                             "are skipped with a message)")
+    parser.add_argument("--sets", nargs="+", choices=SETS, default=list(SETS), help="sets to run (default: all)")
+    parser.add_argument("--embedded", default=DEFAULT_EMBEDDED, metavar="DATA_FOLDER",
+                        help="embedded corpus folder holding test.csv (default: %(default)s)")
+    parser.add_argument("--real-mix", default=DEFAULT_REAL_MIX, metavar="FOLDER",
+                        help="real speech + real noise pairs folder holding test.csv; prepared from "
+                             "--shared-real when absent (default: %(default)s)")
+    parser.add_argument("--shared-real", default=DEFAULT_SHARED_REAL, metavar="FOLDER",
+                        help="the shared real recordings (clean/, noise/, rirs/, real_noisy/) "
+                             "(default: %(default)s)")
+    parser.add_argument("--real-noisy", default=None, metavar="FOLDER",
+                        help="real noisy recordings without reference (default: SHARED_REAL/real_noisy)")
+    parser.add_argument("--limit", type=int, default=None, metavar="N", help="first N files of each set only")
+    parser.add_argument("--out", default=DEFAULT_OUT, help="output folder (default: %(default)s)")
+    parser.add_argument("--example-id", default=None,
+                        help="embedded test ID drawn in peers_spectrograms.png (default: the first "
+                             "5 dB or 0 dB file run)")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="torch and BLAS threads while enhancing (default: %(default)s)")
+    parser.add_argument("--jobs", type=int, default=2, help="metric worker processes (default: %(default)s)")
+    parser.add_argument("--metrics", nargs="+", default=INTRUSIVE_METRICS, metavar="NAME",
+                        help="metrics of the sets with a reference (default: %(default)s; dnsmos_ovrl "
+                             "is added where DNSMOS runs)")
+    parser.add_argument("--no-dnsmos", action="store_true", help="leave DNSMOS out")
+    parser.add_argument("--no-vqscore", action="store_true", help="leave the VQScore column out")
+    parser.add_argument("--vqscore-model", default=None,
+                        help="VQScore hub folder or id (default: VQScore.DEFAULT_SOURCE)")
+    parser.add_argument("--no-figure", action="store_true", help="do not draw peers_spectrograms.png")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
+    if args.real_noisy is None:
+        args.real_noisy = os.path.join(args.shared_real, "real_noisy")
+    from speechbrain_sqe.metrics.registry import resolve_metrics
+
+    try:
+        args.metrics = resolve_metrics(args.metrics)
+    except ValueError as error:
+        parser.error(str(error))
+    if args.limit is not None and args.limit < 1:
+        parser.error("--limit must be at least 1")
+    for mix in args.mix:
+        if not 0.0 <= mix <= 1.0:
+            parser.error(f"--mix {mix}: the fraction kept must be within [0, 1]")
+    return args
+
+
+def mix_name(mix):
+    """System name of the VQ enhancer with a given mix: ``vq+mix0.2``."""
+    return f"vq+mix{mix:g}"
+
+
+def build_systems(args, log=print):
+    """The systems to compare, in table order.
+
+    Arguments
+    ---------
+    args : argparse.Namespace
+        From :func:`parse_args`.
+    log : callable
+        Where messages go (skipped peers).
+
+    Returns
+    -------
+    tuple
+        ``(systems, notes)``: name to ``function(wav [time]) -> wav [time]`` at 16 kHz, and
+        name to a description of how it is called.
+    """
+    from speechbrain_sqe.inference.vq_enhancer import VQEnhancer
+
+    peers = load_peers()
+    source = args.model or VQEnhancer.DEFAULT_SOURCE
+    if args.model is None and not os.path.exists(os.path.join(source, "hyperparams.yaml")):
+        raise SystemExit(f"no trained VQ enhancer at {source}; pass --model HUB_FOLDER")
+    enhancer = VQEnhancer.from_hparams(source=source)
+    if enhancer.sample_rate != SAMPLE_RATE:
+        raise SystemExit(f"the VQ enhancer works at {enhancer.sample_rate} Hz; this benchmark at {SAMPLE_RATE} Hz")
+
+    def vq(mix):
+        return lambda wav: enhancer.enhance_batch(wav.unsqueeze(0), mix=mix)[0]
+
+    systems = {"noisy": lambda wav: wav.clone(), "vq": vq(None)}
+    notes = {"noisy": "the input, unchanged",
+             "vq": f"VQEnhancer({source}), enhance_batch with the model's default mix={enhancer.hparams.mix:g}"}
+    for mix in args.mix:
+        systems[mix_name(mix)] = vq(mix)
+        notes[mix_name(mix)] = f"VQEnhancer, enhance_batch(mix={mix:g})"
+    names = args.peers or list(peers.PEERS)
+    unknown = [name for name in names if name not in peers.PEERS]
+    if unknown:
+        raise SystemExit(f"unknown peers {unknown}; known: {', '.join(peers.PEERS)}")
+    status = peers.check_peers(names)
+    versions = peers.peer_versions(names)
+    described = {
+        "noisereduce": "reduce_noise(y, sr=16000), defaults (non-stationary gate)",
+        "wiener": "pyroomacoustics.denoise.apply_iterative_wiener, defaults "
+                  + ", ".join(f"{k}={v}" for k, v in peers.WIENER_PARAMS.items())
+                  + "; input peak-normalised, delay removed",
+        "rnnoise": "RNNoise C library (pyrnnoise), 16->48->16 kHz with torchaudio resample, 20 ms delay removed",
+    }
+    for name in names:
+        if status[name]:
+            log(f"skipping peer {name}: {status[name]}")
+            continue
+        systems[name] = peers.PEERS[name]
+        notes[name] = f"{versions[name]}: {described[name]}"
+    return systems, notes
+
+
+def read_manifest(path, limit=None):
+    """Rows of a pairs manifest (``ID, clean_wav, noisy_wav`` and optional conditions).
+
+    Arguments
+    ---------
+    path : str
+        The CSV.
+    limit : int, optional
+        Keep the first rows only.
+
+    Returns
+    -------
+    list of dict
+        The rows.
+    """
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    missing = {"ID", "clean_wav", "noisy_wav"} - set(rows[0] if rows else {})
+    if rows and missing:
+        raise SystemExit(f"{path}: missing columns {sorted(missing)}")
+    return rows[:limit] if limit else rows
+
+
+def list_noisy_folder(folder, limit=None):
+    """Items for a folder of noisy recordings without reference (ID: name without extension)."""
+    from speechbrain_sqe.metrics.runner import list_audio_files
+
+    items = [{"ID": os.path.splitext(name)[0].replace("/", "__"), "clean_wav": "", "noisy_wav": path}
+             for name, path in sorted(list_audio_files(folder).items())]
+    return items[:limit] if limit else items
+
+
+def ensure_real_mix(args, log=print):
+    """The real_mix manifest, prepared from ``--shared-real`` when absent; None to skip the set."""
+    manifest = os.path.join(args.real_mix, "test.csv")
+    if os.path.exists(manifest):
+        return manifest
+    if not os.path.isdir(os.path.join(args.shared_real, "clean")):
+        log(f"skipping set real_mix: no {manifest} and no real recordings at {args.shared_real}")
+        return None
+    log(f"preparing {args.real_mix} from {args.shared_real} ({os.path.relpath(PREPARE_REAL_MIX)})")
+    subprocess.run([sys.executable, PREPARE_REAL_MIX, "--real", args.shared_real, "--output", args.real_mix],
+                   check=True, cwd=REPO)
+    return manifest
+
+
+def warm_up(systems):
+    """Runs every system once on 1 s of noise, so one-off costs stay out of the timings."""
+    wav = torch.randn(SAMPLE_RATE, generator=torch.Generator().manual_seed(0)) * 0.05
+    for function in systems.values():
+        function(wav)
+
+
+def enhance_set(set_name, items, systems, out, progress=True):
+    """Enhances every item with every system; writes ``out/<set>/<system>/<ID>.wav``.
+
+    Arguments
+    ---------
+    set_name : str
+        The set (output subfolder).
+    items : list of dict
+        ``ID`` and ``noisy_wav`` (and optionally ``clean_wav``).
+    systems : dict
+        Name to enhancement function.
+    out : str
+        The output folder.
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    dict
+        ``(system, ID)`` to ``{"path", "duration_s", "enhance_s"}``.
+    """
+    from tqdm import tqdm
+
+    from speechbrain_sqe.dataio.audio import load_audio, save_audio
+
+    outputs = {}
+    bar = tqdm(total=len(items) * len(systems), desc=f"enhance {set_name}", unit="file",
+               disable=not progress, dynamic_ncols=True)
+    with bar:
+        for item in items:
+            wav = load_audio(item["noisy_wav"], SAMPLE_RATE)
+            duration = wav.shape[0] / SAMPLE_RATE
+            for name, function in systems.items():
+                bar.set_postfix_str(name)
+                start = time.perf_counter()
+                enhanced = function(wav)
+                elapsed = time.perf_counter() - start
+                if enhanced.shape != wav.shape:
+                    raise RuntimeError(f"{name} changed the shape {tuple(wav.shape)} -> {tuple(enhanced.shape)}")
+                path = os.path.join(out, set_name, name, f"{item['ID']}.wav")
+                save_audio(path, enhanced, SAMPLE_RATE)
+                outputs[(name, item["ID"])] = {"path": path, "duration_s": duration, "enhance_s": elapsed}
+                bar.update(1)
+    return outputs
+
+
+def score_set(set_name, items, systems, outputs, metrics, jobs, scorer=None, progress=True):
+    """Scores every enhanced file: the runner's metrics, and VQScore when ``scorer`` is given.
+
+    Returns
+    -------
+    tuple
+        ``(scores, failures)``: ``(system, ID)`` to metric values, and the runner's failures.
+    """
+    from tqdm import tqdm
+
+    from speechbrain_sqe.metrics.runner import Pair, evaluate_pairs
+
+    clean = {item["ID"]: item.get("clean_wav") or None for item in items}
+    scores = {key: {} for key in outputs}
+    failures = []
+    if metrics:
+        pairs = [Pair(f"{name}/{uid}", clean[uid], outputs[(name, uid)]["path"])
+                 for uid in clean for name in systems]
+        rows, failures = evaluate_pairs(pairs, metrics, SAMPLE_RATE, jobs=jobs, progress=progress)
+        for row in rows:
+            name, uid = row["file"].split("/", 1)
+            scores[(name, uid)].update({metric: row.get(metric, math.nan) for metric in metrics})
+    if scorer is not None:
+        for key in tqdm(list(outputs), desc=f"vqscore {set_name}", unit="file", disable=not progress,
+                        dynamic_ncols=True):
+            try:
+                scores[key]["vqscore"] = scorer.score_file(outputs[key]["path"])
+            except Exception as error:  # noqa: BLE001 - reported, never dropped
+                from speechbrain_sqe.metrics.runner import Failure
+
+                failures.append(Failure("/".join(key), "metric_error", f"vqscore: {error}"))
+    return scores, failures
+
+
+def _finite_mean(values):
+    values = [float(v) for v in values if v is not None and v != "" and math.isfinite(float(v))]
+    return (sum(values) / len(values), len(values)) if values else (math.nan, 0)
+
+
+def summarize_set(items, systems, outputs, scores, columns):
+    """One summary row per system: ``n`` (files scored), ``rtf`` and the mean of each column."""
+    summary = []
+    for name in systems:
+        keys = [(name, item["ID"]) for item in items]
+        enhance = sum(outputs[key]["enhance_s"] for key in keys)
+        duration = sum(outputs[key]["duration_s"] for key in keys)
+        scored = sum(1 for key in keys if scores[key]) if columns else len(keys)
+        row = {"system": name, "n": scored, "rtf": enhance / duration}
+        for column in columns:
+            row[column] = _finite_mean(scores[key].get(column) for key in keys)[0]
+        summary.append(row)
+    return summary
+
+
+def _number(value, digits=3):
+    return "nan" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+
+
+def format_table(summary, columns):
+    """The summary as a Markdown table (rows: systems; columns: n, RTF, metric means)."""
+    header = ["system", "n", "RTF"] + list(columns)
+    body = [[row["system"], str(row["n"]), _number(row["rtf"], 4)]
+            + [_number(row[column], DIGITS.get(column, 3)) for column in columns] for row in summary]
+    widths = [max(len(line[i]) for line in [header] + body) for i in range(len(header))]
+    lines = ["| " + " | ".join(cell.ljust(width) for cell, width in zip(line, widths)) + " |"
+             for line in [header] + body]
+    lines.insert(1, "|" + "|".join("-" * (width + 2) for width in widths) + "|")
+    return "\n".join(lines)
+
+
+def format_by_condition(items, systems, scores, metric, condition="snr"):
+    """Mean of one metric per system and condition value (e.g. SNR), as a Markdown table."""
+    values = sorted({item.get(condition, "") for item in items if item.get(condition, "") != ""},
+                    key=lambda v: (float(v) if _is_number(v) else math.inf, v))
+    if not values or metric not in next(iter(scores.values()), {}):
+        return ""
+    summary = []
+    for name in systems:
+        row = {"system": name}
+        for value in values:
+            row[value] = _finite_mean(scores[(name, item["ID"])].get(metric)
+                                      for item in items if item.get(condition) == value)[0]
+        summary.append(row)
+    header = ["system"] + [f"{condition} {value}" for value in values]
+    body = [[row["system"]] + [_number(row[value], DIGITS.get(metric, 3)) for value in values] for row in summary]
+    widths = [max(len(line[i]) for line in [header] + body) for i in range(len(header))]
+    lines = ["| " + " | ".join(cell.ljust(width) for cell, width in zip(line, widths)) + " |"
+             for line in [header] + body]
+    lines.insert(1, "|" + "|".join("-" * (width + 2) for width in widths) + "|")
+    return "\n".join(lines)
+
+
+def _is_number(text):
+    try:
+        float(text)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def write_set_csv(path, items, systems, outputs, scores, columns):
+    """One row per file and system: conditions, timing and every score."""
+    conditions = [column for column in CONDITION_COLUMNS if any(column in item for item in items)]
+    fields = ["system", "ID"] + conditions + ["duration_s", "enhance_s", "rtf", "path"] + list(columns)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        for name in systems:
+            for item in items:
+                output = outputs[(name, item["ID"])]
+                row = {"system": name, "ID": item["ID"], "path": output["path"],
+                       "duration_s": round(output["duration_s"], 4),
+                       "enhance_s": round(output["enhance_s"], 5),
+                       "rtf": round(output["enhance_s"] / output["duration_s"], 5)}
+                row.update({column: item.get(column, "") for column in conditions})
+                for column in columns:
+                    value = scores[(name, item["ID"])].get(column)
+                    row[column] = "" if value is None or not math.isfinite(value) else repr(float(value))
+                writer.writerow(row)
+
+
+def choose_example(all_rows, processed, example_id=None):
+    """The embedded row drawn in the figure: ``example_id``, else the first 5 or 0 dB file run."""
+    if example_id is not None:
+        for row in all_rows:
+            if row["ID"] == example_id:
+                return row
+        raise SystemExit(f"--example-id {example_id}: not in the embedded test manifest")
+    for pool in (processed, all_rows):
+        for snr in (5.0, 0.0):
+            for row in pool:
+                if _is_number(row.get("snr")) and float(row["snr"]) == snr:
+                    return row
+    numbered = [row for row in processed if _is_number(row.get("snr"))]
+    return min(numbered, key=lambda row: float(row["snr"])) if numbered else processed[0]
+
+
+def _log_spectrogram(wav, n_fft=512, hop=128):
+    spec = torch.stft(wav, n_fft, hop, window=torch.hann_window(n_fft), return_complex=True).abs()
+    return (20 * torch.log10(spec + 1e-8)).numpy()
+
+
+def example_figure(row, systems, out, path, reuse=True):
+    """Draws log spectrograms of one pair (clean, noisy, every system) side by side, PESQ in titles.
+
+    Arguments
+    ---------
+    row : dict
+        The manifest row (``ID``, ``clean_wav``, ``noisy_wav``, optionally ``snr``, ``noise_type``).
+    systems : dict
+        Name to enhancement function (used where the enhanced file was not written by this run).
+    out : str
+        The output folder holding ``embedded/<system>/<ID>.wav``.
+    path : str
+        The PNG to write.
+    reuse : bool
+        Read the enhanced files of this run from ``out`` (else enhance the noisy file again).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from speechbrain_sqe.dataio.audio import load_audio
+    from speechbrain_sqe.metrics.intrusive import pesq
+
+    clean = load_audio(row["clean_wav"], SAMPLE_RATE)
+    noisy = load_audio(row["noisy_wav"], SAMPLE_RATE)
+    panels = [("clean", clean, None)]
+    for name, function in systems.items():
+        written = os.path.join(out, "embedded", name, f"{row['ID']}.wav")
+        wav = load_audio(written, SAMPLE_RATE, warn=False) if reuse and os.path.exists(written) else function(noisy)
+        length = min(clean.shape[0], wav.shape[0])
+        try:
+            score = pesq(clean[:length], wav[:length], SAMPLE_RATE)
+        except Exception:  # noqa: BLE001 - a title without PESQ is still a figure
+            score = math.nan
+        panels.append((name, wav, score))
+    specs = [_log_spectrogram(wav) for _, wav, _ in panels]
+    top = float(specs[0].max())
+    duration = clean.shape[0] / SAMPLE_RATE
+    figure, axes = plt.subplots(1, len(panels), figsize=(2.8 * len(panels), 3.4), sharey=True)
+    for axis, (name, _, score), spec in zip(np.atleast_1d(axes), panels, specs):
+        image = axis.imshow(spec, origin="lower", aspect="auto", cmap="magma", vmin=top - 80, vmax=top,
+                            extent=[0, duration, 0, SAMPLE_RATE / 2000])
+        axis.set_title(name if score is None else f"{name}\nPESQ {_number(score, 2)}", fontsize=10)
+        axis.set_xlabel("time (s)")
+    np.atleast_1d(axes)[0].set_ylabel("frequency (kHz)")
+    condition = " ".join(part for part in (f"{row.get('snr', '')} dB" if row.get("snr") else "",
+                                           row.get("noise_type", "")) if part)
+    figure.suptitle(f"{row['ID']} {condition}".strip(), fontsize=11, y=1.04)
+    figure.colorbar(image, ax=list(np.atleast_1d(axes)), label="dB", shrink=0.8)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    figure.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(figure)
+
+
+def main(argv=None):
+    """Runs the benchmark; returns ``{set: summary rows}`` (also printed and written)."""
+    args = parse_args(argv)
+    from speechbrain_sqe.metrics.runner import limit_blas_threads, write_failures_csv
+
+    torch.set_num_threads(args.threads)
+    limit_blas_threads(args.threads)
+    warnings.filterwarnings("ignore", message=".*k-means initialisation.*")  # untrained test models
+    progress = not args.no_progress
+    os.makedirs(args.out, exist_ok=True)
+
+    systems, notes = build_systems(args)
+    warm_up(systems)
+
+    dnsmos_ok = False
+    if not args.no_dnsmos:
+        from speechbrain_sqe.metrics.dnsmos import dnsmos_available
+
+        dnsmos_ok, why = dnsmos_available()
+        if not dnsmos_ok:
+            print(f"DNSMOS left out: {why}")
+    scorer = None
+    if not args.no_vqscore:
+        from speechbrain_sqe.inference.vqscore import VQScore
+
+        scorer = VQScore.from_hparams(source=args.vqscore_model or VQScore.DEFAULT_SOURCE)
+
+    report = [
+        "# VQ enhancer beside peer enhancers",
+        "",
+        f"Command: `{' '.join(shlex.quote(a) for a in [os.path.relpath(__file__)] + list(argv or sys.argv[1:]))}`",
+        (f"Real-time factor (RTF): enhancement wall time / audio duration, {args.threads} torch/BLAS "
+         f"threads, one process, on {os.cpu_count()} CPU cores (reading and writing excluded)."),
+        (f"Scores: {', '.join(args.metrics)} against the clean reference where there is one; "
+         + ("DNSMOS P.835 (speechmos); " if dnsmos_ok else "no DNSMOS; ")
+         + (f"vqscore = VQScore({args.vqscore_model or 'VQScore.DEFAULT_SOURCE'}), no reference." if scorer
+            else "no VQScore.")),
+        "",
+        "Systems:",
+        "",
+    ] + [f"- `{name}`: {note}" for name, note in notes.items()] + [""]
+    results = {}
+    for set_name in args.sets:
+        if set_name == "embedded":
+            manifest = os.path.join(args.embedded, "test.csv")
+            if not os.path.exists(manifest):
+                print(f"skipping set embedded: no {manifest}")
+                continue
+            items = read_manifest(manifest, args.limit)
+            source = manifest
+        elif set_name == "real_mix":
+            manifest = ensure_real_mix(args)
+            if manifest is None:
+                continue
+            items = read_manifest(manifest, args.limit)
+            source = manifest
+        else:
+            if not os.path.isdir(args.real_noisy):
+                print(f"skipping set real_noisy: no folder {args.real_noisy}")
+                continue
+            items = list_noisy_folder(args.real_noisy, args.limit)
+            source = args.real_noisy
+        if not items:
+            print(f"skipping set {set_name}: no files in {source}")
+            continue
+        if set_name == "real_noisy":
+            metrics = list(NOREF_METRICS) if dnsmos_ok else []
+        else:
+            metrics = list(args.metrics) + (["dnsmos_ovrl"] if dnsmos_ok and "dnsmos_ovrl" not in args.metrics else [])
+        columns = metrics + (["vqscore"] if scorer is not None else [])
+
+        outputs = enhance_set(set_name, items, systems, args.out, progress)
+        scores, failures = score_set(set_name, items, systems, outputs, metrics, args.jobs, scorer, progress)
+        summary = summarize_set(items, systems, outputs, scores, columns)
+        results[set_name] = summary
+        write_set_csv(os.path.join(args.out, f"peers_{set_name}.csv"), items, systems, outputs, scores, columns)
+
+        section = [f"## {set_name}: {len(items)} files ({os.path.relpath(source)})", "", format_table(summary, columns)]
+        if any(item.get("snr", "") != "" for item in items) and "pesq_wb" in columns:
+            section += ["", "pesq_wb by SNR (dB):", "", format_by_condition(items, systems, scores, "pesq_wb")]
+        failures_path = os.path.join(args.out, f"peers_{set_name}_failures.csv")
+        if os.path.exists(failures_path):
+            os.remove(failures_path)  # from an earlier run
+        if failures:
+            write_failures_csv(failures, failures_path)
+            section += ["", f"{len(failures)} failures (missing values), listed in {os.path.basename(failures_path)}"]
+        text = "\n".join(section)
+        print("\n" + text + "\n", flush=True)
+        report += [text, ""]
+
+        if set_name == "embedded" and not args.no_figure:
+            all_rows = read_manifest(os.path.join(args.embedded, "test.csv"))
+            example = choose_example(all_rows, items, args.example_id)
+            figure_path = os.path.join(args.out, "peers_spectrograms.png")
+            reuse = example["ID"] in {item["ID"] for item in items}
+            example_figure(example, systems, args.out, figure_path, reuse)
+            report += [f"Spectrograms of {example['ID']}: ![{example['ID']}]({os.path.basename(figure_path)})", ""]
+            print(f"wrote {figure_path} ({example['ID']})")
+
+    report_path = os.path.join(args.out, "peers.md")
+    with open(report_path, "w", encoding="utf-8") as handle:
+        handle.write("\n".join(report).rstrip() + "\n")
+    print(f"wrote {report_path}")
+    return results
+
+
+if __name__ == "__main__":
+    main()

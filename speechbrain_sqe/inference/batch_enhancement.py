@@ -1,0 +1,284 @@
+"""Enhancing many files: plan the output names, then decode, batch, enhance and write.
+
+:func:`output_paths` maps inputs (files and folders) to output files in one folder, keeping the
+relative sub-path of files found in folders; :func:`check_output_paths` refuses collisions,
+outputs that would replace an input, and (unless asked) existing outputs, before any work is done.
+:func:`enhance_files` reads files with the enhancer's loader in a DataLoader (the pieces of
+:mod:`speechbrain_sqe.inference.batch_scoring`), batches files of similar length, enhances each
+padded batch with its relative lengths (each file comes out as if enhanced alone) and writes
+16-bit wav files; bad files are reported, not fatal.
+"""
+
+import os
+
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from speechbrain_sqe.dataio.audio import save_audio
+from speechbrain_sqe.inference.batch_scoring import (
+    _AudioFiles,
+    _collate,
+    _duration_key,
+    collect_audio_files,
+)
+
+
+class OutputPathError(ValueError):
+    """Raised when the planned outputs cannot be written (collision, overwrite, input folder)."""
+
+
+def _key(path):
+    return os.path.normcase(os.path.realpath(path))
+
+
+def output_paths(inputs, out_dir):
+    """Expands inputs into audio files and the enhanced file each one is written to.
+
+    A file given directly goes to ``out_dir/<stem>.wav``; a file found (recursively) in a folder
+    keeps its path relative to that folder, as ``.wav`` (``in/sub/a.flac`` -> ``out/sub/a.wav``).
+
+    Arguments
+    ---------
+    inputs : list of str
+        Audio files and folders (see :func:`~speechbrain_sqe.inference.batch_scoring.collect_audio_files`).
+    out_dir : str
+        The output folder.
+
+    Returns
+    -------
+    files : list of str
+        The input files, in :func:`collect_audio_files` order.
+    outputs : list of str
+        The output file of each.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> os.makedirs(os.path.join(folder, "sub"))
+    >>> for name in ("a.wav", os.path.join("sub", "a.flac")):
+    ...     _ = open(os.path.join(folder, name), "w")
+    >>> files, outputs = output_paths([folder, "x/noisy.flac"], "out")
+    >>> [os.path.relpath(p, folder) for p in files[:2]], outputs
+    (['a.wav', 'sub/a.flac'], ['out/a.wav', 'out/sub/a.wav', 'out/noisy.wav'])
+    """
+    files, outputs = [], []
+    for item in inputs:
+        found = collect_audio_files([item])
+        for path in found:
+            relative = os.path.relpath(path, item) if os.path.isdir(item) else os.path.basename(path)
+            outputs.append(os.path.join(out_dir, os.path.splitext(relative)[0] + ".wav"))
+        files += found
+    return files, outputs
+
+
+def check_output_paths(inputs, files, outputs, out_dir, overwrite=False):
+    """Refuses a plan that would lose data; call before enhancing anything.
+
+    Arguments
+    ---------
+    inputs : list of str
+        The files and folders the user gave.
+    files : list of str
+        The input audio files.
+    outputs : list of str
+        The output file of each input file.
+    out_dir : str
+        The output folder.
+    overwrite : bool
+        Allow replacing existing outputs (never an input file).
+
+    Raises
+    ------
+    OutputPathError
+        When ``out_dir`` is an input folder, two inputs share an output, an output is an input
+        file, or an output exists and ``overwrite`` is False; the message names the files.
+
+    Example
+    -------
+    >>> check_output_paths(["x/a.wav", "y/a.wav"], ["x/a.wav", "y/a.wav"], ["o/a.wav", "o/a.wav"], "o")
+    Traceback (most recent call last):
+     ...
+    speechbrain_sqe.inference.batch_enhancement.OutputPathError: x/a.wav and y/a.wav would both be written to o/a.wav; enhance them into different --out-dir folders
+    """
+    for item in inputs:
+        if os.path.isdir(item) and _key(item) == _key(out_dir):
+            raise OutputPathError(
+                f"the output folder {out_dir} is the input folder {item}; choose another --out-dir"
+            )
+    sources = {_key(path): path for path in files}
+    claimed = {}
+    for path, out in zip(files, outputs):
+        key = _key(out)
+        if key in claimed:
+            raise OutputPathError(
+                f"{claimed[key]} and {path} would both be written to {out}; enhance them into "
+                "different --out-dir folders"
+            )
+        claimed[key] = path
+        if key in sources:
+            raise OutputPathError(f"the output of {path} would replace the input file {sources[key]}")
+    if not overwrite:
+        existing = [out for out in outputs if os.path.lexists(out)]
+        if existing:
+            others = len(existing) - 1
+            more = f" (and {others} more output{'s' if others > 1 else ''})" if others else ""
+            raise OutputPathError(
+                f"{existing[0]} already exists{more}; pass --overwrite to replace existing outputs"
+            )
+
+
+class _LoadSource:
+    """Loads the input file of an output path (the output is the unique key of a file)."""
+
+    def __init__(self, load, source_of):
+        self.load = load
+        self.source_of = source_of
+
+    def __call__(self, out):
+        return self.load(self.source_of[out])
+
+
+def _collate_with_counts(items):
+    names, wavs, lens, bad = _collate(items)
+    counts = [wav.shape[0] for _, wav, _ in items if wav is not None]  # _collate keeps this order
+    return names, wavs, lens, counts, bad
+
+
+def _reason(path, message):
+    """The error message without its leading ``path: `` (the report names the file already)."""
+    prefix = f"{path}: "
+    return message.removeprefix(prefix)
+
+
+def _write(path, wav, sample_rate):
+    """Writes through a temporary file, so an interrupted run leaves no truncated output."""
+    folder, name = os.path.split(path)
+    partial = os.path.join(folder, f".{name}.partial.wav")
+    try:
+        save_audio(partial, wav, sample_rate)
+        os.replace(partial, path)
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
+
+
+def _enhance(enhancer, names, wavs, lens, counts, mix):
+    """Enhanced waveforms (trimmed) or error messages, one per file; a failing batch is retried
+    one file at a time so that one bad file (or running out of memory) does not fail the rest."""
+    try:
+        enhanced = enhancer.enhance_batch(wavs, lens, mix=mix)
+        return [enhanced[row, :count] for row, count in enumerate(counts)]
+    except (ValueError, RuntimeError) as error:
+        if len(names) == 1:
+            return [f"cannot enhance: {error}"]
+    results = []
+    for row, count in enumerate(counts):
+        try:
+            results.append(enhancer.enhance_batch(wavs[row, :count], mix=mix))
+        except (ValueError, RuntimeError) as error:
+            results.append(f"cannot enhance: {error}")
+    return results
+
+
+def enhance_files(enhancer, files, out_paths, batch_size=8, mix=None, progress=True):
+    """Enhances audio files in length-sorted batches and writes each as a 16-bit wav.
+
+    Arguments
+    ---------
+    enhancer : speechbrain_sqe.inference.vq_enhancer.VQEnhancer
+        The loaded interface.
+    files : list of str
+        Input audio files (any rate or channel count: resampled and downmixed).
+    out_paths : list of str
+        The output file of each input (distinct; folders are created).
+    batch_size : int
+        Files per batch. A padded batch gives each file the same output as alone.
+    mix : float, optional
+        Fraction of the input kept in the output, in ``[0, 1]``; None: the model's default.
+    progress : bool
+        Show a tqdm progress bar.
+
+    Returns
+    -------
+    written : list of dict
+        ``{"path", "output", "duration"}`` (duration in seconds) of each enhanced file, in the
+        order of ``files``.
+    failures : list of tuple
+        ``(path, reason)`` of the files that could not be enhanced or written, in input order.
+
+    Example
+    -------
+    >>> import tempfile, torch
+    >>> from speechbrain_sqe.inference.export import build_vq_enhancer_hub
+    >>> from speechbrain_sqe.inference.vq_enhancer import VQEnhancer
+    >>> from speechbrain_sqe.lobes.vqvae_se import VQVAEEnhancementModel
+    >>> model = VQVAEEnhancementModel(channels=(32, 16), codebook_dim=16, codebook_size=8)
+    >>> enhancer = VQEnhancer.from_hparams(source=build_vq_enhancer_hub(model, tempfile.mkdtemp()))
+    >>> folder = tempfile.mkdtemp()
+    >>> noisy = os.path.join(folder, "noisy.wav")
+    >>> save_audio(noisy, 0.1 * torch.randn(8000))
+    >>> outputs = [os.path.join(folder, "out", name) for name in ("noisy.wav", "missing.wav")]
+    >>> written, failures = enhance_files(enhancer, [noisy, "missing.wav"], outputs, progress=False)
+    >>> [(os.path.basename(w["output"]), w["duration"]) for w in written], failures
+    ([('noisy.wav', 0.5)], [('missing.wav', 'file not found')])
+    """
+    if len(files) != len(out_paths):
+        raise ValueError(f"{len(files)} files but {len(out_paths)} output paths")
+    if len({_key(out) for out in out_paths}) != len(out_paths):
+        raise ValueError("two files would be written to the same output path")
+    if mix is not None and not 0.0 <= mix <= 1.0:
+        raise ValueError(f"mix must be in [0, 1] (the fraction of the input kept), got {mix}")
+    source_of = dict(zip(out_paths, files))
+    order = sorted(out_paths, key=lambda out: _duration_key(source_of[out]))
+    dataset = _AudioFiles(order, _LoadSource(enhancer.load_file, source_of))
+    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=_collate_with_counts)
+    rate = enhancer.sample_rate
+    written, failed = {}, {}
+    with tqdm(total=len(files), desc="enhancing", unit="file", disable=not progress) as bar:
+        for names, wavs, lens, counts, bad in loader:
+            for out, message in bad:
+                failed[out] = _reason(source_of[out], message)
+            if names:
+                for out, wav in zip(names, _enhance(enhancer, names, wavs, lens, counts, mix)):
+                    if isinstance(wav, str):
+                        failed[out] = wav
+                        continue
+                    try:
+                        _write(out, wav, rate)
+                    except (OSError, RuntimeError) as error:  # soundfile's errors are RuntimeErrors
+                        failed[out] = f"cannot write {out}: {error}"
+                        continue
+                    written[out] = {"path": source_of[out], "output": out, "duration": wav.shape[0] / rate}
+            bar.update(len(names) + len(bad))
+    return ([written[out] for out in out_paths if out in written],
+            [(source_of[out], failed[out]) for out in out_paths if out in failed])
+
+
+def enhance_summary(written, elapsed, out_dir):
+    """The one-line report of a run.
+
+    Arguments
+    ---------
+    written : list of dict
+        What :func:`enhance_files` returned first.
+    elapsed : float
+        Wall seconds the enhancement took.
+    out_dir : str
+        The output folder.
+
+    Returns
+    -------
+    str
+        ``enhanced N files (X s of audio) in Y s (Z x real time) -> DIR``.
+
+    Example
+    -------
+    >>> enhance_summary([{"duration": 3.0}, {"duration": 1.5}], 0.5, "out")
+    'enhanced 2 files (4.5 s of audio) in 0.50 s (9.0 x real time) -> out'
+    """
+    audio = sum(item["duration"] for item in written)
+    speed = audio / elapsed if elapsed > 0 else float("inf")
+    return (f"enhanced {len(written)} files ({audio:.1f} s of audio) in {elapsed:.2f} s "
+            f"({speed:.1f} x real time) -> {out_dir}")
+

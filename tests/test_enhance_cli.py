@@ -1,0 +1,193 @@
+"""`sqe enhance`: output names and formats, bad files in the exit code, overwrite and collision
+refusals, --mix, and padded batches equal to single files (a tiny untrained model)."""
+
+import os
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+import torchaudio
+from speech import add_white_noise, synthesize
+
+from speechbrain_sqe import cli
+from speechbrain_sqe.dataio.audio import load_audio, save_audio
+from speechbrain_sqe.inference.export import build_vq_enhancer_hub
+from speechbrain_sqe.inference.vq_enhancer import DEFAULT_MODEL
+from speechbrain_sqe.lobes.spectral import stft_magnitude
+from speechbrain_sqe.lobes.vqvae_se import VQVAEEnhancementModel
+
+#: Good inputs of the folder fixture and the outputs they must give (relative to --out-dir).
+GOOD = {"a.wav": "a.wav", "sub/a.wav": "sub/a.wav", "sub/b.flac": "sub/b.wav",
+        "c_stereo_44k.wav": "c_stereo_44k.wav"}
+LSB = 1 / 32768
+
+
+@pytest.fixture(scope="module")
+def speech(tmp_path_factory):
+    """Synthesized speech at 16 kHz (numpy)."""
+    raw = synthesize(tmp_path_factory.mktemp("raw") / "speech.wav", "Noise hides the quiet words.")
+    return load_audio(raw, sample_rate=16000).numpy()
+
+
+@pytest.fixture(scope="module")
+def model_folder(speech, tmp_path_factory):
+    torch.manual_seed(0)
+    model = VQVAEEnhancementModel(channels=(32, 16), codebook_dim=16, codebook_size=8)
+    model.train()
+    model(stft_magnitude(torch.from_numpy(speech)[None], 512, 128, 512, log1p=True))  # k-means init
+    return build_vq_enhancer_hub(model.eval(), str(tmp_path_factory.mktemp("hub")))
+
+
+@pytest.fixture
+def audio_folder(speech, tmp_path):
+    """audio/ with files of different lengths, two ``a.wav``, a flac and a 44.1 kHz stereo file."""
+    folder = tmp_path / "audio"
+    (folder / "sub").mkdir(parents=True)
+    noisy = [0.5 * add_white_noise(speech, 5, seed=seed) for seed in range(4)]
+    save_audio(str(folder / "a.wav"), noisy[0], 16000)
+    save_audio(str(folder / "sub" / "a.wav"), noisy[1][: int(0.7 * len(speech))], 16000)
+    soundfile.write(folder / "sub" / "b.flac", noisy[2][: int(0.4 * len(speech))], 16000)
+    wav_44k = to_44k(noisy[3][:19744])  # 1.234 s
+    soundfile.write(folder / "c_stereo_44k.wav", np.stack([wav_44k, 0.5 * wav_44k], axis=1), 44100)
+    return folder
+
+
+def to_44k(wav):
+    return torchaudio.functional.resample(torch.from_numpy(wav).float(), 16000, 44100).numpy()
+
+
+def enhance(*args, model):
+    return cli.main(["enhance", *map(str, args), "--model", model])
+
+
+def read(path):
+    return soundfile.read(path, dtype="float32")[0]
+
+
+def test_writes_16k_mono_wavs_under_their_relative_names(model_folder, audio_folder, tmp_path, capsys):
+    single = tmp_path / "single.flac"
+    soundfile.write(single, read(audio_folder / "a.wav")[:12000], 16000)
+    out = tmp_path / "out"
+    assert enhance(audio_folder, single, "--out-dir", out, "--no-progress", model=model_folder) == 0
+    written = sorted(os.path.relpath(os.path.join(root, name), out)
+                     for root, _, names in os.walk(out) for name in names)
+    assert written == sorted([*GOOD.values(), "single.wav"])
+    for name, output in [*GOOD.items(), (str(single), "single.wav")]:
+        info = soundfile.info(out / output)
+        assert (info.samplerate, info.channels, info.subtype) == (16000, 1, "PCM_16")
+        assert info.frames == load_audio(audio_folder / name, 16000).shape[0]  # duration kept
+    assert soundfile.info(out / "c_stereo_44k.wav").duration == pytest.approx(1.234, abs=1e-3)
+    assert "enhanced 5 files (" in capsys.readouterr().out
+
+
+def test_padded_batches_equal_single_files(model_folder, audio_folder, tmp_path):
+    for batch in ("8", "1"):
+        assert enhance(audio_folder, "--out-dir", tmp_path / batch, "--batch-size", batch,
+                       "--no-progress", model=model_folder) == 0
+    for output in GOOD.values():
+        batched, alone = read(tmp_path / "8" / output), read(tmp_path / "1" / output)
+        assert batched.shape == alone.shape
+        assert np.abs(batched - alone).max() <= LSB  # float noise may flip one 16-bit rounding
+
+
+def test_mix_one_gives_the_input_back(model_folder, audio_folder, tmp_path):
+    assert enhance(audio_folder, "--out-dir", tmp_path / "mix1", "--mix", "1.0", "--no-progress",
+                   model=model_folder) == 0
+    assert enhance(audio_folder, "--out-dir", tmp_path / "mix0", "--no-progress", model=model_folder) == 0
+    for name, output in GOOD.items():
+        noisy = load_audio(audio_folder / name, 16000).numpy()  # resampled and downmixed
+        assert np.abs(read(tmp_path / "mix1" / output) - noisy).max() <= LSB
+        assert np.abs(read(tmp_path / "mix0" / output) - noisy).max() > 0.05  # the model's own output
+
+
+def test_bad_files_are_reported_and_fail_the_exit_code(model_folder, audio_folder, tmp_path, capsys):
+    (audio_folder / "broken.wav").write_bytes(b"RIFF....WAVEfmt nothing")
+    save_audio(str(audio_folder / "sub" / "short.wav"), np.zeros(400) + 0.01, 16000)  # 25 ms
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not audio")
+    out = tmp_path / "out"
+    status = enhance(audio_folder, notes, tmp_path / "missing.wav", "--out-dir", out,
+                     "--batch-size", "2", "--no-progress", model=model_folder)
+    assert status == 1
+    captured = capsys.readouterr()
+    failed = [line for line in captured.err.splitlines() if line.startswith("FAILED")]
+    assert len(failed) == 4
+    for name, why in [("broken.wav", "cannot read as audio"), ("short.wav", "at least"),
+                      ("notes.txt", "cannot read as audio"), ("missing.wav", "file not found")]:
+        assert any(name in line and why in line for line in failed), (name, failed)
+    assert "4 of 8 files could not be enhanced" in captured.err
+    assert "enhanced 4 files" in captured.out
+    assert all((out / output).exists() for output in GOOD.values())
+    left = {name for _, _, names in os.walk(out) for name in names}
+    assert left == {os.path.basename(output) for output in GOOD.values()}  # no partial files
+
+
+def test_refuses_to_overwrite_unless_asked(model_folder, audio_folder, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert enhance(audio_folder / "a.wav", "--out-dir", out, model=model_folder) == 0
+    assert "enhancing" in capsys.readouterr().err  # the progress bar
+    before = (out / "a.wav").stat().st_mtime_ns
+    assert enhance(audio_folder / "a.wav", "--out-dir", out, "--mix", "0.5", "--no-progress",
+                   model=model_folder) == 2
+    err = capsys.readouterr().err
+    assert str(out / "a.wav") in err and "--overwrite" in err
+    assert (out / "a.wav").stat().st_mtime_ns == before
+    assert enhance(audio_folder / "a.wav", "--out-dir", out, "--mix", "0.5", "--no-progress",
+                   "--overwrite", model=model_folder) == 0
+    assert (out / "a.wav").stat().st_mtime_ns != before
+
+
+def test_colliding_outputs_are_refused_before_enhancing(model_folder, audio_folder, tmp_path, capsys):
+    out = tmp_path / "out"
+    first, second = audio_folder / "a.wav", audio_folder / "sub" / "a.wav"
+    assert enhance(first, second, "--out-dir", out, "--no-progress", model=model_folder) == 2
+    err = capsys.readouterr().err
+    assert str(first) in err and str(second) in err
+    assert not out.exists()
+
+
+def test_out_dir_must_not_be_an_input_folder(model_folder, audio_folder, capsys):
+    assert enhance(audio_folder, "--out-dir", audio_folder, "--overwrite", model=model_folder) == 2
+    assert "input folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("mix", ["1.5", "-0.1", "nan", "half"])
+def test_mix_outside_zero_one_is_rejected(mix, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["enhance", "x.wav", "--out-dir", "out", "--mix", mix])
+    assert exit_info.value.code == 2
+    assert "--mix" in capsys.readouterr().err
+
+
+def test_no_audio_found(model_folder, tmp_path, capsys):
+    assert enhance(tmp_path, "--out-dir", tmp_path / "out", model=model_folder) == 1
+    assert "no audio files found" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(os.path.exists(os.path.join(DEFAULT_MODEL, "hyperparams.yaml")),
+                    reason="a model is shipped in this checkout")
+def test_without_a_shipped_model_asks_for_one(audio_folder, tmp_path, capsys):
+    assert cli.main(["enhance", str(audio_folder), "--out-dir", str(tmp_path / "out")]) == 2
+    assert "--model" in capsys.readouterr().err
+
+
+@pytest.mark.filterwarnings("ignore:VectorQuantizer used before")
+def test_a_file_the_model_cannot_take_does_not_fail_its_batch(speech, tmp_path):
+    """A model accepting 5 ms files: a 100-sample file breaks the padded batch (STFT padding), the
+    batch is retried file by file and only that file fails."""
+    from speechbrain_sqe.inference.batch_enhancement import enhance_files
+    from speechbrain_sqe.inference.vq_enhancer import VQEnhancer
+
+    model = VQVAEEnhancementModel(channels=(32, 16), codebook_dim=16, codebook_size=8).eval()
+    enhancer = VQEnhancer.from_hparams(
+        source=build_vq_enhancer_hub(model, str(tmp_path / "hub"), min_seconds=0.005))
+    files = [tmp_path / "long.wav", tmp_path / "tiny.wav"]
+    save_audio(str(files[0]), speech, 16000)
+    save_audio(str(files[1]), speech[:100], 16000)
+    outputs = [str(tmp_path / "out" / path.name) for path in files]
+    written, failures = enhance_files(enhancer, [str(f) for f in files], outputs, progress=False)
+    assert [item["output"] for item in written] == outputs[:1]
+    assert failures == [(str(files[1]), failures[0][1])] and "cannot enhance" in failures[0][1]
+    alone = enhancer.enhance_file(str(files[0])).numpy()
+    assert np.abs(read(outputs[0]) - alone).max() <= LSB

@@ -1,0 +1,144 @@
+"""The VQ enhancement recipe end to end on a tiny embedded corpus: both steps in one run, the phase
+switch and the teacher in the checkpoint, resume in either step, the ablation report and the export."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+import yaml
+from recipe_args import ROOT, recipe_args, tiny_corpus
+
+import train
+from speechbrain_sqe.dataio.audio import load_audio
+from speechbrain_sqe.inference.vq_enhancer import VQEnhancer
+
+RECIPE = os.path.join(ROOT, "hparams", "vq_enhance.yaml")
+TINY_CORPUS = tiny_corpus(valid_pairs=4, test_pairs=4)
+TINY_MODEL = (
+    "--channels=[32,16] --codebook_dim=16 --codebook_size=32 --batch_size=4 --crop_seconds=1.0 "
+    "--test_metrics=[pesq_wb,stoi] --metric_jobs=1 --test_mix_ratios=[0.3] "
+    "--score_with_vqscore=False"
+)
+
+
+def _args(data, out, epochs, extra="", step1_epochs=2):
+    """Recipe arguments; the overrides of ``extra`` replace the tiny defaults of the same name."""
+    args = recipe_args(RECIPE, data, out, epochs, TINY_CORPUS, TINY_MODEL, f"--step1_epochs={step1_epochs}", extra)
+    by_name = {arg.split("=", 1)[0]: arg for arg in args[1:]}  # later ones win
+    return [args[0], *by_name.values()]
+
+
+def _log_lines(out):
+    return [line for line in (out / "train_log.txt").read_text().splitlines() if line.startswith("epoch:")]
+
+
+def _state(path):
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Step 1 only (2 epochs), then the same folder resumed to 3 epochs (the switch to step 2)."""
+    root = tmp_path_factory.mktemp("vq_enhance")
+    data, out = root / "data", root / "out"
+    train.main(_args(data, out, 2))
+    step1_only = root / "step1_only"
+    shutil.copytree(out, step1_only)
+    train.main(_args(data, out, 3))
+    return data, step1_only, out
+
+
+def test_step1_only_run_reports_and_exports(runs):
+    _, step1_only, _ = runs
+    summary = json.loads((step1_only / "report" / "summary.json").read_text())
+    assert summary["systems"] == ["noisy", "step1", "step1 mix 0.3"]
+    assert [line.split(",")[1].strip() for line in _log_lines(step1_only)] == ["step: 1", "step: 1"]
+    assert (step1_only / "hub" / "vqvae.ckpt").exists()
+
+
+def test_switch_to_step2_after_resume(runs):
+    _, _, out = runs
+    steps = [line.split(",")[1].strip() for line in _log_lines(out)]
+    assert steps == ["step: 1", "step: 1", "step: 2"]  # epochs 1-2 were not trained again
+    summary = json.loads((out / "report" / "summary.json").read_text())
+    assert summary["systems"] == ["noisy", "step1", "step1+2", "step1+2 mix 0.3"]
+    assert set(summary["per_condition"]) == {"snr", "noise_type"}
+    assert summary["n"]["step1+2"] == 4
+    for system in summary["systems"]:
+        assert 1.0 <= summary["overall"][system]["pesq_wb"] <= 4.7
+    assert (out / "report" / "metrics_by_snr.png").stat().st_size > 1000
+    assert "step1+2" in (out / "hub" / "README.md").read_text()
+
+
+def test_phase_and_teacher_are_checkpointed(runs):
+    _, step1_only, out = runs
+    # The teacher is the best step-1 model; the student kept its (frozen) codebook.
+    step1 = [(yaml.safe_load((path / "CKPT.yaml").read_text()), path) for path in (step1_only / "save").iterdir()]
+    # The best by validation PESQ, the newest among equals (as the Checkpointer ranks them).
+    best_step1 = [max(step1, key=lambda item: (item[0]["step1_pesq"], item[0]["unixtime"]))[1]]
+    latest = max((out / "save").iterdir(), key=lambda path: path.stat().st_mtime)
+    assert json.loads((latest / "phase.ckpt").read_text()) == {"phase": 2}
+    teacher = _state(latest / "teacher.ckpt")
+    student = _state(latest / "vqvae.ckpt")
+    step1_weights = _state(best_step1[0] / "vqvae.ckpt")
+    for key, value in step1_weights.items():
+        assert torch.equal(teacher[key], value), key
+    codebook_keys = [key for key in student if key.startswith("quantizer.") and student[key].is_floating_point()]
+    assert codebook_keys
+    for key in codebook_keys:
+        assert torch.equal(student[key], teacher[key]), key
+    # ... while the encoder and decoder did move in step 2.
+    moved = [key for key in student if key.startswith(("encoder.", "decoder.")) and not torch.equal(student[key], teacher[key])]
+    assert moved
+
+
+def test_resume_within_step2_keeps_the_teacher(runs, tmp_path):
+    data, _, out = runs
+    resumed = tmp_path / "resumed"
+    shutil.copytree(out, resumed)
+    latest = max((resumed / "save").iterdir(), key=lambda path: path.stat().st_mtime)
+    teacher_before = _state(latest / "teacher.ckpt")
+    train.main(_args(data, resumed, 4))
+    steps = [line.split(",")[1].strip() for line in _log_lines(resumed)]
+    assert steps == ["step: 1", "step: 1", "step: 2", "step: 2"]
+    latest = max((resumed / "save").iterdir(), key=lambda path: path.stat().st_mtime)
+    teacher_after = _state(latest / "teacher.ckpt")
+    for key, value in teacher_before.items():
+        assert torch.equal(teacher_after[key], value), key
+
+
+def test_step1_training_loss_goes_down(tmp_path):
+    data, out = tmp_path / "data", tmp_path / "out"
+    train.main(_args(data, out, 3, "--test_mix_ratios=[] --lr=0.003", step1_epochs=3))
+    losses = [float(line.split("train loss: ")[1].split(" ")[0]) for line in _log_lines(out)]
+    assert len(losses) == 3 and losses[-1] < losses[0]
+
+
+def test_exported_enhancer_matches_the_recipe(runs):
+    data, _, out = runs
+    enhancer = VQEnhancer.from_hparams(source=str(out / "hub"))
+    enhanced_dir = out / "enhanced" / "step1+2"
+    name = min(os.listdir(enhanced_dir))
+    noisy = data / "test" / "noisy" / name
+    recipe_output = load_audio(str(enhanced_dir / name), 16000)
+    ours = enhancer.enhance_file(str(noisy))
+    assert ours.shape == recipe_output.shape
+    assert (ours.clamp(-1, 1) - recipe_output).abs().max() < 2.0 / 32768
+
+
+def test_ddp_two_processes_on_cpu(runs, tmp_path):
+    data, _, _ = runs
+    out = tmp_path / "ddp"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29519",
+               os.path.join(ROOT, "train.py"), *_args(data, out, 2, "--test_mix_ratios=[]", step1_epochs=1),
+               "--distributed_backend=gloo"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600, cwd=ROOT,
+                            check=False)
+    assert result.returncode == 0, result.stderr[-12000:]
+    assert (out / "hub" / "vqvae.ckpt").exists()
+    assert "step: 2" in (out / "train_log.txt").read_text()
