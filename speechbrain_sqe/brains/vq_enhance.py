@@ -28,7 +28,6 @@ import time
 
 import speechbrain as sb
 import torch
-import torch.nn.functional as F
 from speechbrain.utils.distributed import if_main_process
 from tqdm import tqdm
 
@@ -56,15 +55,6 @@ STEP_KEYS = {1: "step1_pesq", 2: "step2_pesq"}
 def _bare(module):
     """The module inside a DistributedDataParallel wrapper (or the module itself)."""
     return getattr(module, "module", module)
-
-
-def _masked_token_ce(logits, targets, frame_lens):
-    """Mean cross-entropy over the valid frames of ``[batch, time, codes]`` logits."""
-    time_steps = logits.shape[1]
-    valid = torch.round(frame_lens * time_steps).long().unsqueeze(1)
-    mask = torch.arange(time_steps, device=logits.device).unsqueeze(0) < valid
-    targets = targets.masked_fill(~mask, -1)
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-1)
 
 
 class VQEnhanceBrain(RecipeBrain):
@@ -111,9 +101,10 @@ class VQEnhanceBrain(RecipeBrain):
             tokens = teacher.quantize(teacher.encode(spec, frame_lens), frame_lens, freeze_codebook=True).indices
         student = _bare(self.modules.vqvae)
 
-        def attack_loss(wav):
+        def attack_loss(wav):  # the student's token cross-entropy (valid frames only)
             adv_spec, _ = self.features(wav, lens)
-            return _masked_token_ce(student.token_logits(adv_spec, frame_lens), tokens, frame_lens)
+            z = student.encode(adv_spec, frame_lens)
+            return student.quantize(z, frame_lens, target_indices=tokens, freeze_codebook=True).ce_loss
 
         student.eval()  # the attack sees the deterministic student (as the authors')
         adv_wavs, _ = l2_waveform_attack(wavs, lens, attack_loss, self.hparams.attack_eps_range)
