@@ -32,7 +32,7 @@ from speechbrain.utils.checkpoints import (
 from speechbrain.utils.distributed import if_main_process
 
 from speechbrain_sqe.brains.base import RecipeBrain
-from speechbrain_sqe.brains.dataio import clean_speech_dataset
+from speechbrain_sqe.dataio.pipelines import clean_speech_dataset
 from speechbrain_sqe.inference.export import build_tera_hub, tera_model_card
 from speechbrain_sqe.lobes.alteration import masked_l1_loss
 

@@ -19,7 +19,7 @@ from speechbrain_sqe.analysis.quality_report import (
     write_quality_report,
 )
 from speechbrain_sqe.brains.base import RecipeBrain
-from speechbrain_sqe.brains.dataio import clean_speech_dataset, paired_dataset
+from speechbrain_sqe.dataio.pipelines import clean_speech_dataset, paired_dataset
 from speechbrain_sqe.inference.export import build_vqscore_hub, vqscore_model_card
 from speechbrain_sqe.lobes.vqvae import spectral_cosine_loss
 from speechbrain_sqe.metrics.correlation import correlation

@@ -64,7 +64,7 @@ def clean_speech_dataset(csv_path, sample_rate=16000, crop_seconds=None, gain_ra
         Random gain range (training); None keeps the level.
     augment : callable, optional
         Applied to each (cropped) waveform before the gain, e.g.
-        :class:`speechbrain_sqe.brains.realism.CleanRealism`.
+        :class:`speechbrain_sqe.dataio.realism.CleanRealism`.
     wav_column : str
         The column holding the clean files (``clean_wav`` reads the clean side of a pairs
         manifest).
