@@ -219,10 +219,10 @@ def read_manifest(path, limit=None):
 
 def list_noisy_folder(folder, limit=None):
     """Items for a folder of noisy recordings without reference (ID: name without extension)."""
-    from speechbrain_sqe.metrics.runner import list_audio_files
+    from speechbrain_sqe.dataio.files import find_audio_files
 
     items = [{"ID": os.path.splitext(name)[0].replace("/", "__"), "clean_wav": "", "noisy_wav": path}
-             for name, path in sorted(list_audio_files(folder).items())]
+             for name, path in find_audio_files(folder).items()]
     return items[:limit] if limit else items
 
 

@@ -63,7 +63,7 @@ def main():
     if args.child:
         print(json.dumps(run_one(json.loads(args.child))))
         return
-    from speechbrain_sqe.inference.batch_scoring import collect_audio_files
+    from speechbrain_sqe.dataio.files import expand_audio_inputs
     from speechbrain_sqe.inference.vq_enhancer import VQEnhancer
 
     model = args.model or VQEnhancer.DEFAULT_SOURCE
@@ -73,7 +73,7 @@ def main():
     if args.synthetic:
         folder = None
     if folder:
-        paths = collect_audio_files([folder])[: args.files]
+        paths = expand_audio_inputs([folder])[: args.files]
         source = f"{len(paths)} files of {folder}"
     else:
         paths = make_files(tempfile.mkdtemp(), args.files, args.seconds)

@@ -10,7 +10,8 @@ import argparse
 
 import numpy as np
 
-from speechbrain_sqe.inference.batch_scoring import collect_audio_files, score_files
+from speechbrain_sqe.dataio.files import expand_audio_inputs
+from speechbrain_sqe.inference.batch_scoring import score_files
 from speechbrain_sqe.inference.vqscore import VQScore
 
 
@@ -19,7 +20,7 @@ def main():
     parser.add_argument("inputs", nargs="+")
     parser.add_argument("--model", default=VQScore.DEFAULT_SOURCE)
     args = parser.parse_args()
-    files = collect_audio_files(args.inputs)
+    files = expand_audio_inputs(args.inputs)
     scores = {}
     for fast in (False, True):
         scorer = VQScore.from_hparams(source=args.model, savedir="/tmp/sqe_check_model", fast_search=fast)

@@ -182,14 +182,15 @@ def _add_score_parser(subparsers):
 
 
 def _run_score(args):
-    from speechbrain_sqe.inference.batch_scoring import collect_audio_files, score_files
+    from speechbrain_sqe.dataio.files import expand_audio_inputs
+    from speechbrain_sqe.inference.batch_scoring import score_files
     from speechbrain_sqe.inference.scoring_outputs import (
         write_frame_outputs,
         write_scores_csv,
     )
     from speechbrain_sqe.inference.vqscore import VQScore
 
-    files = collect_audio_files(args.inputs)
+    files = expand_audio_inputs(args.inputs)
     if args.limit is not None:
         files = files[: args.limit]
     if not files:

@@ -8,7 +8,8 @@ import pytest
 import soundfile
 import torch
 
-from speechbrain_sqe.inference.batch_scoring import collect_audio_files, score_files
+from speechbrain_sqe.dataio.files import expand_audio_inputs
+from speechbrain_sqe.inference.batch_scoring import score_files
 from speechbrain_sqe.inference.export import build_vqscore_hub
 from speechbrain_sqe.inference.vqscore import VQScore
 from speechbrain_sqe.lobes.spectral import stft_magnitude
@@ -67,7 +68,7 @@ def test_bad_files_are_reported_not_dropped(hub_folder, tmp_path):
     corrupt.write_bytes(b"RIFFxxxxWAVEjunk")
     short = tmp_path / "short.wav"
     soundfile.write(short, _speechlike(0.02, 2), 16000)
-    files = collect_audio_files([str(tmp_path)])
+    files = expand_audio_inputs([str(tmp_path)])
     results, failures = score_files(scorer, files, batch_size=2, num_workers=0, progress=False)
     assert [os.path.basename(r["path"]) for r in results] == ["good.wav"]
     reasons = dict(failures)

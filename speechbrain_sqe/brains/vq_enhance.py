@@ -34,8 +34,8 @@ from tqdm import tqdm
 from speechbrain_sqe.analysis.enhancement_report import write_enhancement_report
 from speechbrain_sqe.analysis.quality_report import rows_by_id
 from speechbrain_sqe.brains.base import RecipeBrain
-from speechbrain_sqe.dataio.pipelines import clean_speech_dataset, paired_dataset
 from speechbrain_sqe.dataio.audio import load_audio, save_audio
+from speechbrain_sqe.dataio.pipelines import clean_speech_dataset, paired_dataset
 from speechbrain_sqe.inference.export import build_vq_enhancer_hub
 from speechbrain_sqe.lobes.adversarial import l2_waveform_attack
 from speechbrain_sqe.lobes.vqvae_se import (

@@ -34,6 +34,7 @@ import time
 import numpy as np
 
 from speechbrain_sqe.dataio.audio import AudioLoadError, load_audio
+from speechbrain_sqe.dataio.files import AUDIO_EXTENSIONS, find_audio_files
 from speechbrain_sqe.dataio.jobs import (
     balanced_design,
     execute_plan,
@@ -58,7 +59,6 @@ logger = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
 SNRS = (-5, 0, 5, 10, 15, 20)
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
 STAMP_NAME = "folders_prep.json"
 PAIR_COLUMNS = ("ID", "duration", "clean_wav", "noisy_wav", "snr", "noise_type", "t60", "reverb", "voice", "text")
 TRAIN_COLUMNS = ("ID", "duration", "wav", "voice", "text")
@@ -95,30 +95,26 @@ def manifest_paths(data_folder, names=None):
 
 
 def list_audio_files(folder, extensions=AUDIO_EXTENSIONS):
-    """Audio files under ``folder`` (recursive), sorted by relative path.
+    """Absolute paths of the audio files under ``folder`` (:func:`~speechbrain_sqe.dataio.files.find_audio_files`).
 
     Arguments
     ---------
     folder : str
         Folder to search.
     extensions : tuple of str
-        Lower-case extensions accepted.
+        Extensions accepted (case-insensitive).
 
     Returns
     -------
     list of str
-        Absolute paths.
+        Absolute paths, sorted by relative path.
 
     Example
     -------
     >>> list_audio_files("/nonexistent")
     []
     """
-    found = []
-    for root, dirs, files in os.walk(folder):
-        dirs.sort()
-        found += [os.path.join(root, f) for f in sorted(files) if f.lower().endswith(extensions)]
-    return [os.path.abspath(f) for f in found]
+    return [os.path.abspath(path) for path in find_audio_files(folder, extensions).values()]
 
 
 def safe_name(path, root):

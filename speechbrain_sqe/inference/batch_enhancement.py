@@ -15,11 +15,11 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from speechbrain_sqe.dataio.audio import save_audio
+from speechbrain_sqe.dataio.files import expand_audio_inputs
 from speechbrain_sqe.inference.batch_scoring import (
     _AudioFiles,
     _collate,
     _duration_key,
-    collect_audio_files,
 )
 
 
@@ -40,14 +40,14 @@ def output_paths(inputs, out_dir):
     Arguments
     ---------
     inputs : list of str
-        Audio files and folders (see :func:`~speechbrain_sqe.inference.batch_scoring.collect_audio_files`).
+        Audio files and folders (see :func:`~speechbrain_sqe.dataio.files.expand_audio_inputs`).
     out_dir : str
         The output folder.
 
     Returns
     -------
     files : list of str
-        The input files, in :func:`collect_audio_files` order.
+        The input files, in :func:`expand_audio_inputs` order.
     outputs : list of str
         The output file of each.
 
@@ -64,7 +64,7 @@ def output_paths(inputs, out_dir):
     """
     files, outputs = [], []
     for item in inputs:
-        found = collect_audio_files([item])
+        found = expand_audio_inputs([item])
         for path in found:
             relative = os.path.relpath(path, item) if os.path.isdir(item) else os.path.basename(path)
             outputs.append(os.path.join(out_dir, os.path.splitext(relative)[0] + ".wav"))

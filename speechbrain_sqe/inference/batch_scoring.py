@@ -5,7 +5,6 @@ files of similar length (sorted by duration) so padding costs little; the model'
 normalization makes a padded batch score exactly as each file alone.
 """
 
-import os
 
 import soundfile
 import torch
@@ -13,43 +12,6 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from speechbrain_sqe.dataio.audio import AudioLoadError
-
-#: Extensions collected from folders.
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".au", ".opus")
-
-
-def collect_audio_files(inputs):
-    """Expands files and folders (recursively) into a sorted list of audio files.
-
-    Arguments
-    ---------
-    inputs : list of str
-        Files and folders. Files are kept whatever their extension (a bad one is reported when
-        read); folders contribute files with a known audio extension.
-
-    Returns
-    -------
-    list of str
-        The files, folders expanded in sorted order.
-
-    Example
-    -------
-    >>> import tempfile
-    >>> folder = tempfile.mkdtemp()
-    >>> for name in ("b.wav", "a.flac", "notes.txt"):
-    ...     _ = open(os.path.join(folder, name), "w")
-    >>> [os.path.basename(p) for p in collect_audio_files([folder])]
-    ['a.flac', 'b.wav']
-    """
-    files = []
-    for item in inputs:
-        if os.path.isdir(item):
-            for root, dirs, names in os.walk(item):
-                dirs.sort()
-                files += [os.path.join(root, n) for n in sorted(names) if n.lower().endswith(AUDIO_EXTENSIONS)]
-        else:
-            files.append(item)
-    return files
 
 
 class _AudioFiles(Dataset):

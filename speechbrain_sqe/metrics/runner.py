@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from speechbrain_sqe.dataio.files import AUDIO_EXTENSIONS, find_audio_files
 from speechbrain_sqe.metrics import dnsmos as dnsmos_module
 from speechbrain_sqe.metrics.registry import (
     METRICS,
@@ -34,8 +35,6 @@ from speechbrain_sqe.metrics.registry import (
 
 logger = logging.getLogger(__name__)
 
-#: File name endings taken from folders (other files there are ignored).
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aif", ".aiff", ".au")
 #: Default shortest usable duration in seconds (PESQ needs 0.25 s, STOI about 0.4 s of speech).
 DEFAULT_MIN_DURATION = 0.5
 #: Columns of the per-file table before the metric columns.
@@ -76,49 +75,11 @@ def _as_list(paths):
     return [os.fspath(path) for path in paths]
 
 
-def list_audio_files(folder, extensions=AUDIO_EXTENSIONS):
-    """Audio files below a folder, by path relative to it (``/``-separated), sorted.
-
-    Hidden files and folders (starting with ``.``) are skipped.
-
-    Arguments
-    ---------
-    folder : str
-        The folder to walk.
-    extensions : tuple of str
-        File name endings to take (case-insensitive).
-
-    Returns
-    -------
-    dict
-        Relative name to full path.
-
-    Example
-    -------
-    >>> import tempfile, os
-    >>> root = tempfile.mkdtemp()
-    >>> os.makedirs(os.path.join(root, "spk"))
-    >>> for name in ("spk/a.wav", "b.FLAC", "notes.txt"):
-    ...     open(os.path.join(root, name), "w").close()
-    >>> sorted(list_audio_files(root))
-    ['b.FLAC', 'spk/a.wav']
-    """
-    found = {}
-    for root, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(files):
-            if name.startswith(".") or not name.lower().endswith(tuple(extensions)):
-                continue
-            path = os.path.join(root, name)
-            found[os.path.relpath(path, folder).replace(os.sep, "/")] = path
-    return found
-
-
 def _named_files(paths, side, extensions):
     named = {}
     for path in paths:
         entries = (
-            list_audio_files(path, extensions).items()
+            find_audio_files(path, extensions).items()
             if os.path.isdir(path)
             else [(os.path.basename(os.path.normpath(path)), path)]
         )
