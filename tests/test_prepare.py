@@ -123,7 +123,7 @@ def test_prepare_from_shared_real(shared_real, tmp_path):
     # 7 noise files -> split by file: no file in two splits
     names = [{r["ID"].split("_", 3)[3] for r in _rows(paths[f"noise_{s}"])} for s in ("train", "valid", "test")]
     assert not (names[0] & names[1] or names[0] & names[2] or names[1] & names[2])
-    assert sum(len(n) for n in names) == 7
+    assert sum(len(n) for n in names) == len(noise_names)
     for row in _rows(paths["train_clean"]):
         assert row["wav"].startswith(shared_real)  # 16 kHz mono: listed in place
 
