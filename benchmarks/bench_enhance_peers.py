@@ -153,7 +153,7 @@ def build_systems(args, log=print):
         ``(systems, notes)``: name to ``function(wav [time]) -> wav [time]`` at 16 kHz, and
         name to a description of how it is called.
     """
-    from speechbrain_sqe.inference.vq_enhancer import VQEnhancer
+    from speechbrain_sqe.inference.enhancement import VQEnhancer
 
     peers = load_peers()
     source = args.model or VQEnhancer.DEFAULT_SOURCE
@@ -514,7 +514,7 @@ def main(argv=None):
             print(f"DNSMOS left out: {why}")
     scorer = None
     if not args.no_vqscore:
-        from speechbrain_sqe.inference.vqscore import VQScore
+        from speechbrain_sqe.inference.quality import VQScore
 
         scorer = VQScore.from_hparams(source=args.vqscore_model or VQScore.DEFAULT_SOURCE)
 

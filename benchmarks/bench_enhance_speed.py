@@ -31,7 +31,7 @@ def run_one(config):
 
     torch.set_num_threads(config["threads"])
     from speechbrain_sqe.inference.batch_enhancement import enhance_files
-    from speechbrain_sqe.inference.vq_enhancer import VQEnhancer
+    from speechbrain_sqe.inference.enhancement import VQEnhancer
 
     start = time.perf_counter()
     enhancer = VQEnhancer.from_hparams(source=config["model"])
@@ -64,7 +64,7 @@ def main():
         print(json.dumps(run_one(json.loads(args.child))))
         return
     from speechbrain_sqe.dataio.files import expand_audio_inputs
-    from speechbrain_sqe.inference.vq_enhancer import VQEnhancer
+    from speechbrain_sqe.inference.enhancement import VQEnhancer
 
     model = args.model or VQEnhancer.DEFAULT_SOURCE
     if not args.model and not os.path.isfile(os.path.join(model, "hyperparams.yaml")):

@@ -49,7 +49,7 @@ def pretraining_steps_per_second(config, steps, batch=16, seconds=3.0):
 
 def extraction_speed(model_folder, paths, seconds, batch=8):
     """Times hidden-state extraction over ``paths`` (decoding included); returns x real time."""
-    from speechbrain_sqe.inference.tera import TERA
+    from speechbrain_sqe.inference.encoders import TERA
 
     tera = TERA.from_hparams(source=model_folder, savedir=tempfile.mkdtemp())
     start = time.perf_counter()

@@ -43,7 +43,7 @@ def run_one(config):
     start = time.perf_counter()
     if config["method"] == "vqscore":
         from speechbrain_sqe.inference.batch_scoring import score_files
-        from speechbrain_sqe.inference.vqscore import VQScore
+        from speechbrain_sqe.inference.quality import VQScore
 
         scorer = VQScore.from_hparams(source=config["model"])
         load_time = time.perf_counter() - start
@@ -75,7 +75,7 @@ def main():
     if args.child:
         print(json.dumps(run_one(json.loads(args.child))))
         return
-    from speechbrain_sqe.inference.vqscore import DEFAULT_MODEL
+    from speechbrain_sqe.inference.quality import DEFAULT_MODEL
 
     model = args.model or DEFAULT_MODEL
     folder = tempfile.mkdtemp()

@@ -12,7 +12,7 @@ import numpy as np
 
 from speechbrain_sqe.dataio.files import expand_audio_inputs
 from speechbrain_sqe.inference.batch_scoring import score_files
-from speechbrain_sqe.inference.vqscore import VQScore
+from speechbrain_sqe.inference.quality import VQScore
 
 
 def main():

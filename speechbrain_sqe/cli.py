@@ -13,7 +13,6 @@ Example
 """
 
 import argparse
-import os
 import sys
 import time
 
@@ -142,96 +141,6 @@ def _run_evaluate(args):
         return 1
     return 0
 
-def _add_score_parser(subparsers):
-    """Registers ``sqe score``: no-reference VQScore of files and folders.
-
-    Arguments
-    ---------
-    subparsers : argparse._SubParsersAction
-        Where the subcommand is added.
-    """
-    parser = subparsers.add_parser(
-        "score",
-        help="no-reference quality (VQScore) of audio files and folders",
-        description="Scores audio files with a VQScore model (higher is better). Folders are "
-        "searched recursively. Unreadable files are reported and skipped; the exit status is 1 "
-        "when any file failed.",
-    )
-    parser.add_argument("inputs", nargs="+", help="audio files and/or folders")
-    parser.add_argument("--model", default=None,
-                        help="VQScore model: a local folder or a hub id (default: the model shipped "
-                        "with the package)")
-    parser.add_argument("--savedir", default=None, help="where a hub model is fetched to")
-    parser.add_argument("--csv", default=None, help="write one row per file (path, vqscore, duration)")
-    parser.add_argument("--frames", default=None, metavar="FOLDER",
-                        help="write per-frame scores (one CSV per file) into FOLDER")
-    parser.add_argument("--plot", action="store_true",
-                        help="with --frames: also save a PNG per file (spectrogram with the frame "
-                        "score curve under it)")
-    parser.add_argument("--batch-size", type=int, default=16, help="files per batch (default 16)")
-    parser.add_argument("--workers", type=int, default=0,
-                        help="decoding processes (default 0: decode in the scoring process, "
-                        "fastest on 2 cores; more helps with many cores or compressed files)")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
-    parser.add_argument("--limit", type=int, default=None, help="score only the first N files")
-    parser.add_argument("--trust-hparams", action="store_true",
-                        help="load a model whose hyperparams construct objects outside "
-                        "speechbrain, speechbrain_sqe and torch")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    parser.set_defaults(func=_run_score)
-
-
-def _run_score(args):
-    from speechbrain_sqe.dataio.files import expand_audio_inputs
-    from speechbrain_sqe.inference.batch_scoring import score_files
-    from speechbrain_sqe.inference.scoring_outputs import (
-        write_frame_outputs,
-        write_scores_csv,
-    )
-    from speechbrain_sqe.inference.vqscore import VQScore
-
-    files = expand_audio_inputs(args.inputs)
-    if args.limit is not None:
-        files = files[: args.limit]
-    if not files:
-        print(f"sqe score: no audio files found in {' '.join(args.inputs)}", file=sys.stderr)
-        return 1
-    scorer = VQScore.from_hparams(
-        source=args.model or VQScore.DEFAULT_SOURCE, savedir=args.savedir,
-        trust_hparams=args.trust_hparams, run_opts={"device": args.device},
-    )
-    results, failures = score_files(scorer, files, batch_size=args.batch_size,
-                                    frames=bool(args.frames), num_workers=args.workers,
-                                    progress=not args.no_progress)
-    if args.csv:
-        write_scores_csv(args.csv, results)
-    if args.frames:
-        write_frame_outputs(scorer, results, args.frames, plot=args.plot)
-    for result in results[:20] if args.csv else results:
-        print(f"{result['vqscore']:.4f}  {result['path']}")
-    if args.csv and len(results) > 20:
-        print(f"... {len(results) - 20} more in {args.csv}")
-    if results:
-        mean = sum(r["vqscore"] for r in results) / len(results)
-        print(f"scored {len(results)} files, mean VQScore {mean:.4f}")
-    for path, reason in failures:
-        print(f"FAILED {path}: {reason}", file=sys.stderr)
-    if failures:
-        print(f"{len(failures)} of {len(files)} files could not be scored", file=sys.stderr)
-    return 1 if failures else 0
-
-
-def _fraction(text):
-    """An argparse type: a float in ``[0, 1]``."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1] (the fraction of the input kept), got {text}")
-    return value
-
-
 def _positive_int(text):
     """An argparse type: an integer >= 1."""
     try:
@@ -243,8 +152,133 @@ def _positive_int(text):
     return value
 
 
+#: What ``--model`` loads for each task, in the help texts.
+_TASK_MODELS = {
+    "quality": "quality predictor",
+    "enhancement": "speech enhancer",
+    "ssl_encoder": "self-supervised speech encoder",
+}
+
+
+def _add_model_options(parser, task, batch_size):
+    """The options every model-running subcommand shares (one definition, one behaviour).
+
+    Arguments
+    ---------
+    parser : argparse.ArgumentParser
+        The subcommand's parser.
+    task : str
+        The task whose model ``--model`` loads (``quality``, ``enhancement``, ``ssl_encoder``).
+    batch_size : int
+        The default ``--batch-size``.
+    """
+    parser.add_argument(
+        "--model", default=None, metavar="SOURCE",
+        help=f"{_TASK_MODELS[task]}: a hub folder (or hub id) of any method of this task, loaded by the "
+        "interface its hyperparams.yaml names (default: the model shipped with the package)",
+    )
+    parser.add_argument("--savedir", default=None, metavar="DIR", help="where a hub model is fetched to")
+    parser.add_argument("--device", default="cpu", metavar="DEVICE", help="cpu or cuda[:N] (default cpu)")
+    parser.add_argument("--batch-size", type=_positive_int, default=batch_size, metavar="N",
+                        help=f"files per batch (default {batch_size})")
+    parser.add_argument("--trust-hparams", action="store_true",
+                        help="load a model whose hyperparams construct objects outside what hub folders "
+                        "may use (only for sources you trust)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def _load_model(args, task):
+    """The model of ``--model`` (or the shipped one) for ``task``, with the shared options."""
+    from speechbrain_sqe.inference.hub import load_model
+
+    return load_model(args.model, task, savedir=args.savedir, trust_hparams=args.trust_hparams,
+                      run_opts={"device": args.device})
+
+
+def _add_score_parser(subparsers):
+    """Registers ``sqe score``: no-reference quality of files and folders (any quality predictor).
+
+    Arguments
+    ---------
+    subparsers : argparse._SubParsersAction
+        Where the subcommand is added.
+
+    Example
+    -------
+    >>> parser = argparse.ArgumentParser()
+    >>> _add_score_parser(parser.add_subparsers(dest="command"))
+    >>> args = parser.parse_args(["score", "a.wav", "--frames", "f", "--plot"])
+    >>> args.inputs, args.frames, args.plot, args.batch_size
+    (['a.wav'], 'f', True, 16)
+    """
+    parser = subparsers.add_parser(
+        "score",
+        help="no-reference quality (VQScore by default) of audio files and folders",
+        description="Scores audio files with a quality predictor (the shipped VQScore model unless "
+        "--model names another; higher is better). Folders are searched recursively. Unreadable "
+        "files are reported and skipped; the exit status is 1 when any file failed.",
+    )
+    parser.add_argument("inputs", nargs="+", help="audio files and/or folders")
+    parser.add_argument("--csv", default=None, help="write one row per file (path, score, duration)")
+    parser.add_argument("--frames", default=None, metavar="FOLDER",
+                        help="write per-frame scores (one CSV per file) into FOLDER")
+    parser.add_argument("--plot", action="store_true",
+                        help="with --frames: also save a PNG per file (spectrogram with the frame "
+                        "score curve under it)")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="decoding processes (default 0: decode in the scoring process, "
+                        "fastest on 2 cores; more helps with many cores or compressed files)")
+    parser.add_argument("--limit", type=_positive_int, default=None, metavar="N",
+                        help="score only the first N files")
+    _add_model_options(parser, "quality", batch_size=16)
+    parser.set_defaults(func=_run_score)
+
+
+def _run_score(args):
+    from speechbrain_sqe.dataio.files import expand_audio_inputs
+    from speechbrain_sqe.inference.batch_scoring import score_files
+    from speechbrain_sqe.inference.scoring_outputs import (
+        write_frame_outputs,
+        write_scores_csv,
+    )
+
+    if args.plot and not args.frames:
+        print("sqe score: --plot needs --frames FOLDER (the plots are written there)", file=sys.stderr)
+        return 2
+    files = expand_audio_inputs(args.inputs)
+    if args.limit is not None:
+        files = files[: args.limit]
+    if not files:
+        print(f"sqe score: no audio files found in {' '.join(args.inputs)}", file=sys.stderr)
+        return 1
+    scorer = _load_model(args, "quality")
+    if args.frames and not scorer.has_frame_scores:
+        print(f"sqe score: {type(scorer).__name__} gives no per-frame scores (--frames)", file=sys.stderr)
+        return 2
+    column = scorer.METRIC_NAME
+    results, failures = score_files(scorer, files, batch_size=args.batch_size,
+                                    frames=bool(args.frames), num_workers=args.workers,
+                                    progress=not args.no_progress)
+    if args.csv:
+        write_scores_csv(args.csv, results, column)
+    if args.frames:
+        write_frame_outputs(scorer, results, args.frames, plot=args.plot)
+    for result in results[:20] if args.csv else results:
+        print(f"{result[column]:.4f}  {result['path']}")
+    if args.csv and len(results) > 20:
+        print(f"... {len(results) - 20} more in {args.csv}")
+    if results:
+        mean = sum(r[column] for r in results) / len(results)
+        print(f"scored {len(results)} files, mean {column} {mean:.4f}")
+    for path, reason in failures:
+        print(f"FAILED {path}: {reason}", file=sys.stderr)
+    if failures:
+        print(f"{len(failures)} of {len(files)} files could not be scored", file=sys.stderr)
+    return 1 if failures else 0
+
+
 def _add_enhance_parser(subparsers):
-    """Registers ``sqe enhance``: speech enhancement of files and folders with a VQ enhancer.
+    """Registers ``sqe enhance``: speech enhancement of files and folders (any enhancer).
 
     Arguments
     ---------
@@ -255,40 +289,32 @@ def _add_enhance_parser(subparsers):
     -------
     >>> parser = argparse.ArgumentParser()
     >>> _add_enhance_parser(parser.add_subparsers(dest="command"))
-    >>> args = parser.parse_args(["enhance", "noisy", "--out-dir", "enhanced", "--mix", "0.2"])
-    >>> args.inputs, args.out_dir, args.mix, args.batch_size
-    (['noisy'], 'enhanced', 0.2, 8)
+    >>> args = parser.parse_args(["enhance", "noisy", "--out-dir", "enhanced", "--option", "mix=0.2"])
+    >>> args.inputs, args.out_dir, args.option, args.batch_size
+    (['noisy'], 'enhanced', ['mix=0.2'], 8)
     """
     parser = subparsers.add_parser(
         "enhance",
-        help="enhance noisy speech files and folders (VQ-VAE enhancer)",
-        description="Enhances audio files with a VQ enhancer and writes each as a 16 kHz 16-bit "
-        "wav in --out-dir: a file under its own name (DIR/<stem>.wav), files found in a folder "
-        "(recursively) under their path relative to that folder. Inputs of any rate or channel "
-        "count are resampled and downmixed. Nothing is written when two inputs would share an "
-        "output or when an output exists (unless --overwrite). Unreadable files are reported and "
-        "skipped; the exit status is 1 when any file failed.",
+        help="enhance noisy speech files and folders (the VQ enhancer by default)",
+        description="Enhances audio files with a speech enhancer (the shipped VQ enhancer unless "
+        "--model names another) and writes each as a 16-bit wav at the model's rate in --out-dir: "
+        "a file under its own name (DIR/<stem>.wav), files found in a folder (recursively) under "
+        "their path relative to that folder. Inputs of any rate or channel count are resampled and "
+        "downmixed. Nothing is written when two inputs would share an output, when --out-dir is "
+        "inside an input folder, or when an output exists (unless --overwrite). Unreadable files "
+        "are reported and skipped; the exit status is 1 when any file failed.",
     )
     parser.add_argument("inputs", nargs="+", help="audio files and/or folders")
     parser.add_argument("--out-dir", required=True, metavar="DIR",
                         help="folder the enhanced files are written to (created)")
-    parser.add_argument("--model", default=None, metavar="SOURCE",
-                        help="VQ enhancer model: a local folder or a hub id (default: the model "
-                        "shipped with the package)")
-    parser.add_argument("--mix", type=_fraction, default=None, metavar="R",
-                        help="fraction of the input blended back into the output, in [0, 1] "
-                        "(0: enhanced only, 1: the input unchanged; default: the model's own)")
-    parser.add_argument("--savedir", default=None, metavar="DIR", help="where a hub model is fetched to")
-    parser.add_argument("--batch-size", type=_positive_int, default=8, metavar="N",
-                        help="files per batch (default 8)")
-    parser.add_argument("--device", default="cpu", metavar="DEVICE", help="cpu or cuda[:N] (default cpu)")
+    parser.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                        help="a method option of the model, repeatable (the VQ enhancer: mix=R, the "
+                        "share of the noisy input blended back in, 0..1; default: the model's own); "
+                        "an unknown name lists the model's options")
     parser.add_argument("--limit", type=_positive_int, default=None, metavar="N",
                         help="enhance only the first N files")
-    parser.add_argument("--trust-hparams", action="store_true",
-                        help="load a model whose hyperparams construct objects outside "
-                        "speechbrain, speechbrain_sqe and torch")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    _add_model_options(parser, "enhancement", batch_size=8)
     parser.set_defaults(func=_run_enhance)
 
 
@@ -300,13 +326,7 @@ def _run_enhance(args):
         enhance_summary,
         output_paths,
     )
-    from speechbrain_sqe.inference.vq_enhancer import VQEnhancer
 
-    source = args.model or VQEnhancer.DEFAULT_SOURCE
-    if args.model is None and not os.path.isfile(os.path.join(source, "hyperparams.yaml")):
-        print(f"sqe enhance: no enhancement model is shipped in this installation ({source}); "
-              "pass --model FOLDER_OR_HUB_ID", file=sys.stderr)
-        return 2
     files, outputs = output_paths(args.inputs, args.out_dir)
     if args.limit is not None:
         files, outputs = files[: args.limit], outputs[: args.limit]
@@ -318,13 +338,15 @@ def _run_enhance(args):
     except OutputPathError as error:
         print(f"sqe enhance: {error}", file=sys.stderr)
         return 2
-    enhancer = VQEnhancer.from_hparams(
-        source=source, savedir=args.savedir, trust_hparams=args.trust_hparams,
-        run_opts={"device": args.device},
-    )
+    enhancer = _load_model(args, "enhancement")
+    try:
+        options = enhancer.parse_options(args.option)
+    except ValueError as error:
+        print(f"sqe enhance: {error}", file=sys.stderr)
+        return 2
     start = time.perf_counter()
     written, failures = enhance_files(enhancer, files, outputs, batch_size=args.batch_size,
-                                      mix=args.mix, progress=not args.no_progress)
+                                      progress=not args.no_progress, **options)
     print(enhance_summary(written, time.perf_counter() - start, args.out_dir))
     for path, reason in failures:
         print(f"FAILED {path}: {reason}", file=sys.stderr)
@@ -340,25 +362,28 @@ def _add_analyze_ssl_parser(subparsers):
     ---------
     subparsers : argparse._SubParsersAction
         Where the subcommand is added.
+
+    Example
+    -------
+    >>> parser = argparse.ArgumentParser()
+    >>> _add_analyze_ssl_parser(parser.add_subparsers(dest="command"))
+    >>> args = parser.parse_args(["analyze-ssl", "--pairs", "test.csv", "--device", "cpu"])
+    >>> args.model, args.device, args.batch_size
+    (None, 'cpu', 8)
     """
     parser = subparsers.add_parser(
         "analyze-ssl",
-        help="per-layer robustness of a TERA model's embeddings (NMSE, cosine, CN distance)",
+        help="per-layer robustness of an SSL encoder's embeddings (NMSE, cosine, CN distance)",
         description="Compares a self-supervised model's hidden states of noisy speech with those of "
         "its clean reference, per layer and per condition (SNR, T60, noise family): normalized MSE, "
         "cosine similarity and clean-noisy distance. Prints tables (with published TERA/WavLM "
         "figures beside ours) and writes a CSV, markdown and PNG plots.",
     )
-    parser.add_argument("--model", required=True, help="TERA hub folder or id (e.g. results/tera/1234/hub)")
     parser.add_argument("--pairs", default=None, help="pairs manifest CSV (clean_wav, noisy_wav, snr, t60, ...)")
     parser.add_argument("--clean", nargs="+", default=None, help="clean folder(s)/files (with --noisy)")
     parser.add_argument("--noisy", nargs="+", default=None, help="noisy folder(s)/files, paired by name")
     parser.add_argument("--output", default="ssl_robustness", help="report folder (default ssl_robustness)")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--savedir", default=None, help="where a hub model is fetched to")
-    parser.add_argument("--trust-hparams", action="store_true",
-                        help="load a model whose hyperparams construct objects outside the trusted modules")
-    parser.add_argument("--no-progress", action="store_true")
+    _add_model_options(parser, "ssl_encoder", batch_size=8)
     parser.set_defaults(func=_run_analyze_ssl)
 
 
@@ -369,13 +394,12 @@ def _run_analyze_ssl(args):
         format_robustness_table,
         write_robustness_report,
     )
-    from speechbrain_sqe.inference.tera import TERA
 
     if (args.pairs is None) == (args.clean is None or args.noisy is None):
         print("sqe analyze-ssl: give --pairs MANIFEST, or --clean and --noisy", file=sys.stderr)
         return 2
     pairs = read_pairs(manifest=args.pairs, clean=args.clean, noisy=args.noisy)
-    model = TERA.from_hparams(source=args.model, savedir=args.savedir, trust_hparams=args.trust_hparams)
+    model = _load_model(args, "ssl_encoder")
     accumulator = analyze_ssl_pairs(model, pairs, args.batch_size, progress=not args.no_progress)
     rows = accumulator.results()
     written = write_robustness_report(rows, args.output, utterance_rows=accumulator.utterance_rows())
@@ -411,6 +435,7 @@ def build_parser():
         prog="sqe", description="speechbrain-sqe: speech quality estimation and enhancement tools"
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of user errors")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for add_parser in SUBCOMMANDS:
         add_parser(subparsers)
@@ -440,7 +465,22 @@ def main(argv=None):
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 2
-    return args.func(args)
+    try:
+        return args.func(args)
+    except _user_errors() as error:
+        if args.debug:
+            raise
+        print(f"sqe {args.command}: {error}", file=sys.stderr)
+        return 2
+
+
+def _user_errors():
+    """The errors a user's input causes (a refused, missing or wrong-task model...): one line each,
+    no traceback (``--debug`` shows it)."""
+    from speechbrain_sqe.inference.hub import InterfaceError
+    from speechbrain_sqe.utils.safe_load import UnsafeHyperparamsError
+
+    return (InterfaceError, UnsafeHyperparamsError)
 
 
 if __name__ == "__main__":

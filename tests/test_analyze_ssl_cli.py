@@ -4,11 +4,11 @@ import csv
 
 import pytest
 import torch
+from hub_folders import build_tera_hub
 from speech import add_white_noise, synthesize
 
 from speechbrain_sqe import cli
 from speechbrain_sqe.dataio.audio import load_audio, save_audio
-from speechbrain_sqe.inference.export import build_tera_hub
 from speechbrain_sqe.lobes.tera import TERAModel
 
 
@@ -57,7 +57,7 @@ def test_shipped_tera_loads_and_runs(tmp_path):
     """The small TERA shipped in the package loads with from_hparams and gives 4 hidden states."""
     import os
 
-    from speechbrain_sqe.inference.tera import TERA
+    from speechbrain_sqe.inference.encoders import TERA
 
     if not os.path.exists(os.path.join(TERA.DEFAULT_SOURCE, "tera.ckpt")):
         pytest.skip("no TERA model shipped in this checkout")

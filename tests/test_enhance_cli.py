@@ -1,5 +1,5 @@
 """`sqe enhance`: output names and formats, bad files in the exit code, overwrite and collision
-refusals, --mix, and padded batches equal to single files (a tiny untrained model)."""
+refusals, method options (--option mix=R), and padded batches equal to single files (a tiny untrained model)."""
 
 import os
 
@@ -8,12 +8,12 @@ import pytest
 import soundfile
 import torch
 import torchaudio
+from hub_folders import build_vq_enhancer_hub
 from speech import add_white_noise, synthesize
 
 from speechbrain_sqe import cli
 from speechbrain_sqe.dataio.audio import load_audio, save_audio
-from speechbrain_sqe.inference.export import build_vq_enhancer_hub
-from speechbrain_sqe.inference.vq_enhancer import DEFAULT_MODEL
+from speechbrain_sqe.inference.enhancement import DEFAULT_MODEL
 from speechbrain_sqe.lobes.spectral import stft_magnitude
 from speechbrain_sqe.lobes.vqvae_se import VQVAEEnhancementModel
 
@@ -92,7 +92,7 @@ def test_padded_batches_equal_single_files(model_folder, audio_folder, tmp_path)
 
 
 def test_mix_one_gives_the_input_back(model_folder, audio_folder, tmp_path):
-    assert enhance(audio_folder, "--out-dir", tmp_path / "mix1", "--mix", "1.0", "--no-progress",
+    assert enhance(audio_folder, "--out-dir", tmp_path / "mix1", "--option", "mix=1.0", "--no-progress",
                    model=model_folder) == 0
     assert enhance(audio_folder, "--out-dir", tmp_path / "mix0", "--no-progress", model=model_folder) == 0
     for name, output in GOOD.items():
@@ -128,12 +128,12 @@ def test_refuses_to_overwrite_unless_asked(model_folder, audio_folder, tmp_path,
     assert enhance(audio_folder / "a.wav", "--out-dir", out, model=model_folder) == 0
     assert "enhancing" in capsys.readouterr().err  # the progress bar
     before = (out / "a.wav").stat().st_mtime_ns
-    assert enhance(audio_folder / "a.wav", "--out-dir", out, "--mix", "0.5", "--no-progress",
+    assert enhance(audio_folder / "a.wav", "--out-dir", out, "--option", "mix=0.5", "--no-progress",
                    model=model_folder) == 2
     err = capsys.readouterr().err
     assert str(out / "a.wav") in err and "--overwrite" in err
     assert (out / "a.wav").stat().st_mtime_ns == before
-    assert enhance(audio_folder / "a.wav", "--out-dir", out, "--mix", "0.5", "--no-progress",
+    assert enhance(audio_folder / "a.wav", "--out-dir", out, "--option", "mix=0.5", "--no-progress",
                    "--overwrite", model=model_folder) == 0
     assert (out / "a.wav").stat().st_mtime_ns != before
 
@@ -153,11 +153,25 @@ def test_out_dir_must_not_be_an_input_folder(model_folder, audio_folder, capsys)
 
 
 @pytest.mark.parametrize("mix", ["1.5", "-0.1", "nan", "half"])
-def test_mix_outside_zero_one_is_rejected(mix, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main(["enhance", "x.wav", "--out-dir", "out", "--mix", mix])
-    assert exit_info.value.code == 2
-    assert "--mix" in capsys.readouterr().err
+def test_mix_outside_zero_one_is_rejected(mix, model_folder, audio_folder, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert enhance(audio_folder, "--out-dir", out, "--option", f"mix={mix}", model=model_folder) == 2
+    assert "option mix" in capsys.readouterr().err
+    assert not out.exists()  # refused before anything was written
+
+
+def test_unknown_option_lists_the_models_options(model_folder, audio_folder, tmp_path, capsys):
+    assert enhance(audio_folder, "--out-dir", tmp_path / "out", "--option", "strength=2", model=model_folder) == 2
+    err = capsys.readouterr().err
+    assert "no option 'strength=2'" in err and "mix (" in err
+
+
+def test_a_quality_model_is_refused_by_enhance(audio_folder, tmp_path, capsys):
+    from speechbrain_sqe.inference.hub import DEFAULT_SOURCES
+
+    assert enhance(audio_folder, "--out-dir", tmp_path / "out", model=DEFAULT_SOURCES["quality"]) == 2
+    err = capsys.readouterr().err
+    assert "holds a quality predictor" in err and "Traceback" not in err
 
 
 def test_no_audio_found(model_folder, tmp_path, capsys):
@@ -177,7 +191,7 @@ def test_a_file_the_model_cannot_take_does_not_fail_its_batch(speech, tmp_path):
     """A model accepting 5 ms files: a 100-sample file breaks the padded batch (STFT padding), the
     batch is retried file by file and only that file fails."""
     from speechbrain_sqe.inference.batch_enhancement import enhance_files
-    from speechbrain_sqe.inference.vq_enhancer import VQEnhancer
+    from speechbrain_sqe.inference.enhancement import VQEnhancer
 
     model = VQVAEEnhancementModel(channels=(32, 16), codebook_dim=16, codebook_size=8).eval()
     enhancer = VQEnhancer.from_hparams(

@@ -104,8 +104,9 @@ def test_missing_package_names_the_bench_extra(monkeypatch):
 
 
 def test_benchmark_end_to_end(tmp_path):
+    from hub_folders import build_vq_enhancer_hub
+
     from speechbrain_sqe.dataio.audio import load_audio, save_audio
-    from speechbrain_sqe.inference.export import build_vq_enhancer_hub
     from speechbrain_sqe.lobes.vqvae_se import VQVAEEnhancementModel
 
     bench = load_benchmark_module("bench_enhance_peers")

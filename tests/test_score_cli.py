@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import soundfile
 import torch
+from hub_folders import build_vqscore_hub
 
 from speechbrain_sqe import cli
-from speechbrain_sqe.inference.export import build_vqscore_hub
-from speechbrain_sqe.inference.vqscore import DEFAULT_MODEL
+from speechbrain_sqe.inference.quality import DEFAULT_MODEL
 from speechbrain_sqe.lobes.spectral import stft_magnitude
 from speechbrain_sqe.lobes.vqvae import VQVAEQualityModel
 

@@ -9,7 +9,7 @@ import torch
 from recipe_args import ROOT, recipe_args, tiny_corpus
 
 import train
-from speechbrain_sqe.inference.tera import TERA
+from speechbrain_sqe.inference.encoders import TERA
 
 RECIPE = os.path.join(ROOT, "hparams", "tera.yaml")
 TINY_CORPUS = tiny_corpus(valid_pairs=4, test_pairs=2)

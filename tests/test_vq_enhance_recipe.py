@@ -14,14 +14,13 @@ from recipe_args import ROOT, recipe_args, tiny_corpus
 
 import train
 from speechbrain_sqe.dataio.audio import load_audio
-from speechbrain_sqe.inference.vq_enhancer import VQEnhancer
+from speechbrain_sqe.inference.enhancement import VQEnhancer
 
 RECIPE = os.path.join(ROOT, "hparams", "vq_enhance.yaml")
 TINY_CORPUS = tiny_corpus(valid_pairs=4, test_pairs=4)
 TINY_MODEL = (
     "--channels=[32,16] --codebook_dim=16 --codebook_size=32 --batch_size=4 --crop_seconds=1.0 "
-    "--test_metrics=[pesq_wb,stoi] --metric_jobs=1 --test_mix_ratios=[0.3] "
-    "--score_with_vqscore=False"
+    "--test_metrics=[pesq_wb,stoi] --metric_jobs=1 --test_mix_ratios=[0.3]"
 )
 
 

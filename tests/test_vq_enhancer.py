@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import soundfile
 import torch
+from hub_folders import build_vq_enhancer_hub
 from speech import add_white_noise, synthesize
 
 from speechbrain_sqe.dataio.audio import AudioLoadError, load_audio
-from speechbrain_sqe.inference.export import build_vq_enhancer_hub
-from speechbrain_sqe.inference.vq_enhancer import VQEnhancer
+from speechbrain_sqe.inference.enhancement import VQEnhancer
 from speechbrain_sqe.lobes.spectral import stft_magnitude
 from speechbrain_sqe.lobes.vqvae_se import VQVAEEnhancementModel
 

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import soundfile
 import torch
+from hub_folders import build_vqscore_hub
 
 from speechbrain_sqe.dataio.files import expand_audio_inputs
 from speechbrain_sqe.inference.batch_scoring import score_files
-from speechbrain_sqe.inference.export import build_vqscore_hub
-from speechbrain_sqe.inference.vqscore import VQScore
+from speechbrain_sqe.inference.quality import VQScore
 from speechbrain_sqe.lobes.spectral import stft_magnitude
 from speechbrain_sqe.lobes.vqvae import VQVAEQualityModel
 from speechbrain_sqe.utils.safe_load import UnsafeHyperparamsError

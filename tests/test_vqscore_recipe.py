@@ -10,7 +10,7 @@ import pytest
 from recipe_args import ROOT, recipe_args, tiny_corpus
 
 import train
-from speechbrain_sqe.inference.vqscore import VQScore
+from speechbrain_sqe.inference.quality import VQScore
 
 RECIPE = os.path.join(ROOT, "hparams", "vqscore.yaml")
 TINY_CORPUS = tiny_corpus(valid_pairs=6, test_pairs=6)

@@ -20,7 +20,7 @@ from speechbrain_sqe.analysis.quality_report import (
     write_quality_report,
 )
 from speechbrain_sqe.inference.batch_scoring import score_files
-from speechbrain_sqe.inference.vqscore import VQScore
+from speechbrain_sqe.inference.quality import VQScore
 
 
 def main(argv=None):

@@ -1,7 +1,7 @@
 """Runs an SSL model over clean/noisy pairs and accumulates per-layer robustness statistics.
 
 The model is anything with ``hidden_states(wavs, wav_lens) -> list of [batch, frames, dim]``
-and ``hparams.sample_rate`` (e.g. :class:`speechbrain_sqe.inference.tera.TERA`). Pairs come from a
+and ``hparams.sample_rate`` (e.g. :class:`speechbrain_sqe.inference.encoders.TERA`). Pairs come from a
 pairs manifest (``clean_wav``, ``noisy_wav`` and the condition columns ``snr``, ``t60``,
 ``noise_type``, ``reverb``) or from two folders paired by file name (then only the overall group
 is reported).

@@ -1,26 +1,221 @@
-"""What every recipe Brain shares: the contract with ``train.py``."""
+"""The recipe template every method's Brain plugs into (the contract with ``train.py``).
+
+``train.py`` builds the Brain named by the YAML's ``brain_class`` and calls :meth:`RecipeBrain.run_recipe`
+with the manifests the YAML's ``prepare_data`` returned. The template owns the run::
+
+    datasets -> prepare (reference metrics...) -> fit (recover, log, checkpoint the best by the
+    selection key) -> test the best checkpoint -> report and export on the main process
+
+A method supplies only what is its own:
+
+- :meth:`datasets` (``{"train": ..., "valid": ..., "test": ...}``; a missing ``test`` skips the test
+  stage), :meth:`compute_forward` and :meth:`compute_objectives` (SpeechBrain's);
+- its selection key: :attr:`SELECTION_KEY` and :attr:`SELECTION_MODE` (``"max"``/``"min"``), or
+  :meth:`selection` when it changes during training;
+- :meth:`stage_statistics` (what validation and test measure besides the loss);
+- :meth:`test_report` (writes the report of the tested model, returns its summary);
+- :meth:`hub_spec` and :meth:`model_card` (the exported folder and its card).
+
+SpeechBrain's ``Brain`` gives fit/evaluate, the checkpointer, DDP and the loggers; what it lacks for
+a whole recipe (the run above, DDP unwrapping, the command line for the card) is written here once.
+"""
+
+import logging
+import sys
+import time
 
 import speechbrain as sb
+import torch
+from speechbrain.utils.distributed import if_main_process
+
+from speechbrain_sqe.dataio.prepare import CORPUS_ORIGINS
+from speechbrain_sqe.inference.hub import build_model_card, write_hub_folder
+
+logger = logging.getLogger(__name__)
+
+_LOADER_KEYS = {
+    sb.Stage.TRAIN: "train_dataloader_opts",
+    sb.Stage.VALID: "valid_dataloader_opts",
+    sb.Stage.TEST: "test_dataloader_opts",
+}
+
+
+def bare(module):
+    """The module inside a DistributedDataParallel wrapper (or the module itself).
+
+    Arguments
+    ---------
+    module : torch.nn.Module
+        A module, maybe wrapped.
+
+    Returns
+    -------
+    torch.nn.Module
+        The unwrapped module.
+
+    Example
+    -------
+    >>> net = torch.nn.Linear(2, 2)
+    >>> bare(net) is net
+    True
+    """
+    return getattr(module, "module", module)
 
 
 class RecipeBrain(sb.Brain):
-    """A SpeechBrain Brain that runs a whole recipe from its prepared manifests.
+    """A SpeechBrain Brain that runs a whole recipe from its prepared manifests (see the module doc)."""
 
-    ``train.py`` builds the Brain named by the YAML's ``brain_class`` and calls
-    :meth:`run_recipe` with what the YAML's ``prepare_data`` returned. Subclasses implement
-    :meth:`run_recipe` (typically: build datasets, ``fit``, ``evaluate`` the best checkpoint,
-    export a hub-ready folder).
-    """
+    #: The validation statistic that picks the checkpoint, and whether larger is better.
+    SELECTION_KEY = "loss"
+    SELECTION_MODE = "min"
 
-    def run_recipe(self, manifests):
-        """Trains, evaluates and exports.
+    # ------------------------------------------------------------------ what a method supplies
+    def datasets(self, manifests):
+        """The method's datasets by stage name (``train``, ``valid``, optional ``test``).
 
         Arguments
         ---------
         manifests : dict
             Manifest paths by split name, as returned by the data preparation.
+
+        Returns
+        -------
+        dict
+            ``{"train": dataset, "valid": dataset[, "test": dataset]}``.
         """
         raise NotImplementedError
+
+    def prepare(self, manifests, data):
+        """Work before training that needs the manifests or datasets (reference metrics, a schedule
+        sized to the number of updates...); default none."""
+
+    def selection(self):
+        """The selection key and mode now: ``(key, "max" or "min")``."""
+        return self.SELECTION_KEY, self.SELECTION_MODE
+
+    def stage_statistics(self, stage):
+        """Statistics of a validation or test stage besides its loss (default none).
+
+        Arguments
+        ---------
+        stage : speechbrain.Stage
+            ``VALID`` or ``TEST``.
+
+        Returns
+        -------
+        dict
+            Name -> number, logged and (in validation) stored with the checkpoint.
+        """
+        return {}
+
+    def keep_policy(self):
+        """Which checkpoints survive a save: SpeechBrain's ``max_keys``/``min_keys`` (default: the
+        best by the current selection key)."""
+        key, mode = self.selection()
+        return {f"{mode}_keys": [key]}
+
+    def checkpoint_meta(self, stats):
+        """What is stored with a validation checkpoint (default: the statistics)."""
+        return stats
+
+    def test_report(self, manifests):
+        """Writes the report of the tested (best) model; runs on the main process only.
+
+        Returns
+        -------
+        dict or None
+            The report summary the model card shows.
+        """
+        return
+
+    def hub_spec(self, report):
+        """The :class:`~speechbrain_sqe.inference.hub.HubSpec` of the exported folder (None: no export)."""
+        return
+
+    def model_card(self, report, manifests):
+        """The model card text of the exported folder."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ the template
+    def run_recipe(self, manifests):
+        """Fits, tests the best checkpoint, writes the report and exports (the main process).
+
+        Arguments
+        ---------
+        manifests : dict
+            Manifest paths by split name, as returned by the data preparation.
+
+        Returns
+        -------
+        dict or None
+            The report summary (None on the other ranks).
+        """
+        start = time.time()
+        data = self.datasets(manifests)
+        self.prepare(manifests, data)
+        self.fit(
+            self.hparams.epoch_counter,
+            data["train"],
+            data["valid"],
+            train_loader_kwargs=self.loader_options(sb.Stage.TRAIN),
+            valid_loader_kwargs=self.loader_options(sb.Stage.VALID),
+        )
+        self.train_minutes = (time.time() - start) / 60.0
+        self.test_best(data.get("test"))
+        report = self.test_report(manifests) if if_main_process() else None
+        if if_main_process():
+            self.export(report, manifests)
+        return report
+
+    def test_best(self, test_set):
+        """Recovers the best checkpoint (by :meth:`selection`) and runs the test stage on it."""
+        key, mode = self.selection()
+        if test_set is None:
+            if self.checkpointer is not None:
+                self.checkpointer.recover_if_possible(**{f"{mode}_key": key})
+            return
+        self.evaluate(test_set, test_loader_kwargs=self.loader_options(sb.Stage.TEST), **{f"{mode}_key": key})
+
+    def export(self, report, manifests):
+        """Writes the hub folder of the best model with its card (``hparams.hub_folder``)."""
+        spec = self.hub_spec(report)
+        if spec is None:
+            return None
+        folder = write_hub_folder(spec, self.hparams.hub_folder, self.model_card(report, manifests))
+        logger.info("Exported the trained model to %s", folder)
+        return folder
+
+    def on_stage_end(self, stage, stage_loss, epoch=None):
+        """Logs the stage; keeps the best checkpoints by the selection key after validation."""
+        stats = {"loss": stage_loss}
+        if stage == sb.Stage.TRAIN:
+            self.train_stats = stats
+            return
+        stats.update(self.stage_statistics(stage))
+        if stage == sb.Stage.VALID:
+            self.hparams.train_logger.log_stats(
+                stats_meta={"epoch": epoch, **self.epoch_meta(), "lr": self.optimizer.param_groups[0]["lr"]},
+                train_stats=self.train_stats,
+                valid_stats=stats,
+            )
+            self.checkpointer.save_and_keep_only(
+                meta=self.checkpoint_meta(stats),
+                num_to_keep=getattr(self.hparams, "keep_checkpoints", 1),
+                **self.keep_policy(),
+            )
+        else:
+            self.hparams.train_logger.log_stats(
+                stats_meta={"epoch loaded": self.hparams.epoch_counter.current}, test_stats=stats
+            )
+
+    def epoch_meta(self):
+        """More fields of the epoch's log line (e.g. the training step); default none."""
+        return {}
+
+    # ------------------------------------------------------------------ helpers
+    def module(self, name):
+        """The module ``name`` without its DistributedDataParallel wrapper."""
+        return bare(self.modules[name])
 
     def loader_options(self, stage):
         """The dataloader options of ``stage`` from the YAML (``train_dataloader_opts``...).
@@ -35,9 +230,52 @@ class RecipeBrain(sb.Brain):
         dict
             Keyword arguments for the dataloader.
         """
-        key = {
-            sb.Stage.TRAIN: "train_dataloader_opts",
-            sb.Stage.VALID: "valid_dataloader_opts",
-            sb.Stage.TEST: "test_dataloader_opts",
-        }[stage]
-        return dict(getattr(self.hparams, key, {}) or {})
+        return dict(getattr(self.hparams, _LOADER_KEYS[stage], {}) or {})
+
+    @staticmethod
+    def command_line():
+        """The command that ran this recipe (for the model card)."""
+        return "python train.py " + " ".join(sys.argv[1:])
+
+    def build_card(self, title, interface, summary, usage, manifests, results, facts=None):
+        """A model card with the shared sections filled from this run (data and its origin, command,
+        training facts) and the method's own summary, usage and measured results.
+
+        Arguments
+        ---------
+        title : str
+            The model's name.
+        interface : type
+            The interface that loads the export.
+        summary : str
+            What the model does.
+        usage : str
+            Python lines using ``model``.
+        manifests : dict
+            The run's manifests (the training data named in the card).
+        results : str
+            Markdown of the measured results.
+        facts : dict, optional
+            The method's training facts (epochs kept, augmentation...).
+
+        Returns
+        -------
+        str
+            Markdown text.
+        """
+        corpus = getattr(self.hparams, "corpus", "")
+        return build_model_card(
+            title, summary, interface, usage,
+            data=f"corpus '{corpus}' ({manifests.get('train_clean')})",
+            data_license=CORPUS_ORIGINS.get(corpus, ""),
+            command=self.command_line(), training=self.training_facts(**(facts or {})), results=results,
+        )
+
+    def training_facts(self, **facts):
+        """Facts every model card states (seed, time, threads, device) plus the method's own."""
+        return {
+            **facts,
+            "seed": getattr(self.hparams, "seed", None),
+            "training time": f"{getattr(self, 'train_minutes', 0.0):.1f} min "
+                             f"({torch.get_num_threads()} torch threads, {self.device})",
+        }

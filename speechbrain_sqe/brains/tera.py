@@ -6,7 +6,8 @@ SNR with that probability while the TARGET stays the features of the clean wavef
 also learns to denoise. Validation computes the same masked L1 loss on the CLEAN files of the valid
 split with a fixed alteration seed per batch (so the valid loss is comparable across epochs); the
 checkpoint with the lowest valid loss is kept. At the end the recipe writes the loss curve (PNG and
-CSV) and exports a hub-ready folder that :class:`speechbrain_sqe.inference.tera.TERA` loads.
+CSV) and exports a hub-ready folder that :class:`speechbrain_sqe.inference.encoders.TERA` loads.
+The run itself is the recipe template's (:class:`~speechbrain_sqe.brains.base.RecipeBrain`).
 
 Optimisation: AdamW, gradient clipping through SpeechBrain's ``max_grad_norm`` and SpeechBrain's
 :class:`speechbrain.nnet.schedulers.LinearWarmupScheduler` (linear warm-up over ``warmup_proportion``
@@ -15,10 +16,8 @@ of all updates, then linear decay to 0, the BERT/TERA schedule), stepped before 
 
 import csv
 import json
-import logging
 import math
 import os
-import sys
 
 import speechbrain as sb
 import torch
@@ -29,14 +28,12 @@ from speechbrain.utils.checkpoints import (
     mark_as_saver,
     register_checkpoint_hooks,
 )
-from speechbrain.utils.distributed import if_main_process
 
 from speechbrain_sqe.brains.base import RecipeBrain
 from speechbrain_sqe.dataio.pipelines import clean_speech_dataset
-from speechbrain_sqe.inference.export import build_tera_hub, tera_model_card
+from speechbrain_sqe.inference.encoders import TERA
+from speechbrain_sqe.inference.hub import constructor_arguments
 from speechbrain_sqe.lobes.alteration import masked_l1_loss
-
-logger = logging.getLogger(__name__)
 
 
 @register_checkpoint_hooks
@@ -110,6 +107,33 @@ class TERABrain(RecipeBrain):
     ``valid_alteration_seed``, the crop/gain settings, the dataloader options and ``hub_folder``.
     """
 
+    def datasets(self, manifests):
+        """Clean training crops; the clean side of the valid pairs for the validation loss."""
+        hp = self.hparams
+        return {
+            "train": clean_speech_dataset(manifests["train_clean"], hp.sample_rate, hp.crop_seconds, hp.gain_range),
+            "valid": clean_speech_dataset(manifests["valid"], hp.sample_rate, wav_column="clean_wav"),
+        }
+
+    def prepare(self, manifests, data):
+        """The noisy-input augmentation, the warm-up schedule sized to this run, the loss history."""
+        hp = self.hparams
+        self.add_noise = None
+        if hp.noise_prob > 0:
+            self.add_noise = AddNoise(
+                csv_file=manifests["noise_train"], snr_low=hp.noise_snr_low, snr_high=hp.noise_snr_high,
+                noise_sample_rate=hp.sample_rate, clean_sample_rate=hp.sample_rate,
+            )
+        world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+        batch_size = self.loader_options(sb.Stage.TRAIN).get("batch_size", 1)
+        steps_per_epoch = math.ceil(len(data["train"]) / (batch_size * world))
+        self.total_steps = steps_per_epoch * hp.number_of_epochs
+        self.warmup_steps = max(1, round(hp.warmup_proportion * self.total_steps))
+        self.lr_scheduler = LinearWarmupScheduler(hp.lr, self.warmup_steps, self.total_steps)
+        self.loss_history = LossHistory()
+        self.checkpointer.add_recoverable("lr_scheduler", self.lr_scheduler)
+        self.checkpointer.add_recoverable("loss_history", self.loss_history)
+
     def compute_forward(self, batch, stage):
         """Features of the clean target and of the (maybe noisy) input, altered input, prediction."""
         batch = batch.to(self.device)
@@ -156,70 +180,45 @@ class TERABrain(RecipeBrain):
         self.eval_batch = 0
 
     def on_stage_end(self, stage, stage_loss, epoch=None):
-        """Logs, records the loss curve, keeps the best checkpoint by validation loss."""
-        stats = {"loss": stage_loss}
-        if stage == sb.Stage.TRAIN:
-            self.train_stats = stats
-            return
+        """Records the epoch's losses in the curve; the template logs and checkpoints."""
         if stage == sb.Stage.VALID:
             self.loss_history.add(epoch, self.train_stats["loss"], stage_loss)
-            self.hparams.train_logger.log_stats(
-                stats_meta={"epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"]},
-                train_stats=self.train_stats,
-                valid_stats=stats,
-            )
-            self.checkpointer.save_and_keep_only(
-                meta=stats, min_keys=["loss"], num_to_keep=self.hparams.keep_checkpoints
-            )
+        super().on_stage_end(stage, stage_loss, epoch)
 
-    def run_recipe(self, manifests):
-        """Pretrains, writes the loss curve, exports the best checkpoint as a hub folder."""
+    def test_best(self, test_set):
+        """Keeps the whole curve, then recovers the best checkpoint (lowest valid loss)."""
+        self.curve = list(self.loss_history.rows)
+        super().test_best(None)
+
+    def test_report(self, manifests):
+        """The loss curve (PNG and CSV) of the whole run."""
+        history = LossHistory()
+        history.rows = self.curve
+        history.write(self.hparams.output_folder)
+        return self.curve
+
+    def hub_spec(self, report):
+        """The pretrained model (its log-mel front end is part of it, as in s3prl) and its curve."""
+        return TERA.hub_spec({"tera": self.module("tera")}, sample_rate=self.hparams.sample_rate,
+                             files=[os.path.join(self.hparams.output_folder, "loss_curve.png")])
+
+    def model_card(self, report, manifests):
+        """Card with the model's sizes and the loss curve."""
         hp = self.hparams
-        train_set = clean_speech_dataset(manifests["train_clean"], hp.sample_rate, hp.crop_seconds, hp.gain_range)
-        valid_set = clean_speech_dataset(manifests["valid"], hp.sample_rate, wav_column="clean_wav")
-        self.add_noise = None
-        if hp.noise_prob > 0:
-            self.add_noise = AddNoise(
-                csv_file=manifests["noise_train"], snr_low=hp.noise_snr_low, snr_high=hp.noise_snr_high,
-                noise_sample_rate=hp.sample_rate, clean_sample_rate=hp.sample_rate,
-            )
-        train_opts = self.loader_options(sb.Stage.TRAIN)
-        world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
-        steps_per_epoch = math.ceil(len(train_set) / (train_opts.get("batch_size", 1) * world))
-        self.total_steps = steps_per_epoch * hp.number_of_epochs
-        self.warmup_steps = max(1, round(hp.warmup_proportion * self.total_steps))
-        self.lr_scheduler = LinearWarmupScheduler(hp.lr, self.warmup_steps, self.total_steps)
-        self.loss_history = LossHistory()
-        self.checkpointer.add_recoverable("lr_scheduler", self.lr_scheduler)
-        self.checkpointer.add_recoverable("loss_history", self.loss_history)
-        self.fit(
-            hp.epoch_counter,
-            train_set,
-            valid_set,
-            train_loader_kwargs=train_opts,
-            valid_loader_kwargs=self.loader_options(sb.Stage.VALID),
+        best = min(report, key=lambda row: row["valid_loss"]) if report else {}
+        sizes = "\n".join(f"- {key}: {value}" for key, value in constructor_arguments(self.module("tera")).items())
+        table = ["| epoch | train loss | valid loss |", "|---|---|---|"]
+        table += [f"| {row['epoch']} | {row['train_loss']:.4f} | {row['valid_loss']:.4f} |" for row in report]
+        card = self.build_card(
+            "TERA", TERA,
+            "Self-supervised speech representations: a Transformer encoder pretrained to reconstruct\n"
+            "log-mel features altered in time, frequency and magnitude (Liu et al., 2021).",
+            'states = model.hidden_states_file("speech.wav")  # model.layer_count tensors [1, frames, hidden]',
+            manifests,
+            "Masked L1 loss on the altered positions (valid: clean files, fixed alteration):\n\n"
+            + "\n".join(table) + "\n\n![loss curve](loss_curve.png)",
+            {"epoch kept (lowest valid loss)": best.get("epoch"),
+             "epochs trained": hp.number_of_epochs,
+             "noisy inputs (probability, SNR dB)": (hp.noise_prob, hp.noise_snr_low, hp.noise_snr_high)},
         )
-        # Export the best checkpoint (lowest valid loss); the curve is the last run's full history.
-        curve = list(self.loss_history.rows)
-        self.checkpointer.recover_if_possible(min_key="loss")
-        if if_main_process():
-            history = LossHistory()
-            history.rows = curve
-            history.write(hp.output_folder)
-            model = getattr(self.modules.tera, "module", self.modules.tera)
-            best = min(curve, key=lambda row: row["valid_loss"]) if curve else {}
-            card = tera_model_card(
-                model.config,
-                curve,
-                train_description=f"clean speech, corpus '{hp.corpus}' ({manifests['train_clean']})",
-                training={
-                    "epoch kept (lowest valid loss)": best.get("epoch"),
-                    "epochs trained": hp.number_of_epochs,
-                    "noisy inputs (probability, SNR dB)": (hp.noise_prob, hp.noise_snr_low, hp.noise_snr_high),
-                    "seed": hp.seed,
-                },
-                command="python train.py " + " ".join(sys.argv[1:]),
-            )
-            build_tera_hub(model, hp.hub_folder, card=card)
-            logger.info("Exported the pretrained TERA to %s", hp.hub_folder)
-        return curve
+        return card + "\n## Model\n\n" + sizes + "\n"

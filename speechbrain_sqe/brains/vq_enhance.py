@@ -17,26 +17,26 @@ the same teacher. Validation enhances the noisy valid pairs and keeps the checkp
 in each step (the authors select on noisy validation PESQ too); training never sees noisy speech.
 The test stage enhances the noisy test split with every system of the ablation (step 1 only,
 step 1 + 2, blends with the input), scores them against the clean references and writes
-``report/``, then exports a hub folder that :class:`~speechbrain_sqe.inference.vq_enhancer.VQEnhancer`
-loads.
+``report/``, then exports a hub folder that :class:`~speechbrain_sqe.inference.enhancement.VQEnhancer`
+loads. The run itself is the recipe template's (:class:`~speechbrain_sqe.brains.base.RecipeBrain`).
 """
 
 import logging
 import os
-import sys
-import time
 
 import speechbrain as sb
 import torch
-from speechbrain.utils.distributed import if_main_process
 from tqdm import tqdm
 
-from speechbrain_sqe.analysis.enhancement_report import write_enhancement_report
+from speechbrain_sqe.analysis.enhancement_report import (
+    format_enhancement_markdown,
+    write_enhancement_report,
+)
 from speechbrain_sqe.analysis.quality_report import rows_by_id
 from speechbrain_sqe.brains.base import RecipeBrain
 from speechbrain_sqe.dataio.audio import load_audio, save_audio
 from speechbrain_sqe.dataio.pipelines import clean_speech_dataset, paired_dataset
-from speechbrain_sqe.inference.export import build_vq_enhancer_hub
+from speechbrain_sqe.inference.enhancement import VQEnhancer
 from speechbrain_sqe.lobes.adversarial import l2_waveform_attack
 from speechbrain_sqe.lobes.vqvae_se import (
     enhance_waveforms,
@@ -52,33 +52,95 @@ logger = logging.getLogger(__name__)
 STEP_KEYS = {1: "step1_pesq", 2: "step2_pesq"}
 
 
-def _bare(module):
-    """The module inside a DistributedDataParallel wrapper (or the module itself)."""
-    return getattr(module, "module", module)
-
-
 class VQEnhanceBrain(RecipeBrain):
     """Trains the clean-speech VQ-VAE enhancer (step 1, then step 2) and evaluates it.
 
     Expected ``modules``: ``vqvae`` (the student,
     :class:`speechbrain_sqe.lobes.vqvae_se.VQVAEEnhancementModel`). ``hparams``: ``teacher`` (a
     second model of the same configuration, in the checkpointer), ``phase``
-    (:class:`speechbrain_sqe.brains.phases.TrainingPhase`, in the checkpointer), ``compute_stft``
+    (:class:`speechbrain_sqe.brains.phases.TrainingPhase`, in the checkpointer), ``frontend``
     (``log1p`` magnitudes, hop 128), ``step1_epochs``, ``step2_opt_class``, ``sc_weight``,
     ``sc_norm``, ``ce_weight``, ``attack_eps_range``, the dataloader options and the report settings.
     """
 
+    # ------------------------------------------------------------------ the template's hooks
+    def datasets(self, manifests):
+        """Clean training crops (with the realism augmentation) and the noisy/clean valid pairs; the
+        test split is enhanced by every ablation system in :meth:`test_report`."""
+        hp = self.hparams
+        return {
+            "train": clean_speech_dataset(manifests["train_clean"], hp.sample_rate, hp.crop_seconds,
+                                          hp.gain_range, augment=hp.clean_augment),
+            "valid": paired_dataset(manifests["valid"], hp.sample_rate),
+        }
+
+    def selection(self):
+        """The best validation PESQ of the current step."""
+        return STEP_KEYS[self.hparams.phase.current], "max"
+
+    def keep_policy(self):
+        """Keeps the best checkpoint of EACH step (step 2 starts from the best of step 1)."""
+        return {"max_keys": list(STEP_KEYS.values())}
+
+    def stage_statistics(self, stage):
+        """Mean PESQ of the enhanced valid files."""
+        return {"pesq": sum(self.pesq.values()) / max(len(self.pesq), 1)}
+
+    def checkpoint_meta(self, stats):
+        """The step's PESQ under the step's key, the step, and the loss."""
+        step = self.hparams.phase.current
+        return {STEP_KEYS[step]: stats["pesq"], "phase": step, "loss": stats["loss"]}
+
+    def epoch_meta(self):
+        """The training step in every epoch line of the log."""
+        return {"step": self.hparams.phase.current}
+
+    def test_best(self, test_set):
+        """Recovers the best checkpoint of the final step; the teacher is frozen again."""
+        super().test_best(None)
+        self._freeze_teacher()
+
+    def test_report(self, manifests):
+        """The ablation: every system enhances the noisy test split and is scored."""
+        return self.test_systems(manifests["test"], with_step1=self.hparams.phase.current == 2)
+
+    def hub_spec(self, report):
+        """The student with the training front end, the default mix and the per-SNR plot."""
+        hp = self.hparams
+        return VQEnhancer.hub_spec(
+            {"vqvae": self.module("vqvae")}, frontend=hp.frontend, mix=hp.export_mix,
+            sample_rate=hp.sample_rate, files=[os.path.join(hp.report_folder, "metrics_by_snr.png")],
+        )
+
+    def model_card(self, report, manifests):
+        """Card with the measured ablation table and plot."""
+        hp = self.hparams
+        return self.build_card(
+            "VQ enhancer", VQEnhancer,
+            "Speech enhancement by a VQ-VAE trained on clean speech only: noisy speech is encoded,\n"
+            "snapped to the nearest clean-speech codes and decoded, then resynthesised with the noisy\n"
+            "phase. Step 2 (self-distillation under a waveform attack) makes the encoder robust\n"
+            "(Fu et al., ICLR 2024).",
+            'model.enhance_file("noisy.wav", output_path="enhanced.wav")',
+            manifests,
+            f"Noisy test split ({manifests['test']}):\n\n{format_enhancement_markdown(report)}\n\n"
+            "![metrics by SNR](metrics_by_snr.png)",
+            {"epochs": f"{hp.step1_epochs} step 1 + {hp.number_of_epochs - hp.step1_epochs} step 2 "
+                       "(best validation PESQ kept in each step)",
+             "default blend with the input (mix)": hp.export_mix},
+        )
+
     # ------------------------------------------------------------------ features
     def features(self, wavs, lens):
         """``log1p`` magnitudes of each utterance as alone, and the relative frame lengths."""
-        spec = self.hparams.compute_stft(wavs, lens)
-        return spec, self.hparams.compute_stft.frame_lengths(lens, wavs.shape[1])
+        frontend = self.hparams.frontend
+        return frontend(wavs, lens), frontend.frame_lengths(lens, wavs.shape[1])
 
     def enhance(self, model, wavs, lens=None, mix=0.0):
         """Enhanced waveforms of a padded batch with ``model`` (eval mode, no gradients)."""
-        stft = self.hparams.compute_stft
+        frontend = self.hparams.frontend
         with torch.no_grad():
-            return enhance_waveforms(model, wavs, lens, stft.n_fft, stft.hop_length, mix)
+            return enhance_waveforms(model, wavs, lens, frontend.n_fft, frontend.hop_length, mix)
 
     # ------------------------------------------------------------------ training
     def compute_forward(self, batch, stage):
@@ -86,7 +148,7 @@ class VQEnhanceBrain(RecipeBrain):
         batch = batch.to(self.device)
         if stage != sb.Stage.TRAIN:
             noisy, lens = batch.noisy_sig
-            return self.enhance(_bare(self.modules.vqvae), noisy, lens)
+            return self.enhance(self.module("vqvae"), noisy, lens)
         wavs, lens = batch.sig
         spec, frame_lens = self.features(wavs, lens)
         if self.hparams.phase.current == 1:
@@ -99,7 +161,7 @@ class VQEnhanceBrain(RecipeBrain):
         with torch.no_grad():
             teacher = self.hparams.teacher
             tokens = teacher.quantize(teacher.encode(spec, frame_lens), frame_lens, freeze_codebook=True).indices
-        student = _bare(self.modules.vqvae)
+        student = self.module("vqvae")
 
         def attack_loss(wav):  # the student's token cross-entropy (valid frames only)
             adv_spec, _ = self.features(wav, lens)
@@ -163,7 +225,7 @@ class VQEnhanceBrain(RecipeBrain):
 
     def start_step2(self):
         """Best step-1 weights -> student and frozen teacher; a fresh step-2 optimizer."""
-        student = _bare(self.modules.vqvae)
+        student = self.module("vqvae")
         best = self.checkpointer.find_checkpoint(max_key=STEP_KEYS[1]) if self.checkpointer else None
         if best is not None:
             safe_torch_recovery(student, best.paramfiles["vqvae"], end_of_epoch=True)
@@ -177,51 +239,6 @@ class VQEnhanceBrain(RecipeBrain):
         self.optimizers_dict = {"opt_class": self.optimizer}
         if self.checkpointer is not None:
             self.checkpointer.add_recoverable("optimizer", self.optimizer)
-
-    def on_stage_end(self, stage, stage_loss, epoch=None):
-        """Logs; keeps the best checkpoint of each step by validation PESQ."""
-        stats = {"loss": stage_loss}
-        if stage == sb.Stage.TRAIN:
-            self.train_stats = stats
-            return
-        stats["pesq"] = sum(self.pesq.values()) / max(len(self.pesq), 1)
-        if stage == sb.Stage.VALID:
-            step = self.hparams.phase.current
-            self.hparams.train_logger.log_stats(
-                stats_meta={"epoch": epoch, "step": step, "lr": self.optimizer.param_groups[0]["lr"]},
-                train_stats=self.train_stats,
-                valid_stats=stats,
-            )
-            self.checkpointer.save_and_keep_only(
-                meta={STEP_KEYS[step]: stats["pesq"], "phase": step, "loss": stage_loss},
-                max_keys=list(STEP_KEYS.values()),
-                num_to_keep=1,
-            )
-
-    # ------------------------------------------------------------------ recipe
-    def run_recipe(self, manifests):
-        """Fits both steps on clean speech, tests the ablation systems, exports the enhancer."""
-        hp = self.hparams
-        start = time.time()
-        train_set = clean_speech_dataset(
-            manifests["train_clean"], hp.sample_rate, hp.crop_seconds, hp.gain_range,
-            augment=hp.clean_augment,
-        )
-        valid_set = paired_dataset(manifests["valid"], hp.sample_rate)
-        self.fit(
-            hp.epoch_counter, train_set, valid_set,
-            train_loader_kwargs=self.loader_options(sb.Stage.TRAIN),
-            valid_loader_kwargs=self.loader_options(sb.Stage.VALID),
-        )
-        train_minutes = (time.time() - start) / 60.0
-        final_step = hp.phase.current
-        self.checkpointer.recover_if_possible(max_key=STEP_KEYS[final_step])
-        self._freeze_teacher()
-        if not if_main_process():
-            return None
-        summary = self.test_systems(manifests["test"], with_step1=final_step == 2)
-        self.export(summary, manifests, train_minutes)
-        return summary
 
     def test_systems(self, manifest, with_step1=True):
         """Enhances the noisy test split with each ablation system and scores every system.
@@ -240,7 +257,7 @@ class VQEnhanceBrain(RecipeBrain):
         """
         hp = self.hparams
         final = "step1+2" if with_step1 else "step1"
-        models = {final: _bare(self.modules.vqvae).eval()}
+        models = {final: self.module("vqvae").eval()}
         if with_step1:
             models = {"step1": hp.teacher.eval(), **models}
         rows = rows_by_id(manifest)
@@ -259,6 +276,7 @@ class VQEnhanceBrain(RecipeBrain):
                         mixed = mix_with_input(enhanced, noisy, ratio)[0]
                         save_audio(os.path.join(folders[f"{final} mix {ratio:g}"], f"{uid}.wav"), mixed,
                                    hp.sample_rate)
+        metrics = list(hp.test_metrics)
         results = {}
         for name, folder in folders.items():
             pairs = [
@@ -266,67 +284,10 @@ class VQEnhanceBrain(RecipeBrain):
                 for uid, row in rows.items()
             ]
             logger.info("Scoring %s", name)
-            results[name], failures = evaluate_pairs(pairs, hp.test_metrics, hp.sample_rate, jobs=hp.metric_jobs)
+            results[name], failures = evaluate_pairs(pairs, metrics, hp.sample_rate, jobs=hp.metric_jobs)
             for failure in failures:
                 logger.warning("%s: %s could not be scored: %s", name, failure.file, failure.message)
-            if hp.score_with_vqscore:
-                self._add_vqscore(results[name], pairs)
-        metrics = list(hp.test_metrics) + (["vqscore"] if hp.score_with_vqscore else [])
         summary = write_enhancement_report(results, manifest, hp.report_folder, metrics)
         with open(os.path.join(hp.report_folder, "report.md"), encoding="utf-8") as stream:
             logger.info("Test report (%s):\n%s", hp.report_folder, stream.read())
         return summary
-
-    def _add_vqscore(self, rows, pairs):
-        """Adds the no-reference VQScore (the package's shipped scorer) to each row."""
-        from speechbrain_sqe.inference.vqscore import VQScore
-
-        if not hasattr(self, "_scorer"):
-            self._scorer = VQScore.from_hparams(source=self.hparams.vqscore_source or VQScore.DEFAULT_SOURCE)
-        degraded = {pair.file: pair.deg for pair in pairs}
-        for row in rows:
-            row["vqscore"] = self._scorer.score_file(degraded[row["file"]])
-
-    def export(self, summary, manifests, train_minutes):
-        """Writes the hub folder (model, hyperparams, card with the measured table and plot)."""
-        from speechbrain_sqe.analysis.enhancement_report import (
-            format_enhancement_markdown,
-        )
-
-        hp = self.hparams
-        command = "python train.py " + " ".join(sys.argv[1:])
-        lines = [
-            "# VQ enhancer (speechbrain-sqe)",
-            "",
-            "Speech enhancement by a VQ-VAE trained on clean speech only: noisy speech is encoded,",
-            "snapped to the nearest clean-speech codes and decoded, then resynthesised with the noisy",
-            "phase. Step 2 (self-distillation under a waveform attack) makes the encoder robust",
-            "(Fu et al., ICLR 2024).",
-            "",
-            "```python",
-            "from speechbrain_sqe.inference.vq_enhancer import VQEnhancer",
-            'enhancer = VQEnhancer.from_hparams(source="<this folder>")',
-            'enhancer.enhance_file("noisy.wav", output_path="enhanced.wav")',
-            "```",
-            "",
-            "## Training",
-            "",
-            f"- Data: clean speech only, corpus '{hp.corpus}' ({manifests['train_clean']})",
-            f"- Command: `{command}`",
-            (f"- Epochs: {hp.step1_epochs} step 1 + {hp.number_of_epochs - hp.step1_epochs} step 2 "
-             f"(best validation PESQ kept in each step); seed {hp.seed}"),
-            f"- Training time: {train_minutes:.1f} min ({torch.get_num_threads()} torch threads, {self.device})",
-            f"- Default blend with the input (`mix`): {hp.export_mix}",
-            "",
-            f"## Measured on the noisy test split ({manifests['test']})",
-            "",
-            format_enhancement_markdown(summary),
-            "![metrics by SNR](metrics_by_snr.png)",
-            "",
-        ]
-        build_vq_enhancer_hub(
-            _bare(self.modules.vqvae), hp.hub_folder, sample_rate=hp.sample_rate, n_fft=hp.n_fft,
-            hop_length=hp.hop_length, mix=hp.export_mix, card="\n".join(lines),
-            extra_files=[os.path.join(hp.report_folder, "metrics_by_snr.png")],
-        )
-        logger.info("Exported the trained enhancer to %s", hp.hub_folder)

@@ -23,6 +23,15 @@ from speechbrain_sqe.dataio.real_corpora import (
 )
 
 CORPORA = ("embedded", "folders", "voicebank", "dns", "librispeech")
+#: Where each corpus's speech comes from and under which terms (the "Training data" of model cards).
+CORPUS_ORIGINS = {
+    "embedded": "synthesized on the training machine by Debian's flite and espeak-ng voices reading the "
+                "project's own sentences; synthetic noise and rooms (no third-party recordings)",
+    "folders": "the user's own recordings (their license applies)",
+    "voicebank": "VoiceBank-DEMAND (Valentini-Botinhao et al.), CC BY 4.0",
+    "dns": "DNS Challenge (Microsoft), per-source licenses of the challenge data (CC BY 4.0 and others)",
+    "librispeech": "LibriSpeech (Panayotov et al.), CC BY 4.0; evaluation pairs from the embedded corpus",
+}
 
 
 def prepare_corpus(corpus="embedded", data_folder="data/embedded", source_folder=None,

@@ -3,24 +3,19 @@
 :func:`output_paths` maps inputs (files and folders) to output files in one folder, keeping the
 relative sub-path of files found in folders; :func:`check_output_paths` refuses collisions,
 outputs that would replace an input, and (unless asked) existing outputs, before any work is done.
-:func:`enhance_files` reads files with the enhancer's loader in a DataLoader (the pieces of
-:mod:`speechbrain_sqe.inference.batch_scoring`), batches files of similar length, enhances each
+:func:`enhance_files` reads files with the enhancer's loader in a DataLoader
+(:mod:`speechbrain_sqe.inference.batching`), batches files of similar length, enhances each
 padded batch with its relative lengths (each file comes out as if enhanced alone) and writes
 16-bit wav files; bad files are reported, not fatal.
 """
 
 import os
 
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from speechbrain_sqe.dataio.audio import save_audio
 from speechbrain_sqe.dataio.files import expand_audio_inputs
-from speechbrain_sqe.inference.batch_scoring import (
-    _AudioFiles,
-    _collate,
-    _duration_key,
-)
+from speechbrain_sqe.inference.batching import length_sorted_loader
 
 
 class OutputPathError(ValueError):
@@ -128,23 +123,6 @@ def check_output_paths(inputs, files, outputs, out_dir, overwrite=False):
             )
 
 
-class _LoadSource:
-    """Loads the input file of an output path (the output is the unique key of a file)."""
-
-    def __init__(self, load, source_of):
-        self.load = load
-        self.source_of = source_of
-
-    def __call__(self, out):
-        return self.load(self.source_of[out])
-
-
-def _collate_with_counts(items):
-    names, wavs, lens, bad = _collate(items)
-    counts = [wav.shape[0] for _, wav, _ in items if wav is not None]  # _collate keeps this order
-    return names, wavs, lens, counts, bad
-
-
 def _reason(path, message):
     """The error message without its leading ``path: `` (the report names the file already)."""
     prefix = f"{path}: "
@@ -163,11 +141,12 @@ def _write(path, wav, sample_rate):
             os.remove(partial)
 
 
-def _enhance(enhancer, names, wavs, lens, counts, mix):
+def _enhance(enhancer, names, wavs, lens, options):
     """Enhanced waveforms (trimmed) or error messages, one per file; a failing batch is retried
     one file at a time so that one bad file (or running out of memory) does not fail the rest."""
+    counts = [round(float(length) * wavs.shape[1]) for length in lens]
     try:
-        enhanced = enhancer.enhance_batch(wavs, lens, mix=mix)
+        enhanced = enhancer.enhance_batch(wavs, lens, **options)
         return [enhanced[row, :count] for row, count in enumerate(counts)]
     except (ValueError, RuntimeError) as error:
         if len(names) == 1:
@@ -175,29 +154,30 @@ def _enhance(enhancer, names, wavs, lens, counts, mix):
     results = []
     for row, count in enumerate(counts):
         try:
-            results.append(enhancer.enhance_batch(wavs[row, :count], mix=mix))
+            results.append(enhancer.enhance_batch(wavs[row, :count], **options))
         except (ValueError, RuntimeError) as error:
             results.append(f"cannot enhance: {error}")
     return results
 
 
-def enhance_files(enhancer, files, out_paths, batch_size=8, mix=None, progress=True):
+def enhance_files(enhancer, files, out_paths, batch_size=8, progress=True, **options):
     """Enhances audio files in length-sorted batches and writes each as a 16-bit wav.
 
     Arguments
     ---------
-    enhancer : speechbrain_sqe.inference.vq_enhancer.VQEnhancer
-        The loaded interface.
+    enhancer : speechbrain_sqe.inference.enhancement.Enhancer
+        The loaded interface (any enhancer).
     files : list of str
         Input audio files (any rate or channel count: resampled and downmixed).
     out_paths : list of str
         The output file of each input (distinct; folders are created).
     batch_size : int
         Files per batch. A padded batch gives each file the same output as alone.
-    mix : float, optional
-        Fraction of the input kept in the output, in ``[0, 1]``; None: the model's default.
     progress : bool
         Show a tqdm progress bar.
+    **options : dict
+        The enhancer's method options (its ``OPTIONS``, e.g. the VQ enhancer's ``mix``), checked
+        before any file is read.
 
     Returns
     -------
@@ -210,11 +190,10 @@ def enhance_files(enhancer, files, out_paths, batch_size=8, mix=None, progress=T
     Example
     -------
     >>> import tempfile, torch
-    >>> from speechbrain_sqe.inference.export import build_vq_enhancer_hub
-    >>> from speechbrain_sqe.inference.vq_enhancer import VQEnhancer
+    >>> from speechbrain_sqe.inference.enhancement import VQEnhancer
     >>> from speechbrain_sqe.lobes.vqvae_se import VQVAEEnhancementModel
     >>> model = VQVAEEnhancementModel(channels=(32, 16), codebook_dim=16, codebook_size=8)
-    >>> enhancer = VQEnhancer.from_hparams(source=build_vq_enhancer_hub(model, tempfile.mkdtemp()))
+    >>> enhancer = VQEnhancer.from_hparams(source=VQEnhancer.export(tempfile.mkdtemp(), {"vqvae": model}))
     >>> folder = tempfile.mkdtemp()
     >>> noisy = os.path.join(folder, "noisy.wav")
     >>> save_audio(noisy, 0.1 * torch.randn(8000))
@@ -227,20 +206,17 @@ def enhance_files(enhancer, files, out_paths, batch_size=8, mix=None, progress=T
         raise ValueError(f"{len(files)} files but {len(out_paths)} output paths")
     if len({_key(out) for out in out_paths}) != len(out_paths):
         raise ValueError("two files would be written to the same output path")
-    if mix is not None and not 0.0 <= mix <= 1.0:
-        raise ValueError(f"mix must be in [0, 1] (the fraction of the input kept), got {mix}")
+    options = enhancer.parse_options(f"{name}={value}" for name, value in options.items() if value is not None)
     source_of = dict(zip(out_paths, files))
-    order = sorted(out_paths, key=lambda out: _duration_key(source_of[out]))
-    dataset = _AudioFiles(order, _LoadSource(enhancer.load_file, source_of))
-    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=_collate_with_counts)
+    loader = length_sorted_loader(out_paths, enhancer.load_file, batch_size, source_of=source_of)
     rate = enhancer.sample_rate
     written, failed = {}, {}
     with tqdm(total=len(files), desc="enhancing", unit="file", disable=not progress) as bar:
-        for names, wavs, lens, counts, bad in loader:
+        for names, wavs, lens, bad in loader:
             for out, message in bad:
                 failed[out] = _reason(source_of[out], message)
             if names:
-                for out, wav in zip(names, _enhance(enhancer, names, wavs, lens, counts, mix)):
+                for out, wav in zip(names, _enhance(enhancer, names, wavs, lens, options)):
                     if isinstance(wav, str):
                         failed[out] = wav
                         continue

@@ -1,7 +1,10 @@
-"""``Pretrained`` loading that checks the hyperparams file and reads weights without pickle."""
+"""The base of every task interface: ``Pretrained`` loading that checks the hyperparams file and
+reads weights without pickle, the one audio-file reader and the one batch check of the interfaces."""
 
 import os
+from typing import ClassVar
 
+import torch
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.inference.interfaces import Pretrained
 from speechbrain.utils.fetching import LocalStrategy, fetch
@@ -17,7 +20,86 @@ class SafePretrained(Pretrained):
     tags outside ``speechbrain``, ``speechbrain_sqe`` and ``torch`` are refused unless
     ``trust_hparams=True``), and every checkpoint is read with ``torch.load(weights_only=True)``.
     ``source`` is a local folder or a hub id, as in SpeechBrain.
+
+    Task bases (:class:`~speechbrain_sqe.inference.quality.QualityPredictor`,
+    :class:`~speechbrain_sqe.inference.enhancement.Enhancer`,
+    :class:`~speechbrain_sqe.inference.encoders.SSLEncoder`) set :attr:`TASK`; a hub folder names
+    its interface, so :func:`speechbrain_sqe.inference.hub.load_model` loads any model of a task.
     """
+
+    #: The task this interface serves (``quality``, ``enhancement``, ``ssl_encoder``).
+    TASK = None
+    #: How error messages name the task.
+    TASK_DESCRIPTION = "model"
+    #: Every interface reads these hyperparams (checked by SpeechBrain's ``Pretrained``).
+    HPARAMS_NEEDED = ("sample_rate", "min_seconds")
+    #: Shortest audio a hub folder of this interface accepts by default (seconds).
+    MIN_SECONDS = 0.1
+    #: Header of the hyperparams file of an exported folder.
+    HUB_TITLE = ""
+    #: Constructor-argument changes for inference, by module (e.g. no DDP codebook sync).
+    INFERENCE_OVERRIDES: ClassVar[dict] = {}
+    #: Comments written above the settings of an exported hyperparams file.
+    SETTING_COMMENTS: ClassVar[dict] = {"min_seconds": "Shorter files are refused with a clear error."}
+
+    @classmethod
+    def hub_spec(cls, modules, frontend=None, files=(), sample_rate=16000, min_seconds=None, **settings):
+        """The :class:`~speechbrain_sqe.inference.hub.HubSpec` of a folder this interface loads.
+
+        Arguments
+        ---------
+        modules : dict
+            ``{name: torch.nn.Module}`` with weights (the interface's ``MODULES_NEEDED``).
+        frontend : torch.nn.Module, optional
+            The front end used in training.
+        files : sequence of str
+            Files copied beside the model (plots shown by the card).
+        sample_rate : int
+            The model's rate.
+        min_seconds : float, optional
+            Shortest accepted audio (default: :attr:`MIN_SECONDS`).
+        **settings : dict
+            More plain hyperparams the interface reads (e.g. ``mix``).
+
+        Returns
+        -------
+        speechbrain_sqe.inference.hub.HubSpec
+            The spec.
+        """
+        from speechbrain_sqe.inference.hub import HubSpec
+
+        settings = {"sample_rate": sample_rate,
+                    "min_seconds": cls.MIN_SECONDS if min_seconds is None else min_seconds, **settings}
+        return HubSpec(cls, dict(modules), settings, frontend, dict(cls.INFERENCE_OVERRIDES), list(files),
+                       cls.HUB_TITLE, dict(cls.SETTING_COMMENTS))
+
+    @classmethod
+    def export(cls, folder, modules, frontend=None, card=None, **kwargs):
+        """Writes a hub folder this interface loads (see :meth:`hub_spec`); returns ``folder``.
+
+        Arguments
+        ---------
+        folder : str
+            The folder to write.
+        modules : dict
+            ``{name: torch.nn.Module}`` with weights.
+        frontend : torch.nn.Module, optional
+            The front end used in training.
+        card : str, optional
+            The model card (a minimal one when None).
+        **kwargs : dict
+            More arguments of :meth:`hub_spec`.
+
+        Returns
+        -------
+        str
+            ``folder``.
+        """
+        from speechbrain_sqe.inference.hub import write_hub_folder
+
+        spec = cls.hub_spec(modules, frontend=frontend, **kwargs)
+        card = card or f"# {cls.__name__} model\n\nExported with speechbrain-sqe.\n"
+        return write_hub_folder(spec, folder, card)
 
     @classmethod
     def from_hparams(
@@ -88,3 +170,44 @@ class SafePretrained(Pretrained):
             The waveform, ``[time]``.
         """
         return load_audio(path, self.hparams.sample_rate, min_duration=self.hparams.min_seconds)
+
+    @property
+    def sample_rate(self):
+        """The rate the model works at (inputs are resampled to it, outputs are at it)."""
+        return self.hparams.sample_rate
+
+    def as_batch(self, wavs, wav_lens=None):
+        """The checked padded batch every interface method takes: float ``[batch, time]`` and
+        relative lengths, on the model's device.
+
+        Arguments
+        ---------
+        wavs : torch.Tensor
+            ``[batch, time]`` or one waveform ``[time]``, at :attr:`sample_rate`.
+        wav_lens : torch.Tensor, optional
+            Relative lengths in ``[0, 1]``; None means all full length.
+
+        Returns
+        -------
+        wavs : torch.Tensor
+            ``[batch, time]``.
+        wav_lens : torch.Tensor or None
+            ``[batch]``.
+
+        Raises
+        ------
+        ValueError
+            For another number of dimensions, or lengths that do not match the batch.
+        """
+        if not isinstance(wavs, torch.Tensor):
+            raise TypeError(f"expected a waveform tensor [batch, time], got {type(wavs).__name__}")
+        if wavs.dim() == 1:
+            wavs = wavs.unsqueeze(0)
+        if wavs.dim() != 2:
+            raise ValueError(f"expected waveforms [batch, time], got shape {tuple(wavs.shape)}")
+        wavs = wavs.float().to(self.device)
+        if wav_lens is not None:
+            wav_lens = torch.as_tensor(wav_lens).float().to(self.device)
+            if wav_lens.shape != (wavs.shape[0],):
+                raise ValueError(f"expected {wavs.shape[0]} relative lengths, got shape {tuple(wav_lens.shape)}")
+        return wavs, wav_lens

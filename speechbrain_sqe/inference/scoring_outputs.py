@@ -6,8 +6,8 @@ import os
 from speechbrain_sqe.analysis.frame_plot import plot_frame_scores
 
 
-def write_scores_csv(path, results):
-    """Writes one row per scored file: ``path``, ``vqscore``, ``duration``.
+def write_scores_csv(path, results, column="vqscore"):
+    """Writes one row per scored file: ``path``, the score (``column``), ``duration``.
 
     Arguments
     ---------
@@ -15,6 +15,8 @@ def write_scores_csv(path, results):
         The CSV file (folders are created).
     results : list of dict
         From :func:`speechbrain_sqe.inference.batch_scoring.score_files`.
+    column : str
+        The score's name (the predictor's ``METRIC_NAME``).
 
     Example
     -------
@@ -26,7 +28,7 @@ def write_scores_csv(path, results):
     """
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w", newline="", encoding="utf-8") as stream:
-        writer = csv.DictWriter(stream, fieldnames=["path", "vqscore", "duration"], extrasaction="ignore")
+        writer = csv.DictWriter(stream, fieldnames=["path", column, "duration"], extrasaction="ignore")
         writer.writeheader()
         writer.writerows(results)
 
@@ -36,8 +38,8 @@ def write_frame_outputs(scorer, results, folder, plot=False):
 
     Arguments
     ---------
-    scorer : speechbrain_sqe.inference.vqscore.VQScore
-        The interface (for the hop, rate and audio loader).
+    scorer : speechbrain_sqe.inference.quality.QualityPredictor
+        The interface (for the frame hop, rate, score name and audio loader).
     results : list of dict
         From ``score_files(..., frames=True)``.
     folder : str
@@ -46,7 +48,7 @@ def write_frame_outputs(scorer, results, folder, plot=False):
         Also draw the spectrogram with the frame score curve under it.
     """
     os.makedirs(folder, exist_ok=True)
-    step = scorer.hparams.hop_length / scorer.hparams.sample_rate
+    step = scorer.frame_hop_seconds
     used = set()
     for result in results:
         name = os.path.splitext(os.path.basename(result["path"]))[0]
@@ -65,5 +67,6 @@ def write_frame_outputs(scorer, results, folder, plot=False):
             times = torch.arange(frames.shape[0]) * step
             plot_frame_scores(wav, scorer.hparams.sample_rate, times, frames,
                               os.path.join(folder, name + ".png"),
-                              title=f"{os.path.basename(result['path'])}: VQScore {result['vqscore']:.3f}",
-                              hop_length=scorer.hparams.hop_length)
+                              title=f"{os.path.basename(result['path'])}: {scorer.METRIC_NAME} "
+                                    f"{result[scorer.METRIC_NAME]:.3f}",
+                              hop_length=round(step * scorer.hparams.sample_rate))

@@ -1,0 +1,204 @@
+"""Speech enhancers: the ``Enhancer`` task interface and the VQ enhancer.
+
+An enhancer maps noisy waveforms to enhanced ones at its ``sample_rate``. Every enhancer gives
+``enhance_batch(wavs, lengths, **options)`` (a padded batch, each file enhanced as if alone) and
+inherits ``enhance_file``; its method options (the VQ enhancer's ``mix``) are declared in
+``OPTIONS`` so ``sqe enhance --option NAME=VALUE`` can pass them through and refuse unknown ones.
+``sqe enhance --model FOLDER`` loads any of them by the interface its hub folder names.
+
+The VQ enhancer (Fu et al., ICLR 2024, trained on clean speech only) encodes noisy speech, snaps each
+frame to its nearest clean-speech code and decodes; the waveform is resynthesised with the noisy
+phase. ``mix`` blends a fraction of the input back in, trading residual noise for naturalness.
+
+Example (with the model shipped in the package)::
+
+    from speechbrain_sqe.inference.enhancement import VQEnhancer
+    enhancer = VQEnhancer.from_hparams(source=VQEnhancer.DEFAULT_SOURCE)
+    enhancer.enhance_file("noisy.wav", output_path="enhanced.wav")    # 16 kHz wav
+    enhanced = enhancer.enhance_batch(wavs, lengths, mix=0.2)        # [batch, time]
+"""
+
+from typing import ClassVar
+
+import torch
+
+from speechbrain_sqe.dataio.audio import save_audio
+from speechbrain_sqe.inference.hub import DEFAULT_SOURCES, TASK_DESCRIPTIONS
+from speechbrain_sqe.inference.safe_pretrained import SafePretrained
+from speechbrain_sqe.lobes.spectral import STFTMagnitude
+from speechbrain_sqe.lobes.vqvae_se import enhance_waveforms
+
+#: The enhancer trained by ``hparams/vq_enhance.yaml`` and shipped inside the package.
+DEFAULT_MODEL = DEFAULT_SOURCES["enhancement"]
+
+
+def fraction(value):
+    """A method option in ``[0, 1]`` (e.g. the share of the input kept).
+
+    Arguments
+    ---------
+    value : str or float
+        The value.
+
+    Returns
+    -------
+    float
+        The checked value.
+
+    Example
+    -------
+    >>> fraction("0.25")
+    0.25
+    """
+    value = float(value)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"must be in [0, 1], got {value:g}")
+    return value
+
+
+class Enhancer(SafePretrained):
+    """Base of the speech enhancers (the ``enhancement`` task).
+
+    A subclass implements :meth:`enhance_batch` and declares its method options in ``OPTIONS``
+    (``{name: (parse function, help text)}``).
+    """
+
+    TASK = "enhancement"
+    TASK_DESCRIPTION = TASK_DESCRIPTIONS["enhancement"]
+    #: Method options of :meth:`enhance_batch`: ``{name: (parse function, help)}``.
+    OPTIONS: ClassVar[dict] = {}
+
+    def enhance_batch(self, wavs, lengths=None, **options):
+        """Enhanced waveforms ``[batch, time]`` of a padded batch (0 beyond each length, on the CPU)."""
+        raise NotImplementedError
+
+    @classmethod
+    def parse_options(cls, pairs):
+        """Method options from ``NAME=VALUE`` strings, checked against :attr:`OPTIONS`.
+
+        Arguments
+        ---------
+        pairs : list of str
+            ``NAME=VALUE`` items.
+
+        Returns
+        -------
+        dict
+            Parsed options.
+
+        Raises
+        ------
+        ValueError
+            For an unknown name, a missing ``=`` or a bad value (the message lists the options).
+        """
+        known = ", ".join(f"{name} ({text})" for name, (_, text) in cls.OPTIONS.items()) or "none"
+        options = {}
+        for pair in pairs or []:
+            name, sep, value = pair.partition("=")
+            if not sep or name not in cls.OPTIONS:
+                raise ValueError(f"{cls.__name__} has no option {pair!r}; its options: {known}")
+            try:
+                options[name] = cls.OPTIONS[name][0](value)
+            except ValueError as error:
+                raise ValueError(f"option {name}: {error}") from None
+        return options
+
+    def enhance_file(self, path, output_path=None, **options):
+        """Enhances one audio file.
+
+        Arguments
+        ---------
+        path : str
+            The noisy file (any rate or channel count: resampled and downmixed).
+        output_path : str, optional
+            Where to write the enhanced audio (16-bit wav at :attr:`sample_rate`).
+        **options : dict
+            Method options (see :attr:`OPTIONS`).
+
+        Returns
+        -------
+        torch.Tensor
+            The enhanced waveform ``[time]``.
+        """
+        enhanced = self.enhance_batch(self.load_file(path).unsqueeze(0), **options)[0]
+        if output_path is not None:
+            save_audio(output_path, enhanced, self.sample_rate)
+        return enhanced
+
+
+class VQEnhancer(Enhancer):
+    """Enhances speech with a VQ-VAE trained on clean speech only (Fu et al., ICLR 2024).
+
+    Load with ``VQEnhancer.from_hparams(source=<folder or hub id>, savedir=...)``. The hub folder
+    holds the ``frontend`` of training (``log1p`` magnitudes, which also resynthesises with the
+    noisy phase), ``sample_rate``, ``min_seconds``, ``mix`` (the default blend with the input) and
+    the module ``vqvae`` (:class:`speechbrain_sqe.lobes.vqvae_se.VQVAEEnhancementModel`).
+
+    Example
+    -------
+    >>> import tempfile, torch
+    >>> from speechbrain_sqe.lobes.vqvae_se import VQVAEEnhancementModel
+    >>> model = VQVAEEnhancementModel(channels=(32, 16), codebook_dim=16, codebook_size=8)
+    >>> enhancer = VQEnhancer.from_hparams(source=VQEnhancer.export(tempfile.mkdtemp(), {"vqvae": model}))
+    >>> wavs = torch.randn(2, 16000)  # [batch, time]
+    >>> enhancer.enhance_batch(wavs, torch.tensor([1.0, 0.5]), mix=0.2).shape
+    torch.Size([2, 16000])
+    """
+
+    HPARAMS_NEEDED = ("sample_rate", "min_seconds", "mix")
+    MODULES_NEEDED = ("vqvae",)
+    DEFAULT_SOURCE = DEFAULT_MODEL
+    OPTIONS: ClassVar[dict] = {"mix": (fraction, "share of the noisy input blended back in, 0..1")}
+    HUB_TITLE = ("VQ-VAE speech enhancer trained on clean speech only, with self-distillation under\n"
+                 "adversarial attack (Fu et al., ICLR 2024), trained with speechbrain-sqe's hparams/vq_enhance.yaml.")
+    INFERENCE_OVERRIDES: ClassVar[dict] = {"vqvae": {"sync_distributed": False}}
+    SETTING_COMMENTS: ClassVar[dict] = {
+        **Enhancer.SETTING_COMMENTS,
+        "mix": "Default fraction of the noisy input blended into the output (0: enhanced only);\n"
+               "enhance_batch/enhance_file(mix=...) and `sqe enhance --option mix=R` override it.",
+    }
+
+    @classmethod
+    def hub_spec(cls, modules, frontend=None, mix=0.0, **kwargs):
+        """See :meth:`SafePretrained.hub_spec`; ``mix`` is the default blend with the input and the
+        front end defaults to the authors' (``log1p`` |STFT|, n_fft 512, hop 128)."""
+        frontend = frontend if frontend is not None else STFTMagnitude(n_fft=512, hop_length=128, log1p=True)
+        return super().hub_spec(modules, frontend=frontend, mix=float(mix), **kwargs)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.frontend = getattr(self.hparams, "frontend", None)
+        if self.frontend is None:  # folders written before the hub spec carried the front end
+            self.frontend = STFTMagnitude(self.hparams.n_fft, self.hparams.hop_length,
+                                          self.hparams.n_fft, log1p=True, sample_rate=self.hparams.sample_rate)
+
+    @torch.no_grad()
+    def enhance_batch(self, wavs, lengths=None, mix=None):
+        """Enhances a padded batch of waveforms.
+
+        Arguments
+        ---------
+        wavs : torch.Tensor
+            Noisy waveforms ``[batch, time]`` (or ``[time]``) at :attr:`sample_rate`.
+        lengths : torch.Tensor, optional
+            Relative lengths in ``[0, 1]`` (SpeechBrain convention); None: all full length.
+        mix : float, optional
+            Fraction of the input kept in the output, in ``[0, 1]``; None: the model's default
+            (``hparams.mix``, chosen by the recipe's ablation).
+
+        Returns
+        -------
+        torch.Tensor
+            Enhanced waveforms ``[batch, time]`` (0 beyond each length), on the CPU; ``[time]``
+            for a ``[time]`` input.
+        """
+        squeeze = torch.is_tensor(wavs) and wavs.dim() == 1
+        wavs, lengths = self.as_batch(wavs, lengths)
+        min_samples = self.frontend.n_fft // 2 + 1
+        if wavs.shape[1] < min_samples:
+            raise ValueError(f"waveforms need at least {min_samples} samples, got {wavs.shape[1]}")
+        mix = self.hparams.mix if mix is None else mix
+        out = enhance_waveforms(
+            self.mods.vqvae, wavs, lengths, self.frontend.n_fft, self.frontend.hop_length, mix
+        ).cpu()
+        return out[0] if squeeze else out
