@@ -163,7 +163,10 @@ class MetricSpec:
         return f"{left}, {right}"
 
     def check_available(self):
-        """Raises :class:`MetricUnavailableError` saying why this metric cannot run here."""
+        """Raises :class:`MetricUnavailableError` saying why this metric cannot run here (a lazy
+        ``compute`` that cannot be imported, or the ``available`` check failing)."""
+        if isinstance(self.compute, str):
+            resolve(self.compute)
         if self.available is not None:
             resolve(self.available)()
 
