@@ -142,7 +142,7 @@ def _run_evaluate(args):
             sample_rate=args.sample_rate, jobs=args.jobs, min_duration=min_duration,
             progress=not args.no_progress,
         )
-    except (runner.PairingError, ValueError) as error:
+    except (runner.PairingError, ValueError, registry.MetricUnavailableError) as error:
         print(f"sqe evaluate: {error}", file=sys.stderr)
         return 2
     if not result.pairs and not result.failures:

@@ -221,6 +221,20 @@ def test_missing_model_folder_is_unavailable_with_the_reason(tmp_path, registere
     assert "skipping lost_vq: lost_vq: model folder" in capsys.readouterr().err
 
 
+def test_model_that_cannot_load_stops_the_evaluation(tmp_path, registered, corpus, capsys):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "hyperparams.yaml").write_text("sample_rate: [unclosed\n")
+    registry.register_predictor("broken_vq", source=str(broken))
+    registered.append("broken_vq")
+    assert registry.split_available(["broken_vq"])[0] == ["broken_vq"]  # checks never load a model
+    with pytest.raises(MetricUnavailableError, match="broken_vq: cannot load .*VQScore from"):
+        registry.compute_nonintrusive_metrics(np.ones(16000) * 0.1, ["broken_vq"])
+    assert cli.main(["evaluate", "--deg", *paths(corpus, "enhanced"), "--metrics", "broken_vq",
+                     "--jobs", "2", "--no-progress"]) == 2
+    assert "broken_vq: cannot load" in capsys.readouterr().err
+
+
 # --- sqe evaluate -------------------------------------------------------------------------------
 
 def test_cli_learned_only_without_reference(tiny, corpus, tmp_path):

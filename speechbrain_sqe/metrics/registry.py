@@ -504,9 +504,10 @@ class Predictor:
         if key not in _LOADED:
             interface = resolve(self.interface)
             source = self._source(interface)
-            try:
+            options = {"overrides": self.overrides, "run_opts": self.run_opts}
+            try:  # only the options given, so any SpeechBrain Pretrained class fits
                 _LOADED[key] = interface.from_hparams(
-                    source=source, overrides=self.overrides or None, run_opts=self.run_opts or None
+                    source=source, **{name: value for name, value in options.items() if value}
                 )
             except Exception as error:  # would fail on every file: stop instead
                 raise MetricUnavailableError(
