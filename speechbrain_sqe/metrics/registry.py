@@ -36,8 +36,10 @@ Design
   returns a dict; each spec takes its ``output`` key of it (default: its name). So the four
   DNSMOS scores come from one pass, and a multi-output learned predictor gives several names.
 - ``available`` (a callable, or a lazy string) raises :class:`MetricUnavailableError` saying why the
-  metric cannot run here (DNSMOS without the ``eval`` extra). Such errors stop an evaluation;
-  :class:`MetricError` is recorded per file and metric.
+  metric cannot run here (DNSMOS without the ``eval`` extra; a predictor's missing model folder);
+  the check also imports a lazy ``compute``, but never loads a model. Such errors stop an
+  evaluation (``sqe evaluate`` skips those metrics with the reason); :class:`MetricError` is
+  recorded per file and metric.
 - :func:`register_metric`, :func:`register_group` and :func:`register_predictor` add specs to
   :data:`METRICS` (refusing duplicates unless ``replace=True``); the built-in metrics are registered
   through them at the bottom of this module.
