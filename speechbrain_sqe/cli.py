@@ -21,9 +21,13 @@ from speechbrain_sqe.metrics import registry
 
 
 def _metric_help():
-    lines = [f"{name} ({'needs --ref' if spec.intrusive else 'no reference'}): {spec.description}"
-             for name, spec in registry.METRICS.items()]
-    return "; ".join(lines)
+    """Every registered metric with its reference need, range and better direction."""
+    lines = [
+        f"{name} ({'needs --ref' if spec.needs_reference else 'no reference'}, {spec.range_text}, "
+        f"{spec.direction} is better{', learned' if spec.learned else ''}): {spec.description}"
+        for name, spec in registry.METRICS.items()
+    ]
+    return "; ".join(lines).replace("%", "%%")
 
 
 def _add_evaluate_parser(subparsers):
@@ -43,8 +47,10 @@ def _add_evaluate_parser(subparsers):
     -------
     >>> parser = argparse.ArgumentParser()
     >>> sub = _add_evaluate_parser(parser.add_subparsers(dest="command"))
-    >>> parser.parse_args(["evaluate", "--deg", "x.wav", "--metrics", "dnsmos_ovrl"]).metrics
-    ['dnsmos_ovrl']
+    >>> parser.parse_args(["evaluate", "--deg", "x.wav", "--metrics", "dnsmos_ovrl", "vqscore"]).metrics
+    ['dnsmos_ovrl', 'vqscore']
+    >>> parser.parse_args(["evaluate", "--list-metrics"]).list_metrics
+    True
     """
     parser = subparsers.add_parser(
         "evaluate",
@@ -60,19 +66,28 @@ def _add_evaluate_parser(subparsers):
     )
     parser.add_argument(
         "--ref", nargs="+", default=None, metavar="PATH",
-        help="reference (clean) folder(s) or file(s); not needed for DNSMOS-only runs",
+        help="reference (clean) folder(s) or file(s); not needed when every metric is "
+        "no-reference (DNSMOS, VQScore, learned predictors)",
     )
     parser.add_argument(
-        "--deg", nargs="+", required=True, metavar="PATH",
-        help="degraded (noisy or enhanced) folder(s) or file(s)",
+        "--deg", nargs="+", default=None, metavar="PATH",
+        help="degraded (noisy or enhanced) folder(s) or file(s); required unless --list-metrics",
     )
     parser.add_argument(
         "--metrics", nargs="+", default=list(registry.DEFAULT_METRICS), metavar="NAME",
         help=(
             "metrics to compute; the default is the cheap intrusive set (the composite "
-            "csig/cbak/covl reuse the PESQ computation). Aliases: default, all, intrusive, "
-            "nonintrusive. Known: " + _metric_help()
+            "csig/cbak/covl reuse the PESQ computation). Aliases: default; all (every registered "
+            "metric, the learned predictors DNSMOS and VQScore included); intrusive (those "
+            "needing --ref); nonintrusive (those without, learned ones included); learned. "
+            "Metrics that cannot run here (DNSMOS without the eval extra) are skipped with the "
+            "reason. Known: " + _metric_help()
         ),
+    )
+    parser.add_argument(
+        "--list-metrics", action="store_true",
+        help="print the metrics (reference, range, better direction, available here or why "
+        "not) and exit",
     )
     parser.add_argument("--csv", default=None, metavar="FILE", help="write the per-file scores here")
     parser.add_argument(
@@ -99,19 +114,23 @@ def _add_evaluate_parser(subparsers):
 def _run_evaluate(args):
     """Runs ``sqe evaluate`` with parsed arguments; returns the exit status."""
     from speechbrain_sqe.metrics import runner
-    from speechbrain_sqe.metrics.dnsmos import dnsmos_available
 
+    if args.list_metrics:
+        print(registry.format_metric_table(registry.metric_table()))
+        return 0
+    if not args.deg:
+        print("sqe evaluate: the following arguments are required: --deg", file=sys.stderr)
+        return 2
     try:
-        metrics = registry.resolve_metrics(args.metrics)
+        metrics, unavailable = registry.split_available(args.metrics)
     except ValueError as error:
         print(f"sqe evaluate: {error}", file=sys.stderr)
         return 2
-    dnsmos_names = [name for name in metrics if registry.METRICS[name].group == "dnsmos"]
-    if dnsmos_names:
-        available, why = dnsmos_available()
-        if not available:
-            print(f"sqe evaluate: skipping {', '.join(dnsmos_names)}: {why}", file=sys.stderr)
-            metrics = [name for name in metrics if name not in dnsmos_names]
+    skipped = {}
+    for name, why in unavailable.items():
+        skipped.setdefault(why, []).append(name)
+    for why, names in skipped.items():
+        print(f"sqe evaluate: skipping {', '.join(names)}: {why}", file=sys.stderr)
     if not metrics:
         print("sqe evaluate: no metric left to compute", file=sys.stderr)
         return 2
@@ -122,7 +141,7 @@ def _run_evaluate(args):
             sample_rate=args.sample_rate, jobs=args.jobs, min_duration=min_duration,
             progress=not args.no_progress,
         )
-    except (runner.PairingError, ValueError) as error:
+    except (runner.PairingError, ValueError, registry.MetricUnavailableError) as error:
         print(f"sqe evaluate: {error}", file=sys.stderr)
         return 2
     if not result.pairs and not result.failures:

@@ -13,7 +13,7 @@ import os
 
 from speechbrain_sqe.dataio.manifest import read_manifest
 from speechbrain_sqe.metrics.correlation import correlation
-from speechbrain_sqe.metrics.dnsmos import dnsmos_available
+from speechbrain_sqe.metrics.registry import split_available
 from speechbrain_sqe.metrics.runner import Pair, evaluate_pairs
 
 logger = logging.getLogger(__name__)
@@ -23,7 +23,7 @@ CONDITION_COLUMNS = ("snr", "noise_type", "reverb")
 
 
 def available_metrics(metrics):
-    """Drops DNSMOS metrics (with a warning) when the ``eval`` extra is not installed.
+    """Drops the metrics that cannot run here (DNSMOS without the ``eval`` extra), with a warning.
 
     Arguments
     ---------
@@ -34,13 +34,16 @@ def available_metrics(metrics):
     -------
     list of str
         The names that can be computed here.
+
+    Example
+    -------
+    >>> available_metrics(["pesq_wb", "stoi"])
+    ['pesq_wb', 'stoi']
     """
-    if dnsmos_available():
-        return list(metrics)
-    dropped = [m for m in metrics if m.startswith("dnsmos")]
-    if dropped:
-        logger.warning("DNSMOS unavailable (pip install speechbrain-sqe[eval]); skipping %s", dropped)
-    return [m for m in metrics if not m.startswith("dnsmos")]
+    names, reasons = split_available(metrics)
+    for name, why in reasons.items():
+        logger.warning("skipping %s: %s", name, why)
+    return names
 
 
 def rows_by_id(manifest):

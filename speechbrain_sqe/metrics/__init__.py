@@ -3,7 +3,8 @@
 - :mod:`~speechbrain_sqe.metrics.intrusive`: PESQ (wide/narrow band), STOI, ESTOI, SI-SDR, SI-SNR;
 - :mod:`~speechbrain_sqe.metrics.composite`: CSIG, CBAK, COVL (Hu and Loizou) with LLR, WSS, segSNR;
 - :mod:`~speechbrain_sqe.metrics.dnsmos`: DNSMOS P.835/P.808 (optional ``eval`` extra);
-- :mod:`~speechbrain_sqe.metrics.registry`: metric names, :func:`compute_metrics`;
+- :mod:`~speechbrain_sqe.metrics.registry`: the metric registry (:func:`register_metric`,
+  :func:`register_predictor` for learned predictors such as VQScore), :func:`compute_metrics`;
 - :mod:`~speechbrain_sqe.metrics.correlation`: Pearson/Spearman/Kendall, overall and per condition;
 - :mod:`~speechbrain_sqe.metrics.runner`: file pairing, parallel evaluation, CSV and summary.
 
@@ -16,17 +17,35 @@ imported when first needed.
 from speechbrain_sqe.metrics.composite import llr, segmental_snr, wss
 from speechbrain_sqe.metrics.correlation import condition_means, correlation_table
 from speechbrain_sqe.metrics.dnsmos import DnsmosUnavailableError, dnsmos_available
-from speechbrain_sqe.metrics.intrusive import MetricError, pesq, si_sdr, si_snr, stoi
+from speechbrain_sqe.metrics.intrusive import (
+    MetricError,
+    MetricUnavailableError,
+    pesq,
+    si_sdr,
+    si_snr,
+    stoi,
+)
 from speechbrain_sqe.metrics.registry import (
     DEFAULT_METRICS,
     INTRUSIVE_METRICS,
+    LEARNED_METRICS,
     METRICS,
     NONINTRUSIVE_METRICS,
+    VQSCORE_INTERFACE,
+    MetricSpec,
+    Predictor,
     compute_metrics,
     compute_nonintrusive_metrics,
+    metric_table,
+    needs_reference,
+    register_group,
+    register_metric,
+    register_predictor,
     resolve_metrics,
+    split_available,
     trim_to_equal_length,
     try_compute_metrics,
+    unregister_metric,
 )
 from speechbrain_sqe.metrics.runner import (
     EvaluationResult,
@@ -46,14 +65,19 @@ from speechbrain_sqe.metrics.runner import (
 __all__ = [
     "DEFAULT_METRICS",
     "INTRUSIVE_METRICS",
+    "LEARNED_METRICS",
     "METRICS",
     "NONINTRUSIVE_METRICS",
+    "VQSCORE_INTERFACE",
     "DnsmosUnavailableError",
     "EvaluationResult",
     "Failure",
     "MetricError",
+    "MetricSpec",
+    "MetricUnavailableError",
     "Pair",
     "PairingError",
+    "Predictor",
     "compute_metrics",
     "compute_nonintrusive_metrics",
     "condition_means",
@@ -64,16 +88,23 @@ __all__ = [
     "format_failures",
     "format_summary",
     "llr",
+    "metric_table",
+    "needs_reference",
     "pair_files",
     "pesq",
+    "register_group",
+    "register_metric",
+    "register_predictor",
     "resolve_metrics",
     "segmental_snr",
     "si_sdr",
     "si_snr",
+    "split_available",
     "stoi",
     "summarize",
     "trim_to_equal_length",
     "try_compute_metrics",
+    "unregister_metric",
     "write_csv",
     "write_failures_csv",
     "wss",

@@ -11,7 +11,11 @@ import logging
 
 import numpy as np
 
-from speechbrain_sqe.metrics.intrusive import MetricError, as_numpy
+from speechbrain_sqe.metrics.intrusive import (
+    MetricError,
+    MetricUnavailableError,
+    as_numpy,
+)
 
 #: The rate the DNSMOS models work at; other rates are resampled.
 DNSMOS_SAMPLE_RATE = 16000
@@ -26,7 +30,7 @@ DNSMOS_KEYS = {
 INSTALL_HINT = "pip install speechbrain-sqe[eval]"
 
 
-class DnsmosUnavailableError(ImportError):
+class DnsmosUnavailableError(MetricUnavailableError):
     """Raised when DNSMOS is asked for but ``speechmos`` (or one of its dependencies) is absent."""
 
 
@@ -42,6 +46,26 @@ def _load_speechmos():
             f"(import failed: {missing}). Install the evaluation extra: {INSTALL_HINT}"
         ) from error
     return speechmos_dnsmos
+
+
+def require_dnsmos():
+    """Raises :class:`DnsmosUnavailableError` (with the install hint) where DNSMOS cannot run.
+
+    The availability check of the DNSMOS metrics in the registry.
+
+    Raises
+    ------
+    DnsmosUnavailableError
+        When ``speechmos``/``onnxruntime``/``librosa`` cannot be imported.
+
+    Example
+    -------
+    >>> try:
+    ...     require_dnsmos()
+    ... except DnsmosUnavailableError as error:
+    ...     assert "speechbrain-sqe[eval]" in str(error)
+    """
+    _load_speechmos()
 
 
 def dnsmos_available():

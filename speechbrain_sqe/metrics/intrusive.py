@@ -15,6 +15,12 @@ class MetricError(ValueError):
     """Raised when a metric cannot be computed; the message names the metric and the cause."""
 
 
+class MetricUnavailableError(ImportError):
+    """Raised when a metric cannot run here at all (a missing optional package, a model that
+    cannot be loaded); the message says why and what to install. Unlike :class:`MetricError`
+    it is never recorded per file: it stops the evaluation."""
+
+
 def as_numpy(wav, name="signal"):
     """Returns a waveform as a 1-D float64 numpy array.
 

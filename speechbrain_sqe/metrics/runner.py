@@ -29,6 +29,7 @@ from speechbrain_sqe.metrics import dnsmos as dnsmos_module
 from speechbrain_sqe.metrics.registry import (
     METRICS,
     finite_values,
+    require_available,
     resolve_metrics,
     try_compute_metrics,
 )
@@ -157,9 +158,14 @@ def _missing(path):
     return "" if os.path.exists(path) else " (no such file or folder)"
 
 
-def _init_worker():
+def _init_worker(specs=()):
     """Runs once in each worker process: one torch and one BLAS thread (the processes are the
-    parallelism; several threads per worker oversubscribe the cores and slow everything down)."""
+    parallelism; several threads per worker oversubscribe the cores and slow everything down).
+
+    ``specs`` are the metric specs asked for: a ``spawn``-ed worker imports a fresh registry
+    without the metrics registered at run time in the parent, so they are added here."""
+    for spec in specs:
+        METRICS.setdefault(spec.name, spec)
     os.environ["OMP_NUM_THREADS"] = "1"
     import torch
 
@@ -287,7 +293,8 @@ def evaluate_pairs(
     pairs : list of Pair
         From :func:`pair_files`.
     metrics : list of str, optional
-        Metric names; default :data:`~speechbrain_sqe.metrics.registry.DEFAULT_METRICS`.
+        Metric names; default :data:`~speechbrain_sqe.metrics.registry.DEFAULT_METRICS`. Learned
+        predictors load their model once per worker process.
     sample_rate : int
         Rate the files are loaded (resampled) at.
     jobs : int
@@ -348,7 +355,8 @@ def evaluate_pairs(
                 import speechbrain_sqe.dataio.audio  # noqa: F401
             if chunksize is None:
                 chunksize = max(1, min(8, len(tasks) // (jobs * 4)))
-            with context.Pool(processes=jobs, initializer=_init_worker) as pool:
+            specs = [METRICS[name] for name in metrics] if start_method != "fork" else []
+            with context.Pool(processes=jobs, initializer=_init_worker, initargs=(specs,)) as pool:
                 for row, problems in pool.imap(_evaluate_pair, tasks, chunksize=chunksize):
                     _collect(row, problems, rows, failures, bar)
     finally:
@@ -406,8 +414,9 @@ def evaluate(
         When the inputs cannot be paired at all.
     ValueError
         For unknown metrics, or intrusive metrics without a reference.
-    DnsmosUnavailableError
-        When DNSMOS metrics are asked for without the ``eval`` extra.
+    MetricUnavailableError
+        When a metric cannot run here (e.g. ``DnsmosUnavailableError``: DNSMOS without the
+        ``eval`` extra; a learned predictor whose model folder is missing).
 
     Example
     -------
@@ -425,15 +434,12 @@ def evaluate(
     """
     metrics = resolve_metrics(metrics)
     refs = _as_list(ref)
-    intrusive = [name for name in metrics if METRICS[name].intrusive]
+    intrusive = [name for name in metrics if METRICS[name].needs_reference]
     if intrusive and not refs:
         raise ValueError(f"metrics {', '.join(intrusive)} need reference files (--ref)")
     if "pesq_wb" in metrics and sample_rate != 16000:
         raise ValueError(f"pesq_wb needs a sample rate of 16000 Hz, not {sample_rate}")
-    if any(METRICS[name].group == "dnsmos" for name in metrics):
-        from speechbrain_sqe.metrics.dnsmos import _load_speechmos
-
-        _load_speechmos()  # raises DnsmosUnavailableError with the install hint
+    require_available(metrics)  # e.g. DnsmosUnavailableError with the install hint
     if not intrusive:
         refs = []  # non-intrusive only: the degraded files alone are scored
     pairs, failures = pair_files(refs, deg)
