@@ -6,12 +6,12 @@ import math
 
 import numpy as np
 import pytest
+from hub_folders import build_vqscore_hub
 from speech import synthesize
 
 from speechbrain_sqe import cli
 from speechbrain_sqe.dataio.audio import load_audio, save_audio
-from speechbrain_sqe.inference.export import build_vqscore_hub
-from speechbrain_sqe.inference.vqscore import VQScore
+from speechbrain_sqe.inference.quality import VQScore
 from speechbrain_sqe.lobes.vqvae import VQVAEQualityModel
 from speechbrain_sqe.metrics import dnsmos as dnsmos_module
 from speechbrain_sqe.metrics import registry, runner

@@ -77,7 +77,7 @@ from speechbrain_sqe.metrics.intrusive import (
 )
 
 #: Import path of the VQScore interface (the one place to change when it moves).
-VQSCORE_INTERFACE = "speechbrain_sqe.inference.vqscore.VQScore"
+VQSCORE_INTERFACE = "speechbrain_sqe.inference.quality.VQScore"
 #: Allowed values of :attr:`MetricSpec.direction`.
 DIRECTIONS = ("higher", "lower")
 #: Names that select several metrics (see :func:`resolve_metrics`).
@@ -383,9 +383,9 @@ def register_predictor(name, interface=VQSCORE_INTERFACE, source=None, output=No
     Example
     -------
     >>> import tempfile
-    >>> from speechbrain_sqe.inference.export import build_vqscore_hub
+    >>> from speechbrain_sqe.inference.quality import VQScore
     >>> from speechbrain_sqe.lobes.vqvae import VQVAEQualityModel
-    >>> folder = build_vqscore_hub(VQVAEQualityModel(codebook_size=16), tempfile.mkdtemp())
+    >>> folder = VQScore.export(tempfile.mkdtemp(), {"vqvae": VQVAEQualityModel(codebook_size=16)})
     >>> spec, = register_predictor("doc_vq", source=folder, range=(-1, 1))
     >>> spec.learned, spec.needs_reference, spec.direction
     (True, False, 'higher')
