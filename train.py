@@ -6,8 +6,9 @@
 
 The recipe YAML names its Brain class (``brain_class``, a ``!name:`` tag) and its data preparation
 (``prepare_data``, a ``!name:`` partial); the Brain's ``run_recipe`` does the rest (fit, evaluate,
-export). The YAML is checked before loading: object tags outside ``speechbrain``, ``speechbrain_sqe``
-and ``torch`` are refused unless ``--trust_hparams`` is given.
+export). The YAML and the command-line overrides are checked before loading against the recipe
+policy of ``speechbrain_sqe.utils.safe_load`` (``RECIPE_POLICY``): anything else is refused unless
+``--trust_hparams`` is given.
 """
 
 import logging
@@ -19,11 +20,7 @@ import torch
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import run_on_main
 
-from speechbrain_sqe.utils.safe_load import (
-    UnsafeHyperparamsError,
-    check_hyperparams_file,
-    find_untrusted_tags,
-)
+from speechbrain_sqe.utils.safe_load import RECIPE_POLICY, check_hyperparams_file
 
 TRUST_FLAG = "--trust_hparams"
 
@@ -34,12 +31,8 @@ def main(argv=None):
     trust = TRUST_FLAG in argv
     argv = [arg for arg in argv if arg != TRUST_FLAG]
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
-    check_hyperparams_file(hparams_file, trust_hparams=trust)
-    if not trust and overrides and find_untrusted_tags(overrides):
-        raise UnsafeHyperparamsError(
-            f"command-line overrides construct untrusted objects: {find_untrusted_tags(overrides)}; "
-            f"add {TRUST_FLAG} if you mean it"
-        )
+    # The overrides are checked with the file: they are merged into it before anything is built.
+    check_hyperparams_file(hparams_file, trust_hparams=trust, policy=RECIPE_POLICY, overrides=overrides)
     sb.utils.distributed.ddp_init_group(run_opts)
     with open(hparams_file, encoding="utf-8") as stream:
         hparams = load_hyperpyyaml(stream, overrides)

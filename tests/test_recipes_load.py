@@ -9,7 +9,7 @@ from hyperpyyaml import load_hyperpyyaml
 from speechbrain_sqe.dataio.prepare import prepare_corpus
 from speechbrain_sqe.lobes.vqvae import VQVAEQualityModel
 from speechbrain_sqe.lobes.vqvae_se import VQVAEEnhancementModel
-from speechbrain_sqe.utils.safe_load import check_hyperparams_file
+from speechbrain_sqe.utils.safe_load import RECIPE_POLICY, check_hyperparams_file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECIPES = sorted(glob.glob(os.path.join(ROOT, "hparams", "*.yaml")))
@@ -17,7 +17,7 @@ RECIPES = sorted(glob.glob(os.path.join(ROOT, "hparams", "*.yaml")))
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=os.path.basename)
 def test_recipe_is_safe_and_loads(recipe, tmp_path):
-    check_hyperparams_file(recipe)
+    check_hyperparams_file(recipe, policy=RECIPE_POLICY)
     with open(recipe, encoding="utf-8") as stream:
         hparams = load_hyperpyyaml(stream, {"source_folder": str(tmp_path), "output_folder": str(tmp_path)})
     for key in ("brain_class", "prepare_data", "modules", "opt_class", "checkpointer", "epoch_counter"):
