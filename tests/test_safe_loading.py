@@ -17,19 +17,15 @@ import numpy as np
 import pytest
 import soundfile
 import torch
+from hub_folders import build_tera_hub, build_vq_enhancer_hub, build_vqscore_hub
 from hyperpyyaml import load_hyperpyyaml
 from recipe_args import ROOT
 
 import train
 from speechbrain_sqe import cli
-from speechbrain_sqe.inference.export import (
-    build_tera_hub,
-    build_vq_enhancer_hub,
-    build_vqscore_hub,
-)
-from speechbrain_sqe.inference.tera import TERA
-from speechbrain_sqe.inference.vq_enhancer import VQEnhancer
-from speechbrain_sqe.inference.vqscore import VQScore
+from speechbrain_sqe.inference.encoders import TERA
+from speechbrain_sqe.inference.enhancement import VQEnhancer
+from speechbrain_sqe.inference.quality import VQScore
 from speechbrain_sqe.lobes.tera import TERAModel
 from speechbrain_sqe.lobes.vqvae import VQVAEQualityModel
 from speechbrain_sqe.lobes.vqvae_se import VQVAEEnhancementModel

@@ -17,7 +17,9 @@ class SafePretrained(Pretrained):
     """A SpeechBrain ``Pretrained`` whose ``from_hparams`` is safe by default.
 
     Compared with SpeechBrain's own ``from_hparams``, the hyperparams file is checked first (object
-    tags outside ``speechbrain``, ``speechbrain_sqe`` and ``torch`` are refused unless
+    tags outside what a hub folder needs (:data:`speechbrain_sqe.utils.safe_load.HUB_POLICY`: the
+    project's lobes, SpeechBrain's model constructors and Pretrainer, a short list of torch names) are
+    refused unless
     ``trust_hparams=True``), and every checkpoint is read with ``torch.load(weights_only=True)``.
     ``source`` is a local folder or a hub id, as in SpeechBrain.
 
@@ -126,7 +128,7 @@ class SafePretrained(Pretrained):
         overrides : dict, optional
             Changes to the hyperparams.
         trust_hparams : bool
-            Load the hyperparams even if they construct objects outside the trusted modules.
+            Load the hyperparams even if they construct objects outside the hub policy.
         local_strategy : speechbrain.utils.fetching.LocalStrategy
             How local sources are made available in ``savedir``.
         run_opts : dict, optional
@@ -144,7 +146,7 @@ class SafePretrained(Pretrained):
         hparams_path = fetch(
             filename=hparams_file, source=source, savedir=savedir, local_strategy=local_strategy
         )
-        check_hyperparams_file(hparams_path, trust_hparams=trust_hparams)
+        check_hyperparams_file(hparams_path, trust_hparams=trust_hparams, overrides=overrides)
         with open(hparams_path, encoding="utf-8") as stream:
             hparams = load_hyperpyyaml(stream, overrides or {})
         hparams["savedir"] = savedir
