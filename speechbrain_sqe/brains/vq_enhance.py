@@ -76,9 +76,8 @@ class VQEnhanceBrain(RecipeBrain):
 
     def enhance(self, model, wavs, lens=None, mix=0.0):
         """Enhanced waveforms of a padded batch with ``model`` (eval mode, no gradients)."""
-        stft = self.hparams.compute_stft
         with torch.no_grad():
-            return enhance_waveforms(model, wavs, lens, stft.n_fft, stft.hop_length, mix)
+            return enhance_waveforms(model, self.hparams.compute_stft, wavs, lens, mix)
 
     # ------------------------------------------------------------------ training
     def compute_forward(self, batch, stage):

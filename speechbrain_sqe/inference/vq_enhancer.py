@@ -18,6 +18,7 @@ import torch
 
 from speechbrain_sqe.dataio.audio import save_audio
 from speechbrain_sqe.inference.safe_pretrained import SafePretrained
+from speechbrain_sqe.lobes.frontend import SpectralFrontEnd
 from speechbrain_sqe.lobes.vqvae_se import enhance_waveforms
 
 #: The enhancer trained by ``hparams/vq_enhance.yaml`` and shipped inside the package.
@@ -30,7 +31,9 @@ class VQEnhancer(SafePretrained):
     Load with ``VQEnhancer.from_hparams(source=<folder or hub id>, savedir=...)``. The
     hyperparams define ``sample_rate``, ``n_fft``, ``hop_length``, ``min_seconds``, ``mix`` (the
     default blend with the input) and the module ``vqvae``
-    (:class:`speechbrain_sqe.lobes.vqvae_se.VQVAEEnhancementModel`).
+    (:class:`speechbrain_sqe.lobes.vqvae_se.VQVAEEnhancementModel`); the front end is their
+    ``compute_stft`` entry (:class:`speechbrain_sqe.lobes.frontend.SpectralFrontEnd`) where they
+    have one, else a ``log1p`` one built from ``n_fft``, ``hop_length`` and ``sample_rate``.
 
     Example
     -------
@@ -52,6 +55,19 @@ class VQEnhancer(SafePretrained):
     def sample_rate(self):
         """The rate the model works at (inputs are resampled to it, outputs are at it)."""
         return self.hparams.sample_rate
+
+    @property
+    def frontend(self):
+        """The model's front end: ``hparams.compute_stft``, or one from ``n_fft``/``hop_length``."""
+        if getattr(self, "_frontend", None) is None:
+            frontend = getattr(self.hparams, "compute_stft", None)
+            if frontend is None:
+                frontend = SpectralFrontEnd(
+                    n_fft=self.hparams.n_fft, hop_length=self.hparams.hop_length, log1p=True,
+                    sample_rate=self.hparams.sample_rate,
+                )
+            self._frontend = frontend
+        return self._frontend
 
     @torch.no_grad()
     def enhance_batch(self, wavs, lengths=None, mix=None):
@@ -77,16 +93,14 @@ class VQEnhancer(SafePretrained):
             wavs = wavs.unsqueeze(0)
         if wavs.dim() != 2:
             raise ValueError(f"expected waveforms [batch, time], got shape {tuple(wavs.shape)}")
-        min_samples = self.hparams.n_fft // 2 + 1
+        min_samples = self.frontend.n_fft // 2 + 1
         if wavs.shape[1] < min_samples:
             raise ValueError(f"waveforms need at least {min_samples} samples, got {wavs.shape[1]}")
         mix = self.hparams.mix if mix is None else mix
         wavs = wavs.float().to(self.device)
         if lengths is not None:
             lengths = lengths.float().to(self.device)
-        out = enhance_waveforms(
-            self.mods.vqvae, wavs, lengths, self.hparams.n_fft, self.hparams.hop_length, mix
-        ).cpu()
+        out = enhance_waveforms(self.mods.vqvae, self.frontend, wavs, lengths, mix).cpu()
         return out[0] if squeeze else out
 
     def enhance_file(self, path, output_path=None, mix=None):
