@@ -24,6 +24,12 @@ with ``conv`` a Conv1d over time (frequency as channels, kernel 7, stride 1, "sa
 ``act`` LeakyReLU(0.3) and ``IN`` an instance norm over time without affine parameters. The
 training loss is ``45 * spectral_cosine_loss(spec, spec_hat) + 1.0 * commit_loss``.
 
+What matches the authors' quality-estimation model: the layout above (layer order, sizes, kernel,
+activation, instance norms without affine parameters, skip sums, ReLU output), the cosine codebook
+(L2-normalised, EMA, k-means initialisation; :mod:`speechbrain_sqe.lobes.quantizers`), the loss
+and the score (the mean over frames of ``cos(z_t, q(z_t))``, computed with the frozen codebook and
+no decoder). What differs: padded batches (below; the authors score one utterance at a time).
+
 Padded batches: an instance norm over a padded utterance would include the padded frames in its
 statistics, and the convolutions would see padding values where an utterance alone sees the
 convolution's zero padding. With ``lengths``, every norm here is a masked instance norm (statistics

@@ -29,6 +29,14 @@ removal of each channel's mean over time (no variance normalisation); the transf
 positional encoding. Step-1 training loss: ``45 * spectral_convergence_loss(spec, spec_hat) +
 3 * commit_loss`` (``vq.loss`` already carries the commitment weight).
 
+What matches the authors' enhancement model: the layout above, the mean removals, the
+transformers, the Euclidean EMA codebook with k-means initialisation, the ``log1p`` front end and
+the resynthesis with the noisy phase, the step-2 student trained on the teacher's codes under a
+waveform attack (:mod:`speechbrain_sqe.lobes.adversarial`). What differs: padded batches (below);
+:func:`spectral_convergence_loss` defaults to the Frobenius norm (``p=2``) where the authors' code
+uses the L1 norm (``p=1``, available); :func:`mix_with_input` (blending the input back in) is an
+addition.
+
 Padded batches: with ``lengths``, every mean removal is taken over the valid frames only, the
 transformers get a key padding mask, and every layer's output is zeroed beyond each utterance's
 end (so the convolutions see zeros there, as they see their own zero padding for an utterance
