@@ -7,11 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from speechbrain_sqe.lobes.quantizers import (
-    VectorQuantizer,
-    cosine_similarity,
-    relative_lengths_to_mask,
-)
+from speechbrain_sqe.lobes.masking import relative_lengths_to_mask
+from speechbrain_sqe.lobes.quantizers import VectorQuantizer, cosine_similarity
 
 
 def _initted(vq, codebook):

@@ -208,3 +208,22 @@ def test_masked_l1_loss_ignores_unmasked():
     assert masked_l1_loss(pred, target, mask) == 0
     mask[0, 1] = True
     torch.testing.assert_close(masked_l1_loss(pred, target, mask), (pred[0, 1] - target[0, 1]).abs().mean())
+
+
+def test_shipped_checkpoint_keys_and_recorded_init_args():
+    import os
+
+    from hyperpyyaml import load_hyperpyyaml
+
+    from speechbrain_sqe.utils.safe_load import load_state_dict_safely
+
+    folder = os.path.join(os.path.dirname(__file__), "..", "speechbrain_sqe", "pretrained", "tera")
+    if not os.path.isfile(os.path.join(folder, "tera.ckpt")):
+        pytest.skip("no shipped TERA checkpoint")
+    with open(os.path.join(folder, "hyperparams.yaml")) as f:
+        model = load_hyperpyyaml(f)["tera"]
+    state = load_state_dict_safely(os.path.join(folder, "tera.ckpt"))
+    assert set(state) == set(model.state_dict())
+    model.load_state_dict(state, strict=True)
+    assert model.init_args == model.config and model.init_args["hidden_size"] == 192
+    assert TERAModel(**model.init_args).state_dict().keys() == model.state_dict().keys()

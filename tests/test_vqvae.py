@@ -6,12 +6,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from speechbrain_sqe.lobes.masking import masked_instance_norm
 from speechbrain_sqe.lobes.spectral import STFTMagnitude, frame_lengths, stft_magnitude
 from speechbrain_sqe.lobes.vqvae import (
     VQVAEQualityDecoder,
     VQVAEQualityEncoder,
     VQVAEQualityModel,
-    masked_instance_norm,
     spectral_cosine_loss,
 )
 

@@ -138,9 +138,8 @@ class VQEnhanceBrain(RecipeBrain):
 
     def enhance(self, model, wavs, lens=None, mix=0.0):
         """Enhanced waveforms of a padded batch with ``model`` (eval mode, no gradients)."""
-        frontend = self.hparams.frontend
         with torch.no_grad():
-            return enhance_waveforms(model, wavs, lens, frontend.n_fft, frontend.hop_length, mix)
+            return enhance_waveforms(model, self.hparams.frontend, wavs, lens, mix)
 
     # ------------------------------------------------------------------ training
     def compute_forward(self, batch, stage):

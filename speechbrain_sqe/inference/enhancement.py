@@ -25,7 +25,7 @@ import torch
 from speechbrain_sqe.dataio.audio import save_audio
 from speechbrain_sqe.inference.hub import DEFAULT_SOURCES, TASK_DESCRIPTIONS
 from speechbrain_sqe.inference.safe_pretrained import SafePretrained
-from speechbrain_sqe.lobes.spectral import STFTMagnitude
+from speechbrain_sqe.lobes.frontend import SpectralFrontEnd
 from speechbrain_sqe.lobes.vqvae_se import enhance_waveforms
 
 #: The enhancer trained by ``hparams/vq_enhance.yaml`` and shipped inside the package.
@@ -130,8 +130,8 @@ class VQEnhancer(Enhancer):
     """Enhances speech with a VQ-VAE trained on clean speech only (Fu et al., ICLR 2024).
 
     Load with ``VQEnhancer.from_hparams(source=<folder or hub id>, savedir=...)``. The hub folder
-    holds the ``frontend`` of training (``log1p`` magnitudes, which also resynthesises with the
-    noisy phase), ``sample_rate``, ``min_seconds``, ``mix`` (the default blend with the input) and
+    holds the ``frontend`` of training (:class:`~speechbrain_sqe.lobes.frontend.SpectralFrontEnd`:
+    ``log1p`` magnitudes in, resynthesis with the noisy phase out), ``sample_rate``, ``min_seconds``, ``mix`` (the default blend with the input) and
     the module ``vqvae`` (:class:`speechbrain_sqe.lobes.vqvae_se.VQVAEEnhancementModel`).
 
     Example
@@ -162,15 +162,15 @@ class VQEnhancer(Enhancer):
     def hub_spec(cls, modules, frontend=None, mix=0.0, **kwargs):
         """See :meth:`SafePretrained.hub_spec`; ``mix`` is the default blend with the input and the
         front end defaults to the authors' (``log1p`` |STFT|, n_fft 512, hop 128)."""
-        frontend = frontend if frontend is not None else STFTMagnitude(n_fft=512, hop_length=128, log1p=True)
+        frontend = frontend if frontend is not None else SpectralFrontEnd(n_fft=512, hop_length=128, log1p=True)
         return super().hub_spec(modules, frontend=frontend, mix=float(mix), **kwargs)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.frontend = getattr(self.hparams, "frontend", None)
         if self.frontend is None:  # folders written before the hub spec carried the front end
-            self.frontend = STFTMagnitude(self.hparams.n_fft, self.hparams.hop_length,
-                                          self.hparams.n_fft, log1p=True, sample_rate=self.hparams.sample_rate)
+            self.frontend = SpectralFrontEnd(self.hparams.n_fft, self.hparams.hop_length, log1p=True,
+                                             sample_rate=self.hparams.sample_rate)
 
     @torch.no_grad()
     def enhance_batch(self, wavs, lengths=None, mix=None):
@@ -198,7 +198,5 @@ class VQEnhancer(Enhancer):
         if wavs.shape[1] < min_samples:
             raise ValueError(f"waveforms need at least {min_samples} samples, got {wavs.shape[1]}")
         mix = self.hparams.mix if mix is None else mix
-        out = enhance_waveforms(
-            self.mods.vqvae, wavs, lengths, self.frontend.n_fft, self.frontend.hop_length, mix
-        ).cpu()
+        out = enhance_waveforms(self.mods.vqvae, self.frontend, wavs, lengths, mix).cpu()
         return out[0] if squeeze else out

@@ -23,7 +23,7 @@ import torch
 
 from speechbrain_sqe.inference.hub import DEFAULT_SOURCES, TASK_DESCRIPTIONS
 from speechbrain_sqe.inference.safe_pretrained import SafePretrained
-from speechbrain_sqe.lobes.spectral import STFTMagnitude
+from speechbrain_sqe.lobes.frontend import STFTMagnitude
 
 #: The model trained by ``hparams/vqscore.yaml`` and shipped inside the package.
 DEFAULT_MODEL = DEFAULT_SOURCES["quality"]

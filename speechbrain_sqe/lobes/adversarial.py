@@ -15,6 +15,8 @@ Authors: speechbrain-sqe contributors
 
 import torch
 
+from speechbrain_sqe.lobes.masking import relative_lengths_to_mask
+
 __all__ = ["l2_waveform_attack"]
 
 
@@ -22,10 +24,7 @@ def _sample_mask(wav, lengths):
     """``[batch, samples]`` float mask of valid samples (all ones without ``lengths``)."""
     if lengths is None:
         return torch.ones_like(wav)
-    total = wav.shape[1]
-    abs_len = torch.round(lengths.float() * total).long().clamp(0, total).to(wav.device)
-    mask = torch.arange(total, device=wav.device).unsqueeze(0) < abs_len.unsqueeze(1)
-    return mask.to(wav.dtype)
+    return relative_lengths_to_mask(lengths, wav.shape[1], device=wav.device).to(wav.dtype)
 
 
 def l2_waveform_attack(wav, lengths, loss_fn, eps_range=(0.03, 0.55), generator=None):

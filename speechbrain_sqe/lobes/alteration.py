@@ -26,7 +26,7 @@ Authors: speechbrain-sqe contributors
 import torch
 from torch import nn
 
-from speechbrain_sqe.lobes.quantizers import relative_lengths_to_mask
+from speechbrain_sqe.lobes.masking import relative_lengths_to_mask
 
 __all__ = ["TERAAlteration", "masked_l1_loss"]
 

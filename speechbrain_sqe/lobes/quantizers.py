@@ -69,40 +69,13 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-__all__ = ["QuantizerOutput", "VectorQuantizer", "cosine_similarity", "relative_lengths_to_mask"]
+from speechbrain_sqe.lobes.masking import masked_mean, relative_lengths_to_mask
+
+# relative_lengths_to_mask (now in speechbrain_sqe.lobes.masking) stays importable from here.
+__all__ = ["QuantizerOutput", "VectorQuantizer", "cosine_similarity"]
 
 #: Epsilon added to vector norms in cosine similarities (the authors' ``cos_loss``).
 COSINE_EPS = 1e-5
-
-
-def relative_lengths_to_mask(lengths, max_len, device=None):
-    """Boolean mask of valid frames from SpeechBrain relative lengths.
-
-    Arguments
-    ---------
-    lengths : torch.Tensor or None
-        Relative lengths ``[batch]`` in ``[0, 1]`` (1 = the full padded length). None: all valid.
-    max_len : int
-        Padded number of frames.
-    device : torch.device, optional
-        Device of the mask (defaults to that of ``lengths``).
-
-    Returns
-    -------
-    torch.Tensor or None
-        ``[batch, max_len]`` bool mask (True = valid frame), or None when ``lengths`` is None.
-
-    Example
-    -------
-    >>> relative_lengths_to_mask(torch.tensor([1.0, 0.5]), 4)
-    tensor([[ True,  True,  True,  True],
-            [ True,  True, False, False]])
-    """
-    if lengths is None:
-        return None
-    device = lengths.device if device is None else device
-    abs_len = torch.round(lengths.float() * max_len).long().clamp(0, max_len).to(device)
-    return torch.arange(max_len, device=device).unsqueeze(0) < abs_len.unsqueeze(1)
 
 
 def cosine_similarity(a, b, eps=COSINE_EPS):
@@ -531,11 +504,11 @@ class VectorQuantizer(torch.nn.Module):
             indices = indices.reshape(batch, time)
 
             sq_err = (x - codes.detach()).pow(2).mean(-1)
-            commit_loss = _masked_mean(sq_err, mask)
+            commit_loss = masked_mean(sq_err, mask)
             if self.ema_update:
                 codebook_loss = torch.zeros((), device=z.device)
             else:
-                codebook_loss = _masked_mean((x.detach() - codes).pow(2).mean(-1), mask)
+                codebook_loss = masked_mean((x.detach() - codes).pow(2).mean(-1), mask)
 
             # Differentiable with respect to z (the selected codes are constants here).
             similarity = cosine_similarity(z.float(), codes.detach())
@@ -574,10 +547,3 @@ class VectorQuantizer(torch.nn.Module):
             f"ema_update={self.ema_update}, decay={self.decay}, kmeans_init={self.kmeans_init}"
         )
 
-
-def _masked_mean(values, mask):
-    """Mean of ``values`` ``[batch, time]`` over the valid frames of ``mask``."""
-    if mask is None:
-        return values.mean()
-    mask = mask.to(values.dtype)
-    return (values * mask).sum() / mask.sum().clamp(min=1.0)

@@ -22,8 +22,9 @@ What matches s3prl (``upstream/mockingjay``, ``pretrain/mockingjay/task.py``,
   with sin on even and cos on odd channels (computed in float64, then cast, like s3prl's numpy
   table), weight init ``N(0, 0.02)`` with zero biases;
 - log-mel features of s3prl's ``OnlinePreprocessor`` (used by the TERA ``logMel*`` configs, not
-  the Kaldi ``extracter``): waveform scaled to ``target_level`` dB RMS (``-25``), ``torch.stft``
-  with ``n_fft = 400``, 25 ms periodic Hann window, 10 ms hop, ``center=True`` with reflect
+  the Kaldi ``extracter``; :class:`TERAFeatures`, defined with the other front ends in
+  :mod:`speechbrain_sqe.lobes.frontend` and importable from here): waveform scaled to
+  ``target_level`` dB RMS (``-25``), ``torch.stft`` with ``n_fft = 400``, 25 ms periodic Hann window, 10 ms hop, ``center=True`` with reflect
   padding, power spectrum, torchaudio's HTK mel filterbank (0-8 kHz, no norm, 80 bins),
   ``log(mel + 1e-10)``, then per-utterance CMVN ``(x - mean) / (std + 1e-10)`` with the unbiased
   std over the valid frames.
@@ -50,7 +51,9 @@ import math
 import torch
 from torch import nn
 
-from speechbrain_sqe.lobes.quantizers import relative_lengths_to_mask
+from speechbrain_sqe.lobes.frontend import TERAFeatures
+from speechbrain_sqe.lobes.init_args import record_init_args
+from speechbrain_sqe.lobes.masking import relative_lengths_to_mask
 
 __all__ = [
     "TERA_BASE_CONFIG",
@@ -109,110 +112,6 @@ def sinusoid_position_encoding(length, hidden_size, device=None, dtype=torch.flo
     table[:, 0::2] = torch.sin(angle[:, 0::2])
     table[:, 1::2] = torch.cos(angle[:, 1::2])
     return table.to(dtype)
-
-
-class TERAFeatures(nn.Module):
-    """s3prl's TERA log-mel front end with per-utterance CMVN over the valid frames.
-
-    Arguments
-    ---------
-    n_mels : int
-        Number of mel bins.
-    sample_rate : int
-        Sample rate of the input (16 kHz for TERA).
-    win_ms : float
-        Window length in ms.
-    hop_ms : float
-        Hop in ms.
-    n_fft : int
-        FFT size (s3prl: ``(n_freq - 1) * 2 = 400``).
-    target_level : float or None
-        Each utterance is scaled to this RMS level in dB before the STFT (s3prl: -25); None: no
-        scaling.
-    log : bool
-        Take ``log(mel + eps)``.
-    cmvn : bool
-        Per-utterance mean and variance normalization.
-    eps : float
-        s3prl's epsilon (log floor and CMVN denominator).
-
-    Example
-    -------
-    >>> feats = TERAFeatures()
-    >>> wav = torch.randn(2, 16000)
-    >>> x, frame_lengths = feats(wav, torch.tensor([1.0, 0.5]))
-    >>> x.shape, frame_lengths
-    (torch.Size([2, 101, 80]), tensor([1.0000, 0.5050]))
-    """
-
-    def __init__(self, n_mels=80, sample_rate=16000, win_ms=25, hop_ms=10, n_fft=400, target_level=-25.0,
-                 log=True, cmvn=True, eps=1e-10):
-        super().__init__()
-        self.n_mels = n_mels
-        self.sample_rate = sample_rate
-        self.win_length = round(win_ms * sample_rate / 1000)
-        self.hop_length = round(hop_ms * sample_rate / 1000)
-        self.n_fft = n_fft
-        self.target_level = target_level
-        self.log = log
-        self.cmvn = cmvn
-        self.eps = eps
-        from torchaudio.functional import melscale_fbanks
-
-        fbank = melscale_fbanks(n_fft // 2 + 1, 0.0, sample_rate / 2, n_mels, sample_rate, None, "htk")
-        self.register_buffer("window", torch.hann_window(self.win_length), persistent=False)
-        self.register_buffer("fbank", fbank, persistent=False)  # [n_freqs, n_mels]
-
-    def num_frames(self, num_samples):
-        """Frames of an utterance of ``num_samples`` samples (``center=True``): ``1 + n // hop``."""
-        return 1 + num_samples // self.hop_length
-
-    def _one(self, wav):
-        wav = wav.float()
-        if self.target_level is not None:
-            rms = wav.pow(2).mean().sqrt()
-            wav = wav * (10 ** (self.target_level / 20)) / (rms + 1e-10)
-        spec = torch.stft(wav, self.n_fft, self.hop_length, self.win_length, window=self.window, center=True,
-                          pad_mode="reflect", normalized=False, onesided=True, return_complex=True)
-        power = spec.abs().pow(2).transpose(0, 1)  # [T, n_freqs]
-        mel = power @ self.fbank
-        if self.log:
-            mel = (mel + self.eps).log()
-        if self.cmvn:
-            mel = (mel - mel.mean(0, keepdim=True)) / (mel.std(0, keepdim=True) + self.eps)
-        return mel
-
-    def forward(self, wav, lengths=None):
-        """Log-mel features.
-
-        Arguments
-        ---------
-        wav : torch.Tensor
-            ``[batch, samples]``.
-        lengths : torch.Tensor, optional
-            Relative lengths ``[batch]``.
-
-        Returns
-        -------
-        feats : torch.Tensor
-            ``[batch, frames, n_mels]``, 0 on padded frames.
-        frame_lengths : torch.Tensor
-            Relative lengths in frames ``[batch]`` (exact: ``round(rel * frames)`` is the count).
-        """
-        batch, max_samples = wav.shape
-        if lengths is None:
-            n_samples = [max_samples] * batch
-        else:
-            n_samples = torch.round(lengths.float() * max_samples).long().clamp(1, max_samples).tolist()
-        max_frames = self.num_frames(max_samples)
-        out = wav.new_zeros(batch, max_frames, self.n_mels, dtype=torch.float32)
-        counts = []
-        for b, n in enumerate(n_samples):
-            mel = self._one(wav[b, :n])
-            out[b, : mel.shape[0]] = mel
-            counts.append(mel.shape[0])
-        frame_lengths = torch.tensor(counts, dtype=torch.float32, device=wav.device) / max_frames
-        return out, frame_lengths
 
 
 class TERASelfAttention(nn.Module):
@@ -410,6 +309,7 @@ class TERAPredictionHead(nn.Module):
         return self.output(self.norm(self.activation(self.dense(h))))
 
 
+@record_init_args
 class TERAModel(nn.Module):
     """TERA: log-mel front end, Transformer encoder and reconstruction head.
 
@@ -449,6 +349,8 @@ class TERAModel(nn.Module):
     >>> states = model.hidden_states(wav, torch.tensor([1.0, 0.5]))
     >>> len(states), states[-1].shape
     (4, torch.Size([2, 51, 192]))
+    >>> model.init_args["hidden_size"], model.init_args["n_fft"]
+    (192, 400)
     """
 
     def __init__(self, input_dim=80, hidden_size=768, num_layers=3, num_heads=12, intermediate_size=3072,
@@ -456,15 +358,6 @@ class TERAModel(nn.Module):
                  max_positions=24000, initializer_range=0.02, sample_rate=16000, win_ms=25, hop_ms=10,
                  n_fft=400, target_level=-25.0, cmvn=True):
         super().__init__()
-        # The constructor arguments, so an export can write a hyperparams file that rebuilds it.
-        self.config = {
-            "input_dim": input_dim, "hidden_size": hidden_size, "num_layers": num_layers,
-            "num_heads": num_heads, "intermediate_size": intermediate_size, "dropout": dropout,
-            "attention_dropout": attention_dropout, "activation": activation,
-            "layer_norm_eps": layer_norm_eps, "max_positions": max_positions,
-            "initializer_range": initializer_range, "sample_rate": sample_rate, "win_ms": win_ms,
-            "hop_ms": hop_ms, "n_fft": n_fft, "target_level": target_level, "cmvn": cmvn,
-        }
         self.num_layers = num_layers
         self.hidden_size = hidden_size
         self.features = TERAFeatures(input_dim, sample_rate, win_ms, hop_ms, n_fft, target_level, cmvn=cmvn)
@@ -473,6 +366,11 @@ class TERAModel(nn.Module):
                                    initializer_range)
         self.head = TERAPredictionHead(hidden_size, input_dim, activation, layer_norm_eps)
         _init_weights(self.head, initializer_range)
+
+    @property
+    def config(self):
+        """The constructor arguments (a copy of ``init_args``), for ``TERAModel(**model.config)``."""
+        return dict(self.init_args)
 
     @classmethod
     def small(cls, **overrides):

@@ -24,27 +24,41 @@ with ``conv`` a Conv1d over time (frequency as channels, kernel 7, stride 1, "sa
 ``act`` LeakyReLU(0.3) and ``IN`` an instance norm over time without affine parameters. The
 training loss is ``45 * spectral_cosine_loss(spec, spec_hat) + 1.0 * commit_loss``.
 
+What matches the authors' quality-estimation model: the layout above (layer order, sizes, kernel,
+activation, instance norms without affine parameters, skip sums, ReLU output), the cosine codebook
+(L2-normalised, EMA, k-means initialisation; :mod:`speechbrain_sqe.lobes.quantizers`), the loss
+and the score (the mean over frames of ``cos(z_t, q(z_t))``, computed with the frozen codebook and
+no decoder). What differs: padded batches (below; the authors score one utterance at a time).
+
 Padded batches: an instance norm over a padded utterance would include the padded frames in its
 statistics, and the convolutions would see padding values where an utterance alone sees the
 convolution's zero padding. With ``lengths``, every norm here is a masked instance norm (statistics
 over the valid frames only) and every layer's output is zeroed beyond each utterance's end, so
 each utterance of a padded batch gets the same ``z``, codes and score as alone.
 
+The encoder, decoder and wiring are :mod:`speechbrain_sqe.lobes.conv_stack`'s (shared with the
+enhancement model of :mod:`speechbrain_sqe.lobes.vqvae_se`): ``norm="instance"``, the plain last
+encoder stage, no transformers. The state-dict keys are ``encoder.convs.N.*``, ``quantizer.*`` and
+``decoder.convs.N.*``.
+
 Authors: speechbrain-sqe contributors
 """
 
-from typing import NamedTuple
-
 import torch
-import torch.nn.functional as F
 
-from speechbrain_sqe.lobes.quantizers import (
-    COSINE_EPS,
-    QuantizerOutput,
-    VectorQuantizer,
-    cosine_similarity,
+from speechbrain_sqe.lobes.conv_stack import (
+    ConvDecoderStack,
+    ConvEncoderStack,
+    ConvVQVAE,
+    VQVAEOutput,
+)
+from speechbrain_sqe.lobes.init_args import record_init_args
+from speechbrain_sqe.lobes.masking import (
+    masked_instance_norm,
+    masked_mean,
     relative_lengths_to_mask,
 )
+from speechbrain_sqe.lobes.quantizers import COSINE_EPS, cosine_similarity
 
 __all__ = [
     "VQVAEOutput",
@@ -54,46 +68,6 @@ __all__ = [
     "masked_instance_norm",
     "spectral_cosine_loss",
 ]
-
-
-def masked_instance_norm(x, mask=None, eps=1e-5):
-    """Instance norm over time (no affine) restricted to valid frames.
-
-    Matches ``torch.nn.InstanceNorm1d(C)`` (biased variance, ``eps`` inside the square root) when
-    ``mask`` is None; otherwise mean and variance are taken over the valid frames only and the
-    padded frames of the output are set to 0.
-
-    Arguments
-    ---------
-    x : torch.Tensor
-        ``[batch, channels, time]``.
-    mask : torch.Tensor, optional
-        ``[batch, time]`` bool, True on valid frames.
-    eps : float
-        Added to the variance.
-
-    Returns
-    -------
-    torch.Tensor
-        Normalised ``[batch, channels, time]``.
-
-    Example
-    -------
-    >>> x = torch.randn(2, 4, 10)  # [batch, channels, time]
-    >>> mask = torch.arange(10) < torch.tensor([[10], [6]])
-    >>> y = masked_instance_norm(x, mask)
-    >>> torch.allclose(y[1:, :, :6], masked_instance_norm(x[1:, :, :6]), atol=1e-5)
-    True
-    >>> float(y[1, :, 6:].abs().sum())
-    0.0
-    """
-    if mask is None:
-        return F.instance_norm(x, eps=eps)
-    m = mask.unsqueeze(1).to(x.dtype)
-    count = m.sum(-1, keepdim=True).clamp(min=1.0)
-    mean = (x * m).sum(-1, keepdim=True) / count
-    var = ((x - mean).pow(2) * m).sum(-1, keepdim=True) / count
-    return (x - mean) * torch.rsqrt(var + eps) * m
 
 
 def spectral_cosine_loss(x, x_hat, lengths=None, eps=COSINE_EPS):
@@ -125,29 +99,17 @@ def spectral_cosine_loss(x, x_hat, lengths=None, eps=COSINE_EPS):
     True
     """
     cos = cosine_similarity(x, x_hat, eps=eps)
-    mask = relative_lengths_to_mask(lengths, x.shape[1], device=x.device)
-    if mask is None:
-        return -cos.mean()
-    m = mask.to(cos.dtype)
-    return -(cos * m).sum() / m.sum().clamp(min=1.0)
+    return -masked_mean(cos, relative_lengths_to_mask(lengths, x.shape[1], device=x.device))
 
 
-def _conv(in_channels, out_channels, kernel_size):
-    return torch.nn.Conv1d(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
-
-
-def _apply_mask(x, mask):
-    """Zeroes the padded frames of ``[batch, channels, time]``."""
-    return x if mask is None else x * mask.unsqueeze(1).to(x.dtype)
-
-
-class VQVAEQualityEncoder(torch.nn.Module):
+class VQVAEQualityEncoder(ConvEncoderStack):
     """Encoder of the VQScore VQ-VAE (1-D CNN with instance norms and skip sums).
 
     Stages: for each ``c`` in ``channels``, ``a = IN(act(conv(h)))`` (to ``c``),
     ``b = IN(act(conv(a)))`` (``c`` to ``c``), ``h = a + b``; then ``e = IN(act(conv(h)))`` (to
-    ``output_size``) and ``z = IN(conv(e))``. Convolutions are stored in order in ``convs``
-    (the authors' ``conv_enc1`` ... ``conv_enc6`` for the defaults).
+    ``output_size``) and ``z = IN(conv(e))``: a :class:`ConvEncoderStack` with ``norm="instance"``
+    and the plain last stage. Convolutions are stored in order in ``convs`` (the authors'
+    ``conv_enc1`` ... ``conv_enc6`` for the defaults).
 
     Arguments
     ---------
@@ -184,56 +146,20 @@ class VQVAEQualityEncoder(torch.nn.Module):
         input_norm=True,
         norm_eps=1e-5,
     ):
-        super().__init__()
-        if kernel_size % 2 != 1:
-            raise ValueError("kernel_size must be odd (same-length convolutions)")
-        self.input_norm = input_norm
-        self.norm_eps = norm_eps
-        self.activation = torch.nn.LeakyReLU(negative_slope)
-        convs, prev = [], input_size
-        for c in list(channels) + [output_size]:
-            convs += [_conv(prev, c, kernel_size), _conv(c, c, kernel_size)]
-            prev = c
-        self.convs = torch.nn.ModuleList(convs)
-
-    def _norm(self, x, mask):
-        return masked_instance_norm(x, mask, self.norm_eps)
-
-    def forward(self, spec, lengths=None):
-        """Encodes a spectrogram.
-
-        Arguments
-        ---------
-        spec : torch.Tensor
-            ``[batch, time, input_size]``.
-        lengths : torch.Tensor, optional
-            Relative lengths ``[batch]`` (masked norms; padded frames of ``z`` are 0).
-
-        Returns
-        -------
-        torch.Tensor
-            ``z``: ``[batch, time, output_size]``.
-        """
-        mask = relative_lengths_to_mask(lengths, spec.shape[1], device=spec.device)
-        h = spec.transpose(1, 2)
-        h = self._norm(h, mask) if self.input_norm else _apply_mask(h, mask)
-        num_stages = len(self.convs) // 2
-        for stage in range(num_stages - 1):
-            a = self._norm(self.activation(self.convs[2 * stage](h)), mask)
-            b = self._norm(self.activation(self.convs[2 * stage + 1](a)), mask)
-            h = a + b
-        e = self._norm(self.activation(self.convs[-2](h)), mask)
-        z = self._norm(self.convs[-1](e), mask)
-        return z.transpose(1, 2)
+        super().__init__(
+            input_size, channels, output_size, kernel_size, negative_slope, norm="instance",
+            norm_eps=norm_eps, input_norm=input_norm, residual_last_stage=False,
+        )
 
 
-class VQVAEQualityDecoder(torch.nn.Module):
+class VQVAEQualityDecoder(ConvDecoderStack):
     """Decoder of the VQScore VQ-VAE (mirror of the encoder, no norms, ReLU output).
 
     ``h = act(conv(zq))`` (``input_size`` to ``input_size``); for each ``c`` in ``channels``
     (given in encoder order, used reversed): ``a = act(conv(h))``, ``b = act(conv(a))``,
-    ``h = a + b``; ``out = relu(conv(h))`` to ``output_size``. Convolutions are stored in order in
-    ``convs`` (the authors' ``conv_dec1`` ... ``conv_dec6`` for the defaults).
+    ``h = a + b``; ``out = relu(conv(h))`` to ``output_size``: a :class:`ConvDecoderStack` without
+    transformer. Convolutions are stored in order in ``convs`` (the authors' ``conv_dec1`` ...
+    ``conv_dec6`` for the defaults).
 
     Arguments
     ---------
@@ -259,63 +185,17 @@ class VQVAEQualityDecoder(torch.nn.Module):
     def __init__(
         self, input_size=32, channels=(128, 64), output_size=257, kernel_size=7, negative_slope=0.3
     ):
-        super().__init__()
-        if kernel_size % 2 != 1:
-            raise ValueError("kernel_size must be odd (same-length convolutions)")
-        self.activation = torch.nn.LeakyReLU(negative_slope)
-        convs, prev = [_conv(input_size, input_size, kernel_size)], input_size
-        for c in reversed(list(channels)):
-            convs += [_conv(prev, c, kernel_size), _conv(c, c, kernel_size)]
-            prev = c
-        convs.append(_conv(prev, output_size, kernel_size))
-        self.convs = torch.nn.ModuleList(convs)
-
-    def forward(self, zq, lengths=None):
-        """Decodes codes into a magnitude spectrogram.
-
-        Arguments
-        ---------
-        zq : torch.Tensor
-            ``[batch, time, input_size]``.
-        lengths : torch.Tensor, optional
-            Relative lengths ``[batch]`` (padded frames are zeroed between layers and at the output).
-
-        Returns
-        -------
-        torch.Tensor
-            ``[batch, time, output_size]``, non-negative.
-        """
-        mask = relative_lengths_to_mask(lengths, zq.shape[1], device=zq.device)
-        h = _apply_mask(zq.transpose(1, 2), mask)
-        h = _apply_mask(self.activation(self.convs[0](h)), mask)
-        for stage in range((len(self.convs) - 2) // 2):
-            a = _apply_mask(self.activation(self.convs[1 + 2 * stage](h)), mask)
-            b = _apply_mask(self.activation(self.convs[2 + 2 * stage](a)), mask)
-            h = a + b
-        out = _apply_mask(F.relu(self.convs[-1](h)), mask)
-        return out.transpose(1, 2)
+        super().__init__(input_size, channels, output_size, kernel_size, negative_slope)
 
 
-class VQVAEOutput(NamedTuple):
-    """What :meth:`VQVAEQualityModel.forward` returns (unpacks as ``spec_hat, z, vq``).
-
-    Attributes
-    ----------
-    spec_hat : torch.Tensor
-        Reconstructed spectrogram ``[batch, time, freq]``.
-    z : torch.Tensor
-        Encoder output ``[batch, time, codebook_dim]``.
-    vq : QuantizerOutput
-        The quantizer's output (``quantized``, ``indices``, ``commit_loss``, ``similarity``...).
-    """
-
-    spec_hat: torch.Tensor
-    z: torch.Tensor
-    vq: QuantizerOutput
-
-
-class VQVAEQualityModel(torch.nn.Module):
+@record_init_args
+class VQVAEQualityModel(ConvVQVAE):
     """VQScore VQ-VAE: encoder, vector quantizer and decoder (defaults = the authors' QE model).
+
+    A :class:`~speechbrain_sqe.lobes.conv_stack.ConvVQVAE` with instance norms, the plain last
+    encoder stage and no transformers (``forward``, ``encode``, ``quantize``, ``decode`` and
+    ``token_logits`` come from there); adds the VQScore itself (:meth:`score_frames`,
+    :meth:`score`). The constructor arguments are recorded in ``init_args`` (also ``config``).
 
     Arguments
     ---------
@@ -368,6 +248,10 @@ class VQVAEQualityModel(torch.nn.Module):
     torch.Size([2, 40])
     >>> model.score(spec, lengths).shape  # [batch]
     torch.Size([2])
+    >>> model.init_args["channels"], model.init_args["codebook_size"]
+    ([128, 64], 2048)
+    >>> VQVAEQualityModel(**model.init_args).init_args == model.init_args
+    True
     """
 
     def __init__(
@@ -391,22 +275,17 @@ class VQVAEQualityModel(torch.nn.Module):
         freeze_codebook=False,
         sync_distributed=True,
     ):
-        super().__init__()
-        # The constructor arguments, so an export can write a hyperparams file that rebuilds it.
-        self.config = {
-            "input_size": input_size, "channels": list(channels), "codebook_dim": codebook_dim,
-            "codebook_size": codebook_size, "kernel_size": kernel_size, "negative_slope": negative_slope,
-            "distance": distance, "ema_update": ema_update, "decay": decay, "eps": eps, "kmeans_init": kmeans_init,
-            "kmeans_iters": kmeans_iters, "threshold_ema_dead_code": threshold_ema_dead_code,
-            "commitment_weight": commitment_weight, "ce_temperature": ce_temperature,
-            "euclidean_logits": euclidean_logits, "freeze_codebook": freeze_codebook,
-        }
-        self.encoder = VQVAEQualityEncoder(
-            input_size, channels, codebook_dim, kernel_size, negative_slope
-        )
-        self.quantizer = VectorQuantizer(
-            dim=codebook_dim,
+        super().__init__(
+            input_size=input_size,
+            channels=channels,
+            codebook_dim=codebook_dim,
             codebook_size=codebook_size,
+            kernel_size=kernel_size,
+            negative_slope=negative_slope,
+            norm="instance",
+            input_norm=True,
+            residual_last_stage=False,
+            transformer_layers=None,
             distance=distance,
             ema_update=ema_update,
             decay=decay,
@@ -420,52 +299,6 @@ class VQVAEQualityModel(torch.nn.Module):
             freeze_codebook=freeze_codebook,
             sync_distributed=sync_distributed,
         )
-        self.decoder = VQVAEQualityDecoder(
-            codebook_dim, channels, input_size, kernel_size, negative_slope
-        )
-
-    def forward(self, spec, lengths=None, target_indices=None, freeze_codebook=None):
-        """Encodes, quantizes (updating the codebook in training) and decodes.
-
-        Arguments
-        ---------
-        spec : torch.Tensor
-            Magnitude spectrogram ``[batch, time, input_size]``.
-        lengths : torch.Tensor, optional
-            Relative lengths ``[batch]``.
-        target_indices : torch.Tensor, optional
-            ``[batch, time]`` target codes for the quantizer's cross-entropy (``vq.ce_loss``).
-        freeze_codebook : bool, optional
-            Overrides the quantizer's ``freeze_codebook`` for this call.
-
-        Returns
-        -------
-        VQVAEOutput
-            ``(spec_hat, z, vq)``.
-        """
-        z = self.encoder(spec, lengths)
-        vq = self.quantizer(
-            z, lengths, target_indices=target_indices, freeze_codebook=freeze_codebook
-        )
-        spec_hat = self.decoder(vq.quantized, lengths)
-        return VQVAEOutput(spec_hat, z, vq)
-
-    def encode(self, spec, lengths=None):
-        """Encoder only.
-
-        Arguments
-        ---------
-        spec : torch.Tensor
-            ``[batch, time, input_size]``.
-        lengths : torch.Tensor, optional
-            Relative lengths ``[batch]``.
-
-        Returns
-        -------
-        torch.Tensor
-            ``z``: ``[batch, time, codebook_dim]`` (0 on padded frames).
-        """
-        return self.encoder(spec, lengths)
 
     def score_frames(self, spec, lengths=None, search_dtype=None):
         """Per-frame VQScore ``cos(z_t, q(z_t))`` (encoder and frozen codebook; no decoder).
@@ -488,7 +321,7 @@ class VQVAEQualityModel(torch.nn.Module):
         torch.Tensor
             ``[batch, time]`` similarities in ``[-1, 1]`` (0 on padded frames).
         """
-        z = self.encoder(spec, lengths)
+        z = self.encode(spec, lengths)
         if search_dtype is None and torch.is_grad_enabled():
             return self.quantizer(z, lengths, freeze_codebook=True).similarity
         return self.quantizer.nearest_similarity(z, lengths, search_dtype=search_dtype)
@@ -512,7 +345,4 @@ class VQVAEQualityModel(torch.nn.Module):
         """
         frames = self.score_frames(spec, lengths, search_dtype)
         mask = relative_lengths_to_mask(lengths, frames.shape[1], device=frames.device)
-        if mask is None:
-            return frames.mean(dim=1)
-        m = mask.to(frames.dtype)
-        return (frames * m).sum(1) / m.sum(1).clamp(min=1.0)
+        return masked_mean(frames, mask, dim=1)

@@ -1,0 +1,528 @@
+"""The convolutional encoder/decoder stack and the VQ-VAE wiring shared by the two VQScore models
+(Fu et al., "Self-Supervised Speech Quality Estimation and Enhancement Using Only Clean Speech",
+ICLR 2024): the quality-estimation VQ-VAE (:mod:`speechbrain_sqe.lobes.vqvae`) and the enhancement
+VQ-VAE (:mod:`speechbrain_sqe.lobes.vqvae_se`) are the same 1-D CNN over time (frequency as
+channels) with different options.
+
+Encoder (:class:`ConvEncoderStack`)::
+
+    h = N(x)                                        input normalisation (or none)
+    for c in channels:    a = N(act(conv(h)));  b = N(act(conv(a)));  h = a + b
+    last stage, plain:    e = N(act(conv(h)));  z = N(conv(e))        quality model
+    last stage, residual: a = N(act(conv(h)));  b = N(act(conv(a)));  z = a + b
+    optional transformer: z = N(transformer(z))                        enhancement model
+
+Decoder (:class:`ConvDecoderStack`)::
+
+    h = transformer(zq) (optional);  h = act(conv(h))
+    for c in reversed(channels):  a = act(conv(h));  b = act(conv(a));  h = a + b
+    out = relu(conv(h))
+
+``conv`` is a Conv1d over time (odd kernel, "same" padding), ``act`` a LeakyReLU and ``N`` either
+an instance norm over time without affine parameters (the quality model's ``nn.InstanceNorm1d``)
+or the removal of each channel's mean over time (the enhancement model); the transformers are
+PyTorch ``TransformerEncoder`` stacks (``dim_feedforward = d_model``, GELU, no positional encoding).
+Convolutions are stored in order in ``convs`` (the authors' ``conv_enc1`` ... / ``conv_dec1`` ...),
+the transformers in ``transformer``; :class:`ConvVQVAE` holds ``encoder``, ``quantizer``
+(:class:`~speechbrain_sqe.lobes.quantizers.VectorQuantizer`) and ``decoder``, so the state-dict keys
+are those of the shipped checkpoints.
+
+What matches the authors: layer order, channel sizes, skip sums, activations, the norms' arithmetic
+on an utterance alone, the transformer configuration. What differs: padded batches. With
+``lengths``, every norm takes its statistics over the valid frames only, the transformers get a key
+padding mask, and every layer's output is zeroed beyond each utterance's end (so the convolutions
+see zeros there, as they see their own zero padding for an utterance alone); each utterance of a
+padded batch therefore gets the same output as alone (up to float rounding; in eval mode where
+there is dropout). The authors process one utterance at a time.
+
+Authors: speechbrain-sqe contributors
+"""
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+from speechbrain_sqe.lobes.init_args import record_init_args
+from speechbrain_sqe.lobes.masking import (
+    apply_mask,
+    masked_instance_norm,
+    masked_mean_removal,
+    relative_lengths_to_mask,
+)
+from speechbrain_sqe.lobes.quantizers import QuantizerOutput, VectorQuantizer
+
+__all__ = ["NORMS", "ConvDecoderStack", "ConvEncoderStack", "ConvVQVAE", "VQVAEOutput"]
+
+#: Normalisations of the encoder: ``"instance"`` (masked instance norm, quality model) and
+#: ``"mean"`` (masked mean removal, enhancement model).
+NORMS = ("instance", "mean")
+
+
+def _conv(in_channels, out_channels, kernel_size):
+    return torch.nn.Conv1d(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
+
+
+def _check_kernel(kernel_size):
+    if kernel_size % 2 != 1:
+        raise ValueError("kernel_size must be odd (same-length convolutions)")
+
+
+def _gelu(x):
+    """GELU as a plain function: PyTorch's transformer "fast path" (taken in eval mode for
+    ``"gelu"``/``F.gelu``) is about 8 times slower on CPU than the regular path for these small heads
+    (d 64, 8 heads: 1.0 s against 0.09 s for 8 x 500 frames, 1 thread); this activation keeps
+    the regular path (same arithmetic, up to float rounding)."""
+    return F.gelu(x)
+
+
+def _transformer(d_model, heads, layers, dropout):
+    """``layers`` post-LN transformer layers (``dim_feedforward = d_model``), or None for None."""
+    if layers is None:
+        return None
+    layer = torch.nn.TransformerEncoderLayer(
+        d_model=d_model,
+        nhead=heads,
+        dim_feedforward=d_model,
+        dropout=dropout,
+        activation=_gelu,
+        batch_first=True,
+    )
+    # No nested tensors: padded frames then go through the same arithmetic as valid ones.
+    return torch.nn.TransformerEncoder(layer, num_layers=layers, enable_nested_tensor=False)
+
+
+def _run_transformer(transformer, x, mask):
+    """``x`` ``[batch, time, d]`` through a transformer with a key padding mask from ``mask``."""
+    if mask is None:
+        return transformer(x)
+    return apply_mask(transformer(x, src_key_padding_mask=~mask), mask, time_dim=1)
+
+
+class ConvEncoderStack(torch.nn.Module):
+    """Encoder of the VQScore VQ-VAEs: residual conv stages with norms, optional transformer.
+
+    Arguments
+    ---------
+    input_size : int
+        Frequency bins of the input (257).
+    channels : sequence of int
+        Channels of the residual stages before the last one.
+    output_size : int
+        Dimension of ``z`` (the codebook dimension).
+    kernel_size : int
+        Odd convolution kernel size over time.
+    negative_slope : float
+        LeakyReLU slope.
+    norm : str
+        ``"instance"`` (masked instance norm, no affine) or ``"mean"`` (masked mean removal).
+    norm_eps : float
+        Epsilon of the instance norms.
+    input_norm : bool
+        Normalise the input spectrogram first.
+    residual_last_stage : bool
+        False: the quality model's last stage ``e = N(act(conv(h))); z = N(conv(e))``; True: a
+        residual stage like the others (the enhancement model).
+    transformer_layers : int, optional
+        Layers of a transformer after the convolutions (``z = N(transformer(h))``); None: none.
+    heads : int
+        Attention heads of the transformer (must divide ``output_size``).
+    dropout : float
+        Transformer dropout.
+
+    Example
+    -------
+    >>> enc = ConvEncoderStack(257, (64, 48), 32, norm="mean", residual_last_stage=True,
+    ...                        transformer_layers=1, heads=4).eval()
+    >>> spec = torch.rand(2, 40, 257)  # [batch, time, channels]
+    >>> z = enc(spec, torch.tensor([1.0, 0.5]))
+    >>> z.shape  # [batch, time, channels]
+    torch.Size([2, 40, 32])
+    >>> float(z[1, 20:].detach().abs().sum())
+    0.0
+    """
+
+    def __init__(
+        self,
+        input_size=257,
+        channels=(128, 64),
+        output_size=32,
+        kernel_size=7,
+        negative_slope=0.3,
+        norm="instance",
+        norm_eps=1e-5,
+        input_norm=True,
+        residual_last_stage=False,
+        transformer_layers=None,
+        heads=8,
+        dropout=0.0,
+    ):
+        super().__init__()
+        _check_kernel(kernel_size)
+        if norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+        self.norm = norm
+        self.norm_eps = norm_eps
+        self.input_norm = input_norm
+        self.residual_last_stage = residual_last_stage
+        self.activation = torch.nn.LeakyReLU(negative_slope)
+        convs, prev = [], input_size
+        for c in list(channels) + [output_size]:
+            convs += [_conv(prev, c, kernel_size), _conv(c, c, kernel_size)]
+            prev = c
+        self.convs = torch.nn.ModuleList(convs)
+        self.transformer = _transformer(output_size, heads, transformer_layers, dropout)
+
+    def _norm(self, x, mask):
+        if self.norm == "instance":
+            return masked_instance_norm(x, mask, self.norm_eps)
+        return masked_mean_removal(x, mask)
+
+    def forward(self, spec, lengths=None):
+        """Encodes a spectrogram.
+
+        Arguments
+        ---------
+        spec : torch.Tensor
+            ``[batch, time, input_size]``.
+        lengths : torch.Tensor, optional
+            Relative lengths ``[batch]`` (masked norms and attention; padded frames of ``z`` are 0).
+
+        Returns
+        -------
+        torch.Tensor
+            ``z``: ``[batch, time, output_size]``.
+        """
+        mask = relative_lengths_to_mask(lengths, spec.shape[1], device=spec.device)
+        h = spec.transpose(1, 2)
+        h = self._norm(h, mask) if self.input_norm else apply_mask(h, mask)
+        num_stages = len(self.convs) // 2
+        for stage in range(num_stages if self.residual_last_stage else num_stages - 1):
+            a = self._norm(self.activation(self.convs[2 * stage](h)), mask)
+            b = self._norm(self.activation(self.convs[2 * stage + 1](a)), mask)
+            h = a + b
+        if not self.residual_last_stage:
+            e = self._norm(self.activation(self.convs[-2](h)), mask)
+            h = self._norm(self.convs[-1](e), mask)
+        if self.transformer is not None:
+            z = _run_transformer(self.transformer, h.transpose(1, 2), mask)
+            h = self._norm(z.transpose(1, 2), mask)
+        return h.transpose(1, 2)
+
+
+class ConvDecoderStack(torch.nn.Module):
+    """Decoder of the VQScore VQ-VAEs: optional transformer, conv stages with skip sums, ReLU out.
+
+    Arguments
+    ---------
+    input_size : int
+        Dimension of the codes.
+    channels : sequence of int
+        Channels of the encoder's residual stages (given in encoder order, run reversed).
+    output_size : int
+        Frequency bins of the output (257).
+    kernel_size : int
+        Odd convolution kernel size over time.
+    negative_slope : float
+        LeakyReLU slope.
+    transformer_layers : int, optional
+        Layers of a transformer before the convolutions; None: none.
+    heads : int
+        Attention heads of the transformer.
+    dropout : float
+        Transformer dropout.
+
+    Example
+    -------
+    >>> dec = ConvDecoderStack(32, (128, 64), 257)
+    >>> zq = torch.randn(2, 40, 32)  # [batch, time, channels]
+    >>> out = dec(zq, torch.tensor([1.0, 0.5]))
+    >>> out.shape  # [batch, time, channels]
+    torch.Size([2, 40, 257])
+    >>> bool((out >= 0).all()), float(out[1, 20:].detach().sum())
+    (True, 0.0)
+    """
+
+    def __init__(
+        self,
+        input_size=32,
+        channels=(128, 64),
+        output_size=257,
+        kernel_size=7,
+        negative_slope=0.3,
+        transformer_layers=None,
+        heads=8,
+        dropout=0.0,
+    ):
+        super().__init__()
+        _check_kernel(kernel_size)
+        self.activation = torch.nn.LeakyReLU(negative_slope)
+        self.transformer = _transformer(input_size, heads, transformer_layers, dropout)
+        convs, prev = [_conv(input_size, input_size, kernel_size)], input_size
+        for c in reversed(list(channels)):
+            convs += [_conv(prev, c, kernel_size), _conv(c, c, kernel_size)]
+            prev = c
+        convs.append(_conv(prev, output_size, kernel_size))
+        self.convs = torch.nn.ModuleList(convs)
+
+    def forward(self, zq, lengths=None):
+        """Decodes codes into a (non-negative) magnitude spectrogram.
+
+        Arguments
+        ---------
+        zq : torch.Tensor
+            ``[batch, time, input_size]``.
+        lengths : torch.Tensor, optional
+            Relative lengths ``[batch]`` (attention key padding mask; padded frames zeroed between
+            layers and at the output).
+
+        Returns
+        -------
+        torch.Tensor
+            ``[batch, time, output_size]``, non-negative.
+        """
+        mask = relative_lengths_to_mask(lengths, zq.shape[1], device=zq.device)
+        if self.transformer is not None:
+            h = _run_transformer(self.transformer, zq, mask).transpose(1, 2)
+        else:
+            h = apply_mask(zq.transpose(1, 2), mask)
+        h = apply_mask(self.activation(self.convs[0](h)), mask)
+        for stage in range((len(self.convs) - 2) // 2):
+            a = apply_mask(self.activation(self.convs[1 + 2 * stage](h)), mask)
+            b = apply_mask(self.activation(self.convs[2 + 2 * stage](a)), mask)
+            h = a + b
+        out = apply_mask(F.relu(self.convs[-1](h)), mask)
+        return out.transpose(1, 2)
+
+
+class VQVAEOutput(NamedTuple):
+    """What :meth:`ConvVQVAE.forward` returns (unpacks as ``spec_hat, z, vq``).
+
+    Attributes
+    ----------
+    spec_hat : torch.Tensor
+        Reconstructed spectrogram ``[batch, time, freq]``.
+    z : torch.Tensor
+        Encoder output ``[batch, time, codebook_dim]``.
+    vq : QuantizerOutput
+        The quantizer's output (``quantized``, ``indices``, ``commit_loss``, ``similarity``...).
+    """
+
+    spec_hat: torch.Tensor
+    z: torch.Tensor
+    vq: QuantizerOutput
+
+
+@record_init_args
+class ConvVQVAE(torch.nn.Module):
+    """Encoder -> vector quantizer -> decoder, the wiring of both VQScore VQ-VAEs.
+
+    Builds a :class:`ConvEncoderStack`, a
+    :class:`~speechbrain_sqe.lobes.quantizers.VectorQuantizer` and a :class:`ConvDecoderStack`
+    (in that order, so seeded initialisations are reproducible) from its arguments;
+    :class:`~speechbrain_sqe.lobes.vqvae.VQVAEQualityModel` and
+    :class:`~speechbrain_sqe.lobes.vqvae_se.VQVAEEnhancementModel` are this class with their
+    options. The constructor arguments are recorded in ``init_args`` (also read as ``config``).
+
+    Arguments
+    ---------
+    input_size : int
+        Frequency bins (257 for ``n_fft=512``).
+    channels : sequence of int
+        Channels of the encoder's residual stages (reversed in the decoder).
+    codebook_dim : int
+        Dimension of ``z``, of the codes and of the transformers.
+    codebook_size : int
+        Number of codes.
+    kernel_size : int
+        Odd convolution kernel size over time.
+    negative_slope : float
+        LeakyReLU slope.
+    norm : str
+        Encoder normalisation: ``"instance"`` or ``"mean"`` (see :class:`ConvEncoderStack`).
+    input_norm : bool
+        Normalise the input spectrogram first.
+    residual_last_stage : bool
+        Last encoder stage residual (True) or the quality model's plain one (False).
+    transformer_layers : int, optional
+        Layers of the transformer after the encoder's and before the decoder's convolutions;
+        None: no transformers.
+    heads : int
+        Attention heads.
+    dropout : float
+        Transformer dropout.
+    distance, ema_update, decay, eps, kmeans_init, kmeans_iters, threshold_ema_dead_code,
+    commitment_weight, ce_temperature, euclidean_logits, freeze_codebook, sync_distributed
+        The quantizer's options (see :class:`~speechbrain_sqe.lobes.quantizers.VectorQuantizer`).
+
+    Example
+    -------
+    >>> model = ConvVQVAE(channels=(32, 16), codebook_dim=8, codebook_size=16)
+    >>> spec = torch.rand(2, 40, 257)  # [batch, time, channels]
+    >>> spec_hat, z, vq = model(spec, torch.tensor([1.0, 0.75]))
+    >>> spec_hat.shape, z.shape, vq.indices.shape
+    (torch.Size([2, 40, 257]), torch.Size([2, 40, 8]), torch.Size([2, 40]))
+    >>> model.token_logits(spec).shape  # [batch, time, codebook_size]
+    torch.Size([2, 40, 16])
+    >>> model.init_args["channels"], model.init_args["norm"]
+    ([32, 16], 'instance')
+    """
+
+    def __init__(
+        self,
+        input_size=257,
+        channels=(128, 64),
+        codebook_dim=32,
+        codebook_size=2048,
+        kernel_size=7,
+        negative_slope=0.3,
+        norm="instance",
+        input_norm=True,
+        residual_last_stage=False,
+        transformer_layers=None,
+        heads=8,
+        dropout=0.0,
+        distance="cosine",
+        ema_update=True,
+        decay=0.8,
+        eps=1e-5,
+        kmeans_init=True,
+        kmeans_iters=10,
+        threshold_ema_dead_code=0.0,
+        commitment_weight=1.0,
+        ce_temperature=1.0,
+        euclidean_logits="distance",
+        freeze_codebook=False,
+        sync_distributed=True,
+    ):
+        super().__init__()
+        self.encoder = ConvEncoderStack(
+            input_size, channels, codebook_dim, kernel_size, negative_slope, norm=norm,
+            input_norm=input_norm, residual_last_stage=residual_last_stage,
+            transformer_layers=transformer_layers, heads=heads, dropout=dropout,
+        )
+        self.quantizer = VectorQuantizer(
+            dim=codebook_dim,
+            codebook_size=codebook_size,
+            distance=distance,
+            ema_update=ema_update,
+            decay=decay,
+            eps=eps,
+            kmeans_init=kmeans_init,
+            kmeans_iters=kmeans_iters,
+            threshold_ema_dead_code=threshold_ema_dead_code,
+            commitment_weight=commitment_weight,
+            ce_temperature=ce_temperature,
+            euclidean_logits=euclidean_logits,
+            freeze_codebook=freeze_codebook,
+            sync_distributed=sync_distributed,
+        )
+        self.decoder = ConvDecoderStack(
+            codebook_dim, channels, input_size, kernel_size, negative_slope,
+            transformer_layers=transformer_layers, heads=heads, dropout=dropout,
+        )
+
+    @property
+    def config(self):
+        """The constructor arguments (a copy of ``init_args``), for ``cls(**model.config)``."""
+        return dict(self.init_args)
+
+    def forward(self, spec, lengths=None, target_indices=None, freeze_codebook=None, detach_codes=False):
+        """Encodes, quantizes (updating the codebook in training unless frozen) and decodes.
+
+        Arguments
+        ---------
+        spec : torch.Tensor
+            Spectrogram ``[batch, time, input_size]``.
+        lengths : torch.Tensor, optional
+            Relative lengths ``[batch]``.
+        target_indices : torch.Tensor, optional
+            ``[batch, time]`` target codes for the quantizer's cross-entropy (``vq.ce_loss``).
+        freeze_codebook : bool, optional
+            Overrides the quantizer's ``freeze_codebook`` for this call.
+        detach_codes : bool
+            Decode detached codes, so a reconstruction loss trains the decoder only.
+
+        Returns
+        -------
+        VQVAEOutput
+            ``(spec_hat, z, vq)``.
+        """
+        z = self.encode(spec, lengths)
+        vq = self.quantize(z, lengths, target_indices, freeze_codebook)
+        codes = vq.quantized.detach() if detach_codes else vq.quantized
+        return VQVAEOutput(self.decode(codes, lengths), z, vq)
+
+    def encode(self, spec, lengths=None):
+        """Encoder only.
+
+        Arguments
+        ---------
+        spec : torch.Tensor
+            ``[batch, time, input_size]``.
+        lengths : torch.Tensor, optional
+            Relative lengths ``[batch]``.
+
+        Returns
+        -------
+        torch.Tensor
+            ``z``: ``[batch, time, codebook_dim]`` (0 on padded frames).
+        """
+        return self.encoder(spec, lengths)
+
+    def quantize(self, z, lengths=None, target_indices=None, freeze_codebook=None):
+        """Quantizer only (see :meth:`VectorQuantizer.forward`).
+
+        Arguments
+        ---------
+        z : torch.Tensor
+            ``[batch, time, codebook_dim]``.
+        lengths : torch.Tensor, optional
+            Relative lengths ``[batch]``.
+        target_indices : torch.Tensor, optional
+            ``[batch, time]`` target codes (adds ``ce_loss``).
+        freeze_codebook : bool, optional
+            Overrides the quantizer's ``freeze_codebook`` for this call.
+
+        Returns
+        -------
+        QuantizerOutput
+            The quantizer's output.
+        """
+        return self.quantizer(
+            z, lengths, target_indices=target_indices, freeze_codebook=freeze_codebook
+        )
+
+    def decode(self, zq, lengths=None):
+        """Decoder only.
+
+        Arguments
+        ---------
+        zq : torch.Tensor
+            ``[batch, time, codebook_dim]``.
+        lengths : torch.Tensor, optional
+            Relative lengths ``[batch]``.
+
+        Returns
+        -------
+        torch.Tensor
+            ``[batch, time, input_size]``, non-negative.
+        """
+        return self.decoder(zq, lengths)
+
+    def token_logits(self, spec, lengths=None):
+        """Cross-entropy logits of each frame over the codes (for a student encoder).
+
+        Arguments
+        ---------
+        spec : torch.Tensor
+            ``[batch, time, input_size]``.
+        lengths : torch.Tensor, optional
+            Relative lengths ``[batch]`` (padded frames' logits are not masked: ignore them).
+
+        Returns
+        -------
+        torch.Tensor
+            ``[batch, time, codebook_size]``.
+        """
+        return self.quantizer.logits(self.encode(spec, lengths))

@@ -1,0 +1,585 @@
+"""Front ends of the lobes, configured from YAML and used identically in training, evaluation and
+inference: the magnitude spectrogram of VQScore (optionally ``log1p``-compressed) with its inverse
+(resynthesis with the noisy phase), and TERA's log-mel features.
+
+:class:`SpectralFrontEnd` (``forward(wav, lengths) -> [batch, frames, bins]``,
+:meth:`~SpectralFrontEnd.frame_lengths`, :meth:`~SpectralFrontEnd.resynthesize`) is the one object a
+recipe's and hub folder's ``frontend`` entry builds; the enhancement chain
+(:func:`speechbrain_sqe.lobes.vqvae_se.enhance_waveforms`) takes it, so a change of the STFT in the
+YAML reaches training, validation, test and inference alike. :class:`STFTMagnitude` is the same
+module with its historical defaults (hop 256, 512-sample window, no ``log1p``), the VQScore front
+end (hub folders written before the front-end module also name it as
+``speechbrain_sqe.lobes.spectral.STFTMagnitude``).
+
+Magnitude spectrogram -- what matches the VQScore authors (Fu et al., ICLR 2024): at 16 kHz,
+``torch.stft`` with ``n_fft=512``, a 512-sample Hann window, ``center=True`` and the default
+``reflect`` padding, then the magnitude ``sqrt(clamp(re**2 + im**2, min=1e-7))``, laid out
+``[batch, time, n_fft // 2 + 1]``; hop 256 for quality estimation, 128 (and ``log1p``) for the
+enhancement variant, whose waveform is resynthesised from the enhanced magnitude and the noisy
+phase by ``torch.istft``. What differs: the complex STFT is SpeechBrain's
+:class:`speechbrain.processing.features.STFT`, configured with ``window_fn=torch.hann_window`` and
+``pad_mode="reflect"`` (its defaults, a Hamming window and constant padding, differ from the
+authors'); it is bit-identical to the authors' ``torch.stft`` call. SpeechBrain's
+:func:`~speechbrain.processing.features.spectral_magnitude` is *not* used: it adds its epsilon
+(``sqrt(power + eps)``) where the authors clamp (``sqrt(max(power, 1e-7))``), which changes
+near-silent bins, so the magnitude is taken here.
+
+Log-mel (:class:`TERAFeatures`) -- matches s3prl's ``OnlinePreprocessor`` used by the TERA
+``logMel*`` configs (see :mod:`speechbrain_sqe.lobes.tera` for the details); SpeechBrain's ``Fbank``
+is not used (its own filterbank and a dB scale with ``top_db``).
+
+Batches of different lengths: the last frames of a zero-padded waveform see zeros where the same
+waveform alone would be reflect-padded, so a padded batch's spectrogram differs from each
+utterance's own near its end (s3prl and the authors transform the padded batch). Every front end
+here therefore transforms each utterance on its own samples and pads the frames, which gives
+exactly the per-utterance features; :func:`frame_lengths` converts the relative waveform lengths
+to relative frame lengths for the model, and resynthesis likewise inverts each utterance alone.
+
+Authors: speechbrain-sqe contributors
+"""
+
+import torch
+from speechbrain.processing.features import STFT
+from torch import nn
+
+from speechbrain_sqe.lobes.init_args import record_init_args
+
+__all__ = [
+    "MAGNITUDE_FLOOR",
+    "STFTMagnitude",
+    "SpectralFrontEnd",
+    "TERAFeatures",
+    "frame_lengths",
+    "num_frames",
+    "resynthesize",
+    "stft_magnitude",
+]
+
+#: Floor of the power spectrum before the square root (the authors' ``clamp(min=1e-7)``).
+MAGNITUDE_FLOOR = 1e-7
+
+
+def num_frames(num_samples, hop_length=256, center=True, n_fft=512):
+    """Number of STFT frames of a signal of ``num_samples`` samples.
+
+    Arguments
+    ---------
+    num_samples : int or torch.Tensor
+        Number(s) of samples.
+    hop_length : int
+        Hop in samples.
+    center : bool
+        Whether the STFT is centred (padded by ``n_fft // 2`` on both sides), as here.
+    n_fft : int
+        FFT size (only used when ``center`` is False).
+
+    Returns
+    -------
+    int or torch.Tensor
+        The number(s) of frames.
+
+    Example
+    -------
+    >>> num_frames(16000)
+    63
+    >>> num_frames(torch.tensor([16000, 8000]), hop_length=128)
+    tensor([126,  63])
+    """
+    if center:
+        return 1 + num_samples // hop_length
+    return 1 + (num_samples - n_fft) // hop_length
+
+
+def frame_lengths(lengths, num_samples, hop_length=256, center=True, n_fft=512):
+    """Converts relative waveform lengths into relative spectrogram-frame lengths.
+
+    SpeechBrain batches carry lengths relative to the longest item (values in ``[0, 1]``); the
+    spectrogram of a padded batch has ``num_frames(num_samples)`` frames, of which utterance ``i``
+    owns ``num_frames(round(lengths[i] * num_samples))``.
+
+    Arguments
+    ---------
+    lengths : torch.Tensor
+        Relative waveform lengths, shape ``[batch]``.
+    num_samples : int
+        Number of samples of the padded waveform batch (``wavs.shape[1]``).
+    hop_length : int
+        Hop in samples.
+    center : bool
+        Whether the STFT is centred.
+    n_fft : int
+        FFT size (only used when ``center`` is False).
+
+    Returns
+    -------
+    torch.Tensor
+        Relative frame lengths, shape ``[batch]``, float.
+
+    Example
+    -------
+    >>> frame_lengths(torch.tensor([1.0, 0.5]), 16000)
+    tensor([1.0000, 0.5079])
+    """
+    abs_samples = torch.round(lengths.float() * num_samples).long()
+    frames = num_frames(abs_samples, hop_length, center, n_fft)
+    total = num_frames(num_samples, hop_length, center, n_fft)
+    return frames.float() / float(total)
+
+
+def _make_stft(n_fft, hop_length, win_length, sample_rate):
+    """SpeechBrain STFT configured as the authors' ``torch.stft`` call."""
+    # SpeechBrain takes window and hop in milliseconds and rounds them back to samples.
+    stft = STFT(
+        sample_rate=sample_rate,
+        win_length=win_length * 1000.0 / sample_rate,
+        hop_length=hop_length * 1000.0 / sample_rate,
+        n_fft=n_fft,
+        window_fn=torch.hann_window,
+        center=True,
+        pad_mode="reflect",
+        onesided=True,
+    )
+    if stft.win_length != win_length or stft.hop_length != hop_length:  # pragma: no cover
+        raise ValueError("window/hop lengths cannot be represented by SpeechBrain's STFT")
+    return stft
+
+
+def _magnitude(stft_out, log1p):
+    """``[..., 2]`` real/imaginary parts -> clamped magnitude (optionally ``log1p``)."""
+    power = stft_out.pow(2).sum(-1)
+    mag = torch.sqrt(torch.clamp(power, min=MAGNITUDE_FLOOR))
+    return torch.log1p(mag) if log1p else mag
+
+
+def stft_magnitude(
+    wav,
+    n_fft=512,
+    hop_length=256,
+    win_length=512,
+    lengths=None,
+    log1p=False,
+    sample_rate=16000,
+):
+    """Magnitude spectrogram as computed by the VQScore authors.
+
+    Arguments
+    ---------
+    wav : torch.Tensor
+        Waveforms, shape ``[batch, samples]`` (or ``[samples]``).
+    n_fft : int
+        FFT size (512: 257 frequency bins).
+    hop_length : int
+        Hop in samples (256 for quality estimation, 128 for the enhancement variant).
+    win_length : int
+        Hann window length in samples.
+    lengths : torch.Tensor, optional
+        Relative lengths ``[batch]`` of the waveforms. When given, each utterance is transformed on
+        its own valid samples (exactly as alone) and the frames beyond its end are zero. As with
+        the authors' reflect padding, every signal needs more than ``n_fft // 2`` samples.
+    log1p : bool
+        Return ``log1p`` of the magnitude (the enhancement variant's input transform).
+    sample_rate : int
+        Sampling rate (only used to configure SpeechBrain's STFT, which works in milliseconds).
+
+    Returns
+    -------
+    torch.Tensor
+        Magnitudes, shape ``[batch, frames, n_fft // 2 + 1]`` with ``frames = 1 + samples // hop``
+        (``[frames, n_fft // 2 + 1]`` for a 1-D input).
+
+    Example
+    -------
+    >>> wav = torch.randn(2, 16000)  # [batch, samples]
+    >>> stft_magnitude(wav).shape  # [batch, time, channels]
+    torch.Size([2, 63, 257])
+    >>> stft_magnitude(wav, hop_length=128, log1p=True).shape
+    torch.Size([2, 126, 257])
+    >>> spec = stft_magnitude(wav, lengths=torch.tensor([1.0, 0.5]))
+    >>> torch.allclose(spec[1, :32], stft_magnitude(wav[1, :8000]))
+    True
+    """
+    squeeze = wav.dim() == 1
+    if squeeze:
+        wav = wav.unsqueeze(0)
+    stft = _make_stft(n_fft, hop_length, win_length, sample_rate)
+    if lengths is None:
+        spec = _magnitude(stft(wav), log1p)
+    else:
+        total = num_frames(wav.shape[1], hop_length)
+        abs_samples = torch.round(lengths.float() * wav.shape[1]).long().clamp(1, wav.shape[1])
+        # Utterances of the same length share one batched transform (training crops mostly do).
+        groups = {}
+        for index, n in enumerate(abs_samples.tolist()):
+            groups.setdefault(n, []).append(index)
+        spec = None
+        for n, members in groups.items():
+            frames = _magnitude(stft(wav[members, :n]), log1p)
+            if spec is None:
+                spec = frames.new_zeros(wav.shape[0], total, frames.shape[-1])
+            spec = spec.index_copy(0, torch.tensor(members, device=wav.device),
+                                   torch.nn.functional.pad(frames, (0, 0, 0, total - frames.shape[1])))
+    return spec[0] if squeeze else spec
+
+
+def resynthesize(
+    magnitude,
+    noisy_wav,
+    n_fft=512,
+    hop_length=128,
+    win_length=None,
+    window_fn=torch.hann_window,
+    lengths=None,
+):
+    """Waveform from a (linear) magnitude spectrogram and the phase of a (noisy) waveform.
+
+    The phase is that of ``torch.stft(noisy_wav)`` with the same centred, reflect-padded framing
+    as :func:`stft_magnitude`; the inverse is ``torch.istft``
+    (overlap-add with the same window), so the clean magnitude of a signal with that signal's own
+    phase gives the signal back. The model works on ``log1p`` magnitudes: pass
+    ``torch.expm1(spec_hat)``.
+
+    Arguments
+    ---------
+    magnitude : torch.Tensor
+        Linear magnitudes ``[batch, frames, n_fft // 2 + 1]`` with ``frames = 1 + samples // hop``.
+    noisy_wav : torch.Tensor
+        Waveforms ``[batch, samples]`` giving the phase.
+    n_fft : int
+        FFT size.
+    hop_length : int
+        Hop in samples.
+    win_length : int, optional
+        Window length (defaults to ``n_fft``).
+    window_fn : callable
+        Window constructor (Hann, as the features; a Hamming window also reconstructs at hop 128).
+    lengths : torch.Tensor, optional
+        Relative waveform lengths ``[batch]``: each utterance is then resynthesised from its own
+        samples and frames (as :func:`stft_magnitude` with
+        ``lengths``), the padding of the output being 0.
+
+    Returns
+    -------
+    torch.Tensor
+        Waveforms ``[batch, samples]`` (same length as ``noisy_wav``).
+
+    Example
+    -------
+    >>> wav = torch.randn(2, 4000)  # [batch, samples]
+    >>> mag = stft_magnitude(wav, hop_length=128)  # [batch, time, channels]
+    >>> out = resynthesize(mag, wav)
+    >>> out.shape, bool((out - wav).abs().max() < 1e-3)
+    (torch.Size([2, 4000]), True)
+    """
+    win_length = n_fft if win_length is None else win_length
+    window = window_fn(win_length, device=noisy_wav.device, dtype=noisy_wav.dtype)
+
+    def _one(mag, wav):
+        spec = torch.stft(
+            wav, n_fft, hop_length, win_length, window, center=True, pad_mode="reflect",
+            return_complex=True,
+        )  # [batch, freq, frames]
+        # Unit phasor spec / |spec| (1 where the bin is 0, as polar(1, angle(0))): cheaper than
+        # angle + polar.
+        size = spec.abs()
+        phase = torch.where(size > 0, spec / size.clamp(min=torch.finfo(size.dtype).tiny), 1.0)
+        frames = spec.shape[-1]
+        mag = mag[:, :frames].transpose(1, 2).to(spec.real.dtype)
+        return torch.istft(
+            mag * phase, n_fft, hop_length, win_length, window, center=True,
+            length=wav.shape[-1],
+        )
+
+    if lengths is None:
+        return _one(magnitude, noisy_wav)
+    total = noisy_wav.shape[1]
+    abs_samples = torch.round(lengths.float() * total).long().clamp(1, total).tolist()
+    groups = {}  # utterances of the same length are resynthesised together
+    for index, n in enumerate(abs_samples):
+        groups.setdefault(n, []).append(index)
+    out = torch.zeros_like(noisy_wav)
+    for n, members in groups.items():
+        frames = int(num_frames(n, hop_length))
+        out[members, :n] = _one(magnitude[members, :frames], noisy_wav[members, :n])
+    return out
+
+
+@record_init_args
+class SpectralFrontEnd(nn.Module):
+    """Magnitude-spectrogram front end and its inverse (resynthesis with the noisy phase).
+
+    ``forward`` is :func:`stft_magnitude` (``log1p`` of it with ``log1p=True``); ``resynthesize``
+    undoes the compression (``expm1``), clamps at 0 and applies the phase of the noisy waveform
+    with the same framing (:func:`resynthesize`). Constructor arguments are recorded in
+    ``init_args`` (a hub export writes the ``!new:`` entry from them).
+
+    Arguments
+    ---------
+    n_fft : int
+        FFT size (512: 257 frequency bins).
+    hop_length : int
+        Hop in samples (128 for enhancement, 256 for quality estimation).
+    win_length : int, optional
+        Hann window length in samples (None: ``n_fft``).
+    log1p : bool
+        Compress the magnitudes with ``log1p`` (the enhancement model's input).
+    sample_rate : int
+        Sampling rate of the input.
+
+    Example
+    -------
+    >>> frontend = SpectralFrontEnd(n_fft=512, hop_length=128, log1p=True)
+    >>> wavs = torch.randn(2, 8000)  # [batch, samples]
+    >>> lengths = torch.tensor([1.0, 0.5])
+    >>> spec = frontend(wavs, lengths)
+    >>> spec.shape  # [batch, time, channels]
+    torch.Size([2, 63, 257])
+    >>> frontend.frame_lengths(lengths, wavs.shape[1])
+    tensor([1.0000, 0.5079])
+    >>> out = frontend.resynthesize(spec, wavs, lengths)  # [batch, samples]
+    >>> out.shape, bool((out[0] - wavs[0]).abs().max() < 1e-3), float(out[1, 4000:].abs().sum())
+    (torch.Size([2, 8000]), True, 0.0)
+    >>> frontend.init_args
+    {'n_fft': 512, 'hop_length': 128, 'win_length': None, 'log1p': True, 'sample_rate': 16000}
+    """
+
+    def __init__(self, n_fft=512, hop_length=128, win_length=None, log1p=True, sample_rate=16000):
+        super().__init__()
+        self.n_fft = n_fft
+        self.hop_length = hop_length
+        self.win_length = n_fft if win_length is None else win_length
+        self.log1p = log1p
+        self.sample_rate = sample_rate
+
+    @property
+    def min_samples(self):
+        """Shortest waveform the reflect padding accepts (``n_fft // 2 + 1`` samples)."""
+        return self.n_fft // 2 + 1
+
+    def forward(self, wav, lengths=None):
+        """Computes the (compressed) magnitude spectrogram.
+
+        Arguments
+        ---------
+        wav : torch.Tensor
+            Waveforms ``[batch, samples]``.
+        lengths : torch.Tensor, optional
+            Relative lengths ``[batch]``; when given, each utterance is transformed alone (exact
+            per-utterance frames, zeros beyond its end).
+
+        Returns
+        -------
+        torch.Tensor
+            Magnitudes ``[batch, frames, n_fft // 2 + 1]`` with ``frames = 1 + samples // hop``.
+        """
+        return stft_magnitude(
+            wav,
+            n_fft=self.n_fft,
+            hop_length=self.hop_length,
+            win_length=self.win_length,
+            lengths=lengths,
+            log1p=self.log1p,
+            sample_rate=self.sample_rate,
+        )
+
+    def num_frames(self, num_samples):
+        """Frames of ``num_samples`` samples (see :func:`num_frames`).
+
+        Arguments
+        ---------
+        num_samples : int or torch.Tensor
+            Number(s) of samples.
+
+        Returns
+        -------
+        int or torch.Tensor
+            ``1 + num_samples // hop_length``.
+        """
+        return num_frames(num_samples, self.hop_length, center=True, n_fft=self.n_fft)
+
+    def frame_lengths(self, lengths, num_samples):
+        """Relative frame lengths of a batch (see :func:`frame_lengths`).
+
+        Arguments
+        ---------
+        lengths : torch.Tensor
+            Relative waveform lengths ``[batch]``.
+        num_samples : int
+            Samples of the padded waveform batch.
+
+        Returns
+        -------
+        torch.Tensor
+            Relative frame lengths ``[batch]``.
+        """
+        return frame_lengths(lengths, num_samples, self.hop_length, center=True, n_fft=self.n_fft)
+
+    def resynthesize(self, spec, noisy_wav, lengths=None):
+        """Waveforms from (compressed) magnitudes of this front end and the noisy phase.
+
+        Arguments
+        ---------
+        spec : torch.Tensor
+            ``[batch, frames, n_fft // 2 + 1]`` in this front end's scale (``log1p`` magnitudes when
+            ``log1p``), e.g. an enhanced ``forward(noisy_wav, lengths)``.
+        noisy_wav : torch.Tensor
+            Waveforms ``[batch, samples]`` giving the phase.
+        lengths : torch.Tensor, optional
+            Relative waveform lengths ``[batch]`` (each utterance resynthesised alone; the padding
+            of the output is 0).
+
+        Returns
+        -------
+        torch.Tensor
+            Waveforms ``[batch, samples]``.
+        """
+        magnitude = torch.expm1(spec) if self.log1p else spec
+        return resynthesize(
+            magnitude.clamp(min=0.0), noisy_wav, self.n_fft, self.hop_length, self.win_length,
+            lengths=lengths,
+        )
+
+
+@record_init_args
+class STFTMagnitude(SpectralFrontEnd):
+    """:class:`SpectralFrontEnd` with the historical defaults (hop 256, 512-sample window, linear).
+
+    The VQScore front end (``frontend`` of ``hparams/vqscore.yaml`` and of its hub folders; older
+    folders name it ``speechbrain_sqe.lobes.spectral.STFTMagnitude`` under ``compute_stft``); same
+    computation as :class:`SpectralFrontEnd`.
+
+    Arguments
+    ---------
+    n_fft : int
+        FFT size.
+    hop_length : int
+        Hop in samples (256 for quality estimation, 128 for enhancement).
+    win_length : int
+        Hann window length in samples.
+    log1p : bool
+        Return ``log1p`` of the magnitude.
+    sample_rate : int
+        Sampling rate of the input.
+
+    Example
+    -------
+    >>> compute_stft = STFTMagnitude()
+    >>> wavs = torch.randn(3, 8000)  # [batch, samples]
+    >>> compute_stft(wavs).shape  # [batch, time, channels]
+    torch.Size([3, 32, 257])
+    >>> compute_stft.frame_lengths(torch.tensor([1.0, 0.6, 0.3]), wavs.shape[1])
+    tensor([1.0000, 0.5938, 0.3125])
+    """
+
+    def __init__(self, n_fft=512, hop_length=256, win_length=512, log1p=False, sample_rate=16000):
+        super().__init__(n_fft, hop_length, win_length, log1p, sample_rate)
+
+
+@record_init_args
+class TERAFeatures(nn.Module):
+    """s3prl's TERA log-mel front end with per-utterance CMVN over the valid frames.
+
+    Matches s3prl's ``OnlinePreprocessor`` on each utterance alone; a padded batch is featurized
+    utterance by utterance (see :mod:`speechbrain_sqe.lobes.tera` for what matches and differs).
+    ``forward(wav, lengths)`` returns the features and their relative frame lengths.
+
+    Arguments
+    ---------
+    n_mels : int
+        Number of mel bins.
+    sample_rate : int
+        Sample rate of the input (16 kHz for TERA).
+    win_ms : float
+        Window length in ms.
+    hop_ms : float
+        Hop in ms.
+    n_fft : int
+        FFT size (s3prl: ``(n_freq - 1) * 2 = 400``).
+    target_level : float or None
+        Each utterance is scaled to this RMS level in dB before the STFT (s3prl: -25); None: no
+        scaling.
+    log : bool
+        Take ``log(mel + eps)``.
+    cmvn : bool
+        Per-utterance mean and variance normalization.
+    eps : float
+        s3prl's epsilon (log floor and CMVN denominator).
+
+    Example
+    -------
+    >>> feats = TERAFeatures()
+    >>> wav = torch.randn(2, 16000)  # [batch, samples]
+    >>> x, frame_lengths = feats(wav, torch.tensor([1.0, 0.5]))
+    >>> x.shape, frame_lengths  # [batch, time, channels], [batch]
+    (torch.Size([2, 101, 80]), tensor([1.0000, 0.5050]))
+    >>> feats.init_args["n_fft"], feats.init_args["target_level"]
+    (400, -25.0)
+    """
+
+    def __init__(self, n_mels=80, sample_rate=16000, win_ms=25, hop_ms=10, n_fft=400, target_level=-25.0,
+                 log=True, cmvn=True, eps=1e-10):
+        super().__init__()
+        self.n_mels = n_mels
+        self.sample_rate = sample_rate
+        self.win_length = round(win_ms * sample_rate / 1000)
+        self.hop_length = round(hop_ms * sample_rate / 1000)
+        self.n_fft = n_fft
+        self.target_level = target_level
+        self.log = log
+        self.cmvn = cmvn
+        self.eps = eps
+        from torchaudio.functional import melscale_fbanks
+
+        fbank = melscale_fbanks(n_fft // 2 + 1, 0.0, sample_rate / 2, n_mels, sample_rate, None, "htk")
+        self.register_buffer("window", torch.hann_window(self.win_length), persistent=False)
+        self.register_buffer("fbank", fbank, persistent=False)  # [n_freqs, n_mels]
+
+    def num_frames(self, num_samples):
+        """Frames of an utterance of ``num_samples`` samples (``center=True``): ``1 + n // hop``."""
+        return 1 + num_samples // self.hop_length
+
+    def _one(self, wav):
+        wav = wav.float()
+        if self.target_level is not None:
+            rms = wav.pow(2).mean().sqrt()
+            wav = wav * (10 ** (self.target_level / 20)) / (rms + 1e-10)
+        spec = torch.stft(wav, self.n_fft, self.hop_length, self.win_length, window=self.window, center=True,
+                          pad_mode="reflect", normalized=False, onesided=True, return_complex=True)
+        power = spec.abs().pow(2).transpose(0, 1)  # [T, n_freqs]
+        mel = power @ self.fbank
+        if self.log:
+            mel = (mel + self.eps).log()
+        if self.cmvn:
+            mel = (mel - mel.mean(0, keepdim=True)) / (mel.std(0, keepdim=True) + self.eps)
+        return mel
+
+    def forward(self, wav, lengths=None):
+        """Log-mel features.
+
+        Arguments
+        ---------
+        wav : torch.Tensor
+            ``[batch, samples]``.
+        lengths : torch.Tensor, optional
+            Relative lengths ``[batch]``.
+
+        Returns
+        -------
+        feats : torch.Tensor
+            ``[batch, frames, n_mels]``, 0 on padded frames.
+        frame_lengths : torch.Tensor
+            Relative lengths in frames ``[batch]`` (exact: ``round(rel * frames)`` is the count).
+        """
+        batch, max_samples = wav.shape
+        if lengths is None:
+            n_samples = [max_samples] * batch
+        else:
+            n_samples = torch.round(lengths.float() * max_samples).long().clamp(1, max_samples).tolist()
+        max_frames = self.num_frames(max_samples)
+        out = wav.new_zeros(batch, max_frames, self.n_mels, dtype=torch.float32)
+        counts = []
+        for b, n in enumerate(n_samples):
+            mel = self._one(wav[b, :n])
+            out[b, : mel.shape[0]] = mel
+            counts.append(mel.shape[0])
+        frame_lengths = torch.tensor(counts, dtype=torch.float32, device=wav.device) / max_frames
+        return out, frame_lengths

@@ -1,0 +1,110 @@
+"""Tests of speechbrain_sqe.lobes.frontend (one front end for training, evaluation and inference)."""
+
+import pytest
+import torch
+
+from speechbrain_sqe.lobes import spectral, tera
+from speechbrain_sqe.lobes.frontend import (
+    SpectralFrontEnd,
+    STFTMagnitude,
+    TERAFeatures,
+    frame_lengths,
+    resynthesize,
+    stft_magnitude,
+)
+from speechbrain_sqe.lobes.vqvae_se import (
+    VQVAEEnhancementModel,
+    enhance_waveforms,
+    mix_with_input,
+)
+
+
+def _wavs(batch=3, samples=8000, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return 0.1 * torch.randn(batch, samples, generator=g)
+
+
+def test_old_names_are_the_same_objects():
+    assert spectral.STFTMagnitude is STFTMagnitude and issubclass(STFTMagnitude, SpectralFrontEnd)
+    assert spectral.stft_magnitude is stft_magnitude and spectral.frame_lengths is frame_lengths
+    assert tera.TERAFeatures is TERAFeatures
+
+
+@pytest.mark.parametrize("hop, log1p", [(256, False), (128, True)])
+def test_forward_and_frame_lengths_match_the_functions(hop, log1p):
+    wavs, lengths = _wavs(), torch.tensor([1.0, 0.7, 0.4])
+    frontend = SpectralFrontEnd(n_fft=512, hop_length=hop, log1p=log1p)
+    old = STFTMagnitude(hop_length=hop, log1p=log1p)
+    spec = frontend(wavs, lengths)
+    assert spec.shape == (3, 1 + 8000 // hop, 257)
+    assert torch.equal(spec, stft_magnitude(wavs, 512, hop, 512, lengths=lengths, log1p=log1p))
+    assert torch.equal(spec, old(wavs, lengths))
+    assert torch.equal(frontend.frame_lengths(lengths, 8000), frame_lengths(lengths, 8000, hop))
+    assert frontend.num_frames(8000) == spec.shape[1]
+
+
+@pytest.mark.parametrize("log1p", [True, False])
+def test_round_trip_reconstructs_the_waveform(log1p):
+    wavs, lengths = _wavs(), torch.tensor([1.0, 0.7, 0.4])
+    frontend = SpectralFrontEnd(n_fft=512, hop_length=128, log1p=log1p)
+    out = frontend.resynthesize(frontend(wavs), wavs)
+    assert out.shape == wavs.shape and float((out - wavs).abs().max()) < 1e-4
+    padded = frontend.resynthesize(frontend(wavs, lengths), wavs, lengths)
+    for i, n in enumerate([8000, 5600, 3200]):
+        alone = frontend.resynthesize(frontend(wavs[i : i + 1, :n]), wavs[i : i + 1, :n])
+        torch.testing.assert_close(padded[i : i + 1, :n], alone, atol=1e-6, rtol=0)
+        assert float((padded[i, :n] - wavs[i, :n]).abs().max()) < 1e-4
+        assert float(padded[i, n:].abs().sum()) == 0.0
+
+
+def test_resynthesize_undoes_compression_and_clamps():
+    wavs = _wavs(2)
+    frontend = SpectralFrontEnd(hop_length=128, log1p=True)
+    spec = frontend(wavs) - 0.5  # some negative values, as a model could output
+    expected = resynthesize(torch.expm1(spec).clamp(min=0.0), wavs, 512, 128)
+    assert torch.equal(frontend.resynthesize(spec, wavs), expected)
+
+
+def test_window_length_follows_n_fft():
+    frontend = SpectralFrontEnd(n_fft=256, hop_length=64)
+    assert frontend.win_length == 256 and frontend(_wavs(1)).shape == (1, 126, 129)
+    out = frontend.resynthesize(frontend(_wavs(1)), _wavs(1))
+    assert float((out - _wavs(1)).abs().max()) < 1e-4
+
+
+def _trained_enhancer():
+    torch.manual_seed(0)
+    model = VQVAEEnhancementModel(channels=(32, 16), codebook_dim=16, codebook_size=8, heads=4)
+    model(stft_magnitude(_wavs(2, 8000, seed=1), hop_length=128, log1p=True))  # k-means init
+    return model.eval()
+
+
+def test_enhance_waveforms_runs_the_front_end_it_is_given():
+    model, wavs, lengths = _trained_enhancer(), _wavs(), torch.tensor([1.0, 0.7, 0.4])
+    frontend = SpectralFrontEnd(n_fft=512, hop_length=128, log1p=True)
+    with torch.no_grad():
+        out = enhance_waveforms(model, frontend, wavs, lengths, mix=0.2)
+        # The former hard-coded chain, spelled out.
+        spec = stft_magnitude(wavs, 512, 128, 512, lengths=lengths, log1p=True)
+        flens = frame_lengths(lengths, 8000, 128)
+        mag = torch.expm1(model.enhance_spec(spec, flens)).clamp(min=0.0)
+        ref = mix_with_input(resynthesize(mag, wavs, 512, 128, lengths=lengths), wavs, 0.2)
+        assert torch.equal(out, ref)
+        assert torch.equal(enhance_waveforms(model, STFTMagnitude(hop_length=128, log1p=True), wavs, lengths, 0.2), out)
+        for i, n in enumerate([8000, 5600, 3200]):
+            alone = enhance_waveforms(model, frontend, wavs[i : i + 1, :n])
+            torch.testing.assert_close(enhance_waveforms(model, frontend, wavs, lengths)[i : i + 1, :n], alone,
+                                       atol=1e-5, rtol=0)
+
+
+def test_vq_enhance_recipe_front_end_is_a_spectral_front_end():
+    from hyperpyyaml import load_hyperpyyaml
+
+    with open("hparams/vq_enhance.yaml") as f:
+        text = f.read()
+    start = text.index("sample_rate:")
+    end = text.index("\n\n", text.index("frontend:"))
+    hparams = load_hyperpyyaml(text[start:end])
+    frontend = hparams["frontend"]
+    assert isinstance(frontend, SpectralFrontEnd) and frontend.log1p
+    assert (frontend.n_fft, frontend.hop_length, frontend.win_length) == (512, 128, 512)
