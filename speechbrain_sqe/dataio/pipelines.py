@@ -141,3 +141,52 @@ def paired_dataset(csv_path, sample_rate=16000):
     dataset.add_dynamic_item(audio_pipeline)
     dataset.set_output_keys(["id", "noisy_sig", "clean_sig"])
     return dataset
+
+
+def unpaired_noisy_dataset(csv_path, sample_rate=16000, crop_seconds=None, gain_range=None,
+                           wav_column="noisy_wav"):
+    """A dataset of noisy speech without a clean reference, yielding ``id`` and ``noisy_sig``.
+
+    For methods that adapt or train on real noisy recordings (the embedded corpus's
+    ``unpaired_noisy`` split, or any manifest of noisy files).
+
+    Arguments
+    ---------
+    csv_path : str
+        SpeechBrain CSV with ``ID``, ``duration`` and ``noisy_wav`` columns.
+    sample_rate : int
+        Rate of the model.
+    crop_seconds : float, optional
+        Random crop length (training); None keeps whole files.
+    gain_range : tuple of float, optional
+        Random gain range (training); None keeps the level.
+    wav_column : str
+        The column holding the noisy files.
+
+    Returns
+    -------
+    speechbrain.dataio.dataset.DynamicItemDataset
+        Items with keys ``id`` and ``noisy_sig`` (``[time]``).
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> from speechbrain_sqe.dataio.audio import save_audio
+    >>> folder = tempfile.mkdtemp()
+    >>> save_audio(os.path.join(folder, "n.wav"), torch.randn(16000) * 0.1)
+    >>> csv = os.path.join(folder, "unpaired.csv")
+    >>> _ = open(csv, "w").write(f"ID,duration,noisy_wav\\nn,1.0,{folder}/n.wav\\n")
+    >>> unpaired_noisy_dataset(csv, crop_seconds=0.25)[0]["noisy_sig"].shape
+    torch.Size([4000])
+    """
+    crop = None if crop_seconds is None else int(crop_seconds * sample_rate)
+    dataset = sb.dataio.dataset.DynamicItemDataset.from_csv(csv_path)
+
+    @sb.utils.data_pipeline.takes(wav_column)
+    @sb.utils.data_pipeline.provides("noisy_sig")
+    def audio_pipeline(path):
+        return random_crop_and_gain(load_audio(path, sample_rate, warn=False), crop, gain_range)
+
+    dataset.add_dynamic_item(audio_pipeline)
+    dataset.set_output_keys(["id", "noisy_sig"])
+    return dataset
