@@ -4,13 +4,11 @@ switch and the teacher in the checkpoint, resume in either step, the ablation re
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 import pytest
 import torch
 import yaml
-from recipe_args import ROOT, recipe_args, tiny_corpus
+from recipe_args import ROOT, assert_ranks_agree, recipe_args, run_ddp, tiny_corpus
 
 import train
 from speechbrain_sqe.dataio.audio import load_audio
@@ -131,14 +129,12 @@ def test_exported_enhancer_matches_the_recipe(runs):
 
 
 def test_ddp_two_processes_on_cpu(runs, tmp_path):
+    """Two gloo ranks run both steps on a free port, end with the same weights, and export."""
     data, _, _ = runs
     out = tmp_path / "ddp"
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29519",
-               os.path.join(ROOT, "train.py"), *_args(data, out, 2, "--test_mix_ratios=[]", step1_epochs=1),
-               "--distributed_backend=gloo"]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600, cwd=ROOT,
-                            check=False)
+    result, ranks = run_ddp(_args(data, out, 2, "--test_mix_ratios=[]", step1_epochs=1), out)
     assert result.returncode == 0, result.stderr[-12000:]
+    assert_ranks_agree(ranks)
+    assert ranks[0]["epoch"] == 2
     assert (out / "hub" / "vqvae.ckpt").exists()
     assert "step: 2" in (out / "train_log.txt").read_text()
