@@ -8,6 +8,7 @@ import shutil
 import pytest
 import torch
 import yaml
+from brain_probe import assert_restored, probe
 from recipe_args import ROOT, assert_ranks_agree, recipe_args, run_ddp, tiny_corpus
 
 import train
@@ -21,6 +22,14 @@ TINY_MODEL = (
     "--test_metrics=[pesq_wb,stoi] --metric_jobs=1 --test_mix_ratios=[0.3] "
     "--score_with_vqscore=False"
 )
+
+
+#: What the enhancer's resume must restore besides the student and its optimizer: the training
+#: phase (step 1 or 2) and the frozen teacher.
+EXTRAS = {
+    "phase": lambda brain: brain.hparams.phase.current,
+    "teacher": lambda brain: brain.hparams.teacher.state_dict(),
+}
 
 
 def _args(data, out, epochs, extra="", step1_epochs=2):
@@ -40,18 +49,24 @@ def _state(path):
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """Step 1 only (2 epochs), then the same folder resumed to 3 epochs (the switch to step 2)."""
+    """Step 1 only (2 epochs), then the same folder resumed to 3 epochs (the switch to step 2).
+
+    Also records the training states: at the end of each fit, and what the resumed run restored.
+    """
     root = tmp_path_factory.mktemp("vq_enhance")
     data, out = root / "data", root / "out"
-    train.main(_args(data, out, 2))
+    with probe(EXTRAS) as first:
+        train.main(_args(data, out, 2))
     step1_only = root / "step1_only"
     shutil.copytree(out, step1_only)
-    train.main(_args(data, out, 3))
-    return data, step1_only, out
+    with probe(EXTRAS) as second:
+        train.main(_args(data, out, 3))
+    states = {"epoch2": first["fitted"], "restored_at_2": second["restored"], "epoch3": second["fitted"]}
+    return data, step1_only, out, states
 
 
 def test_step1_only_run_reports_and_exports(runs):
-    _, step1_only, _ = runs
+    _, step1_only, _, _ = runs
     summary = json.loads((step1_only / "report" / "summary.json").read_text())
     assert summary["systems"] == ["noisy", "step1", "step1 mix 0.3"]
     assert [line.split(",")[1].strip() for line in _log_lines(step1_only)] == ["step: 1", "step: 1"]
@@ -59,7 +74,7 @@ def test_step1_only_run_reports_and_exports(runs):
 
 
 def test_switch_to_step2_after_resume(runs):
-    _, _, out = runs
+    _, _, out, _ = runs
     steps = [line.split(",")[1].strip() for line in _log_lines(out)]
     assert steps == ["step: 1", "step: 1", "step: 2"]  # epochs 1-2 were not trained again
     summary = json.loads((out / "report" / "summary.json").read_text())
@@ -73,7 +88,7 @@ def test_switch_to_step2_after_resume(runs):
 
 
 def test_phase_and_teacher_are_checkpointed(runs):
-    _, step1_only, out = runs
+    _, step1_only, out, _ = runs
     # The teacher is the best step-1 model; the student kept its (frozen) codebook.
     step1 = [(yaml.safe_load((path / "CKPT.yaml").read_text()), path) for path in (step1_only / "save").iterdir()]
     # The best by validation PESQ, the newest among equals (as the Checkpointer ranks them).
@@ -94,13 +109,28 @@ def test_phase_and_teacher_are_checkpointed(runs):
     assert moved
 
 
+def test_resume_in_step1_restores_the_epoch2_state(runs):
+    """The run resumed at epoch 2 (still step 1) started from the uninterrupted epoch-2 state."""
+    states = runs[3]
+    assert states["restored_at_2"]["epoch"] == 2 and states["restored_at_2"]["phase"] == 1
+    assert_restored(states["epoch2"], states["restored_at_2"])
+
+
 def test_resume_within_step2_keeps_the_teacher(runs, tmp_path):
-    data, _, out = runs
+    """A run resumed in step 2 restores the phase, the teacher, the student and its optimizer."""
+    data, _, out, states = runs
     resumed = tmp_path / "resumed"
     shutil.copytree(out, resumed)
     latest = max((resumed / "save").iterdir(), key=lambda path: path.stat().st_mtime)
     teacher_before = _state(latest / "teacher.ckpt")
-    train.main(_args(data, resumed, 4))
+    with probe(EXTRAS) as record:
+        train.main(_args(data, resumed, 4))
+    restored = record["restored"]
+    assert restored["epoch"] == 3 and restored["phase"] == 2
+    # The step-1 teacher is not the student's initialisation: dropping it would show.
+    assert any(not torch.equal(value, states["epoch2"]["teacher"][key])
+               for key, value in states["epoch3"]["teacher"].items())
+    assert_restored(states["epoch3"], restored)
     steps = [line.split(",")[1].strip() for line in _log_lines(resumed)]
     assert steps == ["step: 1", "step: 1", "step: 2", "step: 2"]
     latest = max((resumed / "save").iterdir(), key=lambda path: path.stat().st_mtime)
@@ -117,7 +147,7 @@ def test_step1_training_loss_goes_down(tmp_path):
 
 
 def test_exported_enhancer_matches_the_recipe(runs):
-    data, _, out = runs
+    data, _, out, _ = runs
     enhancer = VQEnhancer.from_hparams(source=str(out / "hub"))
     enhanced_dir = out / "enhanced" / "step1+2"
     name = min(os.listdir(enhanced_dir))
@@ -130,7 +160,7 @@ def test_exported_enhancer_matches_the_recipe(runs):
 
 def test_ddp_two_processes_on_cpu(runs, tmp_path):
     """Two gloo ranks run both steps on a free port, end with the same weights, and export."""
-    data, _, _ = runs
+    data, _, _, _ = runs
     out = tmp_path / "ddp"
     result, ranks = run_ddp(_args(data, out, 2, "--test_mix_ratios=[]", step1_epochs=1), out)
     assert result.returncode == 0, result.stderr[-12000:]
