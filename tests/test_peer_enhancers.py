@@ -149,7 +149,6 @@ def test_benchmark_end_to_end(tmp_path):
                                 load_audio(str(out / "embedded" / name / f"{row['ID']}.wav"), RATE, warn=False),
                                 ["pesq_wb"])["pesq_wb"] for row in rows]
         assert by_name[name]["pesq_wb"] == pytest.approx(np.mean(pesq), abs=1e-3), name
-    assert by_name["noisy"]["pesq_wb"] != pytest.approx(by_name["vq"]["pesq_wb"], abs=1e-3)
     for name in systems:
         for row in rows:
             enhanced = load_audio(str(out / "embedded" / name / f"{row['ID']}.wav"), RATE, warn=False)
