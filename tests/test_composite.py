@@ -116,7 +116,7 @@ def test_narrow_band_composite_at_8khz(speech_path):
     top = comp.composite(clean, clean, sample_rate=8000)
     noisy = comp.composite(clean, add_white_noise(clean, 30), sample_rate=8000)
     assert (top["csig"], top["cbak"], top["covl"]) == (5.0, 5.0, 5.0)
-    assert 1.0 <= noisy["covl"] < 5.0 and noisy["cbak"] < top["cbak"]
+    assert noisy["covl"] < top["covl"] and noisy["cbak"] < top["cbak"]
     assert top["pesq"] > 4.4  # raw P.862 score of identical signals
 
 

@@ -99,7 +99,7 @@ def _inputs():
 
 def test_shipped_vqscore_outputs_are_the_recorded_ones(tmp_path):
     """Values recorded with the code before the conv_stack refactor (bit-identical after it)."""
-    from speechbrain_sqe.inference.vqscore import VQScore
+    from speechbrain_sqe.inference.quality import VQScore
 
     scorer = VQScore.from_hparams(source=_shipped("vqscore"), savedir=str(tmp_path))
     wavs, lengths = _inputs()
@@ -118,7 +118,7 @@ def test_shipped_vqscore_outputs_are_the_recorded_ones(tmp_path):
 
 def test_shipped_enhancer_outputs_are_the_recorded_ones(tmp_path):
     """Values recorded with the code before the conv_stack/front-end refactor (bit-identical)."""
-    from speechbrain_sqe.inference.vq_enhancer import VQEnhancer
+    from speechbrain_sqe.inference.enhancement import VQEnhancer
 
     enhancer = VQEnhancer.from_hparams(source=_shipped("vq_enhancer"), savedir=str(tmp_path))
     wavs, lengths = _inputs()

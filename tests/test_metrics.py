@@ -5,7 +5,8 @@ import sys
 
 import numpy as np
 import pytest
-from speech import add_white_noise, synthesize
+from scipy.signal import lfilter
+from speech import add_noise, add_white_noise, speech_like, synthesize
 
 from speechbrain_sqe.metrics import correlation as corr
 from speechbrain_sqe.metrics import dnsmos as dnsmos_module
@@ -122,6 +123,81 @@ def test_stoi_too_short_is_an_error(speech):
         intrusive.stoi(speech[:3000], speech[:3000], 16000)
 
 
+# --- pinned values on generated audio (no TTS, no ../shared) ----------------------------------
+# Recorded from the code at commit e6dfa1d; they must not change in a refactor. "forward" is
+# compute_metrics(clean, degraded), "swapped" compute_metrics(degraded, clean): a refactor that swaps
+# the reference and the degraded signal anywhere (or STOI with ESTOI, SI-SDR with SI-SNR...) lands
+# on the other row.
+PINNED_NAMES = ["pesq_wb", "pesq_nb", "stoi", "estoi", "si_sdr", "si_snr", "csig", "cbak", "covl"]
+PINNED = {
+    "white_5db": {
+        "forward": {"pesq_wb": 1.116246, "pesq_nb": 1.459932, "stoi": 0.900299, "estoi": 0.628512, "si_sdr": 4.997959, "si_snr": 4.9983, "csig": 1.0, "cbak": 1.784916, "covl": 1.0},
+        "swapped": {"pesq_wb": 1.046464, "pesq_nb": 1.035146, "stoi": 0.780864, "estoi": 0.300124, "si_sdr": 4.997959, "si_snr": 4.9983, "csig": 1.386958, "cbak": 2.124632, "covl": 1.190181},
+    },
+    "pink_25db": {
+        "forward": {"pesq_wb": 2.276101, "pesq_nb": 2.663581, "stoi": 0.997026, "estoi": 0.978907, "si_sdr": 24.999887, "si_snr": 25.813353, "csig": 1.0, "cbak": 3.178514, "covl": 1.0},
+        "swapped": {"pesq_wb": 1.326204, "pesq_nb": 2.650662, "stoi": 0.991239, "estoi": 0.78186, "si_sdr": 24.999887, "si_snr": 25.813353, "csig": 2.384041, "cbak": 2.987931, "covl": 1.864576},
+    },
+    "lowpass": {
+        "forward": {"pesq_wb": 4.637543, "pesq_nb": 4.547843, "stoi": 0.999967, "estoi": 0.9999, "si_sdr": 10.442219, "si_snr": 10.442219, "csig": 4.626699, "cbak": 4.143786, "covl": 4.69889},
+        "swapped": {"pesq_wb": 4.625965, "pesq_nb": 4.547843, "stoi": 0.999967, "estoi": 0.9999, "si_sdr": 10.442219, "si_snr": 10.442219, "csig": 5.0, "cbak": 4.118266, "covl": 5.0},
+    },
+}
+PINNED_TOLERANCE = 1e-4
+
+
+def _degraded(condition, clean):
+    if condition == "white_5db":
+        return add_noise(clean, 5, "white", seed=1)
+    if condition == "pink_25db":
+        return add_noise(clean, 25, "pink", seed=1)
+    return lfilter([0.5, 0.5], [1.0], clean)  # "lowpass": a gentle two-tap low-pass, no noise
+
+
+@pytest.fixture(scope="module")
+def generated_pairs():
+    clean = speech_like(3.0, seed=0)
+    # The generator itself is pinned: every value below depends on it.
+    assert float(np.abs(clean).sum()) == pytest.approx(1191.8542371343956, rel=1e-9)
+    return {condition: (clean, _degraded(condition, clean)) for condition in PINNED}
+
+
+@pytest.mark.parametrize("condition", list(PINNED))
+def test_pinned_metric_values(generated_pairs, condition):
+    """compute_metrics and try_compute_metrics give the recorded values in both argument orders."""
+    clean, degraded = generated_pairs[condition]
+    forward = registry.compute_metrics(clean, degraded, PINNED_NAMES)
+    swapped = registry.compute_metrics(degraded, clean, PINNED_NAMES)
+    assert forward == pytest.approx(PINNED[condition]["forward"], abs=PINNED_TOLERANCE)
+    assert swapped == pytest.approx(PINNED[condition]["swapped"], abs=PINNED_TOLERANCE)
+    tried, errors = registry.try_compute_metrics(clean, degraded, PINNED_NAMES)
+    assert not errors and tried == pytest.approx(forward, abs=1e-9)
+    # The torch path (1-D tensors, float32) and the per-metric functions agree with the registry.
+    single = {
+        "pesq_wb": intrusive.pesq(clean, degraded, 16000, "wb"),
+        "pesq_nb": intrusive.pesq(clean, degraded, 16000, "nb"),
+        "stoi": intrusive.stoi(clean, degraded, 16000),
+        "estoi": intrusive.stoi(clean, degraded, 16000, extended=True),
+        "si_sdr": intrusive.si_sdr(clean, degraded),
+        "si_snr": intrusive.si_snr(clean, degraded),
+    }
+    assert single == pytest.approx({name: forward[name] for name in single}, abs=PINNED_TOLERANCE)
+
+
+def test_pinned_conditions_separate_the_easily_confused_metrics():
+    """The recorded conditions would expose a swap: each confusable pair differs by a clear margin."""
+    pink, white, lowpass = PINNED["pink_25db"], PINNED["white_5db"], PINNED["lowpass"]
+    assert pink["forward"]["pesq_wb"] - pink["swapped"]["pesq_wb"] > 0.9  # reference <-> degraded
+    assert white["forward"]["pesq_nb"] - white["swapped"]["pesq_nb"] > 0.4
+    assert white["forward"]["stoi"] - white["forward"]["estoi"] > 0.25  # STOI <-> ESTOI
+    assert white["forward"]["estoi"] - white["swapped"]["estoi"] > 0.3
+    assert pink["forward"]["si_snr"] - pink["forward"]["si_sdr"] > 0.8  # the pink noise has a mean
+    assert pink["forward"]["pesq_nb"] - pink["forward"]["pesq_wb"] > 0.3  # wide <-> narrow band
+    assert pink["swapped"]["csig"] - pink["forward"]["csig"] > 1.0  # composite inputs swapped
+    assert lowpass["swapped"]["covl"] - lowpass["forward"]["covl"] > 0.3
+    assert lowpass["forward"]["cbak"] - lowpass["forward"]["csig"] < -0.4  # CSIG <-> CBAK
+
+
 # --- registry -------------------------------------------------------------------------------
 
 def test_registry_names_and_intrusiveness():
@@ -178,9 +254,12 @@ def test_dnsmos_scores_when_available(speech):
         pytest.skip(why)
     scores = registry.compute_nonintrusive_metrics(speech)
     assert set(scores) == set(registry.NONINTRUSIVE_METRICS)
-    for name, value in scores.items():  # each within its registered range (DNSMOS: 1 to 5)
-        low, high = registry.METRICS[name].range
-        assert low <= value <= high, scores
+    # Heavy white noise lowers the background and overall ratings clearly (and the outputs are
+    # not swapped: the background rating falls the most).
+    noisy = registry.compute_nonintrusive_metrics(add_white_noise(speech, 0))
+    assert scores["dnsmos_bak"] - noisy["dnsmos_bak"] > 1.0, (scores, noisy)
+    assert scores["dnsmos_ovrl"] - noisy["dnsmos_ovrl"] > 0.5, (scores, noisy)
+    assert scores["dnsmos_bak"] - noisy["dnsmos_bak"] > scores["dnsmos_sig"] - noisy["dnsmos_sig"]
 
 
 def test_dnsmos_single_thread_sessions_give_the_same_scores(speech, monkeypatch):

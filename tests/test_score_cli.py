@@ -12,7 +12,7 @@ import torch
 from hub_folders import build_vqscore_hub
 
 from speechbrain_sqe import cli
-from speechbrain_sqe.inference.quality import DEFAULT_MODEL
+from speechbrain_sqe.inference.quality import DEFAULT_MODEL, VQScore
 from speechbrain_sqe.lobes.spectral import stft_magnitude
 from speechbrain_sqe.lobes.vqvae import VQVAEQualityModel
 
@@ -52,7 +52,11 @@ def test_scores_folders_into_csv(model_folder, audio_folder, tmp_path, capsys):
     with open(out, newline="", encoding="utf-8") as stream:
         rows = list(csv.DictReader(stream))
     assert [os.path.basename(r["path"]) for r in rows] == ["a.wav", "c_stereo_48k.wav", "b.flac"]
-    assert all(-1 <= float(r["vqscore"]) <= 1 for r in rows)
+    # Each row holds its own file's score (as the Python interface computes it), not another's.
+    scorer = VQScore.from_hparams(source=model_folder)
+    for row in rows:
+        assert float(row["vqscore"]) == pytest.approx(scorer.score_file(row["path"]), abs=1e-5), row
+    assert len({round(float(r["vqscore"]), 4) for r in rows}) == 3
     assert abs(float(rows[1]["duration"]) - 1.0) < 0.01  # 48 kHz stereo read as 16 kHz mono
     assert "scored 3 files" in capsys.readouterr().out
 

@@ -6,6 +6,7 @@ import subprocess
 
 import pytest
 import torch
+from brain_probe import assert_restored, probe
 from recipe_args import ROOT, recipe_args, tiny_corpus
 
 import train
@@ -19,21 +20,34 @@ TINY_MODEL = (
 )
 
 
+#: What TERA's resume must restore besides the model and optimizer (whose state holds the current
+#: lr): the warm-up schedule's position (its total is refitted to the new run on purpose; its
+#: ``current_lr`` attribute is not used to step and SpeechBrain does not save it) and the loss curve.
+EXTRAS = {
+    "lr_scheduler": lambda brain: {"current_step": brain.lr_scheduler.current_step, "lr0": brain.lr_scheduler.lr0},
+    "loss_history": lambda brain: vars(brain.loss_history),
+}
+
+
 def _args(data, out, epochs, extra=""):
     return recipe_args(RECIPE, data, out, epochs, TINY_CORPUS, TINY_MODEL, extra)
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """One tiny pretraining run of two epochs, shared by the tests of this module."""
+    """One tiny pretraining run of two epochs, shared by the tests of this module.
+
+    Also records the training state when its fit ended (epoch 2), for the resume test.
+    """
     root = tmp_path_factory.mktemp("tera")
     data, out = root / "data", root / "out"
-    brain = train.main(_args(data, out, 2))
-    return data, out, brain
+    with probe(EXTRAS) as record:
+        brain = train.main(_args(data, out, 2))
+    return data, out, brain, record["fitted"]
 
 
 def test_loss_goes_down_and_curve_is_written(trained):
-    _, out, _ = trained
+    _, out, _, _ = trained
     with open(out / "loss_curve.csv", newline="", encoding="utf-8") as stream:
         rows = list(csv.DictReader(stream))
     assert [row["epoch"] for row in rows] == ["1", "2"]
@@ -45,7 +59,7 @@ def test_loss_goes_down_and_curve_is_written(trained):
 
 
 def test_hub_folder_loads_and_matches_the_trained_model(trained):
-    data, out, brain = trained
+    data, out, brain, _ = trained
     tera = TERA.from_hparams(source=str(out / "hub"))
     assert tera.layer_count == 3
     wav_path = next((data / "train_clean").rglob("*.wav"))
@@ -63,11 +77,15 @@ def test_hub_folder_loads_and_matches_the_trained_model(trained):
 
 
 def test_resume_continues_from_the_last_checkpoint(trained, tmp_path):
-    data, out, _ = trained
+    data, out, _, epoch2_state = trained
     resumed = tmp_path / "resumed"
     # Same run folder copied, then asked for one more epoch (with noisy inputs, to run that path).
     subprocess.run(["cp", "-r", str(out), str(resumed)], check=True)
-    train.main(_args(data, resumed, 3, "--noise_prob=0.5"))
+    with probe(EXTRAS) as record:
+        train.main(_args(data, resumed, 3, "--noise_prob=0.5"))
+    # What the resumed run recovered (model, optimizer, lr schedule, epoch) is the epoch-2 state.
+    assert record["restored"]["epoch"] == 2 and epoch2_state["lr_scheduler"]["current_step"] > 0
+    assert_restored(epoch2_state, record["restored"])
     epochs = [line.split(",")[0] for line in (resumed / "train_log.txt").read_text().splitlines()
               if line.startswith("epoch:")]
     assert epochs == ["epoch: 1", "epoch: 2", "epoch: 3"]

@@ -43,7 +43,11 @@ def test_from_hparams_scores_files_and_batches(hub_folder, tmp_path):
         paths.append(str(tmp_path / f"u{index}.wav"))
         soundfile.write(paths[-1], _speechlike(seconds, index + 10), 16000)
     single = [scorer.score_file(p) for p in paths]
-    assert all(-1.0 <= s <= 1.0 for s in single)
+    # A file scores as its samples do, and three different files get three different scores.
+    for path, score in zip(paths, single):
+        wav, _ = soundfile.read(path, dtype="float32")
+        assert score == pytest.approx(float(scorer.score_batch(torch.from_numpy(wav).unsqueeze(0))[0]), abs=1e-6)
+    assert len({round(score, 4) for score in single}) == 3, single
     results, failures = score_files(scorer, paths, batch_size=3, num_workers=0, progress=False)
     assert not failures
     # A padded batch scores each file exactly as alone (masked normalization, per-file STFT).
@@ -52,12 +56,25 @@ def test_from_hparams_scores_files_and_batches(hub_folder, tmp_path):
 
 
 def test_score_frames_locates_a_noise_burst(hub_folder, tmp_path):
+    """A 0.2 s noise burst at 1.0-1.2 s: the frame scores dip there, more than anywhere else."""
     scorer = VQScore.from_hparams(source=hub_folder, savedir=str(tmp_path / "save"))
-    wav = torch.from_numpy(_speechlike(2.0, 3))
-    times, frames = scorer.score_frames(wav)
+    clean = _speechlike(2.0, 3)
+    burst = clean.copy()
+    burst[16000:19200] += 0.3 * np.random.default_rng(0).standard_normal(3200).astype(np.float32)
+    times, frames = scorer.score_frames(torch.from_numpy(burst))
+    _, clean_frames = scorer.score_frames(torch.from_numpy(clean))
     assert frames.shape == times.shape == (1 + 32000 // 256,)
     assert abs(float(times[1]) - 0.016) < 1e-6
-    assert abs(float(frames.mean()) - float(scorer.score_batch(wav.unsqueeze(0))[0])) < 1e-5
+    assert abs(float(frames.mean()) - float(scorer.score_batch(torch.from_numpy(burst).unsqueeze(0))[0])) < 1e-5
+    inside = (times > 1.02) & (times < 1.18)
+    far = (times < 0.8) | (times > 1.4)
+    drop = clean_frames - frames
+    assert float(frames[inside].mean()) < float(frames[far].mean()) - 0.1
+    assert float(drop[inside].mean()) > float(drop[far].mean()) + 0.08
+    # The lowest-scoring 0.2 s stretch is centred on the burst.
+    window = 12
+    smoothed = np.convolve(frames.numpy(), np.ones(window) / window, mode="valid")
+    assert 0.85 < float(times[int(np.argmin(smoothed)) + window // 2]) < 1.35
 
 
 def test_bad_files_are_reported_not_dropped(hub_folder, tmp_path):

@@ -1,0 +1,269 @@
+"""Pinned behaviour of the three models shipped in the package (VQScore, the VQ enhancer, TERA).
+
+The numbers in ``tests/data/shipped_models.json`` were recorded from the code at commit e6dfa1d
+(``python -c "import test_shipped_models as t; t.record()"`` from ``tests/``, once). They must NOT
+change in a refactor: a refactor moves code, the shipped weights and what they compute stay.
+
+Pinned values use :func:`speech.speech_like` (deterministic, no TTS); the behaviour checks
+(orderings, enhancement) use synthesized speech, closer to the models' training data, and skip
+without flite/espeak-ng.
+"""
+
+import itertools
+import json
+import os
+import types
+
+import numpy as np
+import pytest
+import torch
+from speech import add_noise, speech_like, synthesize
+
+from speechbrain_sqe.dataio.audio import load_audio
+from speechbrain_sqe.metrics import intrusive
+from speechbrain_sqe.metrics.composite import segmental_snr
+
+PINNED_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "shipped_models.json")
+TOLERANCE = 1e-4  # scores and statistics (float32 on CPU)
+SAMPLE_TOLERANCE = 2e-6  # single output samples (about 0.005 in size)
+SNRS = (20, 10, 0, -5)
+KINDS = ("white", "pink")
+ENHANCE_CONDITIONS = [("white", 5), ("white", 0), ("pink", 5), ("pink", 0)]
+PROBE_SAMPLES = (4000, 12345, 20000, 33333, 47000)  # sample indices whose values are pinned
+
+
+def interfaces():
+    """The shipped-model interfaces: the ONE place to update when their modules move."""
+    from speechbrain_sqe.inference.encoders import TERA
+    from speechbrain_sqe.inference.enhancement import VQEnhancer
+    from speechbrain_sqe.inference.quality import VQScore
+
+    return types.SimpleNamespace(VQScore=VQScore, VQEnhancer=VQEnhancer, TERA=TERA)
+
+
+def _tensor(wav):
+    return torch.as_tensor(np.asarray(wav), dtype=torch.float32)
+
+
+def _pinned_signals():
+    """The deterministic clean signal and its noisy versions (the pinned values' inputs)."""
+    clean = speech_like(3.0, seed=0)
+    noisy = {f"{kind}_{snr}": add_noise(clean, snr, kind, seed=1) for kind in KINDS for snr in SNRS}
+    return clean, noisy
+
+
+# ------------------------------------------------------------------ measurements (pinned)
+
+def measure_vqscore(scorer):
+    clean, noisy = _pinned_signals()
+    scores = {"clean": float(scorer.score_batch(_tensor(clean).unsqueeze(0))[0])}
+    scores.update({name: float(scorer.score_batch(_tensor(wav).unsqueeze(0))[0]) for name, wav in noisy.items()})
+    times, frames = scorer.score_frames(_tensor(noisy["white_10"]))
+    return {
+        "scores": scores,
+        "frames": {
+            "count": int(frames.shape[0]),
+            "hop_seconds": float(times[1] - times[0]),
+            "every_16th": [float(value) for value in frames[::16]],
+            "mean": float(frames.mean()),
+            "min": float(frames.min()),
+            "max": float(frames.max()),
+        },
+    }
+
+
+def _output_statistics(wav):
+    wav = wav.double()
+    return {
+        "length": int(wav.shape[-1]),
+        "samples": [float(wav[index]) for index in PROBE_SAMPLES],
+        "rms": float(wav.pow(2).mean().sqrt()),
+        "sum_abs": float(wav.abs().sum()),
+    }
+
+
+def measure_vq_enhancer(enhancer):
+    _, noisy = _pinned_signals()
+    out = {"mix": float(enhancer.hparams.mix)}
+    for name in ("white_0", "pink_10"):
+        wav = _tensor(noisy[name])
+        out[name] = {
+            "default_mix": _output_statistics(enhancer.enhance_batch(wav)),
+            "mix_0": _output_statistics(enhancer.enhance_batch(wav, mix=0.0)),
+        }
+    return out
+
+
+def measure_tera(tera):
+    clean, _ = _pinned_signals()
+    states = tera.hidden_states(_tensor(clean[:32000]).unsqueeze(0))
+    return {
+        "layer_count": int(tera.layer_count),
+        "shapes": [list(state.shape) for state in states],
+        "layers": [
+            {
+                "mean": float(state.double().mean()),
+                "std": float(state.double().std()),
+                "mean_abs": float(state.double().abs().mean()),
+                "values": [float(state[0, frame, unit]) for frame, unit in ((0, 0), (50, 7), (100, 63), (200, 191))],
+            }
+            for state in states
+        ],
+    }
+
+
+def record():
+    """Writes the pinned values (run once, from the code at the recorded commit; never in a refactor)."""
+    api = interfaces()
+    values = {
+        "_note": "Recorded from the code at commit e6dfa1d; must not change in a refactor.",
+        "vqscore": measure_vqscore(api.VQScore.from_hparams(source=api.VQScore.DEFAULT_SOURCE)),
+        "vq_enhancer": measure_vq_enhancer(api.VQEnhancer.from_hparams(source=api.VQEnhancer.DEFAULT_SOURCE)),
+        "tera": measure_tera(api.TERA.from_hparams(source=api.TERA.DEFAULT_SOURCE)),
+    }
+    os.makedirs(os.path.dirname(PINNED_PATH), exist_ok=True)
+    with open(PINNED_PATH, "w", encoding="utf-8") as stream:
+        json.dump(values, stream, indent=1)
+        stream.write("\n")
+
+
+# ------------------------------------------------------------------ fixtures
+
+@pytest.fixture(scope="module")
+def pinned():
+    with open(PINNED_PATH, encoding="utf-8") as stream:
+        return json.load(stream)
+
+
+@pytest.fixture(scope="module")
+def scorer():
+    api = interfaces()
+    return api.VQScore.from_hparams(source=api.VQScore.DEFAULT_SOURCE)
+
+
+@pytest.fixture(scope="module")
+def enhancer():
+    api = interfaces()
+    return api.VQEnhancer.from_hparams(source=api.VQEnhancer.DEFAULT_SOURCE)
+
+
+@pytest.fixture(scope="module")
+def tera():
+    api = interfaces()
+    return api.TERA.from_hparams(source=api.TERA.DEFAULT_SOURCE)
+
+
+@pytest.fixture(scope="module")
+def spoken(tmp_path_factory):
+    """Synthesized speech (flite/espeak-ng), float64 numpy at 16 kHz."""
+    path = synthesize(tmp_path_factory.mktemp("spoken") / "clean.wav")
+    return load_audio(str(path), 16000, warn=False).numpy().astype(np.float64)
+
+
+def test_pinned_signal_is_unchanged():
+    """Every pinned value depends on the generated signal: it must be the recorded one."""
+    clean, noisy = _pinned_signals()
+    assert clean.shape == (48000,)
+    assert float(np.abs(clean).sum()) == pytest.approx(1191.8542371343956, rel=1e-9)
+    assert intrusive.si_sdr(clean, noisy["pink_0"]) == pytest.approx(-0.002016, abs=1e-4)
+
+
+# ------------------------------------------------------------------ VQScore
+
+def test_vqscore_pinned_scores_and_frames(scorer, pinned):
+    """The shipped scorer's scores and frame scores on the generated signals are the recorded ones."""
+    got = measure_vqscore(scorer)
+    expected = pinned["vqscore"]
+    assert got["scores"] == pytest.approx(expected["scores"], abs=TOLERANCE)
+    assert got["frames"]["count"] == expected["frames"]["count"] == 1 + 48000 // 256
+    assert got["frames"]["hop_seconds"] == pytest.approx(0.016, abs=1e-7)
+    for key in ("every_16th", "mean", "min", "max"):
+        assert got["frames"][key] == pytest.approx(expected["frames"][key], abs=TOLERANCE), key
+
+
+def test_vqscore_pinned_scores_fall_with_white_noise(pinned):
+    """On the generated signal, the recorded white-noise scores fall with the SNR below clean."""
+    scores = pinned["vqscore"]["scores"]
+    values = [scores["clean"]] + [scores[f"white_{snr}"] for snr in SNRS]
+    assert all(a > b + 0.004 for a, b in itertools.pairwise(values)), values
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_vqscore_orders_speech_by_snr(scorer, spoken, kind):
+    """Synthesized speech: clean above every noisy version, and 20 > 10 > 0 > -5 dB."""
+    clean = float(scorer.score_batch(_tensor(spoken).unsqueeze(0))[0])
+    noisy = [float(scorer.score_batch(_tensor(add_noise(spoken, snr, kind, seed=1)).unsqueeze(0))[0])
+             for snr in SNRS]
+    assert clean > noisy[0] + 0.005, (clean, noisy)
+    assert all(a > b + 0.01 for a, b in itertools.pairwise(noisy)), noisy
+
+
+def test_vqscore_padded_batch_equals_each_file(scorer):
+    """Three lengths padded into one batch score as each alone (scores and frame scores)."""
+    clean, noisy = _pinned_signals()
+    wavs = [_tensor(clean), _tensor(noisy["white_10"][:32000]), _tensor(noisy["pink_0"][:20800])]
+    batch = torch.zeros(3, 48000)
+    for row, wav in enumerate(wavs):
+        batch[row, : wav.shape[0]] = wav
+    lens = torch.tensor([wav.shape[0] / 48000 for wav in wavs])
+    together = scorer.score_batch(batch, lens)
+    alone = torch.cat([scorer.score_batch(wav.unsqueeze(0)) for wav in wavs])
+    assert torch.allclose(together, alone, atol=1e-5), (together, alone)
+    assert len(set(np.round(alone.numpy(), 3))) == 3  # three different inputs, three scores
+    frames = scorer.score_frames_batch(batch, lens)
+    for row, wav in enumerate(wavs):
+        own = scorer.score_frames(wav)[1]
+        assert torch.allclose(frames[row, : own.shape[0]], own, atol=1e-5)
+
+
+# ------------------------------------------------------------------ VQ enhancer
+
+def test_vq_enhancer_default_mix_and_pinned_outputs(enhancer, pinned):
+    """The shipped enhancer's default mix (0.1) and output statistics are the recorded ones."""
+    assert enhancer.hparams.mix == pytest.approx(0.1)
+    got = measure_vq_enhancer(enhancer)
+    expected = pinned["vq_enhancer"]
+    assert got["mix"] == expected["mix"]
+    for name in ("white_0", "pink_10"):
+        for variant in ("default_mix", "mix_0"):
+            g, e = got[name][variant], expected[name][variant]
+            assert g["length"] == e["length"] == 48000
+            assert g["samples"] == pytest.approx(e["samples"], abs=SAMPLE_TOLERANCE), (name, variant)
+            assert g["rms"] == pytest.approx(e["rms"], rel=TOLERANCE), (name, variant)
+            assert g["sum_abs"] == pytest.approx(e["sum_abs"], rel=TOLERANCE), (name, variant)
+
+
+def test_vq_enhancer_default_mix_blends_the_input(enhancer):
+    """No ``mix`` means the model's: 0.9 x enhanced + 0.1 x input."""
+    _, noisy = _pinned_signals()
+    wav = _tensor(noisy["white_0"])
+    expected = 0.9 * enhancer.enhance_batch(wav, mix=0.0) + 0.1 * wav
+    assert torch.allclose(enhancer.enhance_batch(wav), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind,snr", ENHANCE_CONDITIONS)
+def test_vq_enhancer_improves_noisy_speech(enhancer, spoken, kind, snr):
+    """Synthesized speech in white/pink noise at 5 and 0 dB: SI-SDR and segmental SNR both rise."""
+    noisy = add_noise(spoken, snr, kind, seed=1)
+    enhanced = enhancer.enhance_batch(_tensor(noisy)).double().numpy()
+    assert enhanced.shape == noisy.shape
+    gain_si_sdr = intrusive.si_sdr(spoken, enhanced) - intrusive.si_sdr(spoken, noisy)
+    gain_seg = segmental_snr(spoken, enhanced) - segmental_snr(spoken, noisy)
+    assert gain_si_sdr > 2.0, (kind, snr, gain_si_sdr)
+    assert gain_seg > 1.5, (kind, snr, gain_seg)
+
+
+# ------------------------------------------------------------------ TERA
+
+def test_tera_layers_shapes_and_pinned_states(tera, pinned):
+    """The shipped TERA: 4 hidden states (3 layers + input projection) of [1, 201, 192] for 2 s,
+    with the recorded statistics."""
+    got = measure_tera(tera)
+    expected = pinned["tera"]
+    assert got["layer_count"] == expected["layer_count"] == 4
+    assert got["shapes"] == expected["shapes"] == [[1, 201, 192]] * 4
+    for index, (g, e) in enumerate(zip(got["layers"], expected["layers"])):
+        for key in ("mean", "std", "mean_abs", "values"):
+            assert g[key] == pytest.approx(e[key], abs=TOLERANCE), (index, key)
+    # The layers do transform their input (a refactor that returned one layer four times fails).
+    assert len({round(layer["std"], 3) for layer in got["layers"]}) == 4
