@@ -213,6 +213,13 @@ class RecipeBrain(sb.Brain):
         return {}
 
     # ------------------------------------------------------------------ helpers
+    def features(self, wavs, lens):
+        """The recipe's ``frontend`` of a padded batch (each utterance as alone) and the relative
+        frame lengths: what the model sees in training, validation, test and, through the hub
+        folder, inference."""
+        frontend = self.hparams.frontend
+        return frontend(wavs, lens), frontend.frame_lengths(lens, wavs.shape[1])
+
     def module(self, name):
         """The module ``name`` without its DistributedDataParallel wrapper."""
         return bare(self.modules[name])

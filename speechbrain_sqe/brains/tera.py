@@ -138,8 +138,7 @@ class TERABrain(RecipeBrain):
         """Features of the clean target and of the (maybe noisy) input, altered input, prediction."""
         batch = batch.to(self.device)
         wavs, lens = batch.sig
-        model = self.modules.tera
-        bare = getattr(model, "module", model)
+        bare = self.module("tera")
         with torch.no_grad():
             target, flens = bare.extract_features(wavs, lens)
             inputs = target
@@ -155,7 +154,7 @@ class TERABrain(RecipeBrain):
                 generator = torch.Generator().manual_seed(self.hparams.valid_alteration_seed + self.eval_batch)
                 self.eval_batch += 1
             altered, mask = self.hparams.alteration(inputs, flens, generator=generator)
-        prediction = model(altered, flens)
+        prediction = self.modules.tera(altered, flens)
         return prediction, target, mask
 
     def compute_objectives(self, predictions, batch, stage):

@@ -130,12 +130,7 @@ class VQEnhanceBrain(RecipeBrain):
              "default blend with the input (mix)": hp.export_mix},
         )
 
-    # ------------------------------------------------------------------ features
-    def features(self, wavs, lens):
-        """``log1p`` magnitudes of each utterance as alone, and the relative frame lengths."""
-        frontend = self.hparams.frontend
-        return frontend(wavs, lens), frontend.frame_lengths(lens, wavs.shape[1])
-
+    # ------------------------------------------------------------------ enhancement
     def enhance(self, model, wavs, lens=None, mix=0.0):
         """Enhanced waveforms of a padded batch with ``model`` (eval mode, no gradients)."""
         with torch.no_grad():

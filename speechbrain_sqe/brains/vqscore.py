@@ -56,11 +56,6 @@ class VQScoreBrain(RecipeBrain):
             run_on_main(load_reference_metrics, kwargs=kwargs)
             self.reference_metrics[stage] = load_reference_metrics(**kwargs)
 
-    def features(self, wavs, lens):
-        """Magnitude spectrogram, each utterance exactly as alone, and relative frame lengths."""
-        frontend = self.hparams.frontend
-        return frontend(wavs, lens), frontend.frame_lengths(lens, wavs.shape[1])
-
     def compute_forward(self, batch, stage):
         """Reconstructs clean speech in training; scores noisy and clean speech otherwise."""
         batch = batch.to(self.device)
