@@ -86,11 +86,16 @@ def clean_speech_dataset(csv_path, sample_rate=16000, crop_seconds=None, gain_ra
     >>> data[0]["sig"].shape
     torch.Size([8000])
     """
+    return _single_audio_dataset(csv_path, wav_column, "sig", sample_rate, crop_seconds, gain_range, augment)
+
+
+def _single_audio_dataset(csv_path, column, key, sample_rate, crop_seconds, gain_range, augment=None):
+    """One audio file per item (``column`` -> ``key``): load, random crop, augment, random gain."""
     crop = None if crop_seconds is None else int(crop_seconds * sample_rate)
     dataset = sb.dataio.dataset.DynamicItemDataset.from_csv(csv_path)
 
-    @sb.utils.data_pipeline.takes(wav_column)
-    @sb.utils.data_pipeline.provides("sig")
+    @sb.utils.data_pipeline.takes(column)
+    @sb.utils.data_pipeline.provides(key)
     def audio_pipeline(path):
         wav = random_crop_and_gain(load_audio(path, sample_rate, warn=False), crop)
         if augment is not None:
@@ -98,7 +103,7 @@ def clean_speech_dataset(csv_path, sample_rate=16000, crop_seconds=None, gain_ra
         return random_crop_and_gain(wav, None, gain_range)
 
     dataset.add_dynamic_item(audio_pipeline)
-    dataset.set_output_keys(["id", "sig"])
+    dataset.set_output_keys(["id", key])
     return dataset
 
 
@@ -179,14 +184,4 @@ def unpaired_noisy_dataset(csv_path, sample_rate=16000, crop_seconds=None, gain_
     >>> unpaired_noisy_dataset(csv, crop_seconds=0.25)[0]["noisy_sig"].shape
     torch.Size([4000])
     """
-    crop = None if crop_seconds is None else int(crop_seconds * sample_rate)
-    dataset = sb.dataio.dataset.DynamicItemDataset.from_csv(csv_path)
-
-    @sb.utils.data_pipeline.takes(wav_column)
-    @sb.utils.data_pipeline.provides("noisy_sig")
-    def audio_pipeline(path):
-        return random_crop_and_gain(load_audio(path, sample_rate, warn=False), crop, gain_range)
-
-    dataset.add_dynamic_item(audio_pipeline)
-    dataset.set_output_keys(["id", "noisy_sig"])
-    return dataset
+    return _single_audio_dataset(csv_path, wav_column, "noisy_sig", sample_rate, crop_seconds, gain_range)
