@@ -356,8 +356,8 @@ def _add_enhance_parser(subparsers):
     >>> parser = argparse.ArgumentParser()
     >>> _add_enhance_parser(parser.add_subparsers(dest="command"))
     >>> args = parser.parse_args(["enhance", "noisy", "--out-dir", "enhanced", "--option", "mix=0.2"])
-    >>> args.inputs, args.out_dir, args.option, args.batch_size
-    (['noisy'], 'enhanced', ['mix=0.2'], 8)
+    >>> args.inputs, args.out_dir, args.option, args.batch_size, args.resume
+    (['noisy'], 'enhanced', ['mix=0.2'], 8, False)
     """
     parser = subparsers.add_parser(
         "enhance",
@@ -366,9 +366,11 @@ def _add_enhance_parser(subparsers):
         "--model names another) and writes each as a 16-bit wav at the model's rate in --out-dir: "
         "a file under its own name (DIR/<stem>.wav), files found in a folder (recursively) under "
         "their path relative to that folder. Inputs of any rate or channel count are resampled and "
-        "downmixed. Nothing is written when two inputs would share an output, when --out-dir is "
-        "inside an input folder, or when an output exists (unless --overwrite). Unreadable files "
-        "are reported and skipped; the exit status is 1 when any file failed.",
+        "downmixed. Each output is written under a temporary name and renamed when complete, so an "
+        "interrupted run keeps every finished file and --resume enhances only the rest. Nothing is "
+        "written when two inputs would share an output, when --out-dir is (or is inside) an input "
+        "folder, or when an output exists (unless --resume or --overwrite). Unreadable files are "
+        "reported and skipped; the exit status is 1 when any file failed.",
     )
     parser.add_argument("inputs", nargs="+", help="audio files and/or folders")
     parser.add_argument("--out-dir", required=True, metavar="DIR",
@@ -380,6 +382,9 @@ def _add_enhance_parser(subparsers):
     parser.add_argument("--limit", type=_positive_int, default=None, metavar="N",
                         help="enhance only the first N files")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    parser.add_argument("--resume", action="store_true",
+                        help="skip inputs whose output exists and is a complete, readable file "
+                        "(after an interruption); not with --overwrite")
     _add_model_options(parser, "enhancement", batch_size=8)
     parser.set_defaults(func=_run_enhance)
 
@@ -387,10 +392,13 @@ def _add_enhance_parser(subparsers):
 def _run_enhance(args):
     from speechbrain_sqe.inference.batch_enhancement import (
         OutputPathError,
+        OutputWriteError,
         check_output_paths,
+        complete_output,
         enhance_files,
         enhance_summary,
         output_paths,
+        writable_folder,
     )
 
     files, outputs = output_paths(args.inputs, args.out_dir)
@@ -400,24 +408,42 @@ def _run_enhance(args):
         print(f"sqe enhance: no audio files found in {' '.join(args.inputs)}", file=sys.stderr)
         return 1
     try:
-        check_output_paths(args.inputs, files, outputs, args.out_dir, overwrite=args.overwrite)
+        check_output_paths(args.inputs, files, outputs, args.out_dir, overwrite=args.overwrite,
+                           resume=args.resume)
     except OutputPathError as error:
         print(f"sqe enhance: {error}", file=sys.stderr)
         return 2
+    total = len(files)
+    if args.resume:
+        done = [complete_output(out) for out in outputs]
+        files = [path for path, skip in zip(files, done) if not skip]
+        outputs = [out for out, skip in zip(outputs, done) if not skip]
+        print(f"resuming: {sum(done)} outputs already complete in {args.out_dir}, {len(files)} left")
+        if not files:
+            return 0
     enhancer = _load_model(args, "enhancement")
     try:
         options = enhancer.parse_options(args.option)
     except ValueError as error:
         print(f"sqe enhance: {error}", file=sys.stderr)
         return 2
+    try:
+        writable_folder(args.out_dir)
+    except OutputPathError as error:
+        print(f"sqe enhance: {error}", file=sys.stderr)
+        return 2
     start = time.perf_counter()
-    written, failures = enhance_files(enhancer, files, outputs, batch_size=args.batch_size,
-                                      progress=not args.no_progress, **options)
+    try:
+        written, failures = enhance_files(enhancer, files, outputs, batch_size=args.batch_size,
+                                          progress=not args.no_progress, **options)
+    except OutputWriteError as error:
+        print(f"sqe enhance: {error}", file=sys.stderr)
+        return 2
     print(enhance_summary(written, time.perf_counter() - start, args.out_dir))
     for path, reason in failures:
         print(f"FAILED {path}: {reason}", file=sys.stderr)
     if failures:
-        print(f"{len(failures)} of {len(files)} files could not be enhanced", file=sys.stderr)
+        print(f"{len(failures)} of {total} files could not be enhanced", file=sys.stderr)
     return 1 if failures else 0
 
 
