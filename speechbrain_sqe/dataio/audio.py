@@ -10,6 +10,7 @@ needs FFmpeg), then:
 - warns (``logging``) on digital silence and on clipping.
 """
 
+import io
 import logging
 import os
 
@@ -115,6 +116,38 @@ def _root_cause(error):
     while error.__cause__ is not None:
         error = error.__cause__
     return str(error).strip() or type(error).__name__
+
+
+def wav_bytes(wav, sample_rate=16000):
+    """A mono waveform encoded as a complete 16-bit PCM wav file, in memory.
+
+    Writing these bytes with ordinary file I/O reports a full or read-only disk as the ``OSError``
+    it is (libsndfile reports it as "System error.").
+
+    Arguments
+    ---------
+    wav : torch.Tensor or numpy.ndarray
+        The waveform, shape ``[time]`` (clipped to ``[-1, 1]``).
+    sample_rate : int
+        Its sampling rate.
+
+    Returns
+    -------
+    bytes
+        The file's content.
+
+    Example
+    -------
+    >>> data = wav_bytes(torch.zeros(160), 16000)
+    >>> data[:4], len(data)
+    (b'RIFF', 364)
+    """
+    if isinstance(wav, torch.Tensor):
+        wav = wav.detach().cpu().numpy()
+    buffer = io.BytesIO()
+    soundfile.write(buffer, np.clip(np.asarray(wav, dtype=np.float32), -1, 1), sample_rate,
+                    subtype="PCM_16", format="WAV")
+    return buffer.getvalue()
 
 
 def save_audio(path, wav, sample_rate=16000):

@@ -16,7 +16,7 @@ import tempfile
 import soundfile
 from tqdm import tqdm
 
-from speechbrain_sqe.dataio.audio import save_audio
+from speechbrain_sqe.dataio.audio import wav_bytes
 from speechbrain_sqe.dataio.files import expand_audio_inputs
 from speechbrain_sqe.inference.batching import length_sorted_loader
 
@@ -103,6 +103,7 @@ def complete_output(path):
     Example
     -------
     >>> import tempfile, torch
+    >>> from speechbrain_sqe.dataio.audio import save_audio
     >>> path = os.path.join(tempfile.mkdtemp(), "a.wav")
     >>> save_audio(path, torch.zeros(1600))
     >>> complete_output(path)
@@ -232,8 +233,13 @@ def _write(path, wav, sample_rate):
     """Writes through a temporary file, so an interrupted run leaves no truncated output."""
     folder, name = os.path.split(path)
     partial = os.path.join(folder, f".{name}.partial.wav")
+    data = wav_bytes(wav, sample_rate)  # encoded first: a full disk then raises a real OSError
     try:
-        save_audio(partial, wav, sample_rate)
+        os.makedirs(folder or ".", exist_ok=True)
+        with open(partial, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
         os.replace(partial, path)
     finally:
         if os.path.exists(partial):
@@ -306,6 +312,7 @@ def enhance_files(enhancer, files, out_paths, batch_size=8, progress=True, **opt
     Example
     -------
     >>> import tempfile, torch
+    >>> from speechbrain_sqe.dataio.audio import save_audio
     >>> from speechbrain_sqe.inference.enhancement import VQEnhancer
     >>> from speechbrain_sqe.lobes.vqvae_se import VQVAEEnhancementModel
     >>> model = VQVAEEnhancementModel(channels=(32, 16), codebook_dim=16, codebook_size=8)
