@@ -22,7 +22,7 @@ import torch
 from scipy.stats import pearsonr, spearmanr
 
 from speechbrain_sqe.analysis.quality_report import load_reference_metrics, rows_by_id
-from speechbrain_sqe.dataio.activity import speech_frames
+from speechbrain_sqe.dataio.activity import has_speech, speech_frames
 from speechbrain_sqe.inference.quality import VQScore
 
 
@@ -41,7 +41,8 @@ def evaluate(scorer, manifest, cache):
     paths = sorted({row[key] for row in rows.values() for key in ("noisy_wav", "clean_wav")})
     speech_share = [float(speech_frames(scorer.load_file(row["noisy_wav"]))[0].float().mean())
                     for row in rows.values()]
-    result = {"pairs": len(rows), "speech_frames_noisy": sum(speech_share) / len(speech_share)}
+    result = {"pairs": len(rows), "speech_frames_noisy": sum(speech_share) / len(speech_share),
+              "no_speech_files": [path for path in paths if not has_speech(scorer.load_file(path))]}
     scores = {weighting: _scores(scorer, paths, weighting) for weighting in ("all", "speech")}
     # Both weightings on the same files: those where "speech" finds speech frames in both files.
     common = [uid for uid in rows if all(scores["speech"][rows[uid][k]] == scores["speech"][rows[uid][k]]
@@ -51,9 +52,6 @@ def evaluate(scorer, manifest, cache):
         noisy = [scores_of[rows[uid]["noisy_wav"]] for uid in ids]
         pesq = [reference[uid]["pesq_wb"] for uid in ids]
         above = [scores_of[rows[uid]["clean_wav"]] > scores_of[rows[uid]["noisy_wav"]] for uid in ids]
-        noisy = [scores[rows[uid]["noisy_wav"]] for uid in ids]
-        pesq = [reference[uid]["pesq_wb"] for uid in ids]
-        above = [scores[rows[uid]["clean_wav"]] > scores[rows[uid]["noisy_wav"]] for uid in ids]
         result[weighting] = {
             "scored": len(ids),
             "spearman_pesq": float(spearmanr(noisy, pesq).statistic),
@@ -80,14 +78,15 @@ def main(argv=None):
     with open(os.path.join(args.output, "frame_weighting.json"), "w", encoding="utf-8") as stream:
         json.dump(results, stream, indent=2)
     print("| test set | pairs (both with speech frames) | speech frames (noisy) | Spearman PESQ all / "
-          "speech | Pearson PESQ all / speech | clean > noisy all / speech | Spearman PESQ all, every pair |")
-    print("|---|---|---|---|---|---|---|")
+          "speech | Pearson PESQ all / speech | clean > noisy all / speech | Spearman PESQ all, every pair | "
+          "files read as no speech |")
+    print("|---|---|---|---|---|---|---|---|")
     for name, r in results.items():
         a, s = r["all"], r["speech"]
         print(f"| {name} | {r['pairs']} ({s['scored']}) | {100 * r['speech_frames_noisy']:.1f}% | "
               f"{a['spearman_pesq']:.3f} / {s['spearman_pesq']:.3f} | {a['pearson_pesq']:.3f} / "
               f"{s['pearson_pesq']:.3f} | {100 * a['clean_above_noisy']:.1f}% / {100 * s['clean_above_noisy']:.1f}% | "
-              f"{r['all_files']['spearman_pesq']:.3f} |")
+              f"{r['all_files']['spearman_pesq']:.3f} | {len(r['no_speech_files'])} |")
     return results
 
 

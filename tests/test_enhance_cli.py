@@ -17,6 +17,8 @@ from speechbrain_sqe.inference.enhancement import DEFAULT_MODEL
 from speechbrain_sqe.lobes.spectral import stft_magnitude
 from speechbrain_sqe.lobes.vqvae_se import VQVAEEnhancementModel
 
+pytest_plugins = ["disk_faults"]  # the tiny_disk fixture
+
 #: Good inputs of the folder fixture and the outputs they must give (relative to --out-dir).
 GOOD = {"a.wav": "a.wav", "sub/a.wav": "sub/a.wav", "sub/b.flac": "sub/b.wav",
         "c_stereo_44k.wav": "c_stereo_44k.wav"}
@@ -249,21 +251,6 @@ def test_read_only_output_folder_is_one_line(model_folder, audio_folder, capsys)
     assert enhance(audio_folder, "--out-dir", out, "--no-progress", model=model_folder) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and out in err[0] and "cannot write into the output folder" in err[0]
-
-
-@pytest.fixture
-def tiny_disk(tmp_path):
-    """A 96 kB tmpfs (needs root and mount rights; skipped otherwise)."""
-    import subprocess
-
-    folder = tmp_path / "tiny_disk"
-    folder.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", str(folder)],
-                             capture_output=True, check=False)
-    if mounted.returncode != 0:
-        pytest.skip("cannot mount a small tmpfs here (not root?)")
-    yield folder
-    subprocess.run(["umount", str(folder)], check=False)
 
 
 def test_full_output_folder_stops_with_one_line_and_keeps_complete_files(

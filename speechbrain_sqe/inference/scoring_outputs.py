@@ -2,6 +2,7 @@
 and plots."""
 
 import csv
+import errno
 import io
 import os
 
@@ -99,6 +100,8 @@ class ScoresCSV:
         self.path = path
         self.column = column
         self.rows = {}
+        if os.path.exists(path) and not os.path.isfile(path):  # never rename over a device or folder
+            raise ScoresCSVError(f"{path}: not a regular file; give --csv a file path")
         try:
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
             if resume and os.path.exists(path):
@@ -163,7 +166,7 @@ class ScoresCSV:
                 try:
                     written = os.write(descriptor, data)
                     if written != len(data):
-                        raise OSError(28, "short write (disk full?)")
+                        raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (short write)")
                     os.fsync(descriptor)
                 except OSError:
                     os.ftruncate(descriptor, size)  # never leave part of a line
