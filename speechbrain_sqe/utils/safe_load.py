@@ -464,12 +464,18 @@ def load_state_dict_safely(path, map_location="cpu"):
         raise
     except Exception as error:
         first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        if isinstance(error, pickle.UnpicklingError) and "weights only" in first.lower():
+        text = str(error)
+        if isinstance(error, pickle.UnpicklingError) and "GLOBAL " in text:  # pickled code, not damage
+            first = next(line.strip() for line in text.splitlines() if "GLOBAL " in line)
+            first = first[first.find("GLOBAL "):].split(" was not")[0].split(" whose")[0]
             raise CheckpointError(
                 f"{path}: not loadable with weights_only=True ({first}). The file holds pickled "
                 "objects beyond tensors; only load it if you trust its source."
             ) from error
         size = os.path.getsize(path) if os.path.exists(path) else 0
+        if "WeightsUnpickler error:" in text:  # the unpickler's own reason, not torch's advice
+            first = next(line.strip() for line in text.split("WeightsUnpickler error:")[1].splitlines()
+                         + ["unreadable"] if line.strip())
         first = first.split(". ")[0][:120]
         raise CheckpointError(
             f"{path}: truncated or corrupted checkpoint ({size} bytes; torch.load: {first}); "
