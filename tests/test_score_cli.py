@@ -186,3 +186,15 @@ def test_csv_must_be_a_regular_file(model_folder, audio_folder, tmp_path, capsys
     assert cli.main(["score", str(audio_folder), "--model", model_folder, "--csv", str(fifo)]) == 2
     assert f"{fifo}: not a regular file" in capsys.readouterr().err
     assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+
+
+def test_resume_cuts_a_half_line_before_appending(tmp_path):
+    from speechbrain_sqe.inference.scoring_outputs import ScoresCSV
+
+    out = tmp_path / "scores.csv"
+    out.write_text("path,vqscore,duration,speech\na.wav,0.5,1.0,yes\nb.wav,0.4", encoding="utf-8")
+    table = ScoresCSV(str(out), "vqscore", resume=True)
+    assert table.done == {"a.wav"}
+    table.append([{"path": "b.wav", "vqscore": 0.25, "duration": 2.0, "speech": True}])
+    # On disk before any final rewrite: whole lines only, as a second interruption would leave it.
+    assert out.read_text(encoding="utf-8") == "path,vqscore,duration,speech\na.wav,0.5,1.0,yes\nb.wav,0.25,2.0,yes\n"
