@@ -324,7 +324,13 @@ def _run_score(args):
         print(f"sqe score: {stopped}", file=sys.stderr)
         return 2
     if args.frames:
-        write_frame_outputs(scorer, results, args.frames, plot=args.plot)
+        try:
+            write_frame_outputs(scorer, [r for r in results if r[column] is not None], args.frames,
+                                plot=args.plot)
+        except OSError as error:
+            print(f"sqe score: cannot write the frame scores into {args.frames}: "
+                  f"{error.strerror or error} ({error.filename or args.frames})", file=sys.stderr)
+            return 2
     scored = [r for r in results if r[column] is not None]
     for result in scored[:20] if args.csv else scored:
         print(f"{result[column]:.4f}  {result['path']}")

@@ -198,3 +198,12 @@ def test_resume_cuts_a_half_line_before_appending(tmp_path):
     table.append([{"path": "b.wav", "vqscore": 0.25, "duration": 2.0, "speech": True}])
     # On disk before any final rewrite: whole lines only, as a second interruption would leave it.
     assert out.read_text(encoding="utf-8") == "path,vqscore,duration,speech\na.wav,0.5,1.0,yes\nb.wav,0.25,2.0,yes\n"
+
+
+def test_unwritable_frames_folder_is_one_line(model_folder, audio_folder, capsys):
+    if not os.path.isdir("/sys/fs"):
+        pytest.skip("needs Linux's read-only /sys")
+    status = cli.main(["score", str(audio_folder / "a.wav"), "--model", model_folder, "--frames",
+                       "/sys/fs/sqe_frames", "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and len(err) == 1 and "/sys/fs/sqe_frames" in err[0], err
