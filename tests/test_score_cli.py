@@ -207,3 +207,25 @@ def test_unwritable_frames_folder_is_one_line(model_folder, audio_folder, capsys
                        "/sys/fs/sqe_frames", "--no-progress"])
     err = capsys.readouterr().err.strip().splitlines()
     assert status == 2 and len(err) == 1 and "/sys/fs/sqe_frames" in err[0], err
+
+
+def test_a_file_the_model_cannot_take_fails_alone(model_folder, audio_folder):
+    """A batch that raises is scored file by file; only the file that raises again fails."""
+    from speechbrain_sqe.inference.batch_scoring import score_files
+
+    scorer = VQScore.from_hparams(source=model_folder)
+    files = [str(audio_folder / "a.wav"), str(audio_folder / "sub" / "b.flac"), str(audio_folder / "c_stereo_48k.wav")]
+    expected = {r["path"]: r["vqscore"] for r in score_files(scorer, files, batch_size=3, progress=False)[0]}
+    real = scorer.score_batch
+    refused = round(0.8 * 16000)  # b.flac's length: the model "cannot take" it
+
+    def fails_on_b(wavs, lens=None):
+        if any(round(float(length) * wavs.shape[-1]) == refused for length in (lens if lens is not None else [1.0])):
+            raise RuntimeError("injected fault")
+        return real(wavs, lens)
+
+    scorer.score_batch = fails_on_b
+    results, failures = score_files(scorer, files, batch_size=3, progress=False)
+    assert failures == [(files[1], "cannot score: injected fault")]
+    assert {r["path"]: r["vqscore"] for r in results} == pytest.approx(
+        {p: v for p, v in expected.items() if p != files[1]}, abs=1e-5)
