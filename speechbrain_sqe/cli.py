@@ -227,18 +227,27 @@ def _add_score_parser(subparsers):
     >>> parser = argparse.ArgumentParser()
     >>> _add_score_parser(parser.add_subparsers(dest="command"))
     >>> args = parser.parse_args(["score", "a.wav", "--frames", "f", "--plot"])
-    >>> args.inputs, args.frames, args.plot, args.batch_size
-    (['a.wav'], 'f', True, 16)
+    >>> args.inputs, args.frames, args.plot, args.batch_size, args.resume, args.frame_weighting
+    (['a.wav'], 'f', True, 16, False, 'all')
     """
     parser = subparsers.add_parser(
         "score",
         help="no-reference quality (VQScore by default) of audio files and folders",
         description="Scores audio files with a quality predictor (the shipped VQScore model unless "
-        "--model names another; higher is better). Folders are searched recursively. Unreadable "
-        "files are reported and skipped; the exit status is 1 when any file failed.",
+        "--model names another; higher is better). Folders are searched recursively. The CSV is "
+        "written batch by batch (an interrupted run keeps what was scored; --resume skips it). "
+        "Files without speech (silence, a DC offset, noise alone) get an empty score and "
+        "speech=no. Unreadable files are reported and skipped; the exit status is 1 when any file "
+        "failed.",
     )
     parser.add_argument("inputs", nargs="+", help="audio files and/or folders")
-    parser.add_argument("--csv", default=None, help="write one row per file (path, score, duration)")
+    parser.add_argument("--csv", default=None,
+                        help="write one row per file (path, score, duration, speech), batch by batch")
+    parser.add_argument("--resume", action="store_true",
+                        help="with --csv: keep the rows already in the CSV and score only the other files")
+    parser.add_argument("--frame-weighting", choices=("all", "speech"), default="all",
+                        help="VQScore: average every frame (all, the paper's definition) or only the "
+                        "frames with speech (speech)")
     parser.add_argument("--frames", default=None, metavar="FOLDER",
                         help="write per-frame scores (one CSV per file) into FOLDER")
     parser.add_argument("--plot", action="store_true",
@@ -255,14 +264,19 @@ def _add_score_parser(subparsers):
 
 def _run_score(args):
     from speechbrain_sqe.dataio.files import expand_audio_inputs
-    from speechbrain_sqe.inference.batch_scoring import score_files
+    from speechbrain_sqe.inference.batch_scoring import NO_SPEECH, score_files
     from speechbrain_sqe.inference.scoring_outputs import (
+        ScoresCSV,
+        ScoresCSVError,
         write_frame_outputs,
-        write_scores_csv,
     )
 
     if args.plot and not args.frames:
         print("sqe score: --plot needs --frames FOLDER (the plots are written there)", file=sys.stderr)
+        return 2
+    if args.resume and not args.csv:
+        print("sqe score: --resume needs --csv FILE (the rows already scored are read from it)",
+              file=sys.stderr)
         return 2
     files = expand_audio_inputs(args.inputs)
     if args.limit is not None:
@@ -274,21 +288,60 @@ def _run_score(args):
     if args.frames and not scorer.has_frame_scores:
         print(f"sqe score: {type(scorer).__name__} gives no per-frame scores (--frames)", file=sys.stderr)
         return 2
+    if args.frame_weighting != "all":
+        if not hasattr(scorer, "frame_weighting"):
+            print(f"sqe score: {type(scorer).__name__} has no frame weighting (--frame-weighting)",
+                  file=sys.stderr)
+            return 2
+        scorer.frame_weighting = args.frame_weighting
     column = scorer.METRIC_NAME
-    results, failures = score_files(scorer, files, batch_size=args.batch_size,
-                                    frames=bool(args.frames), num_workers=args.workers,
-                                    progress=not args.no_progress)
+    table, kept = None, []
     if args.csv:
-        write_scores_csv(args.csv, results, column)
+        try:
+            table = ScoresCSV(args.csv, column, resume=args.resume)
+        except ScoresCSVError as error:
+            print(f"sqe score: {error}", file=sys.stderr)
+            return 2
+        kept = [path for path in files if path in table.done]
+        files = [path for path in files if path not in table.done]
+        if kept:
+            print(f"resuming: {len(kept)} files already in {args.csv}, {len(files)} left")
+    results, failures, stopped = [], [], None
+    if files:
+        try:
+            results, failures = score_files(
+                scorer, files, batch_size=args.batch_size, frames=bool(args.frames),
+                num_workers=args.workers, progress=not args.no_progress, detect_speech=True,
+                on_batch=(lambda batch, bad: table.append(batch)) if table else None)
+        except ScoresCSVError as error:
+            stopped = error
+    if table is not None and stopped is None:
+        try:
+            table.finish(kept + files)
+        except ScoresCSVError as error:
+            stopped = error
+    if stopped is not None:
+        print(f"sqe score: {stopped}", file=sys.stderr)
+        return 2
     if args.frames:
-        write_frame_outputs(scorer, results, args.frames, plot=args.plot)
-    for result in results[:20] if args.csv else results:
+        try:
+            write_frame_outputs(scorer, [r for r in results if r[column] is not None], args.frames,
+                                plot=args.plot)
+        except OSError as error:
+            print(f"sqe score: cannot write the frame scores into {args.frames}: "
+                  f"{error.strerror or error} ({error.filename or args.frames})", file=sys.stderr)
+            return 2
+    scored = [r for r in results if r[column] is not None]
+    for result in scored[:20] if args.csv else scored:
         print(f"{result[column]:.4f}  {result['path']}")
-    if args.csv and len(results) > 20:
-        print(f"... {len(results) - 20} more in {args.csv}")
-    if results:
-        mean = sum(r[column] for r in results) / len(results)
-        print(f"scored {len(results)} files, mean {column} {mean:.4f}")
+    if args.csv and len(scored) > 20:
+        print(f"... {len(scored) - 20} more in {args.csv}")
+    if scored:
+        mean = sum(r[column] for r in scored) / len(scored)
+        print(f"scored {len(scored)} files, mean {column} {mean:.4f}")
+    silent = [r["path"] for r in results if r.get("speech") is False]
+    for path in silent:
+        print(f"NO SPEECH {path}: {NO_SPEECH}", file=sys.stderr)
     for path, reason in failures:
         print(f"FAILED {path}: {reason}", file=sys.stderr)
     if failures:
@@ -309,8 +362,8 @@ def _add_enhance_parser(subparsers):
     >>> parser = argparse.ArgumentParser()
     >>> _add_enhance_parser(parser.add_subparsers(dest="command"))
     >>> args = parser.parse_args(["enhance", "noisy", "--out-dir", "enhanced", "--option", "mix=0.2"])
-    >>> args.inputs, args.out_dir, args.option, args.batch_size
-    (['noisy'], 'enhanced', ['mix=0.2'], 8)
+    >>> args.inputs, args.out_dir, args.option, args.batch_size, args.resume
+    (['noisy'], 'enhanced', ['mix=0.2'], 8, False)
     """
     parser = subparsers.add_parser(
         "enhance",
@@ -319,9 +372,11 @@ def _add_enhance_parser(subparsers):
         "--model names another) and writes each as a 16-bit wav at the model's rate in --out-dir: "
         "a file under its own name (DIR/<stem>.wav), files found in a folder (recursively) under "
         "their path relative to that folder. Inputs of any rate or channel count are resampled and "
-        "downmixed. Nothing is written when two inputs would share an output, when --out-dir is "
-        "inside an input folder, or when an output exists (unless --overwrite). Unreadable files "
-        "are reported and skipped; the exit status is 1 when any file failed.",
+        "downmixed. Each output is written under a temporary name and renamed when complete, so an "
+        "interrupted run keeps every finished file and --resume enhances only the rest. Nothing is "
+        "written when two inputs would share an output, when --out-dir is (or is inside) an input "
+        "folder, or when an output exists (unless --resume or --overwrite). Unreadable files are "
+        "reported and skipped; the exit status is 1 when any file failed.",
     )
     parser.add_argument("inputs", nargs="+", help="audio files and/or folders")
     parser.add_argument("--out-dir", required=True, metavar="DIR",
@@ -333,6 +388,9 @@ def _add_enhance_parser(subparsers):
     parser.add_argument("--limit", type=_positive_int, default=None, metavar="N",
                         help="enhance only the first N files")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    parser.add_argument("--resume", action="store_true",
+                        help="skip inputs whose output exists and is a complete, readable file "
+                        "(after an interruption); not with --overwrite")
     _add_model_options(parser, "enhancement", batch_size=8)
     parser.set_defaults(func=_run_enhance)
 
@@ -340,10 +398,13 @@ def _add_enhance_parser(subparsers):
 def _run_enhance(args):
     from speechbrain_sqe.inference.batch_enhancement import (
         OutputPathError,
+        OutputWriteError,
         check_output_paths,
+        complete_output,
         enhance_files,
         enhance_summary,
         output_paths,
+        writable_folder,
     )
 
     files, outputs = output_paths(args.inputs, args.out_dir)
@@ -353,24 +414,42 @@ def _run_enhance(args):
         print(f"sqe enhance: no audio files found in {' '.join(args.inputs)}", file=sys.stderr)
         return 1
     try:
-        check_output_paths(args.inputs, files, outputs, args.out_dir, overwrite=args.overwrite)
+        check_output_paths(args.inputs, files, outputs, args.out_dir, overwrite=args.overwrite,
+                           resume=args.resume)
     except OutputPathError as error:
         print(f"sqe enhance: {error}", file=sys.stderr)
         return 2
+    total = len(files)
+    if args.resume:
+        done = [complete_output(out) for out in outputs]
+        files = [path for path, skip in zip(files, done) if not skip]
+        outputs = [out for out, skip in zip(outputs, done) if not skip]
+        print(f"resuming: {sum(done)} outputs already complete in {args.out_dir}, {len(files)} left")
+        if not files:
+            return 0
     enhancer = _load_model(args, "enhancement")
     try:
         options = enhancer.parse_options(args.option)
     except ValueError as error:
         print(f"sqe enhance: {error}", file=sys.stderr)
         return 2
+    try:
+        writable_folder(args.out_dir)
+    except OutputPathError as error:
+        print(f"sqe enhance: {error}", file=sys.stderr)
+        return 2
     start = time.perf_counter()
-    written, failures = enhance_files(enhancer, files, outputs, batch_size=args.batch_size,
-                                      progress=not args.no_progress, **options)
+    try:
+        written, failures = enhance_files(enhancer, files, outputs, batch_size=args.batch_size,
+                                          progress=not args.no_progress, **options)
+    except OutputWriteError as error:
+        print(f"sqe enhance: {error}", file=sys.stderr)
+        return 2
     print(enhance_summary(written, time.perf_counter() - start, args.out_dir))
     for path, reason in failures:
         print(f"FAILED {path}: {reason}", file=sys.stderr)
     if failures:
-        print(f"{len(failures)} of {len(files)} files could not be enhanced", file=sys.stderr)
+        print(f"{len(failures)} of {total} files could not be enhanced", file=sys.stderr)
     return 1 if failures else 0
 
 

@@ -17,6 +17,8 @@ from speechbrain_sqe.inference.enhancement import DEFAULT_MODEL
 from speechbrain_sqe.lobes.spectral import stft_magnitude
 from speechbrain_sqe.lobes.vqvae_se import VQVAEEnhancementModel
 
+pytest_plugins = ["disk_faults"]  # the tiny_disk fixture
+
 #: Good inputs of the folder fixture and the outputs they must give (relative to --out-dir).
 GOOD = {"a.wav": "a.wav", "sub/a.wav": "sub/a.wav", "sub/b.flac": "sub/b.wav",
         "c_stereo_44k.wav": "c_stereo_44k.wav"}
@@ -205,3 +207,64 @@ def test_a_file_the_model_cannot_take_does_not_fail_its_batch(speech, tmp_path):
     assert failures == [(str(files[1]), failures[0][1])] and "cannot enhance" in failures[0][1]
     alone = enhancer.enhance_file(str(files[0])).numpy()
     assert np.abs(read(outputs[0]) - alone).max() <= LSB
+
+
+def test_out_dir_inside_an_input_folder_is_refused(model_folder, audio_folder, capsys):
+    """`sqe enhance noisy/ --out-dir noisy/enh` would make the next run on noisy/ enhance its outputs."""
+    assert enhance(audio_folder, "--out-dir", audio_folder / "enh", "--no-progress", model=model_folder) == 2
+    err = capsys.readouterr().err
+    assert "inside the input folder" in err and str(audio_folder / "enh") in err
+    assert not (audio_folder / "enh").exists()
+
+
+def test_resume_skips_complete_outputs_and_redoes_cut_ones(model_folder, audio_folder, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert enhance(audio_folder, "--out-dir", out, "--no-progress", model=model_folder) == 0
+    reference = {name: read(out / name) for name in GOOD.values()}
+    # An interrupted run: one output cut short (as by a crash while the system wrote it), one missing.
+    cut, gone = out / "sub" / "a.wav", out / "c_stereo_44k.wav"
+    with open(cut, "r+b") as stream:
+        stream.truncate(cut.stat().st_size // 2)
+    gone.unlink()
+    kept = out / "a.wav"
+    before = kept.stat().st_mtime_ns
+    capsys.readouterr()
+    assert enhance(audio_folder, "--out-dir", out, "--no-progress", "--resume", model=model_folder) == 0
+    printed = capsys.readouterr().out
+    assert "2 outputs already complete" in printed and "enhanced 2 files" in printed
+    assert kept.stat().st_mtime_ns == before  # a complete output is not written again
+    for name, wav in reference.items():
+        np.testing.assert_array_equal(read(out / name), wav)
+    assert not [p for p in out.rglob(".*")]  # no temporary files left
+
+
+def test_resume_and_overwrite_exclude_each_other(model_folder, audio_folder, tmp_path, capsys):
+    assert enhance(audio_folder, "--out-dir", tmp_path / "out", "--resume", "--overwrite",
+                   model=model_folder) == 2
+    assert "exclude each other" in capsys.readouterr().err
+
+
+def test_read_only_output_folder_is_one_line(model_folder, audio_folder, capsys):
+    if not os.path.isdir("/sys/fs"):
+        pytest.skip("needs Linux's read-only /sys")
+    out = "/sys/fs/sqe_enhanced"
+    assert enhance(audio_folder, "--out-dir", out, "--no-progress", model=model_folder) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and out in err[0] and "cannot write into the output folder" in err[0]
+
+
+def test_full_output_folder_stops_with_one_line_and_keeps_complete_files(
+        model_folder, audio_folder, tiny_disk, capsys):
+    out = tiny_disk / "out"
+    status = enhance(audio_folder, "--out-dir", out, "--no-progress", "--batch-size", "1",
+                     model=model_folder)
+    err = capsys.readouterr().err
+    assert status == 2, err
+    message = [line for line in err.splitlines() if line.startswith("sqe enhance:")]
+    assert len(message) == 1 and "No space left on device" in message[0] and str(out) in message[0]
+    assert "Traceback" not in err
+    written = [p for p in out.rglob("*.wav")]
+    assert written, "files before the disk filled up are kept"
+    for path in written:  # every output under a final name is complete
+        assert read(path).shape[0] > 0
+    assert not [p for p in out.rglob(".*")]

@@ -6,10 +6,12 @@ needs FFmpeg), then:
 - downmixes multi-channel audio to mono by averaging the channels (documented behaviour);
 - resamples to the requested rate with ``torchaudio.functional.resample``;
 - refuses, with an :class:`AudioLoadError` naming the file, a missing file, an unreadable or
-  unsupported file, zero-length audio, audio shorter than the model needs, and NaN/Inf samples;
+  unsupported file, zero-length audio, a sample rate below :data:`MIN_FILE_RATE`, audio shorter
+  than the model needs, and NaN/Inf samples;
 - warns (``logging``) on digital silence and on clipping.
 """
 
+import io
 import logging
 import os
 
@@ -25,6 +27,8 @@ logger = logging.getLogger(__name__)
 CLIP_LEVEL = 0.999
 #: Fraction of clipped samples above which a warning is given.
 CLIP_FRACTION = 0.001
+#: Lowest file sample rate taken (Hz): below it a file cannot hold speech (a broken or odd header).
+MIN_FILE_RATE = 2000
 #: Peak below which a file counts as digital silence.
 SILENCE_PEAK = 1e-5
 
@@ -82,6 +86,9 @@ def load_audio(path, sample_rate=16000, min_duration=None, warn=True):
         ) from error
     if audio.numel() == 0 or audio.shape[-1] == 0:
         raise AudioLoadError(f"{path}: file holds no audio samples (zero length)")
+    if file_rate < MIN_FILE_RATE:
+        raise AudioLoadError(f"{path}: sample rate {file_rate} Hz is below {MIN_FILE_RATE} Hz "
+                             "(a damaged header, or not speech audio)")
     audio = audio.float()
     if not torch.isfinite(audio).all():
         bad = int((~torch.isfinite(audio)).sum())
@@ -115,6 +122,38 @@ def _root_cause(error):
     while error.__cause__ is not None:
         error = error.__cause__
     return str(error).strip() or type(error).__name__
+
+
+def wav_bytes(wav, sample_rate=16000):
+    """A mono waveform encoded as a complete 16-bit PCM wav file, in memory.
+
+    Writing these bytes with ordinary file I/O reports a full or read-only disk as the ``OSError``
+    it is (libsndfile reports it as "System error.").
+
+    Arguments
+    ---------
+    wav : torch.Tensor or numpy.ndarray
+        The waveform, shape ``[time]`` (clipped to ``[-1, 1]``).
+    sample_rate : int
+        Its sampling rate.
+
+    Returns
+    -------
+    bytes
+        The file's content.
+
+    Example
+    -------
+    >>> data = wav_bytes(torch.zeros(160), 16000)
+    >>> data[:4], len(data)
+    (b'RIFF', 364)
+    """
+    if isinstance(wav, torch.Tensor):
+        wav = wav.detach().cpu().numpy()
+    buffer = io.BytesIO()
+    soundfile.write(buffer, np.clip(np.asarray(wav, dtype=np.float32), -1, 1), sample_rate,
+                    subtype="PCM_16", format="WAV")
+    return buffer.getvalue()
 
 
 def save_audio(path, wav, sample_rate=16000):

@@ -9,17 +9,28 @@ padded batch with its relative lengths (each file comes out as if enhanced alone
 16-bit wav files; bad files are reported, not fatal.
 """
 
+import errno
 import os
+import tempfile
 
+import soundfile
 from tqdm import tqdm
 
-from speechbrain_sqe.dataio.audio import save_audio
+from speechbrain_sqe.dataio.audio import wav_bytes
 from speechbrain_sqe.dataio.files import expand_audio_inputs
 from speechbrain_sqe.inference.batching import length_sorted_loader
 
 
 class OutputPathError(ValueError):
     """Raised when the planned outputs cannot be written (collision, overwrite, input folder)."""
+
+
+class OutputWriteError(OSError):
+    """Raised when the output folder stops taking files (read-only, full); the run stops there."""
+
+
+#: Write errors that no later file would escape: the run stops instead of failing every file.
+_FATAL_WRITE_ERRORS = (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT, errno.EPERM)
 
 
 def _key(path):
@@ -67,7 +78,83 @@ def output_paths(inputs, out_dir):
     return files, outputs
 
 
-def check_output_paths(inputs, files, outputs, out_dir, overwrite=False):
+def _inside(path, folder):
+    """Whether ``path`` is ``folder`` or below it (real paths, so links do not hide it)."""
+    path, folder = _key(path), _key(folder)
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def complete_output(path):
+    """Whether ``path`` is a finished output: a readable audio file whose header matches its size.
+
+    A file cut short (a run killed by the system while the operating system wrote it, a full disk)
+    has a header promising more samples than the file holds, or no readable header at all.
+
+    Arguments
+    ---------
+    path : str
+        An output file.
+
+    Returns
+    -------
+    bool
+        True for a complete, readable audio file.
+
+    Example
+    -------
+    >>> import tempfile, torch
+    >>> from speechbrain_sqe.dataio.audio import save_audio
+    >>> path = os.path.join(tempfile.mkdtemp(), "a.wav")
+    >>> save_audio(path, torch.zeros(1600))
+    >>> complete_output(path)
+    True
+    >>> with open(path, "r+b") as stream:
+    ...     _ = stream.truncate(1000)
+    >>> complete_output(path), complete_output(path + ".missing")
+    (False, False)
+    """
+    try:
+        with open(path, "rb") as stream:
+            header = stream.read(12)
+        riff = header[:4] == b"RIFF" and header[8:12] == b"WAVE"
+        if riff and os.path.getsize(path) < int.from_bytes(header[4:8], "little") + 8:
+            return False  # the RIFF size counts every byte the complete file holds
+        return soundfile.info(path).frames > 0
+    except (RuntimeError, OSError, ValueError):  # soundfile's errors are RuntimeErrors
+        return False
+
+
+def writable_folder(folder):
+    """Creates ``folder`` and checks that a file can be written in it; raises OutputPathError.
+
+    Arguments
+    ---------
+    folder : str
+        The output folder.
+
+    Raises
+    ------
+    OutputPathError
+        Naming the folder and the reason (read-only, no space, not a folder...).
+
+    Example
+    -------
+    >>> writable_folder("/dev/null/out")
+    Traceback (most recent call last):
+     ...
+    speechbrain_sqe.inference.batch_enhancement.OutputPathError: cannot write into the output folder /dev/null/out: Not a directory
+    """
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".sqe-write-check-") as probe:
+            probe.write(b"0" * 4096)
+            probe.flush()
+    except OSError as error:
+        raise OutputPathError(f"cannot write into the output folder {folder}: "
+                              f"{error.strerror or error}") from error
+
+
+def check_output_paths(inputs, files, outputs, out_dir, overwrite=False, resume=False):
     """Refuses a plan that would lose data; call before enhancing anything.
 
     Arguments
@@ -82,12 +169,15 @@ def check_output_paths(inputs, files, outputs, out_dir, overwrite=False):
         The output folder.
     overwrite : bool
         Allow replacing existing outputs (never an input file).
+    resume : bool
+        Existing outputs are allowed (the caller skips the complete ones); not with ``overwrite``.
 
     Raises
     ------
     OutputPathError
-        When ``out_dir`` is an input folder, two inputs share an output, an output is an input
-        file, or an output exists and ``overwrite`` is False; the message names the files.
+        When ``out_dir`` is (or is inside) an input folder, two inputs share an output, an output is
+        an input file, or an output exists and neither ``overwrite`` nor ``resume`` is given; the
+        message names the files.
 
     Example
     -------
@@ -96,10 +186,19 @@ def check_output_paths(inputs, files, outputs, out_dir, overwrite=False):
      ...
     speechbrain_sqe.inference.batch_enhancement.OutputPathError: x/a.wav and y/a.wav would both be written to o/a.wav; enhance them into different --out-dir folders
     """
+    if overwrite and resume:
+        raise OutputPathError("--overwrite and --resume exclude each other: --resume keeps complete "
+                              "outputs, --overwrite replaces them")
     for item in inputs:
         if os.path.isdir(item) and _key(item) == _key(out_dir):
             raise OutputPathError(
                 f"the output folder {out_dir} is the input folder {item}; choose another --out-dir"
+            )
+        if os.path.isdir(item) and _inside(out_dir, item):
+            # Its outputs would be found, and enhanced again, by the next run on the input folder.
+            raise OutputPathError(
+                f"the output folder {out_dir} is inside the input folder {item}; the next run on "
+                f"{item} would enhance the outputs again; choose an --out-dir outside it"
             )
     sources = {_key(path): path for path in files}
     claimed = {}
@@ -113,13 +212,14 @@ def check_output_paths(inputs, files, outputs, out_dir, overwrite=False):
         claimed[key] = path
         if key in sources:
             raise OutputPathError(f"the output of {path} would replace the input file {sources[key]}")
-    if not overwrite:
+    if not overwrite and not resume:
         existing = [out for out in outputs if os.path.lexists(out)]
         if existing:
             others = len(existing) - 1
             more = f" (and {others} more output{'s' if others > 1 else ''})" if others else ""
             raise OutputPathError(
-                f"{existing[0]} already exists{more}; pass --overwrite to replace existing outputs"
+                f"{existing[0]} already exists{more}; pass --resume to keep complete outputs and "
+                "enhance the rest, or --overwrite to replace them"
             )
 
 
@@ -133,12 +233,28 @@ def _write(path, wav, sample_rate):
     """Writes through a temporary file, so an interrupted run leaves no truncated output."""
     folder, name = os.path.split(path)
     partial = os.path.join(folder, f".{name}.partial.wav")
+    data = wav_bytes(wav, sample_rate)  # encoded first: a full disk then raises a real OSError
     try:
-        save_audio(partial, wav, sample_rate)
+        os.makedirs(folder or ".", exist_ok=True)
+        with open(partial, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
         os.replace(partial, path)
     finally:
         if os.path.exists(partial):
             os.remove(partial)
+
+
+def _fatal(error):
+    if isinstance(error, OSError):
+        return error.errno in _FATAL_WRITE_ERRORS
+    text = str(error).lower()  # libsndfile reports through RuntimeError text
+    return "no space" in text or "read-only" in text or "permission denied" in text
+
+
+def _strerror(error):
+    return (error.strerror if isinstance(error, OSError) and error.strerror else str(error)).strip()
 
 
 def _enhance(enhancer, names, wavs, lens, options):
@@ -187,9 +303,16 @@ def enhance_files(enhancer, files, out_paths, batch_size=8, progress=True, **opt
     failures : list of tuple
         ``(path, reason)`` of the files that could not be enhanced or written, in input order.
 
+    Raises
+    ------
+    OutputWriteError
+        When the output folder stops taking files (read-only, no space): the files written
+        before stay complete (each is written through a temporary name).
+
     Example
     -------
     >>> import tempfile, torch
+    >>> from speechbrain_sqe.dataio.audio import save_audio
     >>> from speechbrain_sqe.inference.enhancement import VQEnhancer
     >>> from speechbrain_sqe.lobes.vqvae_se import VQVAEEnhancementModel
     >>> model = VQVAEEnhancementModel(channels=(32, 16), codebook_dim=16, codebook_size=8)
@@ -223,6 +346,10 @@ def enhance_files(enhancer, files, out_paths, batch_size=8, progress=True, **opt
                     try:
                         _write(out, wav, rate)
                     except (OSError, RuntimeError) as error:  # soundfile's errors are RuntimeErrors
+                        if _fatal(error):
+                            raise OutputWriteError(
+                                f"cannot write {out}: {_strerror(error)}; stopped after {len(written)} "
+                                "files written (rerun with --resume once there is room)") from error
                         failed[out] = f"cannot write {out}: {error}"
                         continue
                     written[out] = {"path": source_of[out], "output": out, "duration": wav.shape[0] / rate}

@@ -1,13 +1,52 @@
 """Scoring many files fast with any quality predictor: sort by length, batch, pad, score; report bad
-files (the batching is :mod:`speechbrain_sqe.inference.batching`'s)."""
+files (the batching is :mod:`speechbrain_sqe.inference.batching`'s).
 
+Results can be handed over batch by batch (``on_batch``), so a caller writes them as they come and an
+interrupted run keeps what was finished; ``detect_speech`` gives files without speech (silence, a DC
+offset, noise alone) an empty score instead of a number that reads as quality.
+"""
 
+import torch
 from tqdm import tqdm
 
+from speechbrain_sqe.dataio.activity import has_speech
 from speechbrain_sqe.inference.batching import length_sorted_loader
 
+#: The reason listed for a file in which :func:`~speechbrain_sqe.dataio.activity.has_speech` finds none.
+NO_SPEECH = "no speech found (silence, a DC offset or noise alone); not scored"
 
-def score_files(scorer, paths, batch_size=16, frames=False, num_workers=0, progress=True):
+
+def _score(scorer, wavs, lens, frames):
+    """Scores (and frame scores) of a padded batch; when the batch fails (a file the model cannot
+    take, out of memory), each file is scored alone and a failing one gets its error message."""
+    try:
+        scores = scorer.score_batch(wavs, lens)
+        return list(scores), (scorer.score_frames_batch(wavs, lens) if frames else None)
+    except (RuntimeError, ValueError) as error:
+        if wavs.shape[0] == 1:
+            return [f"cannot score: {error}"], None
+    scores, frame_rows = [], []
+    for row in range(wavs.shape[0]):
+        wav = wavs[row : row + 1, : round(float(lens[row]) * wavs.shape[1])]
+        try:
+            scores.append(float(scorer.score_batch(wav)[0]))
+            if frames:
+                frame_rows.append(scorer.score_frames_batch(wav)[0])
+        except (RuntimeError, ValueError) as error:
+            scores.append(f"cannot score: {error}")
+            frame_rows.append(None)
+    if not frames:
+        return scores, None
+    longest = max((len(f) for f in frame_rows if f is not None), default=0)
+    padded = torch.zeros(len(frame_rows), longest)
+    for row, values in enumerate(frame_rows):
+        if values is not None:
+            padded[row, : len(values)] = values
+    return scores, padded
+
+
+def score_files(scorer, paths, batch_size=16, frames=False, num_workers=0, progress=True,
+                detect_speech=False, on_batch=None):
     """Scores audio files in length-sorted batches.
 
     Arguments
@@ -24,12 +63,17 @@ def score_files(scorer, paths, batch_size=16, frames=False, num_workers=0, progr
         DataLoader processes decoding audio (0 decodes in the main process).
     progress : bool
         Show a tqdm progress bar.
+    detect_speech : bool
+        Check each file for speech (:func:`speechbrain_sqe.dataio.activity.has_speech`): a file
+        without any gets ``"speech": False`` and ``None`` as its score; others ``"speech": True``.
+    on_batch : callable, optional
+        Called with each batch's ``(results, failures)`` as soon as it is scored.
 
     Returns
     -------
     results : list of dict
-        ``{"path", <scorer.METRIC_NAME>, "duration"}`` (plus ``"frames"``, a tensor, when asked),
-        in the order of ``paths``.
+        ``{"path", <scorer.METRIC_NAME>, "duration"}`` (plus ``"speech"`` with ``detect_speech``,
+        ``"frames"``, a tensor, when asked), in the order of ``paths``.
     failures : list of tuple
         ``(path, reason)`` of files that could not be scored.
     """
@@ -40,15 +84,27 @@ def score_files(scorer, paths, batch_size=16, frames=False, num_workers=0, progr
     with tqdm(total=len(paths), desc="scoring", unit="file", disable=not progress) as bar:
         for names, wavs, lens, bad in loader:
             failures += bad
+            batch, unscored = [], []
             if names:
-                scores = scorer.score_batch(wavs, lens)
-                frame_scores = scorer.score_frames_batch(wavs, lens) if frames else None
+                scores, frame_scores = _score(scorer, wavs, lens, frames)
                 for row, name in enumerate(names):
-                    duration = float(lens[row]) * wavs.shape[1] / rate
-                    results[name] = {"path": name, column: float(scores[row]), "duration": duration}
+                    samples = round(float(lens[row]) * wavs.shape[1])
+                    if isinstance(scores[row], str):
+                        unscored.append((name, scores[row]))
+                        continue
+                    result = {"path": name, column: float(scores[row]), "duration": samples / rate}
+                    if detect_speech:
+                        result["speech"] = has_speech(wavs[row, :samples], rate)
+                        if not result["speech"] or result[column] != result[column]:  # NaN: no speech frame
+                            result[column] = None
                     if frames:
-                        count = round(duration / scorer.frame_hop_seconds) + 1
-                        results[name]["frames"] = frame_scores[row, :count]
+                        count = round(result["duration"] / scorer.frame_hop_seconds) + 1
+                        result["frames"] = frame_scores[row, :count]
+                    results[name] = result
+                    batch.append(result)
+            failures += unscored
+            if on_batch is not None:
+                on_batch(batch, bad + unscored)
             bar.update(len(names) + len(bad))
     ordered = [results[p] for p in paths if p in results]
     return ordered, failures

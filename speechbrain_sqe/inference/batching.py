@@ -45,6 +45,8 @@ class AudioFileDataset(Dataset):
             return path, self.load(path), None
         except AudioLoadError as error:
             return path, None, str(error)
+        except (RuntimeError, OSError, MemoryError) as error:  # decoding or resampling gave out
+            return path, None, f"{path}: cannot read ({type(error).__name__}: {str(error).strip()[:200]})"
 
 
 def collate_padded(items):

@@ -24,6 +24,8 @@ import shutil
 import torch
 import yaml
 
+from speechbrain_sqe.utils.safe_load import CheckpointError
+
 __all__ = [
     "HubSpec",
     "InterfaceError",
@@ -471,7 +473,9 @@ def load_model(source=None, task=None, hparams_file="hyperparams.yaml", savedir=
     Raises
     ------
     InterfaceError
-        When the folder is missing, names no usable interface, or holds a model of another task.
+        When the folder is missing, names no usable interface, holds a model of another task, lacks
+        a file its hyperparams name, or holds a truncated or corrupted checkpoint (one line naming
+        the file).
 
     Example
     -------
@@ -503,4 +507,11 @@ def load_model(source=None, task=None, hparams_file="hyperparams.yaml", savedir=
             raise InterfaceError(f"{source}: its hyperparams name no interface; load it with its class")
         name = LEGACY_INTERFACES[task]
     cls = resolve_interface(name, task, source)
-    return cls.from_hparams(source=source, hparams_file=hparams_file, savedir=savedir, **kwargs)
+    try:
+        return cls.from_hparams(source=source, hparams_file=hparams_file, savedir=savedir, **kwargs)
+    except CheckpointError as error:  # truncated, corrupted or another model's weights
+        raise InterfaceError(str(error)) from error
+    except FileNotFoundError as error:  # a file the hyperparams name is not in the folder
+        missing = error.filename or str(error)
+        raise InterfaceError(f"{source}: the model folder is missing {missing} "
+                             f"(named by its {hparams_file}); restore the folder or re-export it") from error

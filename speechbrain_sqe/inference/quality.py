@@ -6,7 +6,9 @@ inherits ``score_file``; predictors with per-frame scores also give ``score_fram
 ``sqe score --model FOLDER`` loads any of them by the interface its hub folder names.
 
 VQScore scoring runs the encoder and the codebook only (never the decoder): the mean over frames of
-the cosine similarity between the encoder output and its nearest code.
+the cosine similarity between the encoder output and its nearest code. ``frame_weighting="all"``
+(the default) averages every frame, as the paper does; ``"speech"`` averages only the frames that
+:mod:`speechbrain_sqe.dataio.activity` marks as speech (NaN for a file without any).
 
 Example (with the model shipped in the package)::
 
@@ -21,6 +23,7 @@ from typing import ClassVar
 
 import torch
 
+from speechbrain_sqe.dataio.activity import speech_frames
 from speechbrain_sqe.inference.hub import DEFAULT_SOURCES, TASK_DESCRIPTIONS
 from speechbrain_sqe.inference.safe_pretrained import SafePretrained
 from speechbrain_sqe.lobes.frontend import STFTMagnitude
@@ -159,8 +162,17 @@ class VQScore(QualityPredictor):
         frontend = frontend if frontend is not None else STFTMagnitude(n_fft=512, hop_length=256)
         return super().hub_spec(modules, frontend=frontend, **kwargs)
 
-    def __init__(self, *args, fast_search=None, **kwargs):
+    #: How frame scores are averaged: ``"all"`` frames (the paper) or only ``"speech"`` frames.
+    FRAME_WEIGHTINGS = ("all", "speech")
+
+    def __init__(self, *args, fast_search=None, frame_weighting="all", **kwargs):
         """See :class:`speechbrain.inference.interfaces.Pretrained`.
+
+        ``frame_weighting`` is ``"all"`` (the paper's definition and the default: every frame
+        counts, so pauses and noise-only stretches pull the score too) or ``"speech"`` (only the
+        frames :func:`speechbrain_sqe.dataio.activity.speech_frames` marks as speech; a file with
+        none scores NaN). The default stays the paper's because the shipped model's reported
+        correlations and the recipes' checkpoint selection use it.
 
         ``fast_search`` (default: automatic) searches the nearest code with a bfloat16 matrix
         product re-ranked in float32 (see ``VectorQuantizer.nearest_similarity``); automatic
@@ -168,6 +180,7 @@ class VQScore(QualityPredictor):
         files the scores were identical to the float32 search (``benchmarks/check_fast_search.py``).
         """
         super().__init__(*args, **kwargs)
+        self.frame_weighting = self._check_weighting(frame_weighting)
         if fast_search is None:
             fast_search = bf16_is_fast(self.device)
         self.search_dtype = torch.bfloat16 if fast_search else None
@@ -179,8 +192,14 @@ class VQScore(QualityPredictor):
         """Seconds between two frame scores (the front end's hop)."""
         return self.frontend.hop_length / self.hparams.sample_rate
 
+    def _check_weighting(self, frame_weighting):
+        if frame_weighting not in self.FRAME_WEIGHTINGS:
+            raise ValueError(f"frame_weighting must be one of {', '.join(self.FRAME_WEIGHTINGS)}, "
+                             f"got {frame_weighting!r}")
+        return frame_weighting
+
     @torch.no_grad()
-    def score_batch(self, wavs, wav_lens=None):
+    def score_batch(self, wavs, wav_lens=None, frame_weighting=None):
         """VQScore of each waveform of a padded batch.
 
         Arguments
@@ -189,14 +208,50 @@ class VQScore(QualityPredictor):
             Waveforms, ``[batch, time]``, at the model's sample rate.
         wav_lens : torch.Tensor, optional
             Relative lengths in ``[0, 1]`` (SpeechBrain convention); None means all full length.
+        frame_weighting : str, optional
+            ``"all"`` or ``"speech"`` (see the class); default: the one given at construction.
 
         Returns
         -------
         torch.Tensor
-            One score per waveform, ``[batch]``.
+            One score per waveform, ``[batch]`` (NaN where ``"speech"`` finds no speech frame).
         """
-        spec, frame_lens = self._features(wavs, wav_lens)
-        return self.mods.vqvae.score(spec, frame_lens, self.search_dtype).cpu()
+        weighting = self._check_weighting(frame_weighting or self.frame_weighting)
+        if weighting == "all":
+            spec, frame_lens = self._features(wavs, wav_lens)
+            return self.mods.vqvae.score(spec, frame_lens, self.search_dtype).cpu()
+        wavs, wav_lens = self.as_batch(wavs, wav_lens)
+        frames = self.score_frames_batch(wavs, wav_lens)
+        mask = self.speech_mask(wavs, wav_lens, frames.shape[1])
+        counts = mask.sum(dim=1)
+        return torch.where(counts > 0, (frames * mask).sum(dim=1) / counts.clamp_min(1),
+                           torch.full_like(counts, float("nan"), dtype=frames.dtype))
+
+    def speech_mask(self, wavs, wav_lens, frame_count):
+        """Which frames of each file hold speech (False past each file's end), ``[batch, frames]``.
+
+        Arguments
+        ---------
+        wavs : torch.Tensor
+            ``[batch, time]``.
+        wav_lens : torch.Tensor or None
+            Relative lengths.
+        frame_count : int
+            Frames of the padded batch.
+
+        Returns
+        -------
+        torch.Tensor
+            Bool ``[batch, frames]``.
+        """
+        hop = self.frontend.hop_length
+        mask = torch.zeros(wavs.shape[0], frame_count, dtype=torch.bool)
+        for row in range(wavs.shape[0]):
+            length = wavs.shape[1] if wav_lens is None else round(float(wav_lens[row]) * wavs.shape[1])
+            speech, _ = speech_frames(wavs[row, :length].cpu(), self.hparams.sample_rate, hop)
+            count = min(speech.shape[0], frame_count)
+            mask[row, :count] = speech[:count]
+        return mask
 
     @torch.no_grad()
     def score_frames_batch(self, wavs, wav_lens=None):

@@ -1,13 +1,203 @@
-"""What ``sqe score`` writes: the per-file CSV and, on request, per-frame CSVs and plots."""
+"""What ``sqe score`` writes: the per-file CSV (as it goes, resumable) and, on request, per-frame CSVs
+and plots."""
 
 import csv
+import errno
+import io
 import os
 
 from speechbrain_sqe.analysis.frame_plot import plot_frame_scores
 
 
+class ScoresCSVError(ValueError):
+    """Raised when the scores CSV cannot be read back (resume) or written; names the file."""
+
+
+def _columns(column):
+    return ["path", column, "duration", "speech"]
+
+
+def _format(result, column):
+    score = result.get(column)
+    speech = result.get("speech")
+    return {"path": result["path"], column: "" if score is None else score,
+            "duration": result["duration"], "speech": "" if speech is None else ("yes" if speech else "no")}
+
+
+def _render(rows, column, header=False):
+    stream = io.StringIO()
+    writer = csv.DictWriter(stream, fieldnames=_columns(column), lineterminator="\n")
+    if header:
+        writer.writeheader()
+    writer.writerows(_format(row, column) for row in rows)
+    return stream.getvalue()
+
+
+def _parse(row, column):
+    score = row.get(column, "")
+    return {"path": row["path"], column: float(score) if score not in ("", None) else None,
+            "duration": float(row.get("duration") or 0.0),
+            "speech": {"yes": True, "no": False}.get(row.get("speech") or "")}
+
+
+def _write_whole(path, text):
+    """Writes a file through a temporary name in its folder, then renames it over ``path``."""
+    folder = os.path.dirname(os.path.abspath(path))
+    partial = os.path.join(folder, f".{os.path.basename(path)}.partial")
+    try:
+        with open(partial, "w", encoding="utf-8", newline="") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(partial, path)
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
+
+
+class ScoresCSV:
+    """The per-file scores CSV of ``sqe score``, written as results come in.
+
+    Each batch's rows are appended with one ``write`` of complete lines and flushed to disk, so
+    an interrupted run keeps every finished batch; a half-written last line (a crash inside that
+    write, a full disk) is cut off when the file is opened with ``resume``. :meth:`finish` rewrites
+    the file in input order (through a temporary name). Columns: ``path``, the score (empty for a
+    file without speech), ``duration`` (seconds), ``speech`` (``yes``/``no``; empty when not checked).
+
+    Arguments
+    ---------
+    path : str
+        The CSV file (its folder is created).
+    column : str
+        The score's name (the predictor's ``METRIC_NAME``).
+    resume : bool
+        Keep the rows already in ``path`` (see :attr:`done`) and append after them; otherwise the
+        file is started anew.
+
+    Raises
+    ------
+    ScoresCSVError
+        When the file cannot be written, or (resume) holds another score or is not a scores CSV.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> out = os.path.join(tempfile.mkdtemp(), "scores.csv")
+    >>> table = ScoresCSV(out, "vqscore")
+    >>> table.append([{"path": "b.wav", "vqscore": 0.91, "duration": 1.5, "speech": True}])
+    >>> with open(out, "a") as stream:   # a run killed in the middle of a line
+    ...     _ = stream.write("a.wav,0.8")
+    >>> table = ScoresCSV(out, "vqscore", resume=True)
+    >>> sorted(table.done)
+    ['b.wav']
+    >>> table.append([{"path": "a.wav", "vqscore": None, "duration": 2.0, "speech": False}])
+    >>> table.finish(["a.wav", "b.wav"])
+    >>> open(out).read().splitlines()
+    ['path,vqscore,duration,speech', 'a.wav,,2.0,no', 'b.wav,0.91,1.5,yes']
+    """
+
+    def __init__(self, path, column="vqscore", resume=False):
+        self.path = path
+        self.column = column
+        self.rows = {}
+        if os.path.exists(path) and not os.path.isfile(path):  # never rename over a device or folder
+            raise ScoresCSVError(f"{path}: not a regular file; give --csv a file path")
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            if resume and os.path.exists(path):
+                self._read_back()
+            else:
+                _write_whole(path, _render([], column, header=True))
+        except OSError as error:
+            raise ScoresCSVError(f"{path}: cannot write the scores CSV ({error.strerror or error})") from error
+
+    @property
+    def done(self):
+        """The paths already in the CSV (skipped by a resumed run)."""
+        return set(self.rows)
+
+    def _read_back(self):
+        with open(self.path, "rb") as stream:
+            data = stream.read()
+        complete = data[: data.rfind(b"\n") + 1]
+        if len(complete) != len(data):  # a line cut off by an interruption: drop it
+            with open(self.path, "r+b") as stream:
+                stream.truncate(len(complete))
+        text = complete.decode("utf-8", errors="replace")
+        if not text.strip():
+            _write_whole(self.path, _render([], self.column, header=True))
+            return
+        reader = csv.DictReader(io.StringIO(text))
+        if "path" not in (reader.fieldnames or []):
+            raise ScoresCSVError(f"{self.path}: not a scores CSV (no path column); cannot resume from it")
+        if self.column not in reader.fieldnames:
+            others = ", ".join(name for name in reader.fieldnames if name not in ("path", "duration", "speech"))
+            raise ScoresCSVError(f"{self.path}: holds {others or 'no'} scores, not {self.column}; "
+                                 "resume with the same model or write another --csv")
+        try:
+            for row in reader:
+                self.rows[row["path"]] = _parse(row, self.column)
+        except (ValueError, TypeError, KeyError) as error:
+            raise ScoresCSVError(f"{self.path}: unreadable row {reader.line_num} ({error}); "
+                                 "cannot resume from it") from error
+        if reader.fieldnames != _columns(self.column):  # an older layout: rewrite in the current one
+            _write_whole(self.path, _render(self.rows.values(), self.column, header=True))
+
+    def append(self, results):
+        """Appends rows (complete lines, one write, flushed to disk).
+
+        Arguments
+        ---------
+        results : list of dict
+            Rows as :func:`~speechbrain_sqe.inference.batch_scoring.score_files` gives them.
+
+        Raises
+        ------
+        ScoresCSVError
+            When the write fails (read-only or full disk); the rows written before stay.
+        """
+        if not results:
+            return
+        data = _render(results, self.column).encode("utf-8")
+        try:
+            descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+            try:
+                size = os.fstat(descriptor).st_size
+                try:
+                    written = os.write(descriptor, data)
+                    if written != len(data):
+                        raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (short write)")
+                    os.fsync(descriptor)
+                except OSError:
+                    os.ftruncate(descriptor, size)  # never leave part of a line
+                    raise
+            finally:
+                os.close(descriptor)
+        except OSError as error:
+            raise ScoresCSVError(f"{self.path}: cannot append scores ({error.strerror or error}); "
+                                 f"{len(self.rows)} rows written before are kept") from error
+        for result in results:
+            self.rows[result["path"]] = {key: result.get(key) for key in ("path", self.column, "duration", "speech")}
+
+    def finish(self, order):
+        """Rewrites the CSV with its rows in ``order`` (rows of paths not in ``order`` go last).
+
+        Arguments
+        ---------
+        order : list of str
+            The input files, in the order the user gave them.
+        """
+        rank = {path: index for index, path in enumerate(order)}
+        rows = sorted(self.rows.values(), key=lambda row: rank.get(row["path"], len(rank)))
+        try:
+            _write_whole(self.path, _render(rows, self.column, header=True))
+        except OSError as error:
+            raise ScoresCSVError(f"{self.path}: cannot rewrite the scores CSV in input order "
+                                 f"({error.strerror or error}); its rows are complete") from error
+
+
 def write_scores_csv(path, results, column="vqscore"):
-    """Writes one row per scored file: ``path``, the score (``column``), ``duration``.
+    """Writes one row per scored file: ``path``, the score (``column``), ``duration``, ``speech``.
 
     Arguments
     ---------
@@ -24,13 +214,14 @@ def write_scores_csv(path, results, column="vqscore"):
     >>> out = os.path.join(tempfile.mkdtemp(), "scores.csv")
     >>> write_scores_csv(out, [{"path": "a.wav", "vqscore": 0.91, "duration": 1.5}])
     >>> open(out).read().splitlines()
-    ['path,vqscore,duration', 'a.wav,0.91,1.5']
+    ['path,vqscore,duration,speech', 'a.wav,0.91,1.5,']
     """
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as stream:
-        writer = csv.DictWriter(stream, fieldnames=["path", column, "duration"], extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(results)
+    _write_whole(path, _render(results, column, header=True))
+
+
+def _score_text(score):
+    return "(no speech)" if score is None else f"{score:.3f}"
 
 
 def write_frame_outputs(scorer, results, folder, plot=False):
@@ -68,5 +259,5 @@ def write_frame_outputs(scorer, results, folder, plot=False):
             plot_frame_scores(wav, scorer.hparams.sample_rate, times, frames,
                               os.path.join(folder, name + ".png"),
                               title=f"{os.path.basename(result['path'])}: {scorer.METRIC_NAME} "
-                                    f"{result[scorer.METRIC_NAME]:.3f}",
+                                    f"{_score_text(result[scorer.METRIC_NAME])}",
                               hop_length=round(step * scorer.hparams.sample_rate))

@@ -42,6 +42,7 @@ import dataclasses
 import inspect
 import io
 import os
+import pickle
 import pydoc
 
 import ruamel.yaml
@@ -415,6 +416,11 @@ def check_hyperparams_file(path, trust_hparams=False, policy=HUB_POLICY, overrid
         )
 
 
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used (truncated, corrupted, pickled code, wrong model);
+    the message is one line naming the file."""
+
+
 def load_state_dict_safely(path, map_location="cpu"):
     """Loads a checkpoint with ``weights_only=True`` (no pickled code is run).
 
@@ -432,8 +438,11 @@ def load_state_dict_safely(path, map_location="cpu"):
 
     Raises
     ------
-    ValueError
-        If the file holds more than tensors and plain containers.
+    FileNotFoundError
+        If the file is missing.
+    CheckpointError
+        If the file is empty, truncated or corrupted, or holds more than tensors and plain
+        containers (one line naming the file).
 
     Example
     -------
@@ -442,15 +451,35 @@ def load_state_dict_safely(path, map_location="cpu"):
     >>> torch.save(torch.nn.Linear(2, 3).state_dict(), path)
     >>> sorted(load_state_dict_safely(path))
     ['bias', 'weight']
+    >>> with open(path, "r+b") as stream:
+    ...     _ = stream.truncate(100)
+    >>> load_state_dict_safely(path)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+     ...
+    speechbrain_sqe.utils.safe_load.CheckpointError: ...model.ckpt: truncated or corrupted checkpoint (100 bytes; ...
     """
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
+    except (FileNotFoundError, IsADirectoryError):
+        raise
     except Exception as error:
-        if isinstance(error, (FileNotFoundError, IsADirectoryError)):
-            raise
-        raise ValueError(
-            f"{path}: not loadable with weights_only=True ({str(error).splitlines()[0]}). "
-            "The file holds pickled objects beyond tensors; only load it if you trust its source."
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        text = str(error)
+        if isinstance(error, pickle.UnpicklingError) and "GLOBAL " in text:  # pickled code, not damage
+            first = next(line.strip() for line in text.splitlines() if "GLOBAL " in line)
+            first = first[first.find("GLOBAL "):].split(" was not")[0].split(" whose")[0]
+            raise CheckpointError(
+                f"{path}: not loadable with weights_only=True ({first}). The file holds pickled "
+                "objects beyond tensors; only load it if you trust its source."
+            ) from error
+        size = os.path.getsize(path) if os.path.exists(path) else 0
+        if "WeightsUnpickler error:" in text:  # the unpickler's own reason, not torch's advice
+            first = next(line.strip() for line in text.split("WeightsUnpickler error:")[1].splitlines()
+                         + ["unreadable"] if line.strip())
+        first = first.split(". ")[0][:120]
+        raise CheckpointError(
+            f"{path}: truncated or corrupted checkpoint ({size} bytes; torch.load: {first}); "
+            "restore or re-download it, or re-export the model"
         ) from error
 
 
@@ -466,12 +495,27 @@ def safe_torch_recovery(obj, path, end_of_epoch=False):
     end_of_epoch : bool
         Unused (the SpeechBrain hook signature).
 
+    Raises
+    ------
+    CheckpointError
+        When the file is damaged, or holds the weights of another model (one line naming it).
+
     Example
     -------
     >>> import tempfile, os
     >>> path = os.path.join(tempfile.mkdtemp(), "model.ckpt")
     >>> torch.save(torch.nn.Linear(2, 3).state_dict(), path)
     >>> safe_torch_recovery(torch.nn.Linear(2, 3), path)
+    >>> safe_torch_recovery(torch.nn.Linear(4, 3), path)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+     ...
+    speechbrain_sqe.utils.safe_load.CheckpointError: ...model.ckpt: does not fit Linear (size mismatch for weight: ...
     """
     del end_of_epoch
-    obj.load_state_dict(load_state_dict_safely(path), strict=True)
+    state = load_state_dict_safely(path)
+    try:
+        obj.load_state_dict(state, strict=True)
+    except (RuntimeError, TypeError, AttributeError) as error:
+        lines = [line.strip() for line in str(error).splitlines()[1:] if line.strip()]
+        detail = lines[0] if lines else str(error).splitlines()[0]
+        raise CheckpointError(f"{path}: does not fit {type(obj).__name__} ({detail[:200]})") from error

@@ -1,0 +1,128 @@
+"""No-speech input: the speech-activity measure, VQScore's frame weighting, and `sqe score` giving
+silence, a DC offset and noise alone an empty score instead of a number that reads as quality."""
+
+import csv
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+from hub_folders import build_vqscore_hub
+from speech import add_noise, pink_noise, speech_like
+
+from speechbrain_sqe import cli
+from speechbrain_sqe.dataio.activity import has_speech, speech_frames
+from speechbrain_sqe.inference.quality import VQScore
+from speechbrain_sqe.lobes.spectral import stft_magnitude
+from speechbrain_sqe.lobes.vqvae import VQVAEQualityModel
+
+RATE = 16000
+
+
+def _no_speech():
+    """Inputs without speech, 2 s each (float32 numpy)."""
+    rng = np.random.default_rng(3)
+    n = 2 * RATE
+    return {
+        "silence": np.zeros(n, np.float32),
+        "dc": np.full(n, 0.3, np.float32),
+        "dc_and_floor": (0.3 + 1e-4 * rng.standard_normal(n)).astype(np.float32),
+        "white": (0.1 * rng.standard_normal(n)).astype(np.float32),
+        "pink": (0.1 * pink_noise(n, seed=4)).astype(np.float32),
+        "brown": (0.3 * np.cumsum(rng.standard_normal(n)) / np.sqrt(n)).astype(np.float32),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_no_speech()))
+def test_inputs_without_speech_have_none(name):
+    wav = torch.from_numpy(_no_speech()[name])
+    assert not has_speech(wav, RATE)
+    assert not speech_frames(wav, RATE)[0].any()
+
+
+@pytest.mark.parametrize("snr", [None, 20, 0, -5])
+def test_speech_is_found_clean_and_in_noise(snr):
+    clean = speech_like(3.0, seed=1)
+    wav = clean if snr is None else add_noise(clean, snr, kind="pink", seed=2)
+    assert has_speech(torch.from_numpy(wav).float(), RATE)
+
+
+def test_speech_frames_follow_the_speech_and_line_up_with_stft_frames():
+    speech = speech_like(2.0, seed=5)
+    wav = np.concatenate([np.zeros(RATE), speech, 1e-4 * np.random.default_rng(0).standard_normal(RATE)])
+    mask, voiced = speech_frames(torch.from_numpy(wav).float(), RATE, hop=256)
+    assert mask.shape[0] == stft_magnitude(torch.zeros(1, wav.shape[0])).shape[1]
+    seconds = torch.arange(mask.shape[0]) * 256 / RATE
+    assert not mask[seconds < 0.8].any() and not mask[seconds > 3.3].any()  # silence, then a floor
+    middle = (seconds > 1.2) & (seconds < 2.8)
+    assert mask[middle].float().mean() > 0.6  # the syllables; the digital-zero gaps between them are not
+    assert bool((mask | ~voiced).all())  # voiced frames are speech frames
+
+
+@pytest.fixture(scope="module")
+def model_folder(tmp_path_factory):
+    torch.manual_seed(0)
+    model = VQVAEQualityModel(codebook_size=32)
+    model.train()
+    model(stft_magnitude(torch.stack([torch.from_numpy(speech_like(1.0, seed=s)).float() for s in range(3)])))
+    return build_vqscore_hub(model.eval(), str(tmp_path_factory.mktemp("hub")))
+
+
+def test_speech_weighting_averages_only_speech_frames(model_folder):
+    scorer = VQScore.from_hparams(source=model_folder)
+    wav = torch.from_numpy(np.concatenate([np.zeros(RATE), speech_like(2.0, seed=6)])).float()
+    frames = scorer.score_frames_batch(wav[None])[0]
+    mask, _ = speech_frames(wav, RATE, hop=256)
+    assert 0 < mask.sum() < mask.shape[0]
+    expected = frames[mask].mean()
+    assert float(scorer.score_batch(wav[None], frame_weighting="speech")[0]) == pytest.approx(float(expected), abs=1e-6)
+    assert float(scorer.score_batch(wav[None])[0]) == pytest.approx(float(frames.mean()), abs=1e-6)  # the paper's
+    assert float(scorer.score_batch(wav[None], frame_weighting="all")[0]) != pytest.approx(float(expected), abs=1e-4)
+    # A padded batch gives each file its own speech frames.
+    short = wav[: RATE + RATE // 2]
+    batch = torch.zeros(2, wav.shape[0])
+    batch[0], batch[1, : short.shape[0]] = wav, short
+    together = scorer.score_batch(batch, torch.tensor([1.0, short.shape[0] / wav.shape[0]]), frame_weighting="speech")
+    alone = scorer.score_batch(short[None], frame_weighting="speech")[0]
+    assert float(together[1]) == pytest.approx(float(alone), abs=1e-5)
+    # Silence has no speech frame: NaN, never a number that reads as quality.
+    assert torch.isnan(scorer.score_batch(torch.zeros(1, RATE), frame_weighting="speech")).all()
+    with pytest.raises(ValueError, match="frame_weighting must be one of"):
+        scorer.score_batch(wav[None], frame_weighting="loud")
+
+
+def test_score_gives_no_speech_files_an_empty_score(model_folder, tmp_path, capsys):
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    for name, wav in _no_speech().items():
+        soundfile.write(folder / f"{name}.wav", wav, RATE)
+    soundfile.write(folder / "speech.wav", speech_like(2.0, seed=7).astype(np.float32), RATE)
+    out = tmp_path / "scores.csv"
+    status = cli.main(["score", str(folder), "--model", model_folder, "--csv", str(out), "--no-progress"])
+    assert status == 0
+    captured = capsys.readouterr()
+    with open(out, newline="", encoding="utf-8") as stream:
+        rows = {r["path"].rsplit("/", 1)[1][:-4]: r for r in csv.DictReader(stream)}
+    assert set(rows) == {*_no_speech(), "speech"}
+    for name in _no_speech():
+        assert rows[name]["vqscore"] == "" and rows[name]["speech"] == "no", rows[name]
+        assert f"NO SPEECH {folder / name}.wav: no speech found" in captured.err
+    assert rows["speech"]["speech"] == "yes" and -1 <= float(rows["speech"]["vqscore"]) <= 1
+    assert "scored 1 files" in captured.out
+
+
+def test_score_frame_weighting_option(model_folder, tmp_path):
+    path = tmp_path / "pause_then_speech.wav"
+    soundfile.write(path, np.concatenate([np.zeros(RATE), speech_like(2.0, seed=8)]).astype(np.float32), RATE)
+    values = {}
+    for weighting in ("all", "speech"):
+        out = tmp_path / f"{weighting}.csv"
+        assert cli.main(["score", str(path), "--model", model_folder, "--csv", str(out), "--no-progress",
+                         "--frame-weighting", weighting]) == 0
+        with open(out, newline="", encoding="utf-8") as stream:
+            values[weighting] = float(next(csv.DictReader(stream))["vqscore"])
+    scorer = VQScore.from_hparams(source=model_folder)
+    wav = scorer.load_file(str(path))
+    assert values["speech"] == pytest.approx(float(scorer.score_batch(wav[None], frame_weighting="speech")[0]), abs=1e-5)
+    assert values["all"] == pytest.approx(scorer.score_file(str(path)), abs=1e-5)
+    assert values["all"] != pytest.approx(values["speech"], abs=1e-4)
