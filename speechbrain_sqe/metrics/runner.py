@@ -702,6 +702,30 @@ def _cell(value):
     return value
 
 
+def csv_columns(metrics, note=False):
+    """The columns of the per-file table: :data:`FIXED_COLUMNS`, the metrics, then ``note``
+    (how a value was measured, e.g. PESQ in segments) when asked.
+
+    Arguments
+    ---------
+    metrics : list of str
+        The metric columns, in order.
+    note : bool
+        Add the ``note`` column.
+
+    Returns
+    -------
+    list of str
+        The columns.
+
+    Example
+    -------
+    >>> csv_columns(["stoi"], note=True)
+    ['file', 'ref', 'deg', 'duration_s', 'stoi', 'note']
+    """
+    return list(FIXED_COLUMNS) + list(metrics) + (["note"] if note else [])
+
+
 def write_csv(rows, path, metrics):
     """Writes the per-file table: :data:`FIXED_COLUMNS` then one column per metric.
 
@@ -728,7 +752,7 @@ def write_csv(rows, path, metrics):
     """
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    columns = list(FIXED_COLUMNS) + list(metrics)
+    columns = csv_columns(metrics, note=any(row.get("note") for row in rows))
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
