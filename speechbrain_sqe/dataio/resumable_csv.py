@@ -153,6 +153,16 @@ class ResumableCSV:
         """The rows as dicts of text (for summaries of a resumed run)."""
         return [dict(zip(self.columns, cells)) for cells in self.rows.values()]
 
+    def discard(self, key):
+        """Forgets a row (a stale one): it is left out when :meth:`finalize` rewrites the table.
+
+        Arguments
+        ---------
+        key : str
+            The row's key.
+        """
+        self.rows.pop(key, None)
+
     def append(self, row):
         """Appends one row (a dict by column; missing cells are blank) with a single write.
 
