@@ -312,9 +312,11 @@ def _worker_main(connection, specs, max_memory_mb):
     It reports each stage before starting it (``("stage", index, name, metrics)``) and each
     result (``("done", index, row, failures)``); the supervisor blames the last stage when the
     process dies. After an out-of-memory error it exits, as the heap may be damaged."""
+    import faulthandler
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's to handle
+    faulthandler.disable()  # a crash is reported by the supervisor, in one line
     if max_memory_mb:
         import resource
 
