@@ -27,6 +27,7 @@ import numpy as np
 from speechbrain_sqe.dataio.files import AUDIO_EXTENSIONS, find_audio_files
 from speechbrain_sqe.metrics import dnsmos as dnsmos_module
 from speechbrain_sqe.metrics import intrusive
+from speechbrain_sqe.metrics.intrusive import MetricUnavailableError
 from speechbrain_sqe.metrics.registry import (
     METRICS,
     finite_values,
@@ -335,7 +336,11 @@ def _worker_main(connection, specs, max_memory_mb):
         def on_stage(name, names, index=index):
             connection.send(("stage", index, name, list(names)))
 
-        row, failures = _evaluate_pair(work, on_stage)
+        try:
+            row, failures = _evaluate_pair(work, on_stage)
+        except MetricUnavailableError as error:  # cannot run here at all: stops the evaluation
+            connection.send(("fatal", index, type(error), str(error)))
+            continue
         connection.send(("done", index, row, failures))
         if any(failure.reason == "out_of_memory" for failure in failures):
             return
@@ -563,6 +568,9 @@ def _supervise(tasks, jobs, start_method, timeout, max_memory_mb, finish):
                 for message in worker.messages():
                     if message[0] == "stage" and message[1] == worker.task:
                         worker.stage = (message[2], message[3])
+                    elif message[0] == "fatal":
+                        kind, text = message[2], message[3]
+                        raise kind(text) if issubclass(kind, MetricUnavailableError) else MetricUnavailableError(text)
                     elif message[0] == "done" and message[1] == worker.task:
                         index, row, problems = message[1], message[2], message[3]
                         names, extra = lost.pop(index, ([], []))
