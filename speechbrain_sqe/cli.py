@@ -120,7 +120,7 @@ def _add_evaluate_parser(subparsers):
     parser.add_argument(
         "--max-memory", type=float, default=None, metavar="MB",
         help="address-space limit of each worker process (RLIMIT_AS, MiB; a worker maps about "
-        "2 GiB of libraries before reading a file); a metric that exceeds it is reported "
+        "3.3 GiB of libraries before reading a file); a metric that exceeds it is reported "
         "'out of memory' (default: no limit)",
     )
     parser.add_argument(

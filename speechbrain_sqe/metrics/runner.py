@@ -318,6 +318,7 @@ def _worker_main(connection, specs, max_memory_mb):
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's to handle
     faulthandler.disable()  # a crash is reported by the supervisor, in one line
+    _die_with_parent()
     if max_memory_mb:
         import resource
 
@@ -337,13 +338,31 @@ def _worker_main(connection, specs, max_memory_mb):
             connection.send(("stage", index, name, list(names)))
 
         try:
-            row, failures = _evaluate_pair(work, on_stage)
-        except MetricUnavailableError as error:  # cannot run here at all: stops the evaluation
-            connection.send(("fatal", index, type(error), str(error)))
-            continue
-        connection.send(("done", index, row, failures))
+            try:
+                row, failures = _evaluate_pair(work, on_stage)
+            except MetricUnavailableError as error:  # cannot run here at all: stops the evaluation
+                connection.send(("fatal", index, type(error), str(error)))
+                continue
+            connection.send(("done", index, row, failures))
+        except (BrokenPipeError, EOFError):  # the supervisor is gone (killed): nothing to report to
+            return
         if any(failure.reason == "out_of_memory" for failure in failures):
             return
+
+
+def _die_with_parent():
+    """On Linux, asks the kernel to SIGKILL this worker when its supervisor dies (a SIGKILLed
+    ``sqe evaluate`` leaves no worker behind, even one stuck in native code)."""
+    import ctypes
+    import signal
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 class _Worker:
@@ -459,7 +478,7 @@ def evaluate_pairs(
     max_memory_mb : float, optional
         Address-space limit of each worker (``resource.RLIMIT_AS``), in MiB; ``None``: no limit.
         It counts everything mapped, libraries included (a worker with torch loaded maps about
-        2 GiB before it reads a file).
+        3.3 GiB before it reads a file).
     pesq_segment : float, optional
         Measure PESQ of files longer than
         :data:`~speechbrain_sqe.metrics.intrusive.PESQ_MAX_SECONDS` in segments of this length
