@@ -59,8 +59,11 @@ def _add_evaluate_parser(subparsers):
             "Pairs reference and degraded files by name and computes objective metrics in "
             "parallel. Two folders pair by relative path, lists of files by base name, two "
             "single files with each other. Each pair is trimmed to the shorter length. Writes "
-            "a per-file CSV, prints a summary table (mean, std, n) and the files that could "
-            "not be paired, read or scored; exits 1 if there were any, 0 otherwise."
+            "a per-file CSV (a row as each file finishes; --resume goes on after an "
+            "interruption), prints a summary table (mean, std, n) and the files that could "
+            "not be paired, read or scored; exits 1 if there were any, 0 otherwise. Each file "
+            "runs in a supervised worker process: a metric that crashes, hangs (--timeout) or "
+            "runs out of memory (--max-memory) fails on that file only."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )

@@ -13,6 +13,11 @@ Every file that yields no scores is reported in the failures with its reason (``
 ``unpaired_deg``, ``unreadable``, ``too_short``, ``metric_error``): nothing is dropped silently.
 A metric that fails on a file leaves an empty cell in that file's row and a ``metric_error``
 failure naming the metric; its other metrics are kept.
+
+Files are scored in supervised worker processes (:func:`evaluate_pairs`), so that native code
+that segfaults, hangs or exhausts memory costs one metric of one file (``crashed``,
+``timed_out``, ``out_of_memory``), never the run; finished rows can be saved as they come
+(``on_row``, used by ``sqe evaluate --csv`` and the recipes' reference-metric caches).
 """
 
 import csv
