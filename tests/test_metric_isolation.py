@@ -308,3 +308,35 @@ def test_reference_metric_cache_resumes_after_an_interruption(tmp_path):
     os.utime(tmp_path / "n0.wav", ns=(time.time_ns() + 10**9,) * 2)
     third = load_reference_metrics(manifest, str(resumed), ["stoi", "si_sdr"])
     assert third["u0"]["si_sdr"] > 100 and third["u3"] == first["u3"]
+
+
+HANGING_RUN = """
+import os, sys, time
+from speechbrain_sqe.metrics import registry, runner
+
+def hang(ref, deg, sample_rate, cache):
+    with open(sys.argv[2], "w") as stream:
+        stream.write(str(os.getpid()))
+    time.sleep(600)
+
+registry.register_metric("hang_forever", hang, needs_reference=False)
+runner.evaluate(None, sys.argv[1], ["hang_forever"], progress=False)
+"""
+
+
+def test_a_killed_supervisor_leaves_no_worker_behind(five_files, tmp_path):
+    marker = tmp_path / "worker.pid"
+    process = subprocess.Popen([sys.executable, "-c", HANGING_RUN, str(five_files), str(marker)], cwd=ROOT)
+    deadline = time.monotonic() + 60
+    while not (marker.exists() and marker.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    worker = int(marker.read_text())
+    process.kill()
+    process.wait(10)
+    deadline = time.monotonic() + 10
+    while os.path.exists(f"/proc/{worker}") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    orphan = os.path.exists(f"/proc/{worker}")
+    if orphan:
+        os.kill(worker, signal.SIGKILL)  # do not leave it running when the test fails
+    assert not orphan  # the worker stuck in its metric died too
