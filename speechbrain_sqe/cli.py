@@ -59,8 +59,11 @@ def _add_evaluate_parser(subparsers):
             "Pairs reference and degraded files by name and computes objective metrics in "
             "parallel. Two folders pair by relative path, lists of files by base name, two "
             "single files with each other. Each pair is trimmed to the shorter length. Writes "
-            "a per-file CSV, prints a summary table (mean, std, n) and the files that could "
-            "not be paired, read or scored; exits 1 if there were any, 0 otherwise."
+            "a per-file CSV (a row as each file finishes; --resume goes on after an "
+            "interruption), prints a summary table (mean, std, n) and the files that could "
+            "not be paired, read or scored; exits 1 if there were any, 0 otherwise. Each file "
+            "runs in a supervised worker process: a metric that crashes, hangs (--timeout) or "
+            "runs out of memory (--max-memory) fails on that file only."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -106,13 +109,37 @@ def _add_evaluate_parser(subparsers):
         "--min-duration", type=float, default=None, metavar="SECONDS",
         help="files shorter than this are reported too_short (default 0.5)",
     )
+    parser.add_argument(
+        "--resume", action="store_true",
+        help="keep the rows already in --csv (written as files finish, so an interrupted run "
+        "keeps them) and score only the files missing there; the CSV must have this run's "
+        "columns (same --metrics)",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=600.0, metavar="SECONDS",
+        help="time one file may take in its worker (reading and all metrics); past it the "
+        "worker is killed and the metric it was in is reported 'timed out' (0: no limit)",
+    )
+    parser.add_argument(
+        "--max-memory", type=float, default=None, metavar="MB",
+        help="address-space limit of each worker process (RLIMIT_AS, MiB; a worker maps about "
+        "3.3 GiB of libraries before reading a file); a metric that exceeds it is reported "
+        "'out of memory' (default: no limit)",
+    )
+    parser.add_argument(
+        "--pesq-segment", type=float, default=None, metavar="SECONDS",
+        help="measure PESQ of files longer than 60 s (its native code crashes on long "
+        "recordings) as the mean over segments of this length, noted in a 'note' column; "
+        "without it such files get no PESQ and a listed problem",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(func=_run_evaluate)
     return parser
 
 
 def _run_evaluate(args):
-    """Runs ``sqe evaluate`` with parsed arguments; returns the exit status."""
+    """Runs ``sqe evaluate`` with parsed arguments; returns the exit status (130: interrupted)."""
+    from speechbrain_sqe.dataio.resumable_csv import ResumableCSV, ResumeError
     from speechbrain_sqe.metrics import runner
 
     if args.list_metrics:
@@ -135,28 +162,62 @@ def _run_evaluate(args):
         print("sqe evaluate: no metric left to compute", file=sys.stderr)
         return 2
     min_duration = runner.DEFAULT_MIN_DURATION if args.min_duration is None else args.min_duration
+    if args.resume and not args.csv:
+        print("sqe evaluate: --resume needs --csv (the file whose rows are kept)", file=sys.stderr)
+        return 2
+    table, kept = None, []
+    if args.csv:
+        columns = runner.csv_columns(metrics, note=args.pesq_segment is not None)
+        try:
+            table = ResumableCSV(args.csv, columns, key="file", resume=args.resume)
+        except (ResumeError, OSError) as error:
+            print(f"sqe evaluate: {error}", file=sys.stderr)
+            return 2
+        kept = table.previous_rows()
+        if kept:
+            print(f"resuming {args.csv}: {len(kept)} file(s) already scored are kept")
     try:
         result = runner.evaluate(
             args.ref, args.deg, metrics,
             sample_rate=args.sample_rate, jobs=args.jobs, min_duration=min_duration,
-            progress=not args.no_progress,
+            progress=not args.no_progress, timeout=args.timeout or None,
+            max_memory_mb=args.max_memory, pesq_segment=args.pesq_segment,
+            on_row=table.append if table is not None else None,
+            skip={row["file"] for row in kept},
         )
     except (runner.PairingError, ValueError, registry.MetricUnavailableError) as error:
         print(f"sqe evaluate: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        kept_now = len(table.done) if table is not None else 0
+        where = f"; {kept_now} finished row(s) are in {args.csv}: rerun with --resume" if table else ""
+        print(f"sqe evaluate: interrupted{where}", file=sys.stderr)
+        return 130
     if not result.pairs and not result.failures:
         print("sqe evaluate: no audio files found", file=sys.stderr)
         return 1
-    if args.csv:
-        runner.write_csv(result.rows, args.csv, metrics)
-        print(f"wrote {len(result.rows)} rows to {args.csv}")
+    paired = {pair.file for pair in result.pairs}
+    kept = [row for row in kept if row["file"] in paired]
+    rows = kept + result.rows
+    failures = list(result.failures)
+    for row in kept:  # metrics an earlier run could not compute are still missing: say so
+        empty = [name for name in metrics if not row.get(name)]
+        if empty:
+            failures.append(runner.Failure(
+                row["file"], "metric_error",
+                f"{row['deg']}: no {', '.join(empty)} in the resumed CSV (see the earlier run; "
+                "rerun without --resume to retry)",
+            ))
+    if table is not None:
+        table.finalize([pair.file for pair in result.pairs])
+        print(f"wrote {len(table.done)} rows to {args.csv}")
     if args.failures_csv:
-        runner.write_failures_csv(result.failures, args.failures_csv)
-    print(f"{len(result.rows)} of {len(result.pairs)} paired files scored")
-    print(runner.format_summary(runner.summarize(result.rows, metrics)))
-    if result.failures:
-        print(f"{len(result.failures)} problem(s):")
-        print(runner.format_failures(result.failures))
+        runner.write_failures_csv(failures, args.failures_csv)
+    print(f"{len(rows)} of {len(result.pairs)} paired files scored")
+    print(runner.format_summary(runner.summarize(rows, metrics)))
+    if failures:
+        print(f"{len(failures)} problem(s):")
+        print(runner.format_failures(failures))
         return 1
     return 0
 

@@ -192,3 +192,28 @@ def test_summary_and_runner_api(corpus):
     assert summary[0]["std"] == pytest.approx(np.std(si_sdr))
     table = runner.format_summary(summary)
     assert table.splitlines()[0].startswith("| metric")
+
+
+def test_resume_of_a_run_with_a_failed_metric_still_reports_it(corpus, tmp_path, capsys):
+    out = tmp_path / "scores.csv"
+    args = ["evaluate", "--ref", str(corpus / "clean"), "--deg", str(corpus / "enhanced"),
+            "--metrics", "stoi", "si_sdr", "--csv", str(out), "--no-progress"]
+    assert cli.main(args) == 1
+    first = out.read_bytes()
+    capsys.readouterr()
+    assert cli.main([*args, "--resume"]) == 1  # nothing left to score, but silent.wav has no si_sdr
+    printed = capsys.readouterr().out
+    assert "resuming" in printed and "4 file(s) already scored are kept" in printed
+    assert "silent.wav [metric_error]" in printed and "no si_sdr in the resumed CSV" in printed
+    assert "4 of 6 paired files scored" in printed  # short.wav and corrupt.wav are retried, and fail again
+    assert "corrupt.wav [unreadable]" in printed
+    assert out.read_bytes() == first
+
+
+def test_evaluate_option_errors_are_one_line(corpus, tmp_path, capsys):
+    base = ["evaluate", "--deg", str(corpus / "enhanced" / "a.wav"), "--ref", str(corpus / "clean" / "a.wav"),
+            "--metrics", "pesq_wb", "--no-progress"]
+    assert cli.main([*base, "--resume"]) == 2
+    assert capsys.readouterr().err == "sqe evaluate: --resume needs --csv (the file whose rows are kept)\n"
+    assert cli.main([*base, "--pesq-segment", "90"]) == 2
+    assert capsys.readouterr().err == "sqe evaluate: PESQ segments must last 1 to 60 s, not 90\n"

@@ -2,6 +2,7 @@
 
 import math
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -119,8 +120,37 @@ def test_pesq_errors_are_clear(speech):
 
 
 def test_stoi_too_short_is_an_error(speech):
-    with pytest.raises(MetricError, match="stoi: fewer than 30 speech frames"):
+    with pytest.raises(MetricError, match=r"stoi: signal too short for STOI \(0.188 s; it needs at least 0.40 s"):
         intrusive.stoi(speech[:3000], speech[:3000], 16000)
+    mostly_silent = np.r_[speech[:3000], np.zeros(13000)]  # long enough, too little speech
+    with pytest.raises(MetricError, match="estoi: fewer than 30 speech frames"):
+        intrusive.stoi(mostly_silent, mostly_silent, 16000, extended=True)
+
+
+@pytest.fixture
+def pesq_segments():
+    yield intrusive.set_pesq_segments
+    intrusive.set_pesq_segments(None)
+
+
+def test_long_pesq_is_refused_before_the_native_call_or_measured_in_segments(speech, pesq_segments):
+    tile = np.r_[speech, np.zeros(8000)]
+    long_ref = np.tile(tile, 61 * 16000 // tile.shape[0] + 1)[: 61 * 16000]  # 61 s
+    long_deg = add_white_noise(long_ref, 15)
+    start = time.monotonic()
+    with pytest.raises(MetricError, match=r"pesq_wb: 61.0 s is longer than the 60 s PESQ can measure in one piece"):
+        intrusive.pesq(long_ref, long_deg)
+    assert time.monotonic() - start < 1.0  # refused up front, not after minutes in native code
+    assert intrusive.pop_notes() == {}
+    pesq_segments(30)
+    silence = np.zeros(30 * 16000)  # 60 s of speech, then a third segment without speech
+    segmented = intrusive.pesq(np.r_[long_ref[:960000], silence], np.r_[long_deg[:960000], silence])
+    assert intrusive.pop_notes() == {"pesq_wb": "pesq_wb: mean of 2 segments of 30 s (1 without speech left out)"}
+    one_piece = intrusive.pesq(long_ref[: 30 * 16000], long_deg[: 30 * 16000])
+    assert segmented == pytest.approx(one_piece, abs=0.15)
+    assert intrusive.pop_notes() == {}  # measured whole: no note
+    with pytest.raises(ValueError, match="PESQ segments must last 1 to 60 s, not 90"):
+        pesq_segments(90)
 
 
 # --- pinned values on generated audio (no TTS, no ../shared) ----------------------------------

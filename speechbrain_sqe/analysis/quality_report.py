@@ -12,6 +12,7 @@ import logging
 import os
 
 from speechbrain_sqe.dataio.manifest import read_manifest
+from speechbrain_sqe.dataio.resumable_csv import ResumableCSV, ResumeError
 from speechbrain_sqe.metrics.correlation import correlation
 from speechbrain_sqe.metrics.registry import split_available
 from speechbrain_sqe.metrics.runner import Pair, evaluate_pairs
@@ -62,48 +63,70 @@ def rows_by_id(manifest):
     return {row["ID"]: row for row in read_manifest(manifest)}
 
 
-def load_reference_metrics(manifest, cache, metrics, jobs=1):
+def load_reference_metrics(manifest, cache, metrics, jobs=1, timeout=None):
     """Intrusive metrics of each noisy file against its clean reference, cached in a CSV.
+
+    The cache is written as files finish (one appended line each, in crash-isolated workers),
+    so an interrupted recipe keeps what was computed and the next call computes only the rest;
+    a row is reused only for the same files, unchanged since (path, size and modification time).
+    When complete, the cache is rewritten in manifest order (write-then-rename).
 
     Arguments
     ---------
     manifest : str
         A pairs manifest (``ID``, ``clean_wav``, ``noisy_wav`` columns).
     cache : str
-        CSV where the values are kept; reused when it covers the same IDs and metrics.
+        CSV where the values are kept (``ID``, ``signature``, then the metrics); a cache of other
+        metrics is started anew.
     metrics : list of str
         Metric names (see :mod:`speechbrain_sqe.metrics`), e.g. ``["pesq_wb", "stoi"]``.
     jobs : int
         Parallel processes.
+    timeout : float, optional
+        Seconds one pair may take (see :func:`~speechbrain_sqe.metrics.runner.evaluate_pairs`).
 
     Returns
     -------
     dict
-        ``{ID: {metric: value}}``.
+        ``{ID: {metric: value}}``, in manifest order.
+
+    Raises
+    ------
+    RuntimeError
+        When some pairs could not be scored (they are listed; the others stay in the cache).
     """
     metrics = available_metrics(metrics)
     rows = rows_by_id(manifest)
-    # The cache is reused only for the same files, unchanged since (regenerated audio is rescored).
     signatures = {uid: _signature(row) for uid, row in rows.items()}
-    if os.path.exists(cache):
-        with open(cache, newline="", encoding="utf-8") as stream:
-            cached = {row["ID"]: row for row in csv.DictReader(stream)}
-        if {uid: row.get("signature") for uid, row in cached.items()} == signatures and all(
-            m in next(iter(cached.values()), {}) for m in metrics
-        ):
-            return {uid: {m: float(row[m]) for m in metrics} for uid, row in cached.items()}
-    pairs = [Pair(file=uid, ref=row["clean_wav"], deg=row["noisy_wav"]) for uid, row in rows.items()]
-    results, failures = evaluate_pairs(pairs, metrics=metrics, jobs=jobs)
-    if failures:
-        raise RuntimeError(f"reference metrics failed for {manifest}: {failures[:5]}")
-    values = {result["file"]: {m: float(result[m]) for m in metrics} for result in results}
-    os.makedirs(os.path.dirname(os.path.abspath(cache)), exist_ok=True)
-    with open(cache, "w", newline="", encoding="utf-8") as stream:
-        writer = csv.DictWriter(stream, fieldnames=["ID", "signature", *metrics])
-        writer.writeheader()
-        for uid, value in values.items():
-            writer.writerow({"ID": uid, "signature": signatures[uid], **value})
-    return values
+    columns = ["ID", "signature", *metrics]
+    try:
+        table = ResumableCSV(cache, columns, key="ID", resume=True)
+    except ResumeError as error:
+        logger.info("%s; computing the reference metrics anew", error)
+        table = ResumableCSV(cache, columns, key="ID")
+    stale = [uid for uid, cells in table.rows.items()
+             if signatures.get(uid) != cells[1] or not all(cells[2:])]
+    for uid in stale:
+        table.discard(uid)
+    todo = [uid for uid in rows if uid not in table.rows]
+    if todo:
+        logger.info("reference metrics: %d of %d pairs to compute", len(todo), len(rows))
+        pairs = [Pair(file=uid, ref=rows[uid]["clean_wav"], deg=rows[uid]["noisy_wav"]) for uid in todo]
+
+        def save(result):
+            table.append({"ID": result["file"], "signature": signatures[result["file"]],
+                          **{m: result[m] for m in metrics}})
+
+        _, failures = evaluate_pairs(pairs, metrics=metrics, jobs=jobs, timeout=timeout, on_row=save)
+        for failure in failures:  # a row with an empty metric is not a result: recompute it next time
+            table.discard(failure.file)
+        if failures:
+            table.finalize(list(rows))
+            raise RuntimeError(f"reference metrics failed for {manifest}: {failures[:5]}")
+    if todo or stale or list(table.rows) != list(rows):
+        table.finalize(list(rows))
+    return {uid: {m: float(cells[2 + i]) for i, m in enumerate(metrics)}
+            for uid in rows for cells in [table.rows[uid]]}
 
 
 def _signature(row):

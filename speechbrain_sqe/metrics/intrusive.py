@@ -6,9 +6,24 @@ reported as :class:`MetricError` with a message naming the metric and the cause 
 PESQ finding no speech), never as a silent NaN.
 """
 
+import itertools
 import warnings
 
 import numpy as np
+
+#: Shortest signal PESQ takes (its ``BufferTooShortError`` below this).
+PESQ_MIN_SECONDS = 0.25
+#: Longest signal given to the native PESQ code in one call. Its utterance table holds 50
+#: entries and is not bounds-checked: a reference with more utterances (a 5-minute recording)
+#: makes it segfault. Longer signals are refused, or measured in segments when asked
+#: (:func:`set_pesq_segments`).
+PESQ_MAX_SECONDS = 60.0
+#: Shortest signal STOI takes: 30 frames of 25.6 ms at its 10 kHz rate (50 % overlap), 0.41 s.
+STOI_MIN_SECONDS = (30 * 128 + 128) / 10000
+#: How long signals are measured: ``{"pesq_segment_seconds": None or float}`` (see
+#: :func:`set_pesq_segments`); notes on how the last values were measured (:func:`pop_notes`).
+_SETTINGS = {"pesq_segment_seconds": None}
+_NOTES = {}
 
 
 class MetricError(ValueError):
@@ -66,8 +81,57 @@ def _check_pair(ref, deg, metric):
     return ref, deg
 
 
+def set_pesq_segments(seconds=None):
+    """Measures PESQ of signals longer than :data:`PESQ_MAX_SECONDS` in segments, or refuses them.
+
+    With ``seconds`` set, a long pair is cut into consecutive segments of about that length,
+    PESQ is computed on each (segments where PESQ finds no speech are left out) and the
+    duration-weighted mean is returned; :func:`pop_notes` then says how it was measured. With
+    ``None`` (the default) a long pair is refused with a :class:`MetricError` before the native
+    call. The setting is per process (each worker of the runner sets it per file).
+
+    Arguments
+    ---------
+    seconds : float or None
+        Segment length, between 1 s and :data:`PESQ_MAX_SECONDS`.
+
+    Example
+    -------
+    >>> set_pesq_segments(30.0); set_pesq_segments(None)
+    >>> set_pesq_segments(0.1)
+    Traceback (most recent call last):
+    ...
+    ValueError: PESQ segments must last 1 to 60 s, not 0.1
+    """
+    if seconds is not None and not 1.0 <= float(seconds) <= PESQ_MAX_SECONDS:
+        raise ValueError(f"PESQ segments must last 1 to {PESQ_MAX_SECONDS:g} s, not {seconds:g}")
+    _SETTINGS["pesq_segment_seconds"] = None if seconds is None else float(seconds)
+
+
+def pop_notes():
+    """Returns and clears the notes on how the metrics computed since the last call were measured.
+
+    Returns
+    -------
+    dict
+        Metric name to note (for example ``{"pesq_wb": "mean of 10 segments of 30 s"}``); empty
+        when everything was measured whole.
+
+    Example
+    -------
+    >>> pop_notes()
+    {}
+    """
+    notes = dict(_NOTES)
+    _NOTES.clear()
+    return notes
+
+
 def pesq(ref, deg, sample_rate=16000, mode="wb"):
     """PESQ (ITU-T P.862.2 wide band or P.862 narrow band, MOS-LQO) with the ``pesq`` package.
+
+    Signals longer than :data:`PESQ_MAX_SECONDS` are refused before the native call (it crashes
+    on long recordings), unless :func:`set_pesq_segments` asked for a measure in segments.
 
     Arguments
     ---------
@@ -88,7 +152,8 @@ def pesq(ref, deg, sample_rate=16000, mode="wb"):
     Raises
     ------
     MetricError
-        Unsupported rate/mode, silent signal, no utterance detected, too short (< 0.25 s).
+        Unsupported rate/mode, silent signal, no utterance detected, too short (< 0.25 s), too
+        long (> :data:`PESQ_MAX_SECONDS` without segments).
 
     Example
     -------
@@ -110,6 +175,50 @@ def pesq(ref, deg, sample_rate=16000, mode="wb"):
     for label, signal in (("reference", ref), ("degraded signal", deg)):
         if not np.any(signal):
             raise MetricError(f"{name}: the {label} is digital silence (PESQ is undefined)")
+    seconds = ref.shape[0] / sample_rate
+    if seconds < PESQ_MIN_SECONDS:
+        raise MetricError(f"{name}: signal too short for PESQ ({seconds:.3f} s; it needs at least 0.25 s)")
+    if seconds > PESQ_MAX_SECONDS:
+        segment = _SETTINGS["pesq_segment_seconds"]
+        if segment is None:
+            raise MetricError(
+                f"{name}: {seconds:.1f} s is longer than the {PESQ_MAX_SECONDS:g} s PESQ can measure "
+                "in one piece (its native code crashes on long recordings); measure it in segments "
+                "(sqe evaluate --pesq-segment SECONDS) or cut it"
+            )
+        return _segmented_pesq(ref, deg, sample_rate, mode, segment)
+    return _pesq_call(ref, deg, sample_rate, mode)
+
+
+def _segmented_pesq(ref, deg, sample_rate, mode, segment):
+    """Duration-weighted mean PESQ over consecutive segments (a short tail joins the last one)."""
+    name = f"pesq_{mode}"
+    step = round(segment * sample_rate)
+    bounds = list(range(0, ref.shape[0], step))
+    if len(bounds) > 1 and ref.shape[0] - bounds[-1] < step // 2:
+        bounds.pop()  # a tail shorter than half a segment is measured with the segment before it
+    bounds.append(ref.shape[0])
+    values, weights, skipped = [], [], 0
+    for start, end in itertools.pairwise(bounds):
+        try:
+            values.append(_pesq_call(ref[start:end], deg[start:end], sample_rate, mode))
+            weights.append(end - start)
+        except MetricError:
+            skipped += 1  # silent or speechless segment
+    if not values:
+        raise MetricError(f"{name}: PESQ found no speech in any of the {skipped} segments of {segment:g} s")
+    note = f"{name}: mean of {len(values)} segments of {segment:g} s"
+    if skipped:
+        note += f" ({skipped} without speech left out)"
+    _NOTES[name] = note
+    return float(np.average(values, weights=weights))
+
+
+def _pesq_call(ref, deg, sample_rate, mode):
+    """The native PESQ call, its errors turned into :class:`MetricError`."""
+    name = f"pesq_{mode}"
+    if not (np.any(ref) and np.any(deg)):
+        raise MetricError(f"{name}: a segment is digital silence (PESQ is undefined)")
     import pesq as pesq_lib
 
     try:
@@ -168,6 +277,11 @@ def stoi(ref, deg, sample_rate=16000, extended=False):
     """
     name = "estoi" if extended else "stoi"
     ref, deg = _check_pair(ref, deg, name)
+    if ref.shape[0] / sample_rate < STOI_MIN_SECONDS:
+        raise MetricError(
+            f"{name}: signal too short for STOI ({ref.shape[0] / sample_rate:.3f} s; it needs at "
+            f"least {STOI_MIN_SECONDS:.2f} s of speech)"
+        )
     from pystoi import stoi as stoi_lib
 
     with warnings.catch_warnings(record=True) as caught:

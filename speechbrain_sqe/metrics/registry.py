@@ -833,7 +833,7 @@ def _output(result, spec):
     return float(result)
 
 
-def try_compute_metrics(ref_wav, deg_wav, metrics=None, sample_rate=16000):
+def try_compute_metrics(ref_wav, deg_wav, metrics=None, sample_rate=16000, on_group=None):
     """Computes metrics on one pair, collecting the errors instead of raising them.
 
     The two waveforms are trimmed to the shorter length first (:func:`trim_to_equal_length`).
@@ -850,6 +850,9 @@ def try_compute_metrics(ref_wav, deg_wav, metrics=None, sample_rate=16000):
         Metric names (see :data:`METRICS`); default :data:`DEFAULT_METRICS`.
     sample_rate : int
         Rate of both waveforms.
+    on_group : callable, optional
+        Called as ``on_group(group, names)`` before each group is computed (the crash-isolated
+        runner uses it to name the metric a worker died in).
 
     Returns
     -------
@@ -881,6 +884,8 @@ def try_compute_metrics(ref_wav, deg_wav, metrics=None, sample_rate=16000):
     values, errors, cache = {}, {}, {}
     for group, wanted in _groups(metrics).items():
         spec = METRICS[wanted[0]]
+        if on_group is not None:
+            on_group(group, wanted)
         try:
             compute = resolve(spec.compute)
             result = compute(ref if spec.needs_reference else None, deg, sample_rate, cache)

@@ -13,6 +13,11 @@ Every file that yields no scores is reported in the failures with its reason (``
 ``unpaired_deg``, ``unreadable``, ``too_short``, ``metric_error``): nothing is dropped silently.
 A metric that fails on a file leaves an empty cell in that file's row and a ``metric_error``
 failure naming the metric; its other metrics are kept.
+
+Files are scored in supervised worker processes (:func:`evaluate_pairs`), so that native code
+that segfaults, hangs or exhausts memory costs one metric of one file (``crashed``,
+``timed_out``, ``out_of_memory``), never the run; finished rows can be saved as they come
+(``on_row``, used by ``sqe evaluate --csv`` and the recipes' reference-metric caches).
 """
 
 import csv
@@ -26,6 +31,8 @@ import numpy as np
 
 from speechbrain_sqe.dataio.files import AUDIO_EXTENSIONS, find_audio_files
 from speechbrain_sqe.metrics import dnsmos as dnsmos_module
+from speechbrain_sqe.metrics import intrusive
+from speechbrain_sqe.metrics.intrusive import MetricUnavailableError
 from speechbrain_sqe.metrics.registry import (
     METRICS,
     finite_values,
@@ -41,7 +48,8 @@ DEFAULT_MIN_DURATION = 0.5
 #: Columns of the per-file table before the metric columns.
 FIXED_COLUMNS = ("file", "ref", "deg", "duration_s")
 #: Failure reasons.
-REASONS = ("unpaired_ref", "unpaired_deg", "unreadable", "too_short", "metric_error")
+REASONS = ("unpaired_ref", "unpaired_deg", "unreadable", "too_short", "metric_error", "crashed",
+           "timed_out", "out_of_memory")
 
 #: One file to evaluate: its name and the two paths (``ref`` is None for non-intrusive metrics).
 Pair = namedtuple("Pair", ["file", "ref", "deg"])
@@ -232,11 +240,19 @@ def limit_blas_threads(count=1):
     return limited
 
 
-def _evaluate_pair(task):
-    """Loads and scores one pair; returns ``(row or None, [Failure, ...])``."""
+def _evaluate_pair(task, on_stage=None):
+    """Loads and scores one pair; returns ``(row or None, [Failure, ...])``.
+
+    ``task`` is ``(pair, metrics, sample_rate, min_duration)`` or, with a fifth item, the PESQ
+    segment length (see :func:`~speechbrain_sqe.metrics.intrusive.set_pesq_segments`).
+    ``on_stage(name, metrics)`` is called before reading (``"reading"``) and before each metric
+    group, so that a supervisor can name what a dead worker was doing."""
     from speechbrain_sqe.dataio.audio import AudioLoadError, load_audio
 
-    pair, metrics, sample_rate, min_duration = task
+    pair, metrics, sample_rate, min_duration = task[:4]
+    pesq_segment = task[4] if len(task) > 4 else None
+    if on_stage is not None:
+        on_stage("reading", [])
     wavs, failures = {}, []
     for side in ("ref", "deg"):
         path = getattr(pair, side)
@@ -246,6 +262,8 @@ def _evaluate_pair(task):
             wavs[side] = load_audio(path, sample_rate=sample_rate).numpy()
         except AudioLoadError as error:
             failures.append(Failure(pair.file, "unreadable", str(error)))
+        except MemoryError:
+            failures.append(Failure(pair.file, "out_of_memory", f"{path}: out of memory while reading"))
         except Exception as error:  # noqa: BLE001 - reported, never dropped
             failures.append(Failure(pair.file, "unreadable", f"{path}: {type(error).__name__}: {error}"))
     if failures:
@@ -257,9 +275,21 @@ def _evaluate_pair(task):
             pair.file, "too_short",
             f"{getattr(pair, shortest)}: {duration:.3f} s long; at least {min_duration:.3f} s is needed",
         )]
-    values, errors = try_compute_metrics(wavs.get("ref"), wavs["deg"], metrics, sample_rate)
     row = {"file": pair.file, "ref": pair.ref or "", "deg": pair.deg, "duration_s": round(duration, 4)}
+    if not metrics:
+        return row, failures
+    intrusive.set_pesq_segments(pesq_segment)
+    intrusive.pop_notes()
+    values, errors = try_compute_metrics(wavs.get("ref"), wavs["deg"], metrics, sample_rate, on_group=on_stage)
+    notes = intrusive.pop_notes()
+    if notes:
+        row["note"] = "; ".join(notes[name] for name in sorted(notes))
     row.update(values)
+    memory = {name: message for name, message in errors.items() if _is_out_of_memory(message)}
+    if memory:
+        failures.append(Failure(pair.file, "out_of_memory",
+                                f"{pair.deg}: out of memory in {', '.join(memory)}"))
+        errors = {name: message for name, message in errors.items() if name not in memory}
     if errors:
         by_message = {}
         for name, message in errors.items():
@@ -276,6 +306,135 @@ def _evaluate_pair(task):
     return row, failures
 
 
+def _is_out_of_memory(message):
+    """Whether a metric's error message is an allocation failure (Python's, torch's, C++'s)."""
+    return any(sign in message for sign in ("MemoryError", "can't allocate memory", "bad_alloc",
+                                            "Cannot allocate memory", "out of memory"))
+
+
+def _worker_main(connection, specs, max_memory_mb):
+    """A supervised worker: limits its memory, then scores the tasks it receives until ``None``.
+
+    It reports each stage before starting it (``("stage", index, name, metrics)``) and each
+    result (``("done", index, row, failures)``); the supervisor blames the last stage when the
+    process dies. After an out-of-memory error it exits, as the heap may be damaged."""
+    import faulthandler
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's to handle
+    faulthandler.disable()  # a crash is reported by the supervisor, in one line
+    _die_with_parent()
+    if max_memory_mb:
+        import resource
+
+        limit = int(max_memory_mb * 1024 * 1024)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    _init_worker(specs)
+    while True:
+        try:
+            task = connection.recv()
+        except (EOFError, OSError):
+            return
+        if task is None:
+            return
+        index, work = task
+
+        def on_stage(name, names, index=index):
+            connection.send(("stage", index, name, list(names)))
+
+        try:
+            try:
+                row, failures = _evaluate_pair(work, on_stage)
+            except MetricUnavailableError as error:  # cannot run here at all: stops the evaluation
+                connection.send(("fatal", index, type(error), str(error)))
+                continue
+            connection.send(("done", index, row, failures))
+        except (BrokenPipeError, EOFError):  # the supervisor is gone (killed): nothing to report to
+            return
+        if any(failure.reason == "out_of_memory" for failure in failures):
+            return
+
+
+def _die_with_parent():
+    """On Linux, asks the kernel to SIGKILL this worker when its supervisor dies (a SIGKILLed
+    ``sqe evaluate`` leaves no worker behind, even one stuck in native code)."""
+    import ctypes
+    import signal
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+class _Worker:
+    """One supervised worker process and the task it is running (see :func:`evaluate_pairs`)."""
+
+    def __init__(self, context, specs, max_memory_mb):
+        self.connection, child = context.Pipe()
+        self.process = context.Process(target=_worker_main, args=(child, specs, max_memory_mb), daemon=True)
+        self.process.start()
+        child.close()
+        self.task = None  # index of the task it runs
+        self.started = None
+        self.stage = (None, [])
+
+    def submit(self, index, work):
+        import time
+
+        self.task, self.started, self.stage = index, time.monotonic(), ("starting", [])
+        self.connection.send((index, work))
+
+    def messages(self):
+        """The messages waiting, stopping at the end of the pipe (a dead worker)."""
+        out = []
+        try:
+            while self.connection.poll():
+                out.append(self.connection.recv())
+        except (EOFError, OSError):
+            pass
+        return out
+
+    def stop(self, kill=False):
+        if self.process.is_alive():
+            if kill:
+                self.process.kill()
+            else:
+                try:
+                    self.connection.send(None)
+                except (OSError, ValueError):
+                    pass
+                self.process.join(2.0)
+                if self.process.is_alive():
+                    self.process.kill()
+        self.process.join(5.0)
+        self.connection.close()
+
+
+def _death_reason(exitcode, stage, timeout=None, max_memory_mb=None):
+    """``(reason, message)`` for a worker that died (or was killed after ``timeout``) in ``stage``."""
+    import signal
+
+    where = "while reading the audio" if stage[0] == "reading" else (
+        f"in {', '.join(stage[1]) or stage[0]}" if stage[0] not in (None, "starting") else "while starting")
+    if timeout is not None:
+        return "timed_out", f"timed out after {timeout:g} s {where}"
+    if exitcode is not None and exitcode < 0:
+        number = -exitcode
+        try:
+            label = signal.Signals(number).name
+        except ValueError:
+            label = "unknown signal"
+        if number == signal.SIGKILL:
+            memory = f" (--max-memory {max_memory_mb:g} MB)" if max_memory_mb else ""
+            return "out_of_memory", f"killed {where} (signal 9, SIGKILL): out of memory{memory} or killed from outside"
+        return "crashed", f"crashed {where} (signal {number}, {label})"
+    return "crashed", f"worker exited {where} with status {exitcode}"
+
+
 def evaluate_pairs(
     pairs,
     metrics=None,
@@ -285,8 +444,18 @@ def evaluate_pairs(
     progress=True,
     chunksize=None,
     start_method=None,
+    timeout=None,
+    max_memory_mb=None,
+    pesq_segment=None,
+    on_row=None,
+    isolate=True,
 ):
-    """Scores pairs of files, in ``jobs`` worker processes, with a progress bar.
+    """Scores pairs of files in supervised worker processes, with a progress bar.
+
+    Each file runs in a worker process that may die: a native crash (segfault), a hang longer
+    than ``timeout`` or a memory blow-up past ``max_memory_mb`` fails that file's metric only
+    (reasons ``crashed``, ``timed_out``, ``out_of_memory``, naming the metric); the worker is
+    replaced, the file's other metrics are computed in a fresh one, and every other file goes on.
 
     Arguments
     ---------
@@ -298,17 +467,31 @@ def evaluate_pairs(
     sample_rate : int
         Rate the files are loaded (resampled) at.
     jobs : int
-        Worker processes (1: in this process; 0 or less: one per CPU). Each worker uses one
-        torch thread.
+        Worker processes (0 or less: one per CPU). Each worker uses one torch thread.
     min_duration : float
         Files shorter than this (seconds) are reported ``too_short``.
     progress : bool
         Show a tqdm progress bar (on stderr).
     chunksize : int, optional
-        Pairs sent to a worker at a time (default: about four chunks per worker, at most 8).
+        Unused (files are handed out one at a time so that a death loses one file); kept for
+        callers of the earlier pool-based runner.
     start_method : str, optional
         Multiprocessing start method; default ``fork`` where available (fast start), else
         ``spawn``.
+    timeout : float, optional
+        Seconds one file may take in a worker (reading and all its metrics); ``None``: no limit.
+    max_memory_mb : float, optional
+        Address-space limit of each worker (``resource.RLIMIT_AS``), in MiB; ``None``: no limit.
+        It counts everything mapped, libraries included (a worker with torch loaded maps about
+        3.3 GiB before it reads a file).
+    pesq_segment : float, optional
+        Measure PESQ of files longer than
+        :data:`~speechbrain_sqe.metrics.intrusive.PESQ_MAX_SECONDS` in segments of this length
+        (the row's ``note`` says so); ``None``: such files get a ``metric_error`` for PESQ.
+    on_row : callable, optional
+        Called in this process with each finished row, as it finishes (to save it at once).
+    isolate : bool
+        ``False`` runs everything in this process (no protection; for debugging).
 
     Returns
     -------
@@ -331,44 +514,129 @@ def evaluate_pairs(
     from tqdm import tqdm
 
     metrics = resolve_metrics(metrics)
-    tasks = [(pair, metrics, sample_rate, min_duration) for pair in pairs]
-    rows, failures = [], []
+    if pesq_segment is not None:
+        intrusive.set_pesq_segments(pesq_segment)  # checks the value here, before any worker
+        intrusive.set_pesq_segments(None)
+    tasks = [(pair, metrics, sample_rate, min_duration, pesq_segment) for pair in pairs]
     if not tasks:
-        return rows, failures
+        return [], []
     if jobs is None or jobs <= 0:
         jobs = os.cpu_count() or 1
     jobs = max(1, min(int(jobs), len(tasks)))
+    results = {}
     bar = tqdm(total=len(tasks), desc="evaluate", unit="file", disable=not progress, dynamic_ncols=True)
-    try:
-        if jobs == 1:
-            results = map(_evaluate_pair, tasks)
-            for row, problems in results:
-                _collect(row, problems, rows, failures, bar)
-        else:
-            import multiprocessing
 
-            if start_method is None:
-                methods = multiprocessing.get_all_start_methods()
-                start_method = "fork" if "fork" in methods else "spawn"
-            context = multiprocessing.get_context(start_method)
-            if start_method == "fork":  # workers inherit the loaded audio stack instead of importing it
-                import speechbrain_sqe.dataio.audio  # noqa: F401
-            if chunksize is None:
-                chunksize = max(1, min(8, len(tasks) // (jobs * 4)))
-            specs = [METRICS[name] for name in metrics] if start_method != "fork" else []
-            with context.Pool(processes=jobs, initializer=_init_worker, initargs=(specs,)) as pool:
-                for row, problems in pool.imap(_evaluate_pair, tasks, chunksize=chunksize):
-                    _collect(row, problems, rows, failures, bar)
+    def finish(index, row, problems):
+        results[index] = (row, problems)
+        if row is not None and on_row is not None:
+            on_row(row)
+        bar.update(1)
+
+    try:
+        if not isolate:
+            for index, task in enumerate(tasks):
+                finish(index, *_evaluate_pair(task))
+        else:
+            _supervise(tasks, jobs, start_method, timeout, max_memory_mb, finish)
     finally:
         bar.close()
+    rows, failures = [], []
+    for index in range(len(tasks)):
+        row, problems = results[index]
+        if row is not None:
+            rows.append(row)
+        failures.extend(problems)
     return rows, failures
 
 
-def _collect(row, problems, rows, failures, bar):
-    if row is not None:
-        rows.append(row)
-    failures.extend(problems)
-    bar.update(1)
+def _supervise(tasks, jobs, start_method, timeout, max_memory_mb, finish):
+    """Runs ``tasks`` in ``jobs`` supervised workers; calls ``finish(index, row, failures)``."""
+    import multiprocessing
+    import time
+    from multiprocessing.connection import wait
+
+    if start_method is None:
+        methods = multiprocessing.get_all_start_methods()
+        start_method = "fork" if "fork" in methods else "spawn"
+    context = multiprocessing.get_context(start_method)
+    if start_method == "fork":  # workers inherit the loaded audio stack instead of importing it
+        import speechbrain_sqe.dataio.audio  # noqa: F401
+    metrics = tasks[0][1]
+    specs = [METRICS[name] for name in metrics] if start_method != "fork" else []
+    pending = list(range(len(tasks)))[::-1]  # a stack: pop() gives the next in order
+    work = {index: task for index, task in enumerate(tasks)}
+    lost = {}  # index -> ([metric names lost to deaths], [Failure, ...])
+    restarted = set()  # files retried once after a worker died before starting them
+    workers = []
+    try:
+        while pending or any(worker.task is not None for worker in workers):
+            workers = [worker for worker in workers if worker.task is not None
+                       or (worker.process.is_alive() and not worker.connection.closed)]
+            for worker in workers:
+                if worker.task is None and pending:
+                    index = pending.pop()
+                    worker.submit(index, work[index])
+            while pending and len(workers) < jobs:
+                worker = _Worker(context, specs, max_memory_mb)
+                workers.append(worker)
+                index = pending.pop()
+                worker.submit(index, work[index])
+            busy = [worker for worker in workers if worker.task is not None]
+            wait_for = None
+            if timeout is not None:
+                now = time.monotonic()
+                wait_for = max(0.0, min(worker.started + timeout - now for worker in busy))
+            wait([w.connection for w in busy] + [w.process.sentinel for w in busy], wait_for)
+            for worker in busy:
+                done = False
+                for message in worker.messages():
+                    if message[0] == "stage" and message[1] == worker.task:
+                        worker.stage = (message[2], message[3])
+                    elif message[0] == "fatal":
+                        kind, text = message[2], message[3]
+                        raise kind(text) if issubclass(kind, MetricUnavailableError) else MetricUnavailableError(text)
+                    elif message[0] == "done" and message[1] == worker.task:
+                        index, row, problems = message[1], message[2], message[3]
+                        names, extra = lost.pop(index, ([], []))
+                        if row is not None:
+                            row.update({name: math.nan for name in names})
+                        finish(index, row, extra + problems)
+                        worker.task, done = None, True
+                        if any(problem.reason == "out_of_memory" for problem in problems):
+                            worker.stop()  # it exits after a memory error: replace it
+                if done:
+                    continue
+                expired = timeout is not None and time.monotonic() - worker.started >= timeout
+                if worker.process.is_alive() and not expired:
+                    continue
+                if expired and worker.process.is_alive():
+                    worker.stop(kill=True)
+                    reason, message = _death_reason(None, worker.stage, timeout, max_memory_mb)
+                else:
+                    worker.process.join(5.0)
+                    reason, message = _death_reason(worker.process.exitcode, worker.stage, None, max_memory_mb)
+                    worker.stop(kill=True)
+                index, (stage, names) = worker.task, worker.stage
+                worker.task = None
+                if stage == "starting" and index not in restarted:  # the worker's fault, not the file's
+                    restarted.add(index)
+                    pending.append(index)
+                    continue
+                pair, wanted = work[index][0], work[index][1]
+                lost_names, extra = lost.setdefault(index, ([], []))
+                extra.append(Failure(pair.file, reason, f"{pair.deg}: {message}"))
+                blamed = [name for name in names if name in wanted] if stage not in ("reading", "starting", None) else []
+                if not blamed:  # died reading (or before): the file gives no row
+                    lost.pop(index)
+                    finish(index, None, extra)
+                    continue
+                lost_names.extend(blamed)
+                left = [name for name in wanted if name not in blamed]
+                work[index] = (pair, left) + tuple(work[index][2:])
+                pending.append(index)  # the file's other metrics, in a fresh worker, next
+    finally:
+        for worker in workers:
+            worker.stop(kill=worker.task is not None)
 
 
 def evaluate(
@@ -380,6 +648,11 @@ def evaluate(
     min_duration=DEFAULT_MIN_DURATION,
     progress=True,
     start_method=None,
+    timeout=None,
+    max_memory_mb=None,
+    pesq_segment=None,
+    on_row=None,
+    skip=(),
 ):
     """Pairs reference and degraded files by name and scores every pair.
 
@@ -401,6 +674,10 @@ def evaluate(
         Show a progress bar.
     start_method : str, optional
         Multiprocessing start method (see :func:`evaluate_pairs`).
+    timeout, max_memory_mb, pesq_segment, on_row
+        Per-file limits, long-file PESQ and the row callback (see :func:`evaluate_pairs`).
+    skip : collection of str
+        File names already scored (a resumed run): they are paired but not scored again.
 
     Returns
     -------
@@ -443,8 +720,11 @@ def evaluate(
     if not intrusive:
         refs = []  # non-intrusive only: the degraded files alone are scored
     pairs, failures = pair_files(refs, deg)
+    skip = set(skip)
     rows, problems = evaluate_pairs(
-        pairs, metrics, sample_rate, jobs, min_duration, progress, start_method=start_method
+        [pair for pair in pairs if pair.file not in skip], metrics, sample_rate, jobs, min_duration,
+        progress, start_method=start_method, timeout=timeout, max_memory_mb=max_memory_mb,
+        pesq_segment=pesq_segment, on_row=on_row,
     )
     failures = sorted(failures + problems, key=lambda f: (f.file, REASONS.index(f.reason)))
     return EvaluationResult(rows=rows, failures=failures, metrics=metrics, pairs=pairs)
@@ -454,6 +734,30 @@ def _cell(value):
     if isinstance(value, float):
         return "" if not math.isfinite(value) else repr(value)
     return value
+
+
+def csv_columns(metrics, note=False):
+    """The columns of the per-file table: :data:`FIXED_COLUMNS`, the metrics, then ``note``
+    (how a value was measured, e.g. PESQ in segments) when asked.
+
+    Arguments
+    ---------
+    metrics : list of str
+        The metric columns, in order.
+    note : bool
+        Add the ``note`` column.
+
+    Returns
+    -------
+    list of str
+        The columns.
+
+    Example
+    -------
+    >>> csv_columns(["stoi"], note=True)
+    ['file', 'ref', 'deg', 'duration_s', 'stoi', 'note']
+    """
+    return list(FIXED_COLUMNS) + list(metrics) + (["note"] if note else [])
 
 
 def write_csv(rows, path, metrics):
@@ -482,7 +786,7 @@ def write_csv(rows, path, metrics):
     """
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    columns = list(FIXED_COLUMNS) + list(metrics)
+    columns = csv_columns(metrics, note=any(row.get("note") for row in rows))
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()

@@ -1,0 +1,195 @@
+"""A results CSV that is written as rows finish, survives a kill, and can be resumed.
+
+Each row is appended with one ``write`` call on a file opened with ``O_APPEND``, so a process
+killed at any moment leaves whole lines only (a line cut by a full disk is dropped on resume).
+The header is written with write-then-rename, and :meth:`ResumableCSV.finalize` rewrites the
+finished table in a fixed row order the same way: a resumed run ends with the same file as an
+uninterrupted one.
+"""
+
+import csv
+import io
+import logging
+import math
+import os
+
+logger = logging.getLogger(__name__)
+
+
+class ResumeError(ValueError):
+    """Raised when an existing CSV cannot be resumed (other columns, unreadable)."""
+
+
+def _text(value):
+    """A cell as text: floats with full precision, NaN and None as blanks."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else ""
+    return str(value)
+
+
+def _line(cells):
+    buffer = io.StringIO()
+    csv.writer(buffer).writerow(cells)
+    return buffer.getvalue()
+
+
+def write_atomic(path, text):
+    """Writes ``text`` to ``path`` through a temporary file and a rename (never half-written).
+
+    Arguments
+    ---------
+    path : str
+        The file; its folder is created.
+    text : str
+        The whole content.
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "sub", "a.txt")
+    >>> write_atomic(path, "x\\n"); open(path).read()
+    'x\\n'
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    temporary = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    try:
+        with open(temporary, "w", encoding="utf-8", newline="") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
+class ResumableCSV:
+    """A CSV table keyed by one column, appended row by row, resumable after an interruption.
+
+    Arguments
+    ---------
+    path : str
+        The CSV file.
+    columns : list of str
+        Its columns, in order; ``key`` must be one of them.
+    key : str
+        The column naming a row (a file name, an utterance ID).
+    resume : bool
+        Keep the rows of an existing file with the same columns (``done`` lists their keys);
+        otherwise the file is started anew with the header only.
+
+    Raises
+    ------
+    ResumeError
+        When resuming a file whose header differs from ``columns``.
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "scores.csv")
+    >>> table = ResumableCSV(path, ["file", "score"])
+    >>> table.append({"file": "b.wav", "score": 0.5})
+    >>> table = ResumableCSV(path, ["file", "score"], resume=True)   # after an interruption
+    >>> sorted(table.done)
+    ['b.wav']
+    >>> table.append({"file": "a.wav", "score": float("nan")})
+    >>> table.finalize(["a.wav", "b.wav"])
+    >>> open(path).read().split()
+    ['file,score', 'a.wav,', 'b.wav,0.5']
+    >>> ResumableCSV(path, ["file", "other"], resume=True)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    speechbrain_sqe.dataio.resumable_csv.ResumeError: ...scores.csv: its columns (file, score) differ from this run's (file, other); resume with the same settings or write another file
+    """
+
+    def __init__(self, path, columns, key="file", resume=False):
+        if key not in columns:
+            raise ValueError(f"the key column {key!r} is not among the columns {columns}")
+        self.path, self.columns, self.key = os.fspath(path), list(columns), key
+        self.rows = {}  # key -> list of cell texts, in the order they were written
+        if resume and os.path.exists(self.path):
+            self._read_existing()
+        else:
+            write_atomic(self.path, _line(self.columns))
+
+    @property
+    def done(self):
+        """The keys of the rows written so far (this run's and the resumed ones)."""
+        return set(self.rows)
+
+    def _read_existing(self):
+        try:
+            with open(self.path, "rb") as stream:
+                data = stream.read()
+        except OSError as error:
+            raise ResumeError(f"{self.path}: cannot read it to resume ({error.strerror})") from None
+        cut = data.rfind(b"\n") + 1
+        if cut < len(data):  # a line cut short (a full disk): drop it, it is redone
+            logger.warning("%s: dropping an incomplete last line", self.path)
+            with open(self.path, "r+b") as stream:
+                stream.truncate(cut)
+            data = data[:cut]
+        try:
+            lines = list(csv.reader(io.StringIO(data.decode("utf-8"), newline="")))
+        except (UnicodeDecodeError, csv.Error) as error:
+            raise ResumeError(f"{self.path}: not a readable CSV ({error}); write another file") from None
+        if not lines:
+            write_atomic(self.path, _line(self.columns))
+            return
+        if lines[0] != self.columns:
+            raise ResumeError(
+                f"{self.path}: its columns ({', '.join(lines[0])}) differ from this run's "
+                f"({', '.join(self.columns)}); resume with the same settings or write another file"
+            )
+        index = self.columns.index(self.key)
+        for cells in lines[1:]:
+            if len(cells) == len(self.columns):
+                self.rows[cells[index]] = cells
+
+    def previous_rows(self):
+        """The rows as dicts of text (for summaries of a resumed run)."""
+        return [dict(zip(self.columns, cells)) for cells in self.rows.values()]
+
+    def discard(self, key):
+        """Forgets a row (a stale one): it is left out when :meth:`finalize` rewrites the table.
+
+        Arguments
+        ---------
+        key : str
+            The row's key.
+        """
+        self.rows.pop(key, None)
+
+    def append(self, row):
+        """Appends one row (a dict by column; missing cells are blank) with a single write.
+
+        Arguments
+        ---------
+        row : dict
+            The row; floats are written with full precision, NaN as a blank.
+        """
+        cells = [_text(row.get(column)) for column in self.columns]
+        data = _line(cells).encode("utf-8")
+        descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            written = os.write(descriptor, data)
+            while written < len(data):  # only on a nearly full disk; resume drops a cut line
+                written += os.write(descriptor, data[written:])
+        finally:
+            os.close(descriptor)
+        self.rows[cells[self.columns.index(self.key)]] = cells
+
+    def finalize(self, order=()):
+        """Rewrites the table with its rows in ``order`` (others after, by key), write-then-rename.
+
+        Arguments
+        ---------
+        order : sequence of str
+            Keys in the wanted order (for example the files in pairing order).
+        """
+        rank = {key: position for position, key in enumerate(order)}
+        keys = sorted(self.rows, key=lambda key: (rank.get(key, len(rank)), key))
+        write_atomic(self.path, "".join(_line(cells) for cells in [self.columns] + [self.rows[k] for k in keys]))
