@@ -31,6 +31,15 @@ def _metric_help():
     return "; ".join(lines).replace("%", "%%")
 
 
+class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default once, and not at all when it is None or False (nothing to say)."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False) or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def _add_evaluate_parser(subparsers):
     """Registers ``sqe evaluate``: objective metrics of degraded/enhanced files.
 
@@ -57,13 +66,13 @@ def _add_evaluate_parser(subparsers):
         "evaluate",
         help="score degraded/enhanced speech against clean references (PESQ, STOI, ...)",
         description=(
-            "Pairs reference and degraded files by name and computes objective metrics in "
-            "parallel. Two folders pair by relative path, lists of files by base name, two "
+            "Pairs reference and degraded files by name and computes objective metrics, in "
+            "--jobs worker processes (default 1). Two folders pair by relative path, lists of files by base name, two "
             "single files with each other. Each pair is trimmed to the shorter length. Writes "
             "a per-file CSV, prints a summary table (mean, std, n) and the files that could "
             "not be paired, read or scored; exits 1 if there were any, 0 otherwise."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_DefaultsFormatter,
     )
     parser.add_argument(
         "--ref", nargs="+", default=None, metavar="PATH",
@@ -97,7 +106,8 @@ def _add_evaluate_parser(subparsers):
     )
     parser.add_argument(
         "--jobs", type=int, default=1, metavar="N",
-        help="worker processes (0: one per CPU); each uses one torch thread",
+        help="worker processes computing the metrics in parallel (0: one per CPU); each uses one torch "
+        "thread",
     )
     parser.add_argument(
         "--sample-rate", type=int, default=16000, choices=(8000, 16000),
