@@ -9,11 +9,14 @@ import torch
 
 from speechbrain_sqe.analysis.enhancement_report import write_enhancement_report
 from speechbrain_sqe.analysis.quality_report import write_quality_report
-from speechbrain_sqe.analysis.ssl_robustness import RobustnessAccumulator, write_robustness_report
+from speechbrain_sqe.analysis.ssl_robustness import (
+    RobustnessAccumulator,
+    write_robustness_report,
+)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
-import readme_tables  # noqa: E402
+import readme_tables
 
 SNRS = (-5, 0, 5, 10, 15, 20)
 
@@ -64,7 +67,8 @@ def _readme_from(regenerated_by_table):
 
 
 def test_regenerated_tables_match_and_a_changed_number_is_found(reports, tmp_path, capsys):
-    readme = (open(os.path.join(ROOT, "README.md"), encoding="utf-8")).read()
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as stream:
+        readme = stream.read()
     regenerated = {}
     for table in readme_tables.TABLES:
         status, messages, rows = readme_tables.check_table(table, readme, str(reports))
