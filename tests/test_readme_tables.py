@@ -37,20 +37,23 @@ def reports(tmp_path_factory):
               for i in range(12)}
     reference = {f"u{i}": {"pesq_wb": 1.0 + 0.1 * i + 0.3 * (i % 2), "stoi": 0.5 + 0.01 * (i % 5),
                            "dnsmos_ovrl": 2.0 + 0.05 * (i % 4)} for i in range(12)}
-    write_quality_report(scores, reference, manifest, str(root / "results/vqscore/1234/report"))
-    write_quality_report(scores, reference, manifest, str(root / "results/vqscore_real"))
+    tables = {table.name.split(",")[0]: table for table in readme_tables.TABLES}
+    for path in tables["VQScore"].reports.values():
+        write_quality_report(scores, reference, manifest, str(root / os.path.dirname(path)))
     metrics = [m for m, _ in readme_tables.ENHANCE_METRICS]
     results = {system: [{"file": f"u{i}", **{m: 1.0 + 0.01 * i + 0.1 * k + 0.001 * j for j, m in enumerate(metrics)}}
                         for i in range(12)] for k, system in enumerate(readme_tables.ABLATION.values())}
-    for run in ("vq_enhance", "vq_enhance_long"):
-        write_enhancement_report(results, manifest, str(root / f"results/{run}/1234/report"), metrics)
+    for table in readme_tables.TABLES:
+        if table.name.startswith("VQ enhancer"):
+            write_enhancement_report(results, manifest, str(root / os.path.dirname(table.reports["summary"])), metrics)
     generator = torch.Generator().manual_seed(0)
     for name in ("embedded", "real"):
         accumulator = RobustnessAccumulator()
         clean = [torch.randn(6, 20, 8, generator=generator) for _ in range(3)]
         noisy = [layer + 0.5 * torch.randn(6, 20, 8, generator=generator) for layer in clean]
         accumulator.add(clean, noisy, conditions=[{"snr": str(s)} for s in SNRS], ids=[f"u{s}" for s in SNRS])
-        write_robustness_report(accumulator.results(), str(root / f"results/tera_robustness/{name}"))
+        folder = os.path.dirname(tables["TERA robustness (shipped model)"].reports[name])
+        write_robustness_report(accumulator.results(), str(root / folder))
     return root
 
 
@@ -91,8 +94,9 @@ def test_regenerated_tables_match_and_a_changed_number_is_found(reports, tmp_pat
 
 
 def test_regenerated_cells_are_the_reports_numbers(reports):
-    summary = readme_tables._json(reports / "results/vqscore/1234/report/correlations.json")
-    cells = readme_tables.correlation_row(reports / "results/vqscore/1234/report/correlations.json")
+    report = reports / readme_tables.TABLES[0].reports["embedded"]
+    summary = readme_tables._json(report)
+    cells = readme_tables.correlation_row(report)
     assert cells[0] == "12" and cells[1] == f"{100 * summary['clean_above_noisy']:.1f}%" and cells[1] == "91.7%"
     assert cells[2] == f"{summary['overall']['pesq_wb']['spearman']:.3f}"
     by_snr = readme_tables.robustness_by_snr(reports / "results/tera_robustness/embedded/ssl_robustness.csv")
