@@ -195,7 +195,8 @@ def check_table(table, text, root=ROOT):
     Returns
     -------
     tuple
-        ``(status, messages, regenerated)``: status ``ok``, ``differs`` or ``absent``; one message
+        ``(status, messages, regenerated)``: status ``ok``, ``differs``, ``partial`` (some reports
+        absent, the others agree) or ``absent``; one message
         per differing cell (or the absent reports); ``{label: cells}`` regenerated.
     """
     reports = {key: os.path.join(root, path) for key, path in table.reports.items()}
@@ -207,6 +208,8 @@ def check_table(table, text, root=ROOT):
     for label, make in table.rows.items():
         try:
             cells = make(reports)
+        except FileNotFoundError:  # this row's run has not been made: listed as absent below
+            continue
         except (OSError, KeyError) as error:  # a report of another run (missing system or file)
             messages.append(f"{label}: cannot be regenerated ({error})")
             continue
@@ -221,7 +224,8 @@ def check_table(table, text, root=ROOT):
             if cell is not None and written[offset + index] != cell:
                 messages.append(f"{label!r}, column {offset + index + 2}: README {written[offset + index]!r}, "
                                 f"report {cell!r}")
-    return ("differs" if messages else "ok"), messages + [f"absent: {path}" for path in absent], regenerated
+    status = "differs" if messages else ("partial" if absent else "ok")
+    return status, messages + [f"absent: {path}" for path in absent], regenerated
 
 
 def main(argv=None):
@@ -252,12 +256,12 @@ def main(argv=None):
         print(f"{result:>8}  {table.name}")
         for message in messages:
             print(f"          {message}")
-        if result == "absent":
+        if result in ("absent", "partial"):
             print("          made by: " + " && ".join(table.commands))
         if args.print:
             for label, cells in regenerated.items():
                 print("          | " + " | ".join([label] + [c or "" for c in cells]) + " |")
-        status |= result == "differs" or (args.strict and result == "absent")
+        status |= result == "differs" or (args.strict and result in ("absent", "partial"))
     return int(status)
 
 
