@@ -292,3 +292,12 @@ def test_recipes_of_other_sizes_use_other_folders():
         folders[name] = hparams["data_folder"]
     assert folders["vqscore"] == "data/embedded/train60min_seed1234"
     assert folders["vq_enhance"] == folders["tera"] == "data/embedded/train30min_seed1234"
+
+
+def test_overwrite_regenerates_with_the_new_settings(tmp_path):
+    small = {"train_minutes": 0.05, "valid_pairs": 1, "test_pairs": 1, "unpaired_minutes": 0.0,
+             "noise_train_per_family": 0, "noise_eval_per_family": 0, "rirs_train": 1, "rirs_eval": 0}
+    prepare_embedded_corpus(str(tmp_path), num_workers=1, **small)
+    paths = prepare_embedded_corpus(str(tmp_path), num_workers=1, overwrite=True, **dict(small, test_pairs=2))
+    assert len(_rows(paths["test"])) == 2
+    assert embedded.read_stamp(os.path.join(tmp_path, embedded.STAMP_NAME))["config"]["test_pairs"] == 2
