@@ -5,8 +5,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SYSTEM_STAMP := $(VENV)/.system-tools
+# The corpus folder of hparams/vqscore.yaml (one folder per configuration: minutes and seed).
+DEMO_CORPUS := data/embedded/train60min_seed1234
 
-.PHONY: demo test install system-tools lint bench clean-data
+.PHONY: demo test install system-tools lint bench clean-data readme-check figures
 
 install: $(STAMP) $(SYSTEM_STAMP)
 
@@ -28,8 +30,8 @@ $(STAMP): setup.py constraints.txt
 
 demo: install
 	$(PY) train.py hparams/vqscore.yaml
-	$(VENV)/bin/sqe score data/embedded/test/noisy --model results/vqscore/1234/hub --csv results/vqscore/demo_scores.csv --limit 8
-	$(VENV)/bin/sqe enhance data/embedded/test/noisy --out-dir results/vq_enhance/demo --limit 8 --overwrite
+	$(VENV)/bin/sqe score $(DEMO_CORPUS)/test/noisy --model results/vqscore/1234/hub --csv results/vqscore/demo_scores.csv --limit 8
+	$(VENV)/bin/sqe enhance $(DEMO_CORPUS)/test/noisy --out-dir results/vq_enhance/demo --limit 8 --overwrite
 
 test: install
 	$(PY) -m pytest -q tests speechbrain_sqe --doctest-modules -p no:cacheprovider
@@ -43,4 +45,13 @@ bench: install
 	$(PY) benchmarks/bench_enhance_peers.py --mix 0.2
 
 lint: install
-	$(VENV)/bin/ruff check speechbrain_sqe tests train.py benchmarks
+	$(VENV)/bin/ruff check speechbrain_sqe tests train.py benchmarks tools
+
+# The README's result tables regenerated from the runs' report files and compared with the text
+# (seconds; tables whose runs are absent are listed with the command that makes them).
+readme-check: install
+	$(PY) tools/readme_tables.py
+
+# Every run behind the README's tables (about 2 h on 2 CPU cores), then the check.
+figures: install
+	$(PY) tools/readme_tables.py --run

@@ -20,9 +20,13 @@ import torch
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import run_on_main
 
+from speechbrain_sqe.dataio.tts import MissingToolError
 from speechbrain_sqe.utils.safe_load import RECIPE_POLICY, check_hyperparams_file
 
 TRUST_FLAG = "--trust_hparams"
+#: Errors of data preparation caused by the user's input (missing folder, unknown corpus, a corpus
+#: folder of other settings, missing flite/espeak-ng): reported in one line, without a traceback.
+PREPARATION_ERRORS = (ValueError, FileNotFoundError, MissingToolError)
 
 
 def main(argv=None):
@@ -43,7 +47,12 @@ def main(argv=None):
     )
     # Prepare on the main process only; then every rank only asks for the manifest paths
     # (skip_prep), so no two processes write the same files.
-    run_on_main(hparams["prepare_data"])
+    try:
+        run_on_main(hparams["prepare_data"])
+    except PREPARATION_ERRORS as error:  # a user's input (folder, corpus name, tools): one line
+        if os.environ.get("SQE_DEBUG"):
+            raise
+        sys.exit(f"train.py: data preparation: {error} (SQE_DEBUG=1 shows the traceback)")
     manifests = hparams["prepare_data"](skip_prep=True)
     brain = hparams["brain_class"](
         modules=hparams["modules"],

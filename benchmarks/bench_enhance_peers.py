@@ -41,7 +41,7 @@ import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
-DEFAULT_EMBEDDED = os.path.join(REPO, "data", "embedded")
+DEFAULT_EMBEDDED = os.path.join(REPO, "data", "embedded", "train30min_seed1234")  # hparams/vq_enhance.yaml's
 DEFAULT_REAL_MIX = os.path.join(REPO, "data", "real_mix")
 DEFAULT_SHARED_REAL = os.path.join(os.path.dirname(REPO), "shared", "data", "real")
 DEFAULT_OUT = os.path.join("results", "bench_enhance_peers")

@@ -3,7 +3,7 @@
     python benchmarks/bench_enhance_speed.py [--files N] [--folder DIR | --synthetic] [--seconds S]
                                              [--model SOURCE] [--threads 1 2] [--batch-sizes 1 8]
 
-Enhances the first N files of --folder (default data/embedded/test/noisy when present; otherwise N
+Enhances the first N files of --folder (default data/embedded/train30min_seed1234/test/noisy when present; otherwise N
 synthetic speech-like files of S seconds) with ``enhance_files`` (what ``sqe enhance`` runs),
 once per (torch threads, batch size). Each configuration runs in a fresh subprocess so that its
 peak memory (max RSS) is its own; the model load is timed apart. Prints a markdown table.
@@ -22,7 +22,7 @@ from bench_vqscore import make_files
 
 #: The test noisy speech of the embedded corpus, used when it exists.
 DEFAULT_FOLDER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                              "data", "embedded", "test", "noisy")
+                              "data", "embedded", "train30min_seed1234", "test", "noisy")
 
 
 def run_one(config):
@@ -52,7 +52,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--files", type=int, default=40)
     parser.add_argument("--folder", default=None,
-                        help="audio folder (default data/embedded/test/noisy when present, else synthetic)")
+                        help="audio folder (default data/embedded/train30min_seed1234/test/noisy when present, else synthetic)")
     parser.add_argument("--synthetic", action="store_true", help="use synthetic files even if the folder exists")
     parser.add_argument("--seconds", type=float, default=5.0, help="length of the synthetic files")
     parser.add_argument("--model", default=None, help="VQ enhancer folder or hub id (default: the shipped model)")

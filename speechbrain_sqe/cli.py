@@ -13,6 +13,7 @@ Example
 """
 
 import argparse
+import os
 import sys
 import time
 
@@ -28,6 +29,15 @@ def _metric_help():
         for name, spec in registry.METRICS.items()
     ]
     return "; ".join(lines).replace("%", "%%")
+
+
+class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default once, and not at all when it is None or False (nothing to say)."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False) or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
 
 
 def _add_evaluate_parser(subparsers):
@@ -56,8 +66,8 @@ def _add_evaluate_parser(subparsers):
         "evaluate",
         help="score degraded/enhanced speech against clean references (PESQ, STOI, ...)",
         description=(
-            "Pairs reference and degraded files by name and computes objective metrics in "
-            "parallel. Two folders pair by relative path, lists of files by base name, two "
+            "Pairs reference and degraded files by name and computes objective metrics, in "
+            "--jobs worker processes (default 1). Two folders pair by relative path, lists of files by base name, two "
             "single files with each other. Each pair is trimmed to the shorter length. Writes "
             "a per-file CSV (a row as each file finishes; --resume goes on after an "
             "interruption), prints a summary table (mean, std, n) and the files that could "
@@ -65,7 +75,7 @@ def _add_evaluate_parser(subparsers):
             "runs in a supervised worker process: a metric that crashes, hangs (--timeout) or "
             "runs out of memory (--max-memory) fails on that file only."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_DefaultsFormatter,
     )
     parser.add_argument(
         "--ref", nargs="+", default=None, metavar="PATH",
@@ -99,7 +109,8 @@ def _add_evaluate_parser(subparsers):
     )
     parser.add_argument(
         "--jobs", type=int, default=1, metavar="N",
-        help="worker processes (0: one per CPU); each uses one torch thread",
+        help="worker processes computing the metrics in parallel (0: one per CPU); each uses one torch "
+        "thread",
     )
     parser.add_argument(
         "--sample-rate", type=int, default=16000, choices=(8000, 16000),
@@ -240,7 +251,7 @@ _TASK_MODELS = {
 }
 
 
-def _add_model_options(parser, task, batch_size):
+def _add_model_options(parser, task, batch_size, batch_unit="files"):
     """The options every model-running subcommand shares (one definition, one behaviour).
 
     Arguments
@@ -251,6 +262,8 @@ def _add_model_options(parser, task, batch_size):
         The task whose model ``--model`` loads (``quality``, ``enhancement``, ``ssl_encoder``).
     batch_size : int
         The default ``--batch-size``.
+    batch_unit : str
+        What one batch counts, in the help text.
     """
     parser.add_argument(
         "--model", default=None, metavar="SOURCE",
@@ -260,7 +273,7 @@ def _add_model_options(parser, task, batch_size):
     parser.add_argument("--savedir", default=None, metavar="DIR", help="where a hub model is fetched to")
     parser.add_argument("--device", default="cpu", metavar="DEVICE", help="cpu or cuda[:N] (default cpu)")
     parser.add_argument("--batch-size", type=_positive_int, default=batch_size, metavar="N",
-                        help=f"files per batch (default {batch_size})")
+                        help=f"{batch_unit} per batch (default {batch_size})")
     parser.add_argument("--trust-hparams", action="store_true",
                         help="load a model whose hyperparams construct objects outside what hub folders "
                         "may use (only for sources you trust)")
@@ -538,15 +551,19 @@ def _add_analyze_ssl_parser(subparsers):
         "cosine similarity and clean-noisy distance. Prints tables (with published TERA/WavLM "
         "figures beside ours) and writes a CSV, markdown and PNG plots.",
     )
-    parser.add_argument("--pairs", default=None, help="pairs manifest CSV (clean_wav, noisy_wav, snr, t60, ...)")
+    parser.add_argument("--pairs", default=None, metavar="MANIFEST",
+                        help="pairs manifest CSV: ID, clean_wav, noisy_wav (conditions: snr, t60, noise_type, "
+                        "reverb), e.g. the test.csv of an embedded corpus folder")
     parser.add_argument("--clean", nargs="+", default=None, help="clean folder(s)/files (with --noisy)")
     parser.add_argument("--noisy", nargs="+", default=None, help="noisy folder(s)/files, paired by name")
-    parser.add_argument("--output", default="ssl_robustness", help="report folder (default ssl_robustness)")
-    _add_model_options(parser, "ssl_encoder", batch_size=8)
+    parser.add_argument("--output", default="ssl_robustness", metavar="DIR",
+                        help="report folder (default: ssl_robustness/ in the current folder)")
+    _add_model_options(parser, "ssl_encoder", batch_size=8, batch_unit="clean/noisy pairs")
     parser.set_defaults(func=_run_analyze_ssl)
 
 
 def _run_analyze_ssl(args):
+    """Runs ``sqe analyze-ssl``; returns 0, or 1 when some pairs could not be paired or read."""
     from speechbrain_sqe.analysis.ssl_pairs import analyze_ssl_pairs, read_pairs
     from speechbrain_sqe.analysis.ssl_robustness import (
         format_published_comparison,
@@ -557,10 +574,18 @@ def _run_analyze_ssl(args):
     if (args.pairs is None) == (args.clean is None or args.noisy is None):
         print("sqe analyze-ssl: give --pairs MANIFEST, or --clean and --noisy", file=sys.stderr)
         return 2
-    pairs = read_pairs(manifest=args.pairs, clean=args.clean, noisy=args.noisy)
-    model = _load_model(args, "ssl_encoder")
-    accumulator = analyze_ssl_pairs(model, pairs, args.batch_size, progress=not args.no_progress)
-    rows = accumulator.results()
+    failures = []  # (file or id, reason): listed at the end, like sqe evaluate
+    pairs = read_pairs(manifest=args.pairs, clean=args.clean, noisy=args.noisy, failures=failures)
+    if pairs:
+        model = _load_model(args, "ssl_encoder")
+        accumulator = analyze_ssl_pairs(model, pairs, args.batch_size, progress=not args.no_progress,
+                                        failures=failures)
+        rows = accumulator.results()
+    if not pairs or not rows:
+        for name, reason in failures:
+            print(f"FAILED {name}: {reason}", file=sys.stderr)
+        print("sqe analyze-ssl: no clean/noisy pair could be analysed", file=sys.stderr)
+        return 1
     written = write_robustness_report(rows, args.output, utterance_rows=accumulator.utterance_rows())
     for metric in ("cosine", "nmse", "cn_distance"):
         table = format_robustness_table(rows, group="snr", metric=metric) or format_robustness_table(
@@ -568,8 +593,13 @@ def _run_analyze_ssl(args):
         print(f"\n{metric} per layer:\n{table}")
     print("\nCosine similarity beside published figures (mean over layers):")
     print(format_published_comparison(rows))
-    print(f"\nwrote {written['csv']}, {written['markdown']} and {len(written['plots'])} plots")
-    return 0
+    print(f"\nwrote {written['csv']}, {written['markdown']} and {len(written['plots'])} plots "
+          f"(in {os.path.abspath(args.output)})")
+    for name, reason in failures:
+        print(f"FAILED {name}: {reason}", file=sys.stderr)
+    if failures:
+        print(f"{len(failures)} files or pairs could not be analysed", file=sys.stderr)
+    return 1 if failures else 0
 
 
 #: The subcommand registration functions, in help order.
@@ -636,10 +666,11 @@ def main(argv=None):
 def _user_errors():
     """The errors a user's input causes (a refused, missing or wrong-task model...): one line each,
     no traceback (``--debug`` shows it)."""
+    from speechbrain_sqe.analysis.ssl_pairs import PairsError
     from speechbrain_sqe.inference.hub import InterfaceError
     from speechbrain_sqe.utils.safe_load import UnsafeHyperparamsError
 
-    return (InterfaceError, UnsafeHyperparamsError)
+    return (InterfaceError, UnsafeHyperparamsError, PairsError)
 
 
 if __name__ == "__main__":

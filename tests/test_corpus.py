@@ -14,6 +14,7 @@ import torch
 
 from speechbrain_sqe.dataio import embedded
 from speechbrain_sqe.dataio.embedded import (
+    CorpusConflictError,
     default_config,
     plan_embedded_corpus,
     prepare_embedded_corpus,
@@ -266,3 +267,37 @@ def test_speechbrain_addnoise_addreverb(corpus):
 def test_cli_skip_prep(tmp_path):
     paths = embedded.main(["--data_folder", str(tmp_path), "--skip_prep"])
     assert paths["test"] == os.path.join(str(tmp_path), "test.csv")
+
+
+def test_other_settings_refused_not_overwritten(corpus):
+    """A folder of one configuration is never regenerated in place by another (recipes differ in
+    train_minutes): the call fails in one line naming the change, and the audio is untouched."""
+    folder, _, _ = corpus
+    before = _digest(folder)
+    other = dict(TINY, train_minutes=TINY["train_minutes"] * 2)
+    with pytest.raises(CorpusConflictError, match=r"other settings \(train_minutes .* -> "):
+        prepare_embedded_corpus(folder, num_workers=1, **other)
+    assert _digest(folder) == before
+
+
+def test_recipes_of_other_sizes_use_other_folders():
+    """The shipped recipes name their corpus folder after the configuration."""
+    from hyperpyyaml import load_hyperpyyaml
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    folders = {}
+    for name in ("vqscore", "vq_enhance", "tera"):
+        with open(os.path.join(root, "hparams", f"{name}.yaml"), encoding="utf-8") as stream:
+            hparams = load_hyperpyyaml(stream)
+        folders[name] = hparams["data_folder"]
+    assert folders["vqscore"] == "data/embedded/train60min_seed1234"
+    assert folders["vq_enhance"] == folders["tera"] == "data/embedded/train30min_seed1234"
+
+
+def test_overwrite_regenerates_with_the_new_settings(tmp_path):
+    small = {"train_minutes": 0.05, "valid_pairs": 1, "test_pairs": 1, "unpaired_minutes": 0.0,
+             "noise_train_per_family": 0, "noise_eval_per_family": 0, "rirs_train": 1, "rirs_eval": 0}
+    prepare_embedded_corpus(str(tmp_path), num_workers=1, **small)
+    paths = prepare_embedded_corpus(str(tmp_path), num_workers=1, overwrite=True, **dict(small, test_pairs=2))
+    assert len(_rows(paths["test"])) == 2
+    assert embedded.read_stamp(os.path.join(tmp_path, embedded.STAMP_NAME))["config"]["test_pairs"] == 2

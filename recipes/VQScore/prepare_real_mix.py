@@ -22,6 +22,8 @@ def main(argv=None):
     parser.add_argument("--test_pairs", type=int, default=96)
     parser.add_argument("--seed", type=int, default=1234)
     args = parser.parse_args(argv)
+    if not os.path.isdir(args.real):
+        parser.error(f"{args.real}: folder does not exist (the real recordings, see README)")
     manifests = prepare_from_folders(
         args.output, os.path.join(args.real, "clean"),
         noise_folder=os.path.join(args.real, "noise"), rir_folder=os.path.join(args.real, "rirs"),

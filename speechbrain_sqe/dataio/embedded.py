@@ -8,6 +8,11 @@ Noise is synthesised (:mod:`~speechbrain_sqe.dataio.noise`: white, pink, brown, 
 clicks, modulated) and reverberation uses exponential-decay synthetic RIRs with T60 in 0.2-1.2 s
 (:mod:`~speechbrain_sqe.dataio.rooms`).
 
+One folder holds one configuration: a folder stamped with other settings (another seed, size,
+SNR grid...) is refused with :class:`CorpusConflictError` rather than regenerated in place, so two
+recipes that differ only in ``train_minutes`` never rewrite each other's audio (the recipes put the
+minutes and the seed in the folder name: ``data/embedded/train60min_seed1234``).
+
 Layout under ``data_folder``::
 
     train_clean/              clean speech of the training voices     -> train_clean.csv
@@ -83,6 +88,16 @@ MANIFEST_COLUMNS = {
     "unpaired_noisy": ("ID", "duration", "noisy_wav", "snr", "noise_type", "t60", "reverb", "voice", "text"),
 }
 EVAL_SPLITS = ("train", "valid", "test")
+
+
+class CorpusConflictError(ValueError):
+    """A folder already holds an embedded corpus of other settings (never overwritten silently)."""
+
+
+def _config_changes(old, new):
+    """``key: old -> new`` for the settings that differ (the plan digest aside)."""
+    keys = sorted((set(old) | set(new)) - {"plan"})
+    return [f"{key} {old.get(key)!r} -> {new.get(key)!r}" for key in keys if old.get(key) != new.get(key)]
 
 
 def manifest_paths(data_folder):
@@ -471,13 +486,15 @@ def prepare_embedded_corpus(
     rirs_train=40,
     rirs_eval=10,
     skip_prep=False,
+    overwrite=False,
 ):
     """Generates (or verifies and completes) the embedded corpus and writes its manifests.
 
     Usable as a SpeechBrain recipe data-preparation function (all arguments are plain keywords).
     A second call with the same arguments regenerates only missing or unreadable files (checked
-    from the file headers) and rewrites the manifests; other arguments regenerate the corpus and
-    remove files of the older plan.
+    from the file headers) and rewrites the manifests. A folder stamped with other arguments is
+    refused (:class:`CorpusConflictError`, naming the settings that differ) unless ``overwrite``:
+    then the corpus is regenerated and the files of the older plan removed.
 
     Arguments
     ---------
@@ -510,6 +527,8 @@ def prepare_embedded_corpus(
         Synthetic RIRs in ``rirs/train`` and in each of ``rirs/valid``, ``rirs/test``.
     skip_prep : bool
         Return the manifest paths without doing anything.
+    overwrite : bool
+        Regenerate a folder that holds a corpus of other settings (default: refuse).
 
     Returns
     -------
@@ -519,6 +538,8 @@ def prepare_embedded_corpus(
 
     Raises
     ------
+    CorpusConflictError
+        When ``data_folder`` holds a corpus of other settings and ``overwrite`` is False.
     speechbrain_sqe.dataio.tts.MissingToolError
         When flite or espeak-ng is not installed (the message says ``apt-get install flite espeak-ng``).
 
@@ -550,6 +571,12 @@ def prepare_embedded_corpus(
     # the plan's digest catches any change of what is generated, even with the same arguments
     cfg["plan"] = plan_digest(jobs)
     force = stamp is None or stamp.get("config") != cfg
+    changes = _config_changes(stamp.get("config") or {}, cfg) if stamp else []
+    if changes and not overwrite:
+        raise CorpusConflictError(
+            f"{folder}: holds an embedded corpus of other settings ({'; '.join(changes)}); "
+            "use another data_folder, or pass overwrite=True (recipes: --corpus_options={overwrite: true})"
+        )
     # files of an older plan: removed only where this function wrote before (a stamp exists)
     removed = remove_stale(_output_folders(folder), {p for job in jobs for p in job["outputs"]}) if stamp else 0
     if removed:
@@ -618,12 +645,15 @@ def main(argv=None):
     parser.add_argument("--snrs", type=float, nargs="+", default=list(SNRS))
     parser.add_argument("--noise_floor_db", nargs="+", default=["-70", "-60"], help="LOW HIGH, one value, or none")
     parser.add_argument("--skip_prep", action="store_true")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="regenerate a folder that holds a corpus of other settings (default: refuse)")
     args = parser.parse_args(argv)
     start = time.time()
     paths = prepare_embedded_corpus(
         args.data_folder, seed=args.seed, train_minutes=args.train_minutes, valid_pairs=args.valid_pairs,
         test_pairs=args.test_pairs, unpaired_minutes=args.unpaired_minutes, num_workers=args.num_workers,
         snrs=args.snrs, noise_floor_db=_floor_arg(args.noise_floor_db), skip_prep=args.skip_prep,
+        overwrite=args.overwrite,
     )
     if not args.skip_prep:
         for name, path in paths.items():
@@ -634,4 +664,7 @@ def main(argv=None):
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO)
-    main(sys.argv[1:])
+    try:
+        main(sys.argv[1:])
+    except CorpusConflictError as error:  # a user error: one line, no traceback
+        sys.exit(f"embedded corpus: {error}")

@@ -794,6 +794,8 @@ def prepare_from_folders(
     folder = os.path.abspath(data_folder)
     if skip_prep:
         return manifest_paths(folder)
+    if not os.path.isdir(clean_folder):  # a typo must not read as "0 clean audio files found"
+        raise ValueError(f"{clean_folder}: clean folder does not exist")
     clean_files = list_audio_files(clean_folder)
     if len(clean_files) < 3:
         raise ValueError(f"{clean_folder}: {len(clean_files)} clean audio files found; at least 3 are needed")
