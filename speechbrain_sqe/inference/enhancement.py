@@ -137,12 +137,40 @@ def keep_speech_level(enhanced, noisy, lengths=None):
     >>> round(float((out * speech).sum() / (speech ** 2).sum()), 2)
     1.0
     """
-    target = speech_energy(noisy, lengths)
-    own = speech_energy(enhanced, lengths, noise_quantile=0.0)  # the whole output's energy
+    target = speech_energy(noisy, lengths).to(enhanced.device)
+    own = speech_energy(enhanced, lengths, noise_quantile=0.0).to(enhanced.device)  # the whole output's energy
     gain = torch.where(own > 0, (target / own.clamp(min=1e-20)).sqrt(), torch.ones_like(own))
     peak = enhanced.detach().abs().amax(dim=1).to(gain.dtype)
     gain = torch.minimum(gain, torch.where(peak > 0, 0.99 / peak.clamp(min=1e-20), gain))
     return enhanced * gain.to(enhanced.dtype).unsqueeze(1)
+
+
+def vq_enhance_keeping_level(model, frontend, wavs, lengths=None, mix=0.0):
+    """The VQ enhancer's whole chain: enhance, keep the input's speech level, blend the input back.
+
+    Used by :class:`VQEnhancer` and by the recipe's validation and test, so the recipe reports what
+    users get.
+
+    Arguments
+    ---------
+    model : speechbrain_sqe.lobes.vqvae_se.VQVAEEnhancementModel
+        The trained model (eval mode).
+    frontend : speechbrain_sqe.lobes.frontend.SpectralFrontEnd
+        Its front end.
+    wavs : torch.Tensor
+        Noisy waveforms ``[batch, time]``.
+    lengths : torch.Tensor, optional
+        Relative lengths ``[batch]``.
+    mix : float
+        Fraction of the input blended back (after the level is matched, so both parts share it).
+
+    Returns
+    -------
+    torch.Tensor
+        ``[batch, time]`` on the device of ``wavs``.
+    """
+    enhanced = enhance_waveforms(model, frontend, wavs, lengths, 0.0)
+    return mix_with_input(keep_speech_level(enhanced, wavs, lengths), wavs, mix)
 
 
 class Enhancer(SafePretrained):
@@ -288,8 +316,5 @@ class VQEnhancer(Enhancer):
         if wavs.shape[1] < min_samples:
             raise ValueError(f"waveforms need at least {min_samples} samples, got {wavs.shape[1]}")
         mix = self.hparams.mix if mix is None else mix
-        enhanced = enhance_waveforms(self.mods.vqvae, self.frontend, wavs, lengths, 0.0)
-        # The level is matched before the blend, so the input blended back is at the same level.
-        enhanced = keep_speech_level(enhanced.cpu(), wavs.cpu(), lengths)
-        out = mix_with_input(enhanced, wavs.cpu(), mix)
+        out = vq_enhance_keeping_level(self.mods.vqvae, self.frontend, wavs, lengths, mix).cpu()
         return out[0] if squeeze else out
