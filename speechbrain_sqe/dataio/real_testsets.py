@@ -153,7 +153,7 @@ def run_testset_job(job):
     return save_atomic(job["outputs"][0], dry, SAMPLE_RATE)
 
 
-def prepare_real_testsets(shared, output, pairs=192, seed=1234, snrs=SNRS, num_workers=2, sets=TESTSETS):
+def prepare_real_testsets(shared, output, pairs=96, seed=1234, snrs=SNRS, num_workers=2, sets=TESTSETS):
     """Prepares the real-speech test sets (see the module doc) and returns their manifests.
 
     Arguments
@@ -218,7 +218,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--shared", default="../shared/data", help="the shared/data folder (speech/ and real/)")
     parser.add_argument("--output", default="data/real_test", help="output folder")
-    parser.add_argument("--pairs", type=int, default=192, help="mixtures per set")
+    parser.add_argument("--pairs", type=int, default=96, help="mixtures per set")
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--num_workers", type=int, default=2)
     parser.add_argument("--sets", nargs="+", default=list(TESTSETS), choices=TESTSETS)
