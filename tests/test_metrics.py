@@ -233,10 +233,10 @@ def test_pinned_conditions_separate_the_easily_confused_metrics():
 def test_registry_names_and_intrusiveness():
     assert set(registry.METRICS) == {
         "pesq_wb", "pesq_nb", "stoi", "estoi", "si_sdr", "si_snr", "csig", "cbak", "covl",
-        "dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak", "dnsmos_p808", "vqscore",
+        "dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak", "dnsmos_p808", "distillmos", "vqscore",
     }
     assert set(registry.NONINTRUSIVE_METRICS) == {
-        "dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak", "dnsmos_p808", "vqscore",
+        "dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak", "dnsmos_p808", "distillmos", "vqscore",
     }
     assert all(registry.METRICS[name].intrusive for name in registry.DEFAULT_METRICS)
     assert registry.resolve_metrics(["all"]) == list(registry.METRICS)

@@ -36,10 +36,9 @@ from speechbrain_sqe.analysis.quality_report import rows_by_id
 from speechbrain_sqe.brains.base import RecipeBrain
 from speechbrain_sqe.dataio.audio import load_audio, save_audio
 from speechbrain_sqe.dataio.pipelines import clean_speech_dataset, paired_dataset
-from speechbrain_sqe.inference.enhancement import VQEnhancer
+from speechbrain_sqe.inference.enhancement import VQEnhancer, vq_enhance_keeping_level
 from speechbrain_sqe.lobes.adversarial import l2_waveform_attack
 from speechbrain_sqe.lobes.vqvae_se import (
-    enhance_waveforms,
     mix_with_input,
     spectral_convergence_loss,
 )
@@ -133,8 +132,8 @@ class VQEnhanceBrain(RecipeBrain):
     # ------------------------------------------------------------------ enhancement
     def enhance(self, model, wavs, lens=None, mix=0.0):
         """Enhanced waveforms of a padded batch with ``model`` (eval mode, no gradients)."""
-        with torch.no_grad():
-            return enhance_waveforms(model, self.hparams.frontend, wavs, lens, mix)
+        with torch.no_grad():  # the interface's chain, speech level kept: the report measures what users get
+            return vq_enhance_keeping_level(model, self.hparams.frontend, wavs, lens, mix)
 
     # ------------------------------------------------------------------ training
     def compute_forward(self, batch, stage):

@@ -26,7 +26,7 @@ from speechbrain_sqe.dataio.audio import save_audio
 from speechbrain_sqe.inference.hub import DEFAULT_SOURCES, TASK_DESCRIPTIONS
 from speechbrain_sqe.inference.safe_pretrained import SafePretrained
 from speechbrain_sqe.lobes.frontend import SpectralFrontEnd
-from speechbrain_sqe.lobes.vqvae_se import enhance_waveforms
+from speechbrain_sqe.lobes.vqvae_se import enhance_waveforms, mix_with_input
 
 #: The enhancer trained by ``hparams/vq_enhance.yaml`` and shipped inside the package.
 DEFAULT_MODEL = DEFAULT_SOURCES["enhancement"]
@@ -56,11 +56,129 @@ def fraction(value):
     return value
 
 
+def speech_energy(wavs, lengths=None, frame=320, noise_quantile=0.1):
+    """Energy of the speech in noisy waveforms: frame powers minus a noise floor, summed.
+
+    The noise floor of each file is the ``noise_quantile`` of its 20 ms frame powers (the quietest
+    frames hold noise, or the quietest speech), subtracted from every frame, negative values
+    clipped; what is left is the energy the speech brings.
+
+    Arguments
+    ---------
+    wavs : torch.Tensor
+        Waveforms ``[batch, time]``.
+    lengths : torch.Tensor, optional
+        Relative lengths ``[batch]``.
+    frame : int
+        Frame length in samples (20 ms at 16 kHz).
+    noise_quantile : float
+        Quantile of the frame powers taken as the noise floor.
+
+    Returns
+    -------
+    torch.Tensor
+        ``[batch]`` energies (sum of squares, like ``(wav ** 2).sum()``).
+
+    Example
+    -------
+    >>> t = torch.arange(16000) / 16000
+    >>> tone = torch.sin(2 * torch.pi * 200 * t) * (t > 0.5)    # 0.5 s of silence, then a tone
+    >>> noise = 0.1 * torch.randn(16000, generator=torch.Generator().manual_seed(0))
+    >>> energy = speech_energy(torch.stack([tone, tone + noise]))
+    >>> [round(float(e / (tone ** 2).sum()), 2) for e in energy]
+    [1.0, 1.0]
+    """
+    wavs = torch.as_tensor(wavs, dtype=torch.float64)
+    if wavs.dim() == 1:
+        wavs = wavs.unsqueeze(0)
+    total = wavs.shape[1]
+    ends = [total] * wavs.shape[0] if lengths is None else [round(float(r) * total) for r in lengths]
+    energies = []
+    for wav, end in zip(wavs, ends):
+        count = max(1, end // frame)
+        frames = torch.nn.functional.pad(wav[: count * frame], (0, max(0, count * frame - end)))
+        power = frames.reshape(count, frame).pow(2).mean(dim=1)
+        floor = torch.quantile(power, noise_quantile)
+        energies.append((power - floor).clamp(min=0).sum() * frame)
+    return torch.stack(energies)
+
+
+def keep_speech_level(enhanced, noisy, lengths=None):
+    """Scales each enhanced waveform so that its energy equals the speech energy of its input.
+
+    Why: an enhancer is asked to remove noise, not to change how loud the speech is. The VQ
+    enhancer's decoder, trained on log-magnitudes, under-estimates magnitudes (the shipped model's
+    output was about 10 dB quieter than its input). Matching the output's energy to the energy
+    the speech brings to the input (:func:`speech_energy`: the input's frame powers above its noise
+    floor) needs no reference and no training data, so it holds for any enhancer and any input
+    level. The gain is one number per file (no change of the waveform's shape), limited so that
+    the output peaks at 0.99 at most (a 16-bit file would clip); a silent output is left as it is.
+
+    Arguments
+    ---------
+    enhanced : torch.Tensor
+        Enhanced waveforms ``[batch, time]`` (noise removed, level arbitrary).
+    noisy : torch.Tensor
+        The inputs ``[batch, time]``.
+    lengths : torch.Tensor, optional
+        Relative lengths ``[batch]``.
+
+    Returns
+    -------
+    torch.Tensor
+        The enhanced waveforms at the speech level of their inputs.
+
+    Example
+    -------
+    >>> t = torch.arange(16000) / 16000
+    >>> speech = 0.5 * torch.sin(2 * torch.pi * 200 * t) * (t > 0.5)
+    >>> noisy = speech + 0.05 * torch.randn(16000, generator=torch.Generator().manual_seed(0))
+    >>> out = keep_speech_level(0.2 * speech.unsqueeze(0), noisy.unsqueeze(0))
+    >>> round(float((out * speech).sum() / (speech ** 2).sum()), 2)
+    1.0
+    """
+    target = speech_energy(noisy, lengths).to(enhanced.device)
+    own = speech_energy(enhanced, lengths, noise_quantile=0.0).to(enhanced.device)  # the whole output's energy
+    gain = torch.where(own > 0, (target / own.clamp(min=1e-20)).sqrt(), torch.ones_like(own))
+    peak = enhanced.detach().abs().amax(dim=1).to(gain.dtype)
+    gain = torch.minimum(gain, torch.where(peak > 0, 0.99 / peak.clamp(min=1e-20), gain))
+    return enhanced * gain.to(enhanced.dtype).unsqueeze(1)
+
+
+def vq_enhance_keeping_level(model, frontend, wavs, lengths=None, mix=0.0):
+    """The VQ enhancer's whole chain: enhance, keep the input's speech level, blend the input back.
+
+    Used by :class:`VQEnhancer` and by the recipe's validation and test, so the recipe reports what
+    users get.
+
+    Arguments
+    ---------
+    model : speechbrain_sqe.lobes.vqvae_se.VQVAEEnhancementModel
+        The trained model (eval mode).
+    frontend : speechbrain_sqe.lobes.frontend.SpectralFrontEnd
+        Its front end.
+    wavs : torch.Tensor
+        Noisy waveforms ``[batch, time]``.
+    lengths : torch.Tensor, optional
+        Relative lengths ``[batch]``.
+    mix : float
+        Fraction of the input blended back (after the level is matched, so both parts share it).
+
+    Returns
+    -------
+    torch.Tensor
+        ``[batch, time]`` on the device of ``wavs``.
+    """
+    enhanced = enhance_waveforms(model, frontend, wavs, lengths, 0.0)
+    return mix_with_input(keep_speech_level(enhanced, wavs, lengths), wavs, mix)
+
+
 class Enhancer(SafePretrained):
     """Base of the speech enhancers (the ``enhancement`` task).
 
     A subclass implements :meth:`enhance_batch` and declares its method options in ``OPTIONS``
-    (``{name: (parse function, help text)}``).
+    (``{name: (parse function, help text)}``). Its output keeps the speech level of its input
+    (:func:`keep_speech_level`): users expect a cleaner file, not a quieter one.
     """
 
     TASK = "enhancement"
@@ -198,5 +316,5 @@ class VQEnhancer(Enhancer):
         if wavs.shape[1] < min_samples:
             raise ValueError(f"waveforms need at least {min_samples} samples, got {wavs.shape[1]}")
         mix = self.hparams.mix if mix is None else mix
-        out = enhance_waveforms(self.mods.vqvae, self.frontend, wavs, lengths, mix).cpu()
+        out = vq_enhance_keeping_level(self.mods.vqvae, self.frontend, wavs, lengths, mix).cpu()
         return out[0] if squeeze else out

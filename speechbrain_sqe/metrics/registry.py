@@ -17,6 +17,7 @@ name            reference range         better what
 ``dnsmos_sig``  no        [1, 5]        higher DNSMOS P.835 signal (``eval`` extra)
 ``dnsmos_bak``  no        [1, 5]        higher DNSMOS P.835 background (``eval`` extra)
 ``dnsmos_p808`` no        [1, 5]        higher DNSMOS P.808 (``eval`` extra)
+``distillmos``  no        [1, 5]        higher Distill-MOS (``eval`` extra, weights in the wheel)
 ``vqscore``     no        [-1, 1]       higher VQScore, the package's shipped model
 =============== ========= ============= ====== ================================================
 
@@ -55,7 +56,7 @@ Design
 Aliases (:func:`resolve_metrics`): ``default`` (:data:`DEFAULT_METRICS`), ``all`` (every registered
 metric, learned predictors included), ``intrusive`` (those needing a reference), ``nonintrusive``
 (those without, learned predictors included), ``learned`` (the learned predictors: DNSMOS,
-VQScore and any registered one).
+Distill-MOS, VQScore and any registered one).
 """
 
 import importlib
@@ -68,6 +69,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from speechbrain_sqe.metrics import composite as composite_module
+from speechbrain_sqe.metrics import distillmos as distillmos_module
 from speechbrain_sqe.metrics import dnsmos as dnsmos_module
 from speechbrain_sqe.metrics import intrusive
 from speechbrain_sqe.metrics.intrusive import (
@@ -614,7 +616,7 @@ def resolve_metrics(names=None):
     >>> resolve_metrics(["stoi", "default"])[:3]
     ['stoi', 'pesq_wb', 'estoi']
     >>> resolve_metrics("learned")
-    ['dnsmos_ovrl', 'dnsmos_sig', 'dnsmos_bak', 'dnsmos_p808', 'vqscore']
+    ['dnsmos_ovrl', 'dnsmos_sig', 'dnsmos_bak', 'dnsmos_p808', 'distillmos', 'vqscore']
     """
     if names is None:
         names = ["default"]
@@ -979,14 +981,14 @@ def compute_nonintrusive_metrics(deg_wav, metrics=None, sample_rate=16000):
 
     Example
     -------
-    >>> from speechbrain_sqe.metrics.dnsmos import DnsmosUnavailableError
+    >>> from speechbrain_sqe.metrics.intrusive import MetricUnavailableError
     >>> import numpy as np
     >>> try:
     ...     scores = compute_nonintrusive_metrics(np.random.default_rng(0).standard_normal(16000) * 0.05)
-    ...     print(sorted(scores)[0])
-    ... except DnsmosUnavailableError:
-    ...     print("dnsmos_bak")
-    dnsmos_bak
+    ...     print(sorted(scores)[-1])
+    ... except MetricUnavailableError:  # DNSMOS or Distill-MOS without the eval extra
+    ...     print("vqscore")
+    vqscore
     """
     metrics = resolve_metrics(NONINTRUSIVE_METRICS if metrics is None else metrics)
     intrusive_names = [name for name in metrics if METRICS[name].needs_reference]
@@ -1066,6 +1068,10 @@ def _dnsmos(ref, deg, sample_rate, cache):
     return dnsmos_module.dnsmos(deg, sample_rate)
 
 
+def _distillmos(ref, deg, sample_rate, cache):
+    return distillmos_module.distillmos(deg, sample_rate)
+
+
 def _register_builtins():
     for name, compute, low_high, description in [
         ("pesq_wb", _pesq_wb, (1.04, 4.64), "PESQ wide band MOS-LQO (16 kHz)"),
@@ -1087,6 +1093,9 @@ def _register_builtins():
                      "dnsmos_bak": "DNSMOS P.835 background", "dnsmos_p808": "DNSMOS P.808"},
         available=dnsmos_module.require_dnsmos, learned=True,
     )
+    register_metric("distillmos", _distillmos, False, (1.0, 5.0), "higher",
+                    description="Distill-MOS (Stahl and Gamper, 2025), weights in the distillmos wheel",
+                    available=distillmos_module.require_distillmos, learned=True)
     register_predictor("vqscore", VQSCORE_INTERFACE, range=(-1.0, 1.0), direction="higher",
                        description="VQScore (Fu et al., ICLR 2024), the shipped model")
 

@@ -1,0 +1,213 @@
+#!/usr/bin/env python3
+"""Measures a VQScore model and an enhancer on the two real-speech test sets.
+
+    python -m speechbrain_sqe.dataio.real_testsets --shared ../shared/data --output data/real_test
+    python recipes/RealSpeech/measure_models.py --testsets data/real_test --output results/real_speech/shipped
+
+By default the models shipped in the package. For each set (``speakers``, ``cross_source``):
+
+- quality prediction, on the noisy mixtures against the **dry** clean reference (reverberation
+  counts as a degradation): Spearman of VQScore with PESQ (wide band), STOI, DNSMOS OVRL and
+  Distill-MOS; the same agreement of DNSMOS OVRL and Distill-MOS with PESQ in the same run; the
+  share of pairs where VQScore rates the clean file above its noisy version;
+- enhancement (``--mix``: the model's own default unless given), against the **reverberant** clean
+  reference (the speech as it is in the mixture: the VQ enhancer does not dereverberate): PESQ,
+  STOI, DNSMOS OVRL and Distill-MOS of the input and the output, averaged over all pairs (-5..20 dB)
+  and per SNR, and the output level (least-squares gain of the output against the reference).
+
+Writes ``<output>/<set>_quality.csv``, ``<set>_enhancement.csv``, ``summary.json`` and
+``summary.md``; prints the markdown.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+from speechbrain_sqe.dataio.audio import load_audio
+from speechbrain_sqe.dataio.manifest import read_manifest
+from speechbrain_sqe.inference.batch_enhancement import enhance_files
+from speechbrain_sqe.inference.batch_scoring import score_files
+from speechbrain_sqe.inference.enhancement import VQEnhancer
+from speechbrain_sqe.inference.quality import VQScore
+from speechbrain_sqe.metrics.correlation import correlation
+from speechbrain_sqe.metrics.registry import METRICS
+from speechbrain_sqe.metrics.runner import Pair, evaluate_pairs
+
+SETS = ("speakers", "cross_source")
+QUALITY_METRICS = ["pesq_wb", "stoi", "dnsmos_ovrl", "distillmos"]
+ENHANCE_METRICS = ["pesq_wb", "stoi", "dnsmos_ovrl"]
+
+
+def _evaluate(ids, refs, degs, metrics, jobs):
+    pairs = [Pair(uid, ref, deg) for uid, ref, deg in zip(ids, refs, degs)]
+    rows, failures = evaluate_pairs(pairs, metrics, jobs=jobs)
+    if failures:
+        raise SystemExit(f"metric failures: {failures[:3]}")
+    return {row["file"]: row for row in rows}
+
+
+def _mean(values):
+    values = [float(v) for v in values if v is not None and np.isfinite(float(v))]
+    return float(np.mean(values)) if values else float("nan")
+
+
+def ls_gain(output, reference):
+    """Least-squares gain of ``output`` against ``reference`` (1 keeps the level; no delay assumed)."""
+    n = min(len(output), len(reference))
+    output, reference = output[:n].astype(np.float64), reference[:n].astype(np.float64)
+    return float(np.dot(output, reference) / max(np.dot(reference, reference), 1e-20))
+
+
+def measure_quality(rows, scorer, jobs):
+    ids = [row["ID"] for row in rows]
+    clean = [row["clean_wav"] for row in rows]
+    noisy = [row["noisy_wav"] for row in rows]
+    scores, failures = score_files(scorer, clean + noisy)
+    if failures:
+        raise SystemExit(f"could not score: {failures[:3]}")
+    vq = {item["path"]: item["vqscore"] for item in scores}
+    metrics = _evaluate(ids, clean, noisy, QUALITY_METRICS, jobs)
+    table = []
+    for row in rows:
+        entry = {"ID": row["ID"], "snr": row["snr"], "reverb": row["reverb"], "noise_type": row["noise_type"],
+                 "vqscore_clean": vq[row["clean_wav"]], "vqscore_noisy": vq[row["noisy_wav"]]}
+        entry.update({name: metrics[row["ID"]][name] for name in QUALITY_METRICS})
+        table.append(entry)
+    column = {key: [entry[key] for entry in table] for key in table[0]}
+    summary = {"pairs": len(table),
+               "clean_above_noisy": float(np.mean([e["vqscore_clean"] > e["vqscore_noisy"] for e in table]))}
+    for target in ("pesq_wb", "stoi", "dnsmos_ovrl", "distillmos"):
+        summary[f"vqscore_spearman_{target}"] = correlation(column["vqscore_noisy"], column[target])["spearman"]
+    for peer in ("dnsmos_ovrl", "distillmos"):
+        summary[f"{peer}_spearman_pesq_wb"] = correlation(column[peer], column["pesq_wb"])["spearman"]
+        summary[f"{peer}_spearman_stoi"] = correlation(column[peer], column["stoi"])["spearman"]
+    return summary, table
+
+
+def measure_enhancement(rows, enhancer, mix, out_dir, jobs, noisy_scores=None, metrics=ENHANCE_METRICS):
+    ids = [row["ID"] for row in rows]
+    noisy = [row["noisy_wav"] for row in rows]
+    reference = [row["clean_reverb_wav"] for row in rows]
+    outputs = [os.path.join(out_dir, row["ID"] + ".wav") for row in rows]
+    start = time.time()
+    _, failures = enhance_files(enhancer, noisy, outputs, mix=mix)
+    if failures:
+        raise SystemExit(f"could not enhance: {failures[:3]}")
+    seconds = time.time() - start
+    # The no-reference scores of the input do not depend on the reference: reuse the quality run's.
+    reused = [name for name in metrics if noisy_scores and not METRICS[name].needs_reference]
+    before = _evaluate(ids, reference, noisy, [m for m in metrics if m not in reused], jobs)
+    for uid in ids:
+        before[uid].update({name: noisy_scores[uid][name] for name in reused})
+    after = _evaluate(ids, reference, outputs, metrics, jobs)
+    table = []
+    for row, output in zip(rows, outputs):
+        entry = {"ID": row["ID"], "snr": row["snr"], "reverb": row["reverb"], "noise_type": row["noise_type"]}
+        for name in metrics:
+            entry[f"noisy_{name}"] = before[row["ID"]][name]
+            entry[f"enhanced_{name}"] = after[row["ID"]][name]
+        entry["gain"] = ls_gain(load_audio(output, 16000).numpy(), load_audio(row["clean_reverb_wav"], 16000).numpy())
+        table.append(entry)
+    summary = {"pairs": len(table), "mix": mix, "enhance_seconds": round(seconds, 1),
+               "gain_median": float(np.median([e["gain"] for e in table]))}
+    for name in metrics:
+        summary[f"noisy_{name}"] = _mean(e[f"noisy_{name}"] for e in table)
+        summary[f"enhanced_{name}"] = _mean(e[f"enhanced_{name}"] for e in table)
+    summary["by_snr"] = {
+        snr: {f"{side}_{name}": _mean(e[f"{side}_{name}"] for e in table if e["snr"] == snr)
+              for side in ("noisy", "enhanced") for name in metrics}
+        for snr in sorted({e["snr"] for e in table}, key=float)
+    }
+    return summary, table
+
+
+def _write_csv(path, table):
+    import csv
+
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(table[0]))
+        writer.writeheader()
+        writer.writerows(table)
+
+
+def _f(value):
+    return "n/a" if value is None or not np.isfinite(value) else f"{value:.3f}"
+
+
+def _g(summary, key):
+    return _f(summary.get(key, float("nan")))
+
+
+def format_markdown(results):
+    lines = [("| test set | pairs | clean > noisy | VQScore~PESQ | VQScore~STOI | VQScore~DNSMOS | VQScore~Distill-MOS "
+              "| DNSMOS~PESQ | Distill-MOS~PESQ |"), "|---|---|---|---|---|---|---|---|---|"]
+    for name, result in results.items():
+        q = result.get("quality")
+        if q:
+            lines.append(f"| {name} | {q['pairs']} | {100 * q['clean_above_noisy']:.1f}% | "
+                         f"{_f(q['vqscore_spearman_pesq_wb'])} | {_f(q['vqscore_spearman_stoi'])} | "
+                         f"{_f(q['vqscore_spearman_dnsmos_ovrl'])} | {_f(q['vqscore_spearman_distillmos'])} | "
+                         f"{_f(q['dnsmos_ovrl_spearman_pesq_wb'])} | {_f(q['distillmos_spearman_pesq_wb'])} |")
+    lines += ["", "| test set | system | PESQ | STOI | DNSMOS OVRL | Distill-MOS | level (LS gain, median) |",
+              "|---|---|---|---|---|---|---|"]
+    for name, result in results.items():
+        e = result.get("enhancement")
+        if e:
+            for side, label in (("noisy", "noisy input"), ("enhanced", f"enhanced (mix {e['mix']:g})")):
+                cells = " | ".join(_g(e, f"{side}_{m}") for m in ("pesq_wb", "stoi", "dnsmos_ovrl", "distillmos"))
+                level = _f(e["gain_median"]) if side == "enhanced" else ""
+                lines.append(f"| {name} | {label} | {cells} | {level} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--testsets", default="data/real_test", help="folder of speakers.csv and cross_source.csv")
+    parser.add_argument("--output", required=True, help="report folder")
+    parser.add_argument("--vqscore", default=VQScore.DEFAULT_SOURCE, help="VQScore hub folder ('' to skip)")
+    parser.add_argument("--enhancer", default=VQEnhancer.DEFAULT_SOURCE, help="enhancer hub folder ('' to skip)")
+    parser.add_argument("--mix", type=float, default=None, help="VQ enhancer mix (default: the model's own)")
+    parser.add_argument("--sets", nargs="+", default=list(SETS), choices=SETS)
+    parser.add_argument("--jobs", type=int, default=2, help="metric worker processes")
+    parser.add_argument("--enhance-metrics", nargs="+", default=ENHANCE_METRICS, help="metrics of the enhancer")
+    parser.add_argument("--limit", type=int, default=None, help="first N pairs of each set (a quick check)")
+    args = parser.parse_args(argv)
+    os.makedirs(args.output, exist_ok=True)
+    scorer = VQScore.from_hparams(source=args.vqscore, savedir=os.path.join(args.output, "vqscore_model")) \
+        if args.vqscore else None
+    enhancer = VQEnhancer.from_hparams(source=args.enhancer, savedir=os.path.join(args.output, "enhancer_model")) \
+        if args.enhancer else None
+    mix = None if enhancer is None else (enhancer.hparams.mix if args.mix is None else args.mix)
+    results = {}
+    for name in args.sets:
+        manifest = os.path.join(args.testsets, f"{name}.csv")
+        if not os.path.isfile(manifest):
+            raise SystemExit(f"{manifest}: not found; run python -m speechbrain_sqe.dataio.real_testsets first")
+        rows = read_manifest(manifest)[: args.limit]
+        results[name] = {"manifest": os.path.abspath(manifest)}
+        quality = None
+        if scorer is not None:
+            results[name]["quality"], table = measure_quality(rows, scorer, args.jobs)
+            _write_csv(os.path.join(args.output, f"{name}_quality.csv"), table)
+            quality = {entry["ID"]: entry for entry in table}
+        if enhancer is not None:
+            results[name]["enhancement"], table = measure_enhancement(
+                rows, enhancer, mix, os.path.join(args.output, "enhanced", name), args.jobs, quality,
+                args.enhance_metrics)
+            _write_csv(os.path.join(args.output, f"{name}_enhancement.csv"), table)
+    results["command"] = " ".join(["python", *sys.argv])
+    with open(os.path.join(args.output, "summary.json"), "w") as handle:
+        json.dump(results, handle, indent=2)
+    markdown = format_markdown({k: v for k, v in results.items() if k in SETS})
+    with open(os.path.join(args.output, "summary.md"), "w") as handle:
+        handle.write(markdown)
+    print(markdown)
+    return results
+
+
+if __name__ == "__main__":
+    main()
