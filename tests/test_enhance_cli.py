@@ -234,7 +234,9 @@ def test_resume_skips_complete_outputs_and_redoes_cut_ones(model_folder, audio_f
     assert "2 outputs already complete" in printed and "enhanced 2 files" in printed
     assert kept.stat().st_mtime_ns == before  # a complete output is not written again
     for name, wav in reference.items():
-        np.testing.assert_array_equal(read(out / name), wav)
+        # A redone file is enhanced alone, not in its first batch: float rounding may move a
+        # 16-bit sample by one step (the level gain amplifies it), never more.
+        np.testing.assert_allclose(read(out / name), wav, rtol=0, atol=1.01 / 32768)
     assert not [p for p in out.rglob(".*")]  # no temporary files left
 
 
