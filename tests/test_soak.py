@@ -34,9 +34,10 @@ def _log(out):
 
 
 @pytest.mark.parametrize("extra, kills", [
-    # Epoch-boundary checkpoints: killed after the first step of epoch 2, in the validation of epoch
-    # 3 and in the middle of the export (hub.partial written, not renamed).
-    ((), ["train:2:1", "valid:3:1", "export"]),
+    # Epoch-boundary checkpoints: killed after the first step of epoch 2, inside the save of epoch 2's
+    # checkpoint (all its files but the completeness marker written), in the validation of epoch 3
+    # and in the middle of the export (hub.partial written, not renamed).
+    ((), ["train:2:1", "save:2", "valid:3:1", "export"]),
     # Intra-epoch checkpoints after every step: killed after step 2 of epoch 2 (resumes from step 1,
     # skipping the batch it trained on) and in the validation of epoch 3 (resumes after the last step).
     (("--ckpt_interval_steps=1",), ["train:2:2", "valid:3:1"]),
@@ -51,6 +52,8 @@ def test_killed_run_resumes_to_the_uninterrupted_result(corpus, tmp_path, extra,
             assert (killed / "hub.partial").is_dir() and not (killed / "hub").exists()
     assert _run(corpus, killed, extra=extra) == 0, _log(killed)
     assert soak.compare_runs(str(reference), str(killed)) == []
+    if "save:2" in kills:  # the interrupted save was set aside, not loaded
+        assert len(list((killed / "save").glob("incomplete-CKPT+*"))) == 1
 
 
 def test_compare_runs_sees_a_different_run(corpus, tmp_path):

@@ -23,8 +23,11 @@ A killed run resumes exactly: every checkpoint (end of epoch, and SpeechBrain's 
 ``--ckpt_interval_steps``/``--ckpt_interval_minutes``) also holds the random generators of every
 process (:class:`~speechbrain_sqe.utils.rng_state.RNGState`), including the train loader's own
 generator, so the resumed run draws the same crops, augmentations and batches as the uninterrupted
-one; the export is written to a temporary folder and renamed. ``SQE_KILL_AT`` (``train:<epoch>:<step>``,
-``valid:<epoch>:<batch>`` or ``export``) sends the process SIGKILL at that point: the hook of the
+one; a checkpoint whose save was interrupted is set aside
+(:mod:`~speechbrain_sqe.utils.checkpoint_guard`); the export is written to a temporary folder and
+renamed. ``SQE_KILL_AT`` (``train:<epoch>:<step>``,
+``valid:<epoch>:<batch>``, ``save:<epoch>`` (inside a checkpoint save, its other files written) or
+``export``) sends the process SIGKILL at that point: the hook of the
 kill/resume soak (``tests/test_soak.py``, ``benchmarks/soak.py``).
 """
 
@@ -37,10 +40,16 @@ import time
 
 import speechbrain as sb
 import torch
-from speechbrain.utils.distributed import if_main_process
+from speechbrain.utils.distributed import (
+    if_main_process,
+    main_process_only,
+    run_on_main,
+)
 
 from speechbrain_sqe.dataio.prepare import CORPUS_ORIGINS
 from speechbrain_sqe.inference.hub import build_model_card, write_hub_folder
+from speechbrain_sqe.utils.checkpoint_guard import NAME as COMPLETE_MARKER
+from speechbrain_sqe.utils.checkpoint_guard import SaveComplete, set_aside_incomplete
 from speechbrain_sqe.utils.rng_state import RNGState
 
 logger = logging.getLogger(__name__)
@@ -80,7 +89,7 @@ def kill_point(point):
     Arguments
     ---------
     point : str
-        ``train:<epoch>:<step>``, ``valid:<epoch>:<batch>`` or ``export``.
+        ``train:<epoch>:<step>``, ``valid:<epoch>:<batch>``, ``save:<epoch>`` or ``export``.
 
     Example
     -------
@@ -250,6 +259,21 @@ class RecipeBrain(sb.Brain):
             self.valid_batches = getattr(self, "valid_batches", 0) + 1
             kill_point(f"valid:{self.hparams.epoch_counter.current}:{self.valid_batches}")
         return loss
+
+    def init_optimizers(self):
+        """SpeechBrain's, then the completeness marker as the last recoverable, and checkpoints whose
+        save a kill interrupted set aside before SpeechBrain recovers the newest one."""
+        super().init_optimizers()
+        if self.checkpointer is None:
+            return
+        self.checkpointer.recoverables.pop(COMPLETE_MARKER, None)  # re-added: written after the optimizer
+        @main_process_only
+        def save_marker(marker, path):
+            kill_point(f"save:{self.hparams.epoch_counter.current}")  # the soak's kill inside a save
+            marker._save(path)
+
+        self.checkpointer.add_recoverable(COMPLETE_MARKER, SaveComplete(), custom_save_hook=save_marker)
+        run_on_main(set_aside_incomplete, args=[str(self.checkpointer.checkpoints_dir)])
 
     def _fit_train(self, train_set, epoch, enable):
         # SpeechBrain's training epoch; its iterator is made inside, after this reseed.
