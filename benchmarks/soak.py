@@ -138,21 +138,25 @@ def compare_runs(reference, other):
         for name in sorted(set(ref_files) | set(files)):
             if name not in ref_files or name not in files or not _same(ref_files[name], files[name]):
                 problems.append(f"checkpoint {index} {name} differs")
-    for sub in ("report", "hub"):
+    for sub in ("", "report", "hub"):  # the run folder's own tables (TERA's loss curve), report, export
         ref_dir, dir_ = os.path.join(reference, sub), os.path.join(other, sub)
-        names = sorted(set(os.listdir(ref_dir)) | set(os.listdir(dir_)) if os.path.isdir(dir_) else os.listdir(ref_dir))
+        if not os.path.isdir(ref_dir):
+            continue
+        names = sorted(set(os.listdir(ref_dir)) | (set(os.listdir(dir_)) if os.path.isdir(dir_) else set()))
+        if not sub:
+            names = [name for name in names if name.endswith((".csv", ".json"))]
         for name in names:
             if name in _VOLATILE - {"hyperparams.yaml"} or name.endswith(".png"):
                 continue
             a, b = os.path.join(ref_dir, name), os.path.join(dir_, name)
             if not os.path.isfile(a) or not os.path.isfile(b):
-                problems.append(f"{sub}/{name} missing")
+                problems.append(f"{os.path.join(sub, name)} missing")
                 continue
             a, b = _load(a), _load(b)
             if isinstance(b, bytes):  # text naming the run's own folder (enhanced file paths...)
                 b = b.replace(os.path.abspath(other).encode(), os.path.abspath(reference).encode())
             if not _same(a, b):
-                problems.append(f"{sub}/{name} differs")
+                problems.append(f"{os.path.join(sub, name)} differs")
     if os.path.exists(os.path.join(other, "hub.partial")):
         problems.append("hub.partial left behind")
     return problems
