@@ -7,8 +7,9 @@ duration, so kills land in preparation, training, validation, test, report and e
 restarted, killed again, ``--kills`` times, then let finish. Each run must end with the reference's
 kept checkpoints (every tensor, the selection metadata, the Brain's step counters), its report files
 (byte for byte) and its exported tensors. A kill's phase is read from the run folder after the kill
-(``fit``: no report yet; ``test/report``: a report, no export started; ``export``: the export's
-temporary folder exists; ``done``: the run had finished).
+and from the lines this attempt logged: ``start-up/preparation`` (no epoch started), ``training/
+validation`` (an epoch started, no test yet), ``test/report``, ``export`` (the export's temporary
+folder exists), ``after export``, ``done`` (the attempt finished before its kill time).
 
     python benchmarks/soak.py --runs 5 --kills 3                      # all three recipes
     python benchmarks/soak.py --recipes vqscore --runs 2 --kills 2 --ckpt_interval_steps 1
@@ -162,16 +163,21 @@ def compare_runs(reference, other):
     return problems
 
 
-def kill_phase(out, returncode):
-    """Where a killed run stood, read from its folder (see the module doc)."""
+def kill_phase(out, returncode, log_text):
+    """Where a killed run stood, read from its folder and from what this attempt logged (see the
+    module doc)."""
     if returncode != -signal.SIGKILL:
         return "done"
     if os.path.isdir(os.path.join(out, "hub.partial")):
         return "export"
+    if "Exported the trained model" in log_text:
+        return "after export"
     report = os.path.join(out, "report")
-    if os.path.isdir(report) and os.listdir(report):
+    if "epoch loaded" in log_text or (os.path.isdir(report) and os.listdir(report)):
         return "test/report"
-    return "fit"
+    if "Going into epoch" in log_text:
+        return "training/validation"
+    return "start-up/preparation"
 
 
 def soak(recipe, runs, kills, work, rng, extra=()):
@@ -191,8 +197,11 @@ def soak(recipe, runs, kills, work, rng, extra=()):
         shutil.rmtree(out, ignore_errors=True)
         for _ in range(kills):
             delay = rng.uniform(0.05, 1.0) * duration
+            start = os.path.getsize(out + ".log") if os.path.exists(out + ".log") else 0
             code, _ = run_train(recipe_command(recipe, data, out, extra), kill_after=delay, log=out + ".log")
-            phase = kill_phase(out, code)
+            with open(out + ".log", encoding="utf-8", errors="replace") as stream:
+                stream.seek(start)
+                phase = kill_phase(out, code, stream.read())
             row["phases"][phase] = row["phases"].get(phase, 0) + 1
             row["kills"] += code == -signal.SIGKILL
         code, _ = run_train(recipe_command(recipe, data, out, extra), log=out + ".log")
