@@ -2,8 +2,9 @@
 """Kill/resume soak: recipes killed with SIGKILL at random times resume to the uninterrupted result.
 
 For each recipe (tiny settings, embedded corpus) one uninterrupted reference run is timed; then each
-of ``--runs`` runs is started, killed with SIGKILL after a random delay (uniform over the reference
-duration, so kills land in preparation, training, validation, test, report and export alike),
+of ``--runs`` runs is started, killed with SIGKILL after a random delay (uniform between the time
+the reference started its first epoch and its end, so kills land in training, validation, test,
+report and export alike),
 restarted, killed again, ``--kills`` times, then let finish. Each run must end with the reference's
 kept checkpoints (every tensor, the selection metadata, the Brain's step counters), its report files
 (byte for byte) and its exported tensors. A kill's phase is read from the run folder after the kill
@@ -19,6 +20,7 @@ folder exists), ``after export``, ``done`` (the attempt finished before its kill
 """
 
 import argparse
+import datetime
 import json
 import os
 import random
@@ -180,6 +182,15 @@ def kill_phase(out, returncode, log_text):
     return "start-up/preparation"
 
 
+def _logged_at(log_file, text):
+    """The time (seconds since the epoch) of the first line of SpeechBrain's ``log.txt`` holding
+    ``text``."""
+    with open(log_file, encoding="utf-8") as stream:
+        line = next(line for line in stream if text in line)
+    stamp = datetime.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")
+    return stamp.timestamp()
+
+
 def soak(recipe, runs, kills, work, rng, extra=()):
     """The soak of one recipe; returns its summary row."""
     data = os.path.join(work, "data")
@@ -187,16 +198,20 @@ def soak(recipe, runs, kills, work, rng, extra=()):
     shutil.rmtree(reference, ignore_errors=True)
     run_train(recipe_command(recipe, data, reference, extra), log=os.path.join(work, f"{recipe}_prepare.log"))
     shutil.rmtree(reference)  # the first run also generated the corpus: time a run on a ready corpus
+    started = time.time()
     code, duration = run_train(recipe_command(recipe, data, reference, extra), log=reference + ".log")
     if code != 0:
         raise SystemExit(f"{recipe}: the reference run failed (see {reference}.log)")
+    # Kill times are drawn from when the reference started its first epoch to its end (start-up,
+    # imports and data checks, is most of a tiny run and not what the soak is about).
+    first_epoch = _logged_at(os.path.join(reference, "log.txt"), "Going into epoch 1") - started
     row = {"recipe": recipe, "reference_seconds": round(duration, 1), "runs": runs, "kills": 0, "phases": {},
            "mismatched_runs": 0, "problems": []}
     for index in range(runs):
         out = os.path.join(work, f"{recipe}_run{index}")
         shutil.rmtree(out, ignore_errors=True)
         for _ in range(kills):
-            delay = rng.uniform(0.05, 1.0) * duration
+            delay = rng.uniform(first_epoch, duration)
             start = os.path.getsize(out + ".log") if os.path.exists(out + ".log") else 0
             code, _ = run_train(recipe_command(recipe, data, out, extra), kill_after=delay, log=out + ".log")
             with open(out + ".log", encoding="utf-8", errors="replace") as stream:
