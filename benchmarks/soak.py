@@ -2,8 +2,8 @@
 """Kill/resume soak: recipes killed with SIGKILL at random times resume to the uninterrupted result.
 
 For each recipe (tiny settings, embedded corpus) one uninterrupted reference run is timed; then each
-of ``--runs`` runs is started, killed with SIGKILL after a random delay (uniform between the time
-the reference started its first epoch and its end, so kills land in training, validation, test,
+of ``--runs`` runs is started, killed with SIGKILL after a random delay (uniform between the times
+the reference started its first epoch and logged its export, so kills land in training, validation, test,
 report and export alike),
 restarted, killed again, ``--kills`` times, then let finish. Each run must end with the reference's
 kept checkpoints (every tensor, the selection metadata, the Brain's step counters), its report files
@@ -205,13 +205,15 @@ def soak(recipe, runs, kills, work, rng, extra=()):
     # Kill times are drawn from when the reference started its first epoch to its end (start-up,
     # imports and data checks, is most of a tiny run and not what the soak is about).
     first_epoch = _logged_at(os.path.join(reference, "log.txt"), "Going into epoch 1") - started
+    # ... to its export (the interpreter's teardown after it is not part of the recipe either).
+    exported = _logged_at(os.path.join(reference, "log.txt"), "Exported the trained model") - started
     row = {"recipe": recipe, "reference_seconds": round(duration, 1), "runs": runs, "kills": 0, "phases": {},
            "mismatched_runs": 0, "problems": []}
     for index in range(runs):
         out = os.path.join(work, f"{recipe}_run{index}")
         shutil.rmtree(out, ignore_errors=True)
         for _ in range(kills):
-            delay = rng.uniform(first_epoch, duration)
+            delay = rng.uniform(first_epoch, exported)
             start = os.path.getsize(out + ".log") if os.path.exists(out + ".log") else 0
             code, _ = run_train(recipe_command(recipe, data, out, extra), kill_after=delay, log=out + ".log")
             with open(out + ".log", encoding="utf-8", errors="replace") as stream:
