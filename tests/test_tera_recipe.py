@@ -79,10 +79,11 @@ def test_hub_folder_loads_and_matches_the_trained_model(trained):
 def test_resume_continues_from_the_last_checkpoint(trained, tmp_path):
     data, out, _, epoch2_state = trained
     resumed = tmp_path / "resumed"
-    # Same run folder copied, then asked for one more epoch (with noisy inputs, to run that path).
+    # Same run folder copied, then asked for one more epoch (with noisy inputs, to run that path: a
+    # changed setting, so the resume is asked for explicitly).
     subprocess.run(["cp", "-r", str(out), str(resumed)], check=True)
     with probe(EXTRAS) as record:
-        train.main(_args(data, resumed, 3, "--noise_prob=0.5"))
+        train.main(_args(data, resumed, 3, "--noise_prob=0.5") + ["--resume_with_changes"])
     # What the resumed run recovered (model, optimizer, lr schedule, epoch) is the epoch-2 state.
     assert record["restored"]["epoch"] == 2 and epoch2_state["lr_scheduler"]["current_step"] > 0
     assert_restored(epoch2_state, record["restored"])

@@ -18,18 +18,39 @@ A method supplies only what is its own:
 
 SpeechBrain's ``Brain`` gives fit/evaluate, the checkpointer, DDP and the loggers; what it lacks for
 a whole recipe (the run above, DDP unwrapping, the command line for the card) is written here once.
+
+A killed run resumes exactly: every checkpoint (end of epoch, and SpeechBrain's intra-epoch ones with
+``--ckpt_interval_steps``/``--ckpt_interval_minutes``) also holds the random generators of every
+process (:class:`~speechbrain_sqe.utils.rng_state.RNGState`), including the train loader's own
+generator, so the resumed run draws the same crops, augmentations and batches as the uninterrupted
+one; a checkpoint whose save was interrupted is set aside
+(:mod:`~speechbrain_sqe.utils.checkpoint_guard`); the export is written to a temporary folder and
+renamed. ``SQE_KILL_AT`` (``train:<epoch>:<step>``,
+``valid:<epoch>:<batch>``, ``save:<epoch>`` (inside a checkpoint save, its other files written) or
+``export``) sends the process SIGKILL at that point: the hook of the
+kill/resume soak (``tests/test_soak.py``, ``benchmarks/soak.py``).
 """
 
 import logging
+import os
+import shutil
+import signal
 import sys
 import time
 
 import speechbrain as sb
 import torch
-from speechbrain.utils.distributed import if_main_process
+from speechbrain.utils.distributed import (
+    if_main_process,
+    main_process_only,
+    run_on_main,
+)
 
 from speechbrain_sqe.dataio.prepare import CORPUS_ORIGINS
 from speechbrain_sqe.inference.hub import build_model_card, write_hub_folder
+from speechbrain_sqe.utils.checkpoint_guard import NAME as COMPLETE_MARKER
+from speechbrain_sqe.utils.checkpoint_guard import SaveComplete, set_aside_incomplete
+from speechbrain_sqe.utils.rng_state import RNGState
 
 logger = logging.getLogger(__name__)
 
@@ -62,12 +83,40 @@ def bare(module):
     return getattr(module, "module", module)
 
 
+def kill_point(point):
+    """Sends this process SIGKILL when ``SQE_KILL_AT`` names ``point`` (the soak's fault injection).
+
+    Arguments
+    ---------
+    point : str
+        ``train:<epoch>:<step>``, ``valid:<epoch>:<batch>``, ``save:<epoch>`` or ``export``.
+
+    Example
+    -------
+    >>> kill_point("export")  # SQE_KILL_AT is not set: nothing happens
+    """
+    if os.environ.get("SQE_KILL_AT") == point:
+        logging.shutdown()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 class RecipeBrain(sb.Brain):
     """A SpeechBrain Brain that runs a whole recipe from its prepared manifests (see the module doc)."""
 
     #: The validation statistic that picks the checkpoint, and whether larger is better.
     SELECTION_KEY = "loss"
     SELECTION_MODE = "min"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # The train loader draws its workers' base seed from its own generator, reseeded from the
+        # epoch number when the epoch's iterator is made (_fit_train), not from the global one: a
+        # loader iterator re-made after a mid-epoch recovery then draws nothing the uninterrupted run
+        # did not, and workers (if any) get the same seeds. Both generators are checkpointed.
+        self.loader_generator = torch.Generator()
+        self.rng_state = RNGState(generators={"train_loader": self.loader_generator})
+        if self.checkpointer is not None:
+            self.checkpointer.add_recoverable("rng_state", self.rng_state)
 
     # ------------------------------------------------------------------ what a method supplies
     def datasets(self, manifests):
@@ -177,13 +226,64 @@ class RecipeBrain(sb.Brain):
         self.evaluate(test_set, test_loader_kwargs=self.loader_options(sb.Stage.TEST), **{f"{mode}_key": key})
 
     def export(self, report, manifests):
-        """Writes the hub folder of the best model with its card (``hparams.hub_folder``)."""
+        """Writes the hub folder of the best model with its card (``hparams.hub_folder``).
+
+        The folder is written as ``<hub_folder>.partial`` and renamed when complete (a previous
+        export is replaced only then), so a kill during the export leaves no half-written hub folder
+        and a rerun exports again.
+        """
         spec = self.hub_spec(report)
         if spec is None:
             return None
-        folder = write_hub_folder(spec, self.hparams.hub_folder, self.model_card(report, manifests))
+        folder = os.path.normpath(self.hparams.hub_folder)
+        partial, previous = folder + ".partial", folder + ".previous"
+        for leftover in (partial, previous):
+            shutil.rmtree(leftover, ignore_errors=True)
+        write_hub_folder(spec, partial, self.model_card(report, manifests))
+        kill_point("export")
+        if os.path.exists(folder):
+            os.replace(folder, previous)
+        os.replace(partial, folder)
+        shutil.rmtree(previous, ignore_errors=True)
         logger.info("Exported the trained model to %s", folder)
         return folder
+
+    def on_fit_batch_end(self, batch, outputs, loss, should_step):
+        """The soak's kill point in training (after the step, before any intra-epoch checkpoint)."""
+        kill_point(f"train:{self.hparams.epoch_counter.current}:{self.step}")
+
+    def evaluate_batch(self, batch, stage):
+        """SpeechBrain's, with the soak's kill point in validation."""
+        loss = super().evaluate_batch(batch, stage)
+        if stage == sb.Stage.VALID:
+            self.valid_batches = getattr(self, "valid_batches", 0) + 1
+            kill_point(f"valid:{self.hparams.epoch_counter.current}:{self.valid_batches}")
+        return loss
+
+    def init_optimizers(self):
+        """SpeechBrain's, then the completeness marker as the last recoverable, and checkpoints whose
+        save a kill interrupted set aside before SpeechBrain recovers the newest one."""
+        super().init_optimizers()
+        if self.checkpointer is None:
+            return
+        self.checkpointer.recoverables.pop(COMPLETE_MARKER, None)  # re-added: written after the optimizer
+        @main_process_only
+        def save_marker(marker, path):
+            kill_point(f"save:{self.hparams.epoch_counter.current}")  # the soak's kill inside a save
+            marker._save(path)
+
+        self.checkpointer.add_recoverable(COMPLETE_MARKER, SaveComplete(), custom_save_hook=save_marker)
+        run_on_main(set_aside_incomplete, args=[str(self.checkpointer.checkpoints_dir)])
+
+    def _fit_train(self, train_set, epoch, enable):
+        # SpeechBrain's training epoch; its iterator is made inside, after this reseed.
+        self.loader_generator.manual_seed(int(getattr(self.hparams, "seed", 0) or 0) * 100003 + int(epoch))
+        return super()._fit_train(train_set, epoch, enable)
+
+    def _save_intra_epoch_ckpt(self):
+        # SpeechBrain's intra-epoch save runs on every rank: gather the generators first.
+        self.rng_state.gather()
+        super()._save_intra_epoch_ckpt()
 
     def on_stage_end(self, stage, stage_loss, epoch=None):
         """Logs the stage; keeps the best checkpoints by the selection key after validation."""
@@ -193,11 +293,13 @@ class RecipeBrain(sb.Brain):
             return
         stats.update(self.stage_statistics(stage))
         if stage == sb.Stage.VALID:
+            self.valid_batches = 0
             self.hparams.train_logger.log_stats(
                 stats_meta={"epoch": epoch, **self.epoch_meta(), "lr": self.optimizer.param_groups[0]["lr"]},
                 train_stats=self.train_stats,
                 valid_stats=stats,
             )
+            self.rng_state.gather()  # every rank, before the main process saves
             self.checkpointer.save_and_keep_only(
                 meta=self.checkpoint_meta(stats),
                 num_to_keep=getattr(self.hparams, "keep_checkpoints", 1),
@@ -237,7 +339,10 @@ class RecipeBrain(sb.Brain):
         dict
             Keyword arguments for the dataloader.
         """
-        return dict(getattr(self.hparams, _LOADER_KEYS[stage], {}) or {})
+        options = dict(getattr(self.hparams, _LOADER_KEYS[stage], {}) or {})
+        if stage == sb.Stage.TRAIN:
+            options.setdefault("generator", self.loader_generator)
+        return options
 
     @staticmethod
     def command_line():
