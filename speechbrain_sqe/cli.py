@@ -91,7 +91,7 @@ def _add_evaluate_parser(subparsers):
         help=(
             "metrics to compute; the default is the cheap intrusive set (the composite "
             "csig/cbak/covl reuse the PESQ computation). Aliases: default; all (every registered "
-            "metric, the learned predictors DNSMOS and VQScore included); intrusive (those "
+            "metric, the learned predictors DNSMOS, Distill-MOS and VQScore included); intrusive (those "
             "needing --ref); nonintrusive (those without, learned ones included); learned. "
             "Metrics that cannot run here (DNSMOS without the eval extra) are skipped with the "
             "reason. Known: " + _metric_help()

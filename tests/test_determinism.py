@@ -29,7 +29,8 @@ def test_same_seed_exports_identical_tensors(tmp_path):
         assert (tmp_path / "a" / "hub" / name).read_bytes() == (tmp_path / "b" / "hub" / name).read_bytes()
     # The mode is undone when the run ends (a notebook or test process keeps its settings).
     assert not torch.are_deterministic_algorithms_enabled()
-    # And the comparison can fail: another seed exports other weights.
-    other = _export(data, tmp_path / "c", seed=7)
+    # And the comparison can fail: another seed exports other weights (its corpus, generated from
+    # the seed too, lives in its own folder: a corpus folder is never regenerated with other settings).
+    other = _export(tmp_path / "data_seed7", tmp_path / "c", seed=7)
     assert not all(torch.equal(t, other["vqvae.ckpt"][k]) for k, t in first["vqvae.ckpt"].items())
 

@@ -269,7 +269,7 @@ def test_cli_help_and_list_metrics(tiny, capsys, monkeypatch):
     assert "--list-metrics" in help_text
     assert "vqscore (no reference, [-1, 1], higher is better, learned)" in help_text
     assert "pesq_wb (needs --ref, [1.04, 4.64], higher is better)" in help_text
-    assert "all (every registered metric, the learned predictors DNSMOS and VQScore included)" in help_text
+    assert "all (every registered metric, the learned predictors DNSMOS, Distill-MOS and VQScore included)" in help_text
 
     def unavailable():
         raise dnsmos_module.DnsmosUnavailableError(f"DNSMOS needs speechmos: {dnsmos_module.INSTALL_HINT}")
