@@ -7,6 +7,7 @@ import io
 import os
 
 from speechbrain_sqe.analysis.frame_plot import plot_frame_scores
+from speechbrain_sqe.dataio.resumable_csv import write_atomic
 
 
 class ScoresCSVError(ValueError):
@@ -38,21 +39,6 @@ def _parse(row, column):
     return {"path": row["path"], column: float(score) if score not in ("", None) else None,
             "duration": float(row.get("duration") or 0.0),
             "speech": {"yes": True, "no": False}.get(row.get("speech") or "")}
-
-
-def _write_whole(path, text):
-    """Writes a file through a temporary name in its folder, then renames it over ``path``."""
-    folder = os.path.dirname(os.path.abspath(path))
-    partial = os.path.join(folder, f".{os.path.basename(path)}.partial")
-    try:
-        with open(partial, "w", encoding="utf-8", newline="") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(partial, path)
-    finally:
-        if os.path.exists(partial):
-            os.remove(partial)
 
 
 class ScoresCSV:
@@ -107,7 +93,7 @@ class ScoresCSV:
             if resume and os.path.exists(path):
                 self._read_back()
             else:
-                _write_whole(path, _render([], column, header=True))
+                write_atomic(path, _render([], column, header=True))
         except OSError as error:
             raise ScoresCSVError(f"{path}: cannot write the scores CSV ({error.strerror or error})") from error
 
@@ -125,7 +111,7 @@ class ScoresCSV:
                 stream.truncate(len(complete))
         text = complete.decode("utf-8", errors="replace")
         if not text.strip():
-            _write_whole(self.path, _render([], self.column, header=True))
+            write_atomic(self.path, _render([], self.column, header=True))
             return
         reader = csv.DictReader(io.StringIO(text))
         if "path" not in (reader.fieldnames or []):
@@ -141,7 +127,7 @@ class ScoresCSV:
             raise ScoresCSVError(f"{self.path}: unreadable row {reader.line_num} ({error}); "
                                  "cannot resume from it") from error
         if reader.fieldnames != _columns(self.column):  # an older layout: rewrite in the current one
-            _write_whole(self.path, _render(self.rows.values(), self.column, header=True))
+            write_atomic(self.path, _render(self.rows.values(), self.column, header=True))
 
     def append(self, results):
         """Appends rows (complete lines, one write, flushed to disk).
@@ -190,7 +176,7 @@ class ScoresCSV:
         rank = {path: index for index, path in enumerate(order)}
         rows = sorted(self.rows.values(), key=lambda row: rank.get(row["path"], len(rank)))
         try:
-            _write_whole(self.path, _render(rows, self.column, header=True))
+            write_atomic(self.path, _render(rows, self.column, header=True))
         except OSError as error:
             raise ScoresCSVError(f"{self.path}: cannot rewrite the scores CSV in input order "
                                  f"({error.strerror or error}); its rows are complete") from error
@@ -217,7 +203,7 @@ def write_scores_csv(path, results, column="vqscore"):
     ['path,vqscore,duration,speech', 'a.wav,0.91,1.5,']
     """
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    _write_whole(path, _render(results, column, header=True))
+    write_atomic(path, _render(results, column, header=True))
 
 
 def _score_text(score):
