@@ -190,6 +190,17 @@ def many_pairs(tmp_path_factory):
     return folder
 
 
+@pytest.fixture(scope="module")
+def long_pairs(tmp_path_factory):
+    """24 pairs of 6 s: a run of a few seconds even on an idle machine (room for a signal)."""
+    folder = tmp_path_factory.mktemp("long")
+    for index in range(24):
+        clean = speech_like(6.0, seed=index)
+        save_audio(folder / "clean" / f"u{index:02d}.wav", clean, RATE)
+        save_audio(folder / "noisy" / f"u{index:02d}.wav", add_white_noise(clean, 5 + index % 10, seed=index), RATE)
+    return folder
+
+
 def _evaluate_command(folder, out, *extra):
     return [sys.executable, "-m", "speechbrain_sqe.cli", "evaluate", "--ref", str(folder / "clean"),
             "--deg", str(folder / "noisy"), "--metrics", "pesq_wb", "stoi", "si_sdr",
@@ -245,9 +256,12 @@ def test_killed_evaluate_resumes_to_the_same_csv(many_pairs, tmp_path):
     assert resumed.read_bytes() == expected
 
 
-def test_ctrl_c_keeps_finished_rows_and_says_how_to_resume(many_pairs, tmp_path):
+def test_ctrl_c_keeps_finished_rows_and_says_how_to_resume(long_pairs, tmp_path):
     out = tmp_path / "int.csv"
-    process, _ = _interrupt_after_rows(_evaluate_command(many_pairs, out, "--jobs", "2"), 2, signal.SIGINT)
+    # 6 s files: the run is still going when the signal comes, whatever the machine's load (with
+    # 2 s files an idle machine once finished all 24 before the signal and exited 0).
+    process, seen = _interrupt_after_rows(_evaluate_command(long_pairs, out, "--jobs", "2"), 2, signal.SIGINT)
+    assert seen < 24, "the run ended before it could be interrupted"
     stderr = process.stderr.read()
     assert process.returncode == 130, stderr
     assert "sqe evaluate: interrupted;" in stderr and "rerun with --resume" in stderr
