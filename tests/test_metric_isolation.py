@@ -214,11 +214,18 @@ def _data_lines(path):
         return len(stream.read().splitlines()) - 1
 
 
+def _default_sigint():
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _interrupt_after_rows(command, rows, sig):
     """Starts ``command``, sends ``sig`` once its CSV holds ``rows`` data lines; returns
     ``(process, data lines seen at that moment)``."""
     out = command[command.index("--csv") + 1]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # In full-suite runs on fresh clones the command once inherited SIGINT as ignored (Python then
+    # installs no Ctrl-C handler; the cause was not found): give it the disposition a terminal gives.
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=_default_sigint)  # noqa: PLW1509 - it only resets one signal
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and process.poll() is None:
         if _data_lines(out) >= rows:
