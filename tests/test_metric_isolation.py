@@ -180,25 +180,24 @@ def test_long_files_get_a_clear_pesq_error_or_a_segmented_measure(long_pair, tmp
 
 # --- interrupted and resumed runs ---------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def many_pairs(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("many")
-    for index in range(24):
-        clean = speech_like(2.0, seed=index)
+def _write_pairs(folder, seconds, count=24):
+    """``count`` clean/noisy pairs of ``seconds`` (white noise at 5..14 dB) in ``folder``."""
+    for index in range(count):
+        clean = speech_like(seconds, seed=index)
         save_audio(folder / "clean" / f"u{index:02d}.wav", clean, RATE)
         save_audio(folder / "noisy" / f"u{index:02d}.wav", add_white_noise(clean, 5 + index % 10, seed=index), RATE)
     return folder
+
+
+@pytest.fixture(scope="module")
+def many_pairs(tmp_path_factory):
+    return _write_pairs(tmp_path_factory.mktemp("many"), 2.0)
 
 
 @pytest.fixture(scope="module")
 def long_pairs(tmp_path_factory):
     """24 pairs of 6 s: a run of a few seconds even on an idle machine (room for a signal)."""
-    folder = tmp_path_factory.mktemp("long")
-    for index in range(24):
-        clean = speech_like(6.0, seed=index)
-        save_audio(folder / "clean" / f"u{index:02d}.wav", clean, RATE)
-        save_audio(folder / "noisy" / f"u{index:02d}.wav", add_white_noise(clean, 5 + index % 10, seed=index), RATE)
-    return folder
+    return _write_pairs(tmp_path_factory.mktemp("long"), 6.0)
 
 
 def _evaluate_command(folder, out, *extra):
