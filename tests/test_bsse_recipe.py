@@ -71,6 +71,10 @@ def test_fine_tuned_upstream_moved_but_not_its_head(runs):
     assert any(key.startswith("encoder.input_proj") for key in moved)  # ef: the front end trains too
     assert any(key.startswith("encoder.layers.") for key in moved)
     assert not any(key.startswith("head.") for key in moved)
+    # ... and exported as an SSL-encoder folder (sqe analyze-ssl --model), the same weights.
+    tera = load_model(str(out / "hub_ssl"), task="ssl_encoder")
+    for key, value in tera.mods.tera.state_dict().items():
+        assert torch.equal(value, exported[key]), key
 
 
 def test_report_and_layer_analysis_before_and_after(runs):
@@ -108,6 +112,7 @@ def test_spectrum_mode_runs_and_exports_without_an_upstream(runs, tmp_path):
     out = tmp_path / "spectrum"
     train.main(_args(data, out, 1, "--feature=spectrum --ssl_pretrainer=null --layer_analysis=True"))
     assert sorted(p.name for p in (out / "hub").glob("*.ckpt")) == ["enhancer.ckpt"]
+    assert not (out / "hub_ssl").exists()
     summary = json.loads((out / "report" / "summary.json").read_text())
     assert summary["systems"] == ["noisy", "bsse spectrum"]
     assert not (out / "report" / "layer_weights.csv").exists()  # no SSL layers to weigh

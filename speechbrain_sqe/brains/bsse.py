@@ -53,6 +53,7 @@ from speechbrain_sqe.analysis.ssl_pairs import analyze_ssl_pairs, read_pairs
 from speechbrain_sqe.brains.base import RecipeBrain
 from speechbrain_sqe.dataio.audio import load_audio, save_audio
 from speechbrain_sqe.dataio.pipelines import clean_speech_dataset, paired_dataset
+from speechbrain_sqe.inference.encoders import TERA
 from speechbrain_sqe.inference.enhancement import BSSEEnhancer, bsse_enhance_keeping_level
 from speechbrain_sqe.lobes.bsse import (
     bsse_forward,
@@ -60,6 +61,7 @@ from speechbrain_sqe.lobes.bsse import (
     log1p_l1_loss,
     ssl_hidden_states,
 )
+from speechbrain_sqe.lobes.tera import TERAModel
 from speechbrain_sqe.metrics.runner import Pair, evaluate_pairs
 from speechbrain_sqe.utils.safe_load import safe_torch_recovery
 
@@ -276,6 +278,20 @@ class BSSEBrain(RecipeBrain):
         files = [os.path.join(hp.report_folder, name) for name in ("metrics_by_snr.png", "layer_weights.png")]
         return BSSEEnhancer.hub_spec(modules, frontend=hp.frontend, sample_rate=hp.sample_rate,
                                      files=[path for path in files if os.path.isfile(path)])
+
+    def export(self, report, manifests):
+        """The enhancer's hub folder; a fine-tuned TERA upstream also as an SSL-encoder folder
+        (``ssl_hub_folder``), which ``sqe analyze-ssl --model`` and ``TERA.from_hparams`` load."""
+        folder = super().export(report, manifests)
+        upstream = self.module("ssl")
+        if folder is not None and self.trains_ssl and isinstance(upstream, TERAModel):
+            hp = self.hparams
+            TERA.export(hp.ssl_hub_folder, {"tera": upstream}, sample_rate=hp.sample_rate, card=(
+                f"# TERA fine-tuned by BSSE ({hp.ssl_finetune})\n\nThe SSL upstream of the BSSE enhancer in "
+                f"`{folder}` after fine-tuning (command: `{self.command_line()}`); its layers' robustness:\n"
+                f"`sqe analyze-ssl --model {hp.ssl_hub_folder} --pairs PAIRS.csv`.\n"))
+            logger.info("Exported the fine-tuned SSL upstream to %s", hp.ssl_hub_folder)
+        return folder
 
     def model_card(self, report, manifests):
         """Card with the measured test table and the layer-weight table."""
