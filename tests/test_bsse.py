@@ -7,7 +7,11 @@ import pytest
 import torch
 
 from speechbrain_sqe.inference.encoders import SSLWrapperEncoder
-from speechbrain_sqe.inference.enhancement import BSSEEnhancer, bsse_frontend, speech_energy
+from speechbrain_sqe.inference.enhancement import (
+    BSSEEnhancer,
+    bsse_frontend,
+    speech_energy,
+)
 from speechbrain_sqe.inference.hub import load_model
 from speechbrain_sqe.lobes.blstm_mask import BLSTMMaskNet
 from speechbrain_sqe.lobes.bsse import (

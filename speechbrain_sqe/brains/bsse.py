@@ -54,7 +54,10 @@ from speechbrain_sqe.brains.base import RecipeBrain
 from speechbrain_sqe.dataio.audio import load_audio, save_audio
 from speechbrain_sqe.dataio.pipelines import clean_speech_dataset, paired_dataset
 from speechbrain_sqe.inference.encoders import TERA
-from speechbrain_sqe.inference.enhancement import BSSEEnhancer, bsse_enhance_keeping_level
+from speechbrain_sqe.inference.enhancement import (
+    BSSEEnhancer,
+    bsse_enhance_keeping_level,
+)
 from speechbrain_sqe.lobes.bsse import (
     bsse_forward,
     configure_ssl_finetuning,

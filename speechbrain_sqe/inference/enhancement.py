@@ -415,7 +415,7 @@ class BSSEEnhancer(Enhancer):
     @property
     def upstream(self):
         """The SSL upstream (None for the ``spectrum`` feature)."""
-        return self.mods["ssl"] if "ssl" in self.mods else None
+        return getattr(self.mods, "ssl", None)
 
     def layer_weights(self):
         """The learned SSL layer weights (softmax, input representation first), or None.

@@ -53,7 +53,11 @@ from torch import nn
 
 from speechbrain_sqe.lobes.blstm_mask import BLSTMMaskNet, frame_counts
 from speechbrain_sqe.lobes.init_args import record_init_args
-from speechbrain_sqe.lobes.masking import apply_mask, masked_mean, relative_lengths_to_mask
+from speechbrain_sqe.lobes.masking import (
+    apply_mask,
+    masked_mean,
+    relative_lengths_to_mask,
+)
 from speechbrain_sqe.lobes.weighted_ssl import WeightedSSL, stack_hidden_states
 
 __all__ = [
