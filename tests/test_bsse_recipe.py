@@ -52,7 +52,10 @@ def test_loss_goes_down(runs):
     _, out, _ = runs
     train_losses, valid_losses = _losses(out, "train loss"), _losses(out, "valid loss")
     assert len(train_losses) == 3  # epochs 1-2 were not trained again
-    assert train_losses[-1] < train_losses[0] and valid_losses[-1] < valid_losses[0]
+    # The valid pairs are the same every epoch: their loss falls at each epoch. The training
+    # mixtures are drawn anew (other SNRs, rooms), so only the first epoch must be beaten.
+    assert valid_losses[2] < valid_losses[1] < valid_losses[0]
+    assert min(train_losses[1:]) < train_losses[0]
 
 
 def test_resume_restores_model_and_both_optimizer_groups(runs):
