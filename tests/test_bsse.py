@@ -21,6 +21,7 @@ from speechbrain_sqe.lobes.bsse import (
     LayerNormWeightedSum,
     align_frames,
     bsse_forward,
+    check_ssl_hop,
     configure_ssl_finetuning,
     log1p_l1_loss,
     ssl_front_end,
@@ -155,6 +156,14 @@ def test_padded_batch_equals_each_utterance_alone(feature):
             assert round(float(frame_lengths[i]) * enhanced.shape[1]) == frames
             assert torch.allclose(enhanced[i, :frames], alone[0], atol=1e-5), i
             assert float(enhanced[i, frames:].abs().sum()) == 0.0
+
+
+def test_a_hop_other_than_the_upstreams_is_refused():
+    check_ssl_hop(_tera(), 160)
+    check_ssl_hop(SSLWrapperEncoder(_FrameIndexUpstream(320), 3, 16, frame_hop_seconds=0.02), 320)
+    check_ssl_hop(_FrameIndexUpstream(320), 160)  # says nothing of its hop: not checked
+    with pytest.raises(ValueError, match="frame hop is 320 samples"):
+        check_ssl_hop(SSLWrapperEncoder(_FrameIndexUpstream(320), 3, 16, frame_hop_seconds=0.02), 160)
 
 
 def test_input_sizes_of_the_three_feature_modes():

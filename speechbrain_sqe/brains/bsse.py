@@ -60,6 +60,7 @@ from speechbrain_sqe.inference.enhancement import (
 )
 from speechbrain_sqe.lobes.bsse import (
     bsse_forward,
+    check_ssl_hop,
     configure_ssl_finetuning,
     log1p_l1_loss,
     ssl_hidden_states,
@@ -122,7 +123,7 @@ class BSSEBrain(RecipeBrain):
         hp = self.hparams
         upstream = self.module("ssl")
         if self.uses_ssl:
-            self._check_hop(upstream)
+            check_ssl_hop(upstream, self.module("enhancer").ssl_hop_length, hp.sample_rate)
             if getattr(hp, "ssl_pretrainer", None) is not None:
                 pretrainer = hp.ssl_pretrainer
                 run_on_main(pretrainer.collect_files)
@@ -145,18 +146,6 @@ class BSSEBrain(RecipeBrain):
                                         clean_sample_rate=hp.sample_rate)
         elif hp.reverb_prob > 0:
             logger.warning("The corpus has no rirs_train manifest: training without reverberation")
-
-    def _check_hop(self, upstream):
-        """The model's SSL hop against what the upstream says of its own (when it says)."""
-        hop = None
-        if hasattr(upstream, "frame_hop_seconds"):
-            hop = round(float(upstream.frame_hop_seconds) * self.hparams.sample_rate)
-        elif hasattr(getattr(upstream, "features", None), "hop_length"):
-            hop = int(upstream.features.hop_length)
-        declared = self.module("enhancer").ssl_hop_length
-        if hop is not None and hop != declared:
-            raise ValueError(f"the SSL upstream's frame hop is {hop} samples but the model aligns {declared} "
-                             "(set --ssl_hop_length)")
 
     def init_optimizers(self):
         """One optimizer, two parameter groups: the enhancer at ``lr``, the trained upstream at ``ssl_lr``."""

@@ -67,6 +67,7 @@ __all__ = [
     "LayerNormWeightedSum",
     "align_frames",
     "bsse_forward",
+    "check_ssl_hop",
     "configure_ssl_finetuning",
     "log1p_l1_loss",
     "ssl_front_end",
@@ -336,6 +337,43 @@ def ssl_hidden_states(upstream, wavs, lengths=None):
     else:
         counts = frame_counts(lengths, states.shape[2])
     return states, counts.to(states.device)
+
+
+def check_ssl_hop(upstream, ssl_hop_length, sample_rate=16000):
+    """Refuses a model that would align an upstream's frames with another hop than the upstream's.
+
+    Arguments
+    ---------
+    upstream : torch.nn.Module
+        The SSL upstream; its hop is read from ``frame_hop_seconds`` (the SSL encoder contract) or
+        ``features.hop_length`` (TERA); an upstream that says neither is not checked.
+    ssl_hop_length : int
+        The hop (samples) the model aligns with (:class:`BSSEModel`'s ``ssl_hop_length``).
+    sample_rate : int
+        Sampling rate.
+
+    Raises
+    ------
+    ValueError
+        When the two hops differ.
+
+    Example
+    -------
+    >>> from speechbrain_sqe.lobes.tera import TERAModel
+    >>> check_ssl_hop(TERAModel.small(), 160)
+    >>> check_ssl_hop(TERAModel.small(), 320)
+    Traceback (most recent call last):
+    ...
+    ValueError: the SSL upstream's frame hop is 160 samples but the model aligns 320 (set ssl_hop_length)
+    """
+    hop = None
+    if hasattr(upstream, "frame_hop_seconds"):
+        hop = round(float(upstream.frame_hop_seconds) * sample_rate)
+    elif hasattr(getattr(upstream, "features", None), "hop_length"):
+        hop = int(upstream.features.hop_length)
+    if hop is not None and hop != int(ssl_hop_length):
+        raise ValueError(f"the SSL upstream's frame hop is {hop} samples but the model aligns {ssl_hop_length} "
+                         "(set ssl_hop_length)")
 
 
 def ssl_front_end(upstream):
