@@ -32,6 +32,7 @@ from speechbrain_sqe.dataio.manifest import read_manifest
 from speechbrain_sqe.inference.batch_enhancement import enhance_files
 from speechbrain_sqe.inference.batch_scoring import score_files
 from speechbrain_sqe.inference.enhancement import VQEnhancer
+from speechbrain_sqe.inference.hub import load_model
 from speechbrain_sqe.inference.quality import VQScore
 from speechbrain_sqe.metrics.correlation import correlation
 from speechbrain_sqe.metrics.registry import METRICS
@@ -94,7 +95,7 @@ def measure_enhancement(rows, enhancer, mix, out_dir, jobs, noisy_scores=None, m
     reference = [row["clean_reverb_wav"] for row in rows]
     outputs = [os.path.join(out_dir, row["ID"] + ".wav") for row in rows]
     start = time.time()
-    _, failures = enhance_files(enhancer, noisy, outputs, mix=mix)
+    _, failures = enhance_files(enhancer, noisy, outputs, **({} if mix is None else {"mix": mix}))
     if failures:
         raise SystemExit(f"could not enhance: {failures[:3]}")
     seconds = time.time() - start
@@ -157,7 +158,8 @@ def format_markdown(results):
     for name, result in results.items():
         e = result.get("enhancement")
         if e:
-            for side, label in (("noisy", "noisy input"), ("enhanced", f"enhanced (mix {e['mix']:g})")):
+            for side, label in (("noisy", "noisy input"),
+                                ("enhanced", "enhanced" if e["mix"] is None else f"enhanced (mix {e['mix']:g})")):
                 cells = " | ".join(_g(e, f"{side}_{m}") for m in ("pesq_wb", "stoi", "dnsmos_ovrl", "distillmos"))
                 level = _f(e["gain_median"]) if side == "enhanced" else ""
                 lines.append(f"| {name} | {label} | {cells} | {level} |")
@@ -169,7 +171,8 @@ def main(argv=None):
     parser.add_argument("--testsets", default="data/real_test", help="folder of speakers.csv and cross_source.csv")
     parser.add_argument("--output", required=True, help="report folder")
     parser.add_argument("--vqscore", default=VQScore.DEFAULT_SOURCE, help="VQScore hub folder ('' to skip)")
-    parser.add_argument("--enhancer", default=VQEnhancer.DEFAULT_SOURCE, help="enhancer hub folder ('' to skip)")
+    parser.add_argument("--enhancer", default=VQEnhancer.DEFAULT_SOURCE,
+                        help="enhancer hub folder, any enhancer (VQ, BSSE...) ('' to skip)")
     parser.add_argument("--mix", type=float, default=None, help="VQ enhancer mix (default: the model's own)")
     parser.add_argument("--sets", nargs="+", default=list(SETS), choices=SETS)
     parser.add_argument("--jobs", type=int, default=2, help="metric worker processes")
@@ -179,9 +182,11 @@ def main(argv=None):
     os.makedirs(args.output, exist_ok=True)
     scorer = VQScore.from_hparams(source=args.vqscore, savedir=os.path.join(args.output, "vqscore_model")) \
         if args.vqscore else None
-    enhancer = VQEnhancer.from_hparams(source=args.enhancer, savedir=os.path.join(args.output, "enhancer_model")) \
+    enhancer = load_model(args.enhancer, task="enhancement", savedir=os.path.join(args.output, "enhancer_model")) \
         if args.enhancer else None
-    mix = None if enhancer is None else (enhancer.hparams.mix if args.mix is None else args.mix)
+    mix = None  # only enhancers with a mix option (the VQ enhancer) take one
+    if enhancer is not None and "mix" in enhancer.OPTIONS:
+        mix = enhancer.hparams.mix if args.mix is None else args.mix
     results = {}
     for name in args.sets:
         manifest = os.path.join(args.testsets, f"{name}.csv")

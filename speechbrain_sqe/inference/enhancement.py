@@ -1,4 +1,4 @@
-"""Speech enhancers: the ``Enhancer`` task interface and the VQ enhancer.
+"""Speech enhancers: the ``Enhancer`` task interface, the VQ enhancer and the BSSE enhancer.
 
 An enhancer maps noisy waveforms to enhanced ones at its ``sample_rate``. Every enhancer gives
 ``enhance_batch(wavs, lengths, **options)`` (a padded batch, each file enhanced as if alone) and
@@ -9,6 +9,10 @@ inherits ``enhance_file``; its method options (the VQ enhancer's ``mix``) are de
 The VQ enhancer (Fu et al., ICLR 2024, trained on clean speech only) encodes noisy speech, snaps each
 frame to its nearest clean-speech code and decodes; the waveform is resynthesised with the noisy
 phase. ``mix`` blends a fraction of the input back in, trading residual noise for naturalness.
+
+The BSSE enhancer (Hung et al., Interspeech 2022, trained on noisy/clean pairs) masks the noisy
+log1p spectrum with a BLSTM that reads the spectrum, weighted SSL layers, or both
+(:mod:`speechbrain_sqe.lobes.bsse`); resynthesis with the noisy phase.
 
 Example (with the model shipped in the package)::
 
@@ -25,6 +29,7 @@ import torch
 from speechbrain_sqe.dataio.audio import save_audio
 from speechbrain_sqe.inference.hub import DEFAULT_SOURCES, TASK_DESCRIPTIONS
 from speechbrain_sqe.inference.safe_pretrained import SafePretrained
+from speechbrain_sqe.lobes.bsse import bsse_forward
 from speechbrain_sqe.lobes.frontend import SpectralFrontEnd
 from speechbrain_sqe.lobes.vqvae_se import enhance_waveforms, mix_with_input
 
@@ -317,4 +322,132 @@ class VQEnhancer(Enhancer):
             raise ValueError(f"waveforms need at least {min_samples} samples, got {wavs.shape[1]}")
         mix = self.hparams.mix if mix is None else mix
         out = vq_enhance_keeping_level(self.mods.vqvae, self.frontend, wavs, lengths, mix).cpu()
+        return out[0] if squeeze else out
+
+
+def bsse_enhance_keeping_level(model, frontend, wavs, lengths=None, upstream=None):
+    """The BSSE enhancer's whole chain: mask the noisy log1p spectrum, resynthesise with the noisy
+    phase, keep the input's speech level.
+
+    Used by :class:`BSSEEnhancer` and by the recipe's test, so the recipe reports what users get.
+
+    Arguments
+    ---------
+    model : speechbrain_sqe.lobes.bsse.BSSEModel
+        The trained model (eval mode).
+    frontend : speechbrain_sqe.lobes.frontend.SpectralFrontEnd
+        Its front end (log1p magnitudes, n_fft 400, hop 160, Hamming).
+    wavs : torch.Tensor
+        Noisy waveforms ``[batch, time]``.
+    lengths : torch.Tensor, optional
+        Relative lengths ``[batch]``.
+    upstream : torch.nn.Module, optional
+        The SSL upstream (features ``ssl`` and ``cross``).
+
+    Returns
+    -------
+    torch.Tensor
+        ``[batch, time]`` on the device of ``wavs`` (0 beyond each length).
+    """
+    _, enhanced, _ = bsse_forward(model, frontend, wavs, lengths, upstream)
+    return keep_speech_level(frontend.resynthesize(enhanced, wavs, lengths), wavs, lengths)
+
+
+def bsse_frontend():
+    """BSSE's front end: log1p |STFT|, n_fft 400, window 400, hop 160, Hamming, centred, reflect.
+
+    Returns
+    -------
+    speechbrain_sqe.lobes.frontend.SpectralFrontEnd
+        The front end.
+
+    Example
+    -------
+    >>> bsse_frontend().init_args["window"]
+    'hamming'
+    """
+    return SpectralFrontEnd(n_fft=400, hop_length=160, win_length=400, log1p=True, window="hamming")
+
+
+class BSSEEnhancer(Enhancer):
+    """Enhances speech with a BSSE mask network over the spectrum and/or weighted SSL layers
+    (Hung et al., "Boosting Self-Supervised Embeddings for Speech Enhancement", Interspeech 2022).
+
+    Load with ``BSSEEnhancer.from_hparams(source=<folder>)`` (or ``load_model``/``sqe enhance
+    --model``). The hub folder holds ``frontend`` (log1p magnitudes, n_fft 400, hop 160, Hamming),
+    ``sample_rate``, ``min_seconds``, the module ``enhancer``
+    (:class:`speechbrain_sqe.lobes.bsse.BSSEModel`) and, for the ``ssl`` and ``cross`` features, the
+    SSL upstream ``ssl`` (e.g. :class:`speechbrain_sqe.lobes.tera.TERAModel`, fine-tuned or not).
+    The output keeps the speech level of the input.
+
+    Example
+    -------
+    >>> import tempfile, torch
+    >>> from speechbrain_sqe.lobes.bsse import BSSEModel
+    >>> from speechbrain_sqe.lobes.tera import TERAModel
+    >>> tera = TERAModel(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32)
+    >>> model = BSSEModel("cross", ssl_layers=2, ssl_size=16, proj_size=16, hidden_size=16)
+    >>> folder = BSSEEnhancer.export(tempfile.mkdtemp(), {"enhancer": model, "ssl": tera})
+    >>> enhancer = BSSEEnhancer.from_hparams(source=folder)
+    >>> enhancer.enhance_batch(torch.randn(2, 16000), torch.tensor([1.0, 0.5])).shape
+    torch.Size([2, 16000])
+    >>> [round(w, 2) for w in enhancer.layer_weights()]
+    [0.5, 0.5]
+    """
+
+    MODULES_NEEDED = ("enhancer",)
+    MIN_SECONDS = 0.05
+    HUB_TITLE = ("BSSE: speech enhancement by a BLSTM mask over the log1p spectrum and weighted SSL layers\n"
+                 "(Hung et al., Interspeech 2022), trained with speechbrain-sqe's hparams/bsse.yaml.")
+
+    @classmethod
+    def hub_spec(cls, modules, frontend=None, **kwargs):
+        """See :meth:`SafePretrained.hub_spec`; the front end defaults to BSSE's (:func:`bsse_frontend`)."""
+        return super().hub_spec(modules, frontend=frontend if frontend is not None else bsse_frontend(), **kwargs)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.frontend = getattr(self.hparams, "frontend", None) or bsse_frontend()
+        model = self.mods.enhancer
+        if model.uses_ssl and "ssl" not in self.mods:
+            raise ValueError(f"this BSSE model reads SSL features ({model.feature!r}) but its folder has no 'ssl' module")
+
+    @property
+    def upstream(self):
+        """The SSL upstream (None for the ``spectrum`` feature)."""
+        return getattr(self.mods, "ssl", None)
+
+    def layer_weights(self):
+        """The learned SSL layer weights (softmax, input representation first), or None.
+
+        Returns
+        -------
+        list of float or None
+            One weight per hidden state of the upstream.
+        """
+        weights = self.mods.enhancer.layer_weights()
+        return None if weights is None else [float(w) for w in weights]
+
+    @torch.no_grad()
+    def enhance_batch(self, wavs, lengths=None):
+        """Enhances a padded batch of waveforms.
+
+        Arguments
+        ---------
+        wavs : torch.Tensor
+            Noisy waveforms ``[batch, time]`` (or ``[time]``) at :attr:`sample_rate`.
+        lengths : torch.Tensor, optional
+            Relative lengths in ``[0, 1]``; None: all full length.
+
+        Returns
+        -------
+        torch.Tensor
+            Enhanced waveforms ``[batch, time]`` (0 beyond each length), on the CPU; ``[time]`` for
+            a ``[time]`` input.
+        """
+        squeeze = torch.is_tensor(wavs) and wavs.dim() == 1
+        wavs, lengths = self.as_batch(wavs, lengths)
+        if wavs.shape[1] < self.frontend.min_samples:
+            raise ValueError(f"waveforms need at least {self.frontend.min_samples} samples, got {wavs.shape[1]}")
+        out = bsse_enhance_keeping_level(self.mods.enhancer, self.frontend, wavs, lengths, self.upstream).cpu()
         return out[0] if squeeze else out

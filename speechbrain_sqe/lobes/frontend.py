@@ -46,6 +46,7 @@ from speechbrain_sqe.lobes.init_args import record_init_args
 
 __all__ = [
     "MAGNITUDE_FLOOR",
+    "WINDOWS",
     "STFTMagnitude",
     "SpectralFrontEnd",
     "TERAFeatures",
@@ -57,6 +58,10 @@ __all__ = [
 
 #: Floor of the power spectrum before the square root (the authors' ``clamp(min=1e-7)``).
 MAGNITUDE_FLOOR = 1e-7
+
+#: Analysis/synthesis windows by name (``window`` of :class:`SpectralFrontEnd`): Hann for VQScore and
+#: the VQ enhancer, Hamming for BSSE (Hung et al., 2022). Both are torch's periodic windows.
+WINDOWS = {"hann": torch.hann_window, "hamming": torch.hamming_window}
 
 
 def num_frames(num_samples, hop_length=256, center=True, n_fft=512):
@@ -126,15 +131,16 @@ def frame_lengths(lengths, num_samples, hop_length=256, center=True, n_fft=512):
     return frames.float() / float(total)
 
 
-def _make_stft(n_fft, hop_length, win_length, sample_rate):
-    """SpeechBrain STFT configured as the authors' ``torch.stft`` call."""
+def _make_stft(n_fft, hop_length, win_length, sample_rate, window="hann"):
+    """SpeechBrain STFT configured as the authors' ``torch.stft`` call (``window``: a name of
+    :data:`WINDOWS`)."""
     # SpeechBrain takes window and hop in milliseconds and rounds them back to samples.
     stft = STFT(
         sample_rate=sample_rate,
         win_length=win_length * 1000.0 / sample_rate,
         hop_length=hop_length * 1000.0 / sample_rate,
         n_fft=n_fft,
-        window_fn=torch.hann_window,
+        window_fn=WINDOWS[window],
         center=True,
         pad_mode="reflect",
         onesided=True,
@@ -159,6 +165,7 @@ def stft_magnitude(
     lengths=None,
     log1p=False,
     sample_rate=16000,
+    window="hann",
 ):
     """Magnitude spectrogram as computed by the VQScore authors.
 
@@ -180,6 +187,8 @@ def stft_magnitude(
         Return ``log1p`` of the magnitude (the enhancement variant's input transform).
     sample_rate : int
         Sampling rate (only used to configure SpeechBrain's STFT, which works in milliseconds).
+    window : str
+        ``"hann"`` (the VQScore authors') or ``"hamming"`` (BSSE's), see :data:`WINDOWS`.
 
     Returns
     -------
@@ -201,7 +210,7 @@ def stft_magnitude(
     squeeze = wav.dim() == 1
     if squeeze:
         wav = wav.unsqueeze(0)
-    stft = _make_stft(n_fft, hop_length, win_length, sample_rate)
+    stft = _make_stft(n_fft, hop_length, win_length, sample_rate, window)
     if lengths is None:
         spec = _magnitude(stft(wav), log1p)
     else:
@@ -324,6 +333,8 @@ class SpectralFrontEnd(nn.Module):
         Compress the magnitudes with ``log1p`` (the enhancement model's input).
     sample_rate : int
         Sampling rate of the input.
+    window : str
+        Analysis and synthesis window, a name of :data:`WINDOWS` (``"hann"``; BSSE: ``"hamming"``).
 
     Example
     -------
@@ -339,11 +350,17 @@ class SpectralFrontEnd(nn.Module):
     >>> out.shape, bool((out[0] - wavs[0]).abs().max() < 1e-3), float(out[1, 4000:].abs().sum())
     (torch.Size([2, 8000]), True, 0.0)
     >>> frontend.init_args
-    {'n_fft': 512, 'hop_length': 128, 'win_length': None, 'log1p': True, 'sample_rate': 16000}
+    {'n_fft': 512, 'hop_length': 128, 'win_length': None, 'log1p': True, 'sample_rate': 16000, 'window': 'hann'}
+    >>> bsse = SpectralFrontEnd(n_fft=400, hop_length=160, log1p=True, window="hamming")  # BSSE's
+    >>> bsse(wavs).shape, bool((bsse.resynthesize(bsse(wavs), wavs) - wavs).abs().max() < 1e-3)
+    (torch.Size([2, 51, 201]), True)
     """
 
-    def __init__(self, n_fft=512, hop_length=128, win_length=None, log1p=True, sample_rate=16000):
+    def __init__(self, n_fft=512, hop_length=128, win_length=None, log1p=True, sample_rate=16000, window="hann"):
         super().__init__()
+        if window not in WINDOWS:
+            raise ValueError(f"window must be one of {sorted(WINDOWS)}, got {window!r}")
+        self.window = window
         self.n_fft = n_fft
         self.hop_length = hop_length
         self.win_length = n_fft if win_length is None else win_length
@@ -379,6 +396,7 @@ class SpectralFrontEnd(nn.Module):
             lengths=lengths,
             log1p=self.log1p,
             sample_rate=self.sample_rate,
+            window=self.window,
         )
 
     def num_frames(self, num_samples):
@@ -435,7 +453,7 @@ class SpectralFrontEnd(nn.Module):
         magnitude = torch.expm1(spec) if self.log1p else spec
         return resynthesize(
             magnitude.clamp(min=0.0), noisy_wav, self.n_fft, self.hop_length, self.win_length,
-            lengths=lengths,
+            window_fn=WINDOWS[self.window], lengths=lengths,
         )
 
 

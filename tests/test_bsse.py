@@ -1,0 +1,269 @@
+"""BSSE lobes and interface: shapes, gradients, padded batches, frame alignment for any SSL hop, the
+three feature modes x three fine-tuning modes, the front end, and the exported enhancer's level."""
+
+import tempfile
+
+import pytest
+import torch
+
+from speechbrain_sqe.inference.encoders import SSLWrapperEncoder
+from speechbrain_sqe.inference.enhancement import (
+    BSSEEnhancer,
+    bsse_frontend,
+    speech_energy,
+)
+from speechbrain_sqe.inference.hub import load_model
+from speechbrain_sqe.lobes.blstm_mask import BLSTMMaskNet
+from speechbrain_sqe.lobes.bsse import (
+    FEATURE_MODES,
+    FINETUNE_MODES,
+    BSSEModel,
+    LayerNormWeightedSum,
+    align_frames,
+    bsse_forward,
+    check_ssl_hop,
+    configure_ssl_finetuning,
+    log1p_l1_loss,
+    ssl_front_end,
+    ssl_hidden_states,
+)
+from speechbrain_sqe.lobes.tera import TERAModel
+
+torch.manual_seed(0)
+
+
+def _tera():
+    return TERAModel(hidden_size=16, num_layers=2, num_heads=2, intermediate_size=32, dropout=0.0)
+
+
+def _model(feature="cross", ssl_hop_length=160):
+    return BSSEModel(feature, ssl_layers=3, ssl_size=16, ssl_hop_length=ssl_hop_length, proj_size=16,
+                     hidden_size=12)
+
+
+def _wavs(batch=2, samples=8000, seed=0):
+    return 0.1 * torch.randn(batch, samples, generator=torch.Generator().manual_seed(seed))
+
+
+class _FrameIndexUpstream(torch.nn.Module):
+    """A fake SSL upstream at ``hop`` samples whose every hidden state holds the frame index."""
+
+    def __init__(self, hop, layers=3, dim=16):
+        super().__init__()
+        self.hop, self.layers, self.dim = hop, layers, dim
+        self.scale = torch.nn.Parameter(torch.ones(1))
+
+    def forward(self, wavs, lens):  # like SpeechBrain's HF wrappers: stacked [layers, batch, frames, dim]
+        frames = (wavs.shape[1] - 400) // self.hop + 1  # a conv front end without padding (wav2vec 2.0 style)
+        index = torch.arange(frames, dtype=wavs.dtype).view(1, 1, frames, 1)
+        return self.scale * index.expand(self.layers, wavs.shape[0], frames, self.dim)
+
+
+# ---------------------------------------------------------------- the mask network
+def test_blstm_mask_shapes_directions_summed_and_gradients():
+    net = BLSTMMaskNet(input_size=10, output_size=7, proj_size=8, hidden_size=6)
+    x = torch.randn(3, 15, 10, requires_grad=True)
+    mask = net(x)
+    assert mask.shape == (3, 15, 7) and bool(((mask > 0) & (mask < 1)).all())
+    assert net.out.in_features == 6  # the two directions are summed, not concatenated
+    mask.sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters())
+    # Bidirectional: the first frame's mask depends on the last frame's input.
+    later = x.detach().clone()
+    later[:, -1] += 1.0
+    assert not torch.allclose(net(later)[:, 0], mask[:, 0].detach())
+
+
+def test_blstm_mask_padded_batch_equals_each_alone():
+    net = BLSTMMaskNet(input_size=5, output_size=4, proj_size=8, hidden_size=8).eval()
+    x = torch.randn(3, 20, 5)
+    lengths = torch.tensor([1.0, 0.55, 0.3])
+    mask = net(x, lengths)
+    for i, n in enumerate([20, 11, 6]):
+        assert torch.allclose(mask[i, :n], net(x[i : i + 1, :n])[0], atol=1e-6)
+        assert float(mask[i, n:].detach().abs().sum()) == 0.0
+
+
+# ---------------------------------------------------------------- features and alignment
+def test_weighted_sum_layer_norm_per_layer_and_equal_start():
+    ws = LayerNormWeightedSum(3, 8)
+    assert torch.allclose(ws.layer_weights(), torch.full((3,), 1 / 3))
+    assert len(ws.norms) == 3 and all(norm.elementwise_affine for norm in ws.norms)
+    states = torch.randn(3, 2, 5, 8) * torch.tensor([1.0, 10.0, 100.0]).view(3, 1, 1, 1)
+    expected = sum(torch.nn.functional.layer_norm(s, (8,)) for s in states) / 3
+    assert torch.allclose(ws(states), expected, atol=1e-5)  # each layer normalised before the sum
+
+
+@pytest.mark.parametrize("hop, expected", [
+    (160, [0, 1, 2, 3, 4, 5, 5]),          # 10 ms (TERA): identity, last frame padded
+    (320, [0, 0, 1, 1, 2, 2, 3]),          # 20 ms (WavLM): repeated x2
+    (480, [0, 0, 0, 1, 1, 1, 2]),          # any other hop: the latest SSL frame at or before
+])
+def test_align_frames_any_hop(hop, expected):
+    ssl = torch.arange(6.0).view(1, 6, 1)
+    assert align_frames(ssl, 7, hop, 160)[0, :, 0].tolist() == [float(v) for v in expected]
+
+
+def test_align_frames_pads_with_each_utterances_own_last_frame():
+    ssl = torch.arange(10.0).view(1, 10, 1).repeat(2, 1, 1)
+    out = align_frames(ssl, 12, 320, 160, ssl_frames=torch.tensor([10, 3]))
+    assert out[0, :, 0].tolist() == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
+    assert out[1, :, 0].tolist() == [0, 0, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2]  # never reads the padding
+
+
+def test_20ms_upstream_frames_land_on_the_stft_frames():
+    """A wav2vec-style upstream (20 ms, no padding): STFT frame t reads SSL frame t // 2, the last
+    SSL frame repeated to the end, with the model's weighted sum in between."""
+    upstream = _FrameIndexUpstream(320)
+    wavs = _wavs(1, 8000)
+    states, counts = ssl_hidden_states(upstream, wavs, torch.ones(1))
+    assert states.shape[2] == 24 and counts.tolist() == [24]
+    spec = bsse_frontend()(wavs)
+    assert spec.shape[1] == 51
+    aligned = align_frames(states[0], spec.shape[1], 320, 160, counts)
+    assert aligned[0, :, 0].tolist() == [min(t // 2, 23) for t in range(51)]
+    model = _model("ssl", ssl_hop_length=320)
+    features = model.features(spec, None, states, counts)
+    assert features.shape == (1, 51, 16)
+
+
+def test_10ms_tera_frames_equal_the_stft_frames():
+    tera = _tera().eval()
+    wavs = _wavs(2, 8000)
+    lengths = torch.tensor([1.0, 0.6])
+    states, counts = ssl_hidden_states(tera, wavs, lengths)
+    spec = bsse_frontend()(wavs, lengths)
+    frame_lengths = bsse_frontend().frame_lengths(lengths, 8000)
+    assert states.shape[2] == spec.shape[1]
+    assert counts.tolist() == torch.round(frame_lengths * spec.shape[1]).long().tolist()  # same frame counts
+    model = _model("ssl").eval()
+    weighted = model.weighted(states)
+    assert torch.equal(model.features(spec, frame_lengths, states, counts)[0], weighted[0])  # identity
+
+
+@pytest.mark.parametrize("feature", FEATURE_MODES)
+def test_padded_batch_equals_each_utterance_alone(feature):
+    tera, model = _tera().eval(), _model(feature).eval()
+    frontend = bsse_frontend()
+    wavs = _wavs(3, 9600, seed=1)
+    lengths = torch.tensor([1.0, 0.62, 0.31])
+    with torch.no_grad():
+        _, enhanced, frame_lengths = bsse_forward(model, frontend, wavs, lengths, tera)
+        for i in range(3):
+            n = round(float(lengths[i]) * 9600)
+            _, alone, _ = bsse_forward(model, frontend, wavs[i : i + 1, :n], None, tera)
+            frames = alone.shape[1]
+            assert round(float(frame_lengths[i]) * enhanced.shape[1]) == frames
+            assert torch.allclose(enhanced[i, :frames], alone[0], atol=1e-5), i
+            assert float(enhanced[i, frames:].abs().sum()) == 0.0
+
+
+def test_a_hop_other_than_the_upstreams_is_refused():
+    check_ssl_hop(_tera(), 160)
+    check_ssl_hop(SSLWrapperEncoder(_FrameIndexUpstream(320), 3, 16, frame_hop_seconds=0.02), 320)
+    check_ssl_hop(_FrameIndexUpstream(320), 160)  # says nothing of its hop: not checked
+    with pytest.raises(ValueError, match="frame hop is 320 samples"):
+        check_ssl_hop(SSLWrapperEncoder(_FrameIndexUpstream(320), 3, 16, frame_hop_seconds=0.02), 160)
+
+
+def test_input_sizes_of_the_three_feature_modes():
+    assert [_model(feature).input_size for feature in FEATURE_MODES] == [201, 16, 217]
+    assert _model("spectrum").weighted is None
+    with pytest.raises(ValueError, match="feature"):
+        BSSEModel("raw")
+
+
+# ---------------------------------------------------------------- feature x fine-tuning modes
+def _front_end_names(tera):
+    return {f"{prefix}.{name}" for prefix, module in (("encoder.input_proj", tera.encoder.input_proj),
+                                                      ("encoder.input_norm", tera.encoder.input_norm))
+            for name, _ in module.named_parameters()}
+
+
+@pytest.mark.parametrize("feature", FEATURE_MODES)
+@pytest.mark.parametrize("mode", FINETUNE_MODES)
+def test_feature_and_finetuning_modes_train_what_they_should(feature, mode):
+    tera, model = _tera(), _model(feature)
+    trainable = configure_ssl_finetuning(tera, mode if model.uses_ssl else "frozen")
+    model.train()
+    train_ssl = model.uses_ssl and mode != "frozen"
+    if train_ssl:
+        tera.train()
+    _, enhanced, frame_lengths = bsse_forward(model, bsse_frontend(), _wavs(2, 6400), torch.tensor([1.0, 0.7]),
+                                              tera, train_ssl=train_ssl)
+    log1p_l1_loss(enhanced, torch.zeros_like(enhanced), frame_lengths).backward()
+    assert all(p.grad is not None for p in model.parameters())  # weights, layer norms, mask net
+    with_grad = {name for name, p in tera.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    front = _front_end_names(tera)
+    layers = {name for name, _ in tera.named_parameters() if name.startswith("encoder.layers.")}
+    assert not any(name.startswith("head.") for name in with_grad)  # TERA's head never trains
+    if not train_ssl:
+        assert with_grad == set() and trainable == [] and not tera.training
+    elif mode == "pf":
+        assert with_grad == layers and not (with_grad & front)
+        assert len(trainable) == len(layers)
+    else:  # ef
+        assert with_grad == layers | front
+        assert len(trainable) == len(layers | front)
+
+
+def test_front_end_of_a_wav2vec_style_wrapper():
+    class Transformers(torch.nn.Module):  # transformers' WavLMModel: .feature_extractor, .encoder
+        def __init__(self):
+            super().__init__()
+            self.feature_extractor = torch.nn.Conv1d(1, 4, 3)
+            self.encoder = torch.nn.Linear(4, 4)
+
+    class HFWrapper(torch.nn.Module):  # SpeechBrain's wrapper keeps the transformers model in .model
+        def __init__(self):
+            super().__init__()
+            self.model = Transformers()
+
+    wrapper = HFWrapper()
+    encoder = SSLWrapperEncoder(wrapper, layer_count=2, hidden_size=4, frame_hop_seconds=0.02)
+    assert ssl_front_end(encoder) == [wrapper.model.feature_extractor]
+    trainable = configure_ssl_finetuning(encoder, "pf")
+    assert {id(p) for p in trainable} == {id(p) for p in wrapper.model.encoder.parameters()}
+    with pytest.raises(ValueError, match="front_end_modules"):
+        ssl_front_end(torch.nn.Linear(2, 2))
+
+
+# ---------------------------------------------------------------- front end, loss, interface
+def test_front_end_is_the_references_stft():
+    wav = _wavs(1, 4000)[0]
+    x = torch.stft(wav, 400, 160, 400, window=torch.hamming_window(400), center=True, pad_mode="reflect",
+                   return_complex=True)
+    reference = torch.log1p(x.abs()).T  # the reference adds 1e-6 to |X|; we floor |X|^2 at 1e-7
+    ours = bsse_frontend()(wav.unsqueeze(0))[0]
+    assert ours.shape == (26, 201) and torch.allclose(ours, reference, atol=1e-3)
+    back = bsse_frontend().resynthesize(ours.unsqueeze(0), wav.unsqueeze(0))[0]
+    assert torch.allclose(back, wav, atol=1e-4)  # expm1 of log1p with the noisy (own) phase
+
+
+def test_log1p_l1_loss_counts_valid_frames_only():
+    target = torch.zeros(2, 10, 3)
+    estimate = torch.ones(2, 10, 3)
+    estimate[1, 5:] = 50.0
+    assert float(log1p_l1_loss(estimate, target, torch.tensor([1.0, 0.5]))) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("feature", ["spectrum", "cross"])
+def test_exported_enhancer_keeps_the_speech_level(feature):
+    model = _model(feature)
+    modules = {"enhancer": model} if feature == "spectrum" else {"enhancer": model, "ssl": _tera()}
+    folder = BSSEEnhancer.export(tempfile.mkdtemp(), modules)
+    enhancer = load_model(folder, task="enhancement")
+    assert isinstance(enhancer, BSSEEnhancer) and (enhancer.upstream is None) == (feature == "spectrum")
+    t = torch.arange(16000) / 16000
+    speech = 0.3 * torch.sin(2 * torch.pi * 220 * t) * (t > 0.4)
+    noisy = speech + 0.02 * torch.randn(16000, generator=torch.Generator().manual_seed(3))
+    out = enhancer.enhance_batch(noisy)
+    assert out.shape == noisy.shape
+    # The output's whole energy is the energy the speech brings to the input (keep_speech_level).
+    assert float(speech_energy(out, noise_quantile=0.0)) == pytest.approx(float(speech_energy(noisy)), rel=0.02)
+
+
+def test_ssl_model_without_its_upstream_is_refused():
+    folder = BSSEEnhancer.export(tempfile.mkdtemp(), {"enhancer": _model("cross")})
+    with pytest.raises(ValueError, match="no 'ssl' module"):
+        BSSEEnhancer.from_hparams(source=folder)

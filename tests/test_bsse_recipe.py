@@ -1,0 +1,122 @@
+"""The BSSE recipe end to end on a tiny embedded corpus (cross features, TERA fine-tuned entirely):
+the loss goes down, resume restores the model and both optimizer groups, the report (with the
+layer-weight analysis before/after fine-tuning), and the export through ``load_model``."""
+
+import csv
+import json
+import os
+import shutil
+
+import pytest
+import torch
+from brain_probe import assert_restored, probe
+from recipe_args import ROOT, recipe_args, tiny_corpus
+
+import train
+from speechbrain_sqe.dataio.audio import load_audio
+from speechbrain_sqe.inference.enhancement import BSSEEnhancer, speech_energy
+from speechbrain_sqe.inference.hub import load_model
+
+RECIPE = os.path.join(ROOT, "hparams", "bsse.yaml")
+TINY = (
+    "--batch_size=4 --proj_size=16 --hidden_size=16 --lr=0.003 --ssl_lr=0.0003 --ssl_finetune=ef "
+    "--feature=cross --test_metrics=[pesq_wb] --metric_jobs=1"
+)
+
+
+def _args(data, out, epochs, extra=""):
+    args = recipe_args(RECIPE, data, out, epochs, tiny_corpus(valid_pairs=2, test_pairs=2), TINY, extra)
+    by_name = {arg.split("=", 1)[0]: arg for arg in args[1:]}  # later ones win
+    return [args[0], *by_name.values()]
+
+
+def _losses(out, key):
+    lines = [line for line in (out / "train_log.txt").read_text().splitlines() if line.startswith("epoch:")]
+    return [float(line.split(f"{key}: ")[1].split(" ")[0]) for line in lines]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """2 epochs, then the same folder resumed to 3; the training states of both fits."""
+    root = tmp_path_factory.mktemp("bsse")
+    data, out = root / "data", root / "out"
+    with probe() as first:
+        brain = train.main(_args(data, out, 2))
+    lrs = [group["lr"] for group in brain.optimizer.param_groups]
+    with probe() as second:
+        train.main(_args(data, out, 3))
+    return data, out, {"epoch2": first["fitted"], "restored_at_2": second["restored"], "lrs": lrs}
+
+
+def test_loss_goes_down(runs):
+    _, out, _ = runs
+    train_losses, valid_losses = _losses(out, "train loss"), _losses(out, "valid loss")
+    assert len(train_losses) == 3  # epochs 1-2 were not trained again
+    # The valid pairs are the same every epoch: their loss falls at each epoch. The training
+    # mixtures are drawn anew (other SNRs, rooms), so only the first epoch must be beaten.
+    assert valid_losses[2] < valid_losses[1] < valid_losses[0]
+    assert min(train_losses[1:]) < train_losses[0]
+
+
+def test_resume_restores_model_and_both_optimizer_groups(runs):
+    _, _, states = runs
+    assert states["lrs"] == [0.003, 0.0003]  # the mask network, then the fine-tuned TERA
+    assert states["restored_at_2"]["epoch"] == 2
+    assert_restored(states["epoch2"], states["restored_at_2"])
+
+
+def test_fine_tuned_upstream_moved_but_not_its_head(runs):
+    _, out, _ = runs
+    shipped = torch.load(os.path.join(ROOT, "speechbrain_sqe", "pretrained", "tera", "tera.ckpt"),
+                         map_location="cpu", weights_only=True)
+    exported = torch.load(out / "hub" / "ssl.ckpt", map_location="cpu", weights_only=True)
+    moved = {key for key in shipped if not torch.equal(shipped[key], exported[key])}
+    assert any(key.startswith("encoder.input_proj") for key in moved)  # ef: the front end trains too
+    assert any(key.startswith("encoder.layers.") for key in moved)
+    assert not any(key.startswith("head.") for key in moved)
+    # ... and exported as an SSL-encoder folder (sqe analyze-ssl --model), the same weights.
+    tera = load_model(str(out / "hub_ssl"), task="ssl_encoder")
+    for key, value in tera.mods.tera.state_dict().items():
+        assert torch.equal(value, exported[key]), key
+
+
+def test_report_and_layer_analysis_before_and_after(runs):
+    _, out, _ = runs
+    summary = json.loads((out / "report" / "summary.json").read_text())
+    assert summary["systems"] == ["noisy", "bsse cross ef"] and summary["n"]["bsse cross ef"] == 2
+    with open(out / "report" / "layer_weights.csv", newline="", encoding="utf-8") as stream:
+        table = list(csv.DictReader(stream))
+    assert [row["layer"] for row in table] == ["0", "1", "2", "3"]
+    assert {"cn_distance (pretrained)", "cn_distance (fine-tuned)"} <= set(table[0])
+    assert sum(float(row["weight"]) for row in table) == pytest.approx(1.0, abs=1e-5)
+    assert (out / "hub" / "layer_weights.png").stat().st_size > 1000
+    assert "bsse cross ef" in (out / "hub" / "README.md").read_text()
+
+
+def test_export_loads_and_gives_the_recipes_output_at_the_speech_level(runs):
+    data, out, _ = runs
+    enhancer = load_model(str(out / "hub"), task="enhancement")
+    assert isinstance(enhancer, BSSEEnhancer) and enhancer.mods.enhancer.feature == "cross"
+    for name in sorted(os.listdir(out / "enhanced" / "bsse")):
+        noisy_path = data / "test" / "noisy" / name
+        recipe_output = load_audio(str(out / "enhanced" / "bsse" / name), 16000)
+        ours = enhancer.enhance_file(str(noisy_path))
+        assert ours.shape == recipe_output.shape
+        assert (ours.clamp(-1, 1) - recipe_output).abs().max() < 2.0 / 32768
+        noisy = load_audio(str(noisy_path), 16000)
+        if float(ours.abs().max()) < 0.98:  # not held back by the peak limit
+            # The output's whole energy is the energy the speech brings to the input (keep_speech_level).
+            assert float(speech_energy(ours, noise_quantile=0.0)) == pytest.approx(float(speech_energy(noisy)),
+                                                                                  rel=0.02)
+
+
+def test_spectrum_mode_runs_and_exports_without_an_upstream(runs, tmp_path):
+    data, _, _ = runs
+    out = tmp_path / "spectrum"
+    train.main(_args(data, out, 1, "--feature=spectrum --ssl_pretrainer=null --layer_analysis=True"))
+    assert sorted(p.name for p in (out / "hub").glob("*.ckpt")) == ["enhancer.ckpt"]
+    assert not (out / "hub_ssl").exists()
+    summary = json.loads((out / "report" / "summary.json").read_text())
+    assert summary["systems"] == ["noisy", "bsse spectrum"]
+    assert not (out / "report" / "layer_weights.csv").exists()  # no SSL layers to weigh
+    shutil.rmtree(out)
