@@ -184,6 +184,8 @@ def format_markdown(results):
                          f"{_f(q['vqscore_spearman_pesq_wb'])} | {_f(q['vqscore_spearman_stoi'])} | "
                          f"{_f(q['vqscore_spearman_dnsmos_ovrl'])} | {_f(q['vqscore_spearman_distillmos'])} | "
                          f"{_f(q['dnsmos_ovrl_spearman_pesq_wb'])} | {_f(q['distillmos_spearman_pesq_wb'])} |")
+    if not any(result.get("enhancement") for result in results.values()):
+        return "\n".join(lines) + "\n"
     lines += ["", "| test set | system | PESQ | STOI | DNSMOS OVRL | Distill-MOS | level (LS gain, median) |",
               "|---|---|---|---|---|---|---|"]
     for name, result in results.items():
