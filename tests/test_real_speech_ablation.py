@@ -98,11 +98,19 @@ def test_ablation_table_rows(tmp_path):
     rows = [{"vqscore_clean": 1.0, "vqscore_noisy": 0.1 * k, "pesq_wb": 1 + k, "stoi": 0.5 + 0.01 * k,
              "dnsmos_ovrl": 2 + 0.1 * k, "distillmos": 3 - 0.1 * k, "reverb": "True" if k % 2 else "False"}
             for k in range(6)]
+    rows = [{**r, "ID": f"p{k}"} for k, r in enumerate(rows)]
     with open(report / "speakers_quality.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    results = table.main(["--output", str(tmp_path / "out"), f"m={report}"])
+    worse = tmp_path / "w"
+    worse.mkdir()
+    with open(worse / "speakers_quality.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows([{**r, "vqscore_noisy": -r["vqscore_noisy"]} for r in rows])  # ranks reversed
+    results = table.main(["--output", str(tmp_path / "out"), "--reference", "m", f"m={report}", f"w={worse}"])
+    assert "| w | speakers | -2.000 |" in open(tmp_path / "out" / "paired.md").read()
     assert list(results["m"]) == ["speakers"]
     assert results["m"]["speakers"]["vqscore_spearman_pesq_wb"] == pytest.approx(1.0)
     assert "| m | speakers | 6 | 100.0% | 1.000 |" in open(tmp_path / "out" / "ablation.md").read()

@@ -9,7 +9,9 @@ Each ``label=folder`` names a ``measure_models.py --enhancer ''`` report folder 
 PESQ, STOI, DNSMOS OVRL and Distill-MOS, the dry / reverberant split of the PESQ one, and the
 DNSMOS OVRL and Distill-MOS agreement with PESQ of the same run), ``ablation.json`` and
 ``ablation.png`` (Spearman with PESQ per model and set, the DNSMOS and Distill-MOS lines for
-scale).
+scale). With ``--reference LABEL``, also the paired bootstrap of each model's Spearman with PESQ
+minus the reference model's on the same resampled pairs (``paired.md``: the difference and its
+90% interval; an interval that contains 0 is a difference the 96 pairs cannot tell).
 """
 
 import argparse
@@ -17,6 +19,8 @@ import csv
 import importlib.util
 import json
 import os
+
+import numpy as np
 
 SETS = ("speakers", "cross_source")
 
@@ -52,6 +56,74 @@ def collect(folders):
                 with open(path, newline="") as handle:
                     results[label][name] = summarize(list(csv.DictReader(handle)))
     return results
+
+
+def _ranks(values):
+    order = np.argsort(values, axis=-1, kind="stable")
+    ranks = np.empty_like(order, dtype=float)
+    np.put_along_axis(ranks, order, np.arange(values.shape[-1], dtype=float)[None].repeat(len(values), 0), axis=-1)
+    return ranks
+
+
+def _spearman_rows(x, y):
+    """Spearman of each row of ``x`` with the same row of ``y`` (ties broken by order: continuous scores)."""
+    rx, ry = _ranks(x), _ranks(y)
+    rx -= rx.mean(-1, keepdims=True)
+    ry -= ry.mean(-1, keepdims=True)
+    return (rx * ry).sum(-1) / np.sqrt((rx ** 2).sum(-1) * (ry ** 2).sum(-1))
+
+
+def paired_difference(model, reference, pesq, rounds=2000, seed=0):
+    """Spearman(model, PESQ) minus Spearman(reference, PESQ): the value and a 90% paired bootstrap interval.
+
+    Arguments
+    ---------
+    model, reference, pesq : sequence of float
+        The two models' scores of the same noisy files and their PESQ.
+    rounds : int
+        Bootstrap resamples of the pairs.
+    seed : int
+        Of the resampling.
+
+    Returns
+    -------
+    tuple
+        ``(difference, low, high)``.
+
+    Example
+    -------
+    >>> pesq = np.arange(50.0)
+    >>> d, low, high = paired_difference(pesq, pesq[::-1], pesq, rounds=100)
+    >>> round(d, 3), low > 1.9
+    (2.0, True)
+    """
+    model, reference, pesq = (np.asarray(v, dtype=float) for v in (model, reference, pesq))
+    index = np.random.default_rng(seed).integers(0, len(pesq), (rounds, len(pesq)))
+    diffs = _spearman_rows(model[index], pesq[index]) - _spearman_rows(reference[index], pesq[index])
+    full = (_spearman_rows(model[None], pesq[None]) - _spearman_rows(reference[None], pesq[None]))[0]
+    return float(full), float(np.percentile(diffs, 5)), float(np.percentile(diffs, 95))
+
+
+def paired_markdown(folders, reference):
+    """Per set, each model's paired difference to ``reference`` (``folders``: label -> report folder)."""
+    def column(folder, name, key):
+        with open(os.path.join(folder, f"{name}_quality.csv"), newline="") as handle:
+            return {row["ID"]: float(row[key]) for row in csv.DictReader(handle)}
+
+    lines = [f"| model | test set | VQScore ~ PESQ minus {reference}'s | 90% interval (paired bootstrap) |",
+             "|---|---|---|---|"]
+    for label, folder in folders.items():
+        if label == reference:
+            continue
+        for name in SETS:
+            if not os.path.isfile(os.path.join(folder, f"{name}_quality.csv")):
+                continue
+            mine, theirs = column(folder, name, "vqscore_noisy"), column(folders[reference], name, "vqscore_noisy")
+            pesq = column(folder, name, "pesq_wb")
+            ids = sorted(mine)
+            d, low, high = paired_difference([mine[i] for i in ids], [theirs[i] for i in ids], [pesq[i] for i in ids])
+            lines.append(f"| {label} | {name} | {d:+.3f} | [{low:+.3f}, {high:+.3f}] |")
+    return "\n".join(lines) + "\n"
 
 
 def markdown(results):
@@ -112,6 +184,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="+", help="label=measure_models.py output folder")
     parser.add_argument("--output", required=True)
+    parser.add_argument("--reference", default=None, help="label of the model the others are compared with")
     args = parser.parse_args(argv)
     folders = dict(item.split("=", 1) for item in args.models)
     results = collect(folders)
@@ -122,6 +195,11 @@ def main(argv=None):
     with open(os.path.join(args.output, "ablation.json"), "w") as handle:
         json.dump(results, handle, indent=1)
     plot(results, os.path.join(args.output, "ablation.png"))
+    if args.reference:
+        paired = paired_markdown(folders, args.reference)
+        with open(os.path.join(args.output, "paired.md"), "w") as handle:
+            handle.write(paired)
+        text += "\n" + paired
     print(text)
     return results
 
