@@ -17,6 +17,16 @@ By default the models shipped in the package. For each set (``speakers``, ``cros
 
 Writes ``<output>/<set>_quality.csv``, ``<set>_enhancement.csv``, ``summary.json`` and
 ``summary.md``; prints the markdown.
+
+The reference metrics of the quality part (PESQ, STOI, DNSMOS OVRL, Distill-MOS of each noisy
+file against the dry clean) do not depend on the model: they are computed once and kept in
+``<reference-cache>/<set>_quality_reference.csv`` (default ``results/real_speech/reference_cache``),
+a row reused only for the same files unchanged since (path, size and modification time, see
+:func:`speechbrain_sqe.analysis.quality_report.load_reference_metrics`). Scoring another VQScore
+model on both sets then costs seconds:
+
+    python recipes/RealSpeech/measure_models.py --vqscore results/vqscore/1234/hub --enhancer '' \
+        --output results/real_speech/my_vqscore
 """
 
 import argparse
@@ -27,6 +37,7 @@ import time
 
 import numpy as np
 
+from speechbrain_sqe.analysis.quality_report import load_reference_metrics
 from speechbrain_sqe.dataio.audio import load_audio
 from speechbrain_sqe.dataio.manifest import read_manifest
 from speechbrain_sqe.inference.batch_enhancement import enhance_files
@@ -63,15 +74,36 @@ def ls_gain(output, reference):
     return float(np.dot(output, reference) / max(np.dot(reference, reference), 1e-20))
 
 
-def measure_quality(rows, scorer, jobs):
-    ids = [row["ID"] for row in rows]
+def quality_reference(rows, jobs, cache=None):
+    """The quality metrics of each noisy file against its dry clean reference, ``{ID: {metric: value}}``.
+
+    With ``cache`` (a CSV path), computed once and reused (see ``load_reference_metrics``): the
+    pairs are keyed by their files' real paths (a worktree's ``data`` link or a re-written
+    manifest does not invalidate them), sizes and modification times. The pairs it was computed
+    for are written beside it (``<cache>_pairs.csv``).
+    """
+    if cache is None:
+        return _evaluate([row["ID"] for row in rows], [row["clean_wav"] for row in rows],
+                         [row["noisy_wav"] for row in rows], QUALITY_METRICS, jobs)
+    os.makedirs(os.path.dirname(os.path.abspath(cache)), exist_ok=True)
+    manifest = cache[: -len(".csv")] + "_pairs.csv"
+    _write_csv(manifest, [{"ID": row["ID"], "clean_wav": os.path.realpath(row["clean_wav"]),
+                           "noisy_wav": os.path.realpath(row["noisy_wav"])} for row in rows])
+    values = load_reference_metrics(manifest, cache, QUALITY_METRICS, jobs=jobs)
+    missing = [name for name in QUALITY_METRICS if name not in next(iter(values.values()))]
+    if missing:
+        raise SystemExit(f"reference metrics not available here: {missing} (install the eval extra)")
+    return values
+
+
+def measure_quality(rows, scorer, jobs, cache=None):
     clean = [row["clean_wav"] for row in rows]
     noisy = [row["noisy_wav"] for row in rows]
     scores, failures = score_files(scorer, clean + noisy)
     if failures:
         raise SystemExit(f"could not score: {failures[:3]}")
     vq = {item["path"]: item["vqscore"] for item in scores}
-    metrics = _evaluate(ids, clean, noisy, QUALITY_METRICS, jobs)
+    metrics = quality_reference(rows, jobs, cache)
     table = []
     for row in rows:
         entry = {"ID": row["ID"], "snr": row["snr"], "reverb": row["reverb"], "noise_type": row["noise_type"],
@@ -153,6 +185,8 @@ def format_markdown(results):
                          f"{_f(q['vqscore_spearman_pesq_wb'])} | {_f(q['vqscore_spearman_stoi'])} | "
                          f"{_f(q['vqscore_spearman_dnsmos_ovrl'])} | {_f(q['vqscore_spearman_distillmos'])} | "
                          f"{_f(q['dnsmos_ovrl_spearman_pesq_wb'])} | {_f(q['distillmos_spearman_pesq_wb'])} |")
+    if not any(result.get("enhancement") for result in results.values()):
+        return "\n".join(lines) + "\n"
     lines += ["", "| test set | system | PESQ | STOI | DNSMOS OVRL | Distill-MOS | level (LS gain, median) |",
               "|---|---|---|---|---|---|---|"]
     for name, result in results.items():
@@ -178,6 +212,8 @@ def main(argv=None):
     parser.add_argument("--jobs", type=int, default=2, help="metric worker processes")
     parser.add_argument("--enhance-metrics", nargs="+", default=ENHANCE_METRICS, help="metrics of the enhancer")
     parser.add_argument("--limit", type=int, default=None, help="first N pairs of each set (a quick check)")
+    parser.add_argument("--reference-cache", default="results/real_speech/reference_cache",
+                        help="folder of the cached quality reference metrics ('' to compute them anew)")
     args = parser.parse_args(argv)
     os.makedirs(args.output, exist_ok=True)
     scorer = VQScore.from_hparams(source=args.vqscore, savedir=os.path.join(args.output, "vqscore_model")) \
@@ -196,7 +232,11 @@ def main(argv=None):
         results[name] = {"manifest": os.path.abspath(manifest)}
         quality = None
         if scorer is not None:
-            results[name]["quality"], table = measure_quality(rows, scorer, args.jobs)
+            cache = None  # a --limit run keeps a cache of its own: never a partial shared one
+            if args.reference_cache:
+                part = "" if args.limit is None else f"_first{args.limit}"
+                cache = os.path.join(args.reference_cache, f"{name}_quality_reference{part}.csv")
+            results[name]["quality"], table = measure_quality(rows, scorer, args.jobs, cache)
             _write_csv(os.path.join(args.output, f"{name}_quality.csv"), table)
             quality = {entry["ID"]: entry for entry in table}
         if enhancer is not None:
@@ -205,6 +245,7 @@ def main(argv=None):
                 args.enhance_metrics)
             _write_csv(os.path.join(args.output, f"{name}_enhancement.csv"), table)
     results["command"] = " ".join(["python", *sys.argv])
+    results["vqscore"] = args.vqscore
     with open(os.path.join(args.output, "summary.json"), "w") as handle:
         json.dump(results, handle, indent=2)
     markdown = format_markdown({k: v for k, v in results.items() if k in SETS})
