@@ -41,6 +41,21 @@ def test_reference_metrics_are_cached_and_invalidated(tmp_path):
     assert again["u0"]["pesq_wb"] > first["u3"]["pesq_wb"]
 
 
+def test_reference_metrics_survive_a_linked_folder(tmp_path):
+    """The same files named through a link (a moved or linked data folder) reuse the cached values."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    manifest = _pairs_manifest(folder)
+    cache = tmp_path / "cache.csv"
+    first = load_reference_metrics(str(manifest), str(cache), ["stoi"], jobs=1)
+    os.symlink(folder, tmp_path / "link")
+    linked = tmp_path / "linked.csv"
+    linked.write_text(manifest.read_text().replace(str(folder), str(tmp_path / "link")))
+    mtime = cache.stat().st_mtime_ns
+    assert load_reference_metrics(str(linked), str(cache), ["stoi"]) == first
+    assert cache.stat().st_mtime_ns == mtime  # reused, not recomputed
+
+
 def test_report_files_and_correlations(tmp_path):
     manifest = _pairs_manifest(tmp_path)
     reference = load_reference_metrics(str(manifest), str(tmp_path / "cache.csv"), ["pesq_wb"])

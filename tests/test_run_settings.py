@@ -98,3 +98,18 @@ def test_differences_name_plain_settings_and_derived_objects():
     assert differences(old, old) == []
     assert differences({"a": 1}, {"b": 2}) == ["a: 1 in the checkpointed run, absent now",
                                                "b: absent in the checkpointed run, 2 now"]
+
+
+def test_tagged_override_reaches_the_recipe(tmp_path):
+    """``--clean_augment='!new:...'`` (a tagged override) is kept through the resume check and
+    builds the object it names (it once failed in the plain YAML parse of the overrides)."""
+    from hyperpyyaml import load_hyperpyyaml
+
+    text = ("clean_augment: !new:speechbrain_sqe.dataio.realism.CleanRealism\n"
+            "    sample_rate: 16000\n    reverb_prob: 0.0\n"
+            f"output_folder: {tmp_path / 'out'}\n")
+    overrides = check_resume(os.path.join(ROOT, "hparams", "vqscore.yaml"), text)
+    with open(os.path.join(ROOT, "hparams", "vqscore.yaml"), encoding="utf-8") as stream:
+        hparams = load_hyperpyyaml(stream, overrides)
+    assert type(hparams["clean_augment"]).__name__ == "CleanRealism"
+    assert hparams["clean_augment"].reverb_prob == 0.0

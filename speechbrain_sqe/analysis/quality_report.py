@@ -130,11 +130,12 @@ def load_reference_metrics(manifest, cache, metrics, jobs=1, timeout=None):
 
 
 def _signature(row):
-    """Paths, sizes and modification times of a pair's files."""
+    """Real paths, sizes and modification times of a pair's files (the real path, so that a manifest
+    naming the same files through a link or another spelling keeps its cached values)."""
     parts = []
     for path in (row["clean_wav"], row["noisy_wav"]):
         stat = os.stat(path)
-        parts.append(f"{path}:{stat.st_size}:{stat.st_mtime_ns}")
+        parts.append(f"{os.path.realpath(path)}:{stat.st_size}:{stat.st_mtime_ns}")
     return "|".join(parts)
 
 

@@ -19,6 +19,7 @@ import os
 import yaml
 from hyperpyyaml import resolve_references
 from ruamel.yaml import YAML
+from ruamel.yaml.constructor import ConstructorError
 
 logger = logging.getLogger(__name__)
 
@@ -77,12 +78,28 @@ def resolved_settings(hparams_file, overrides=None):
 
 
 def overrides_dict(overrides):
-    """Command-line overrides (SpeechBrain gives a YAML string) as a dict."""
+    """Command-line overrides (SpeechBrain gives a YAML string) as a dict.
+
+    Plain values load as plain Python values; an override holding a HyperPyYAML tag (e.g.
+    ``--clean_augment='!new:...'``, already checked against the recipe policy by then) is kept
+    as ruamel's round-trip nodes, whose tags ``load_hyperpyyaml`` reads as it reads the string.
+
+    Example
+    -------
+    >>> overrides_dict("lr: 0.0005")
+    {'lr': 0.0005}
+    >>> tagged = overrides_dict("augment: !new:collections.OrderedDict\\n  a: 1")
+    >>> tagged["augment"].tag.value, dict(tagged["augment"])
+    ('!new:collections.OrderedDict', {'a': 1})
+    """
     if not overrides:
         return {}
     if isinstance(overrides, dict):
         return dict(overrides)
-    return dict(YAML(typ="safe", pure=True).load(io.StringIO(overrides)) or {})
+    try:
+        return dict(YAML(typ="safe", pure=True).load(io.StringIO(overrides)) or {})
+    except ConstructorError:  # a tag: keep it for HyperPyYAML
+        return dict(YAML(typ="rt").load(io.StringIO(overrides)) or {})
 
 
 def _is_plain(value):
