@@ -1,6 +1,7 @@
 """tools/readme_tables.py: the README's tables regenerated from report files written by the real
 report writers, and a wrong number in the text found."""
 
+import json
 import os
 import sys
 
@@ -46,6 +47,17 @@ def reports(tmp_path_factory):
     for table in readme_tables.TABLES:
         if table.name.startswith("VQ enhancer"):
             write_enhancement_report(results, manifest, str(root / os.path.dirname(table.reports["summary"])), metrics)
+    # The real-speech measurements (recipes/RealSpeech/measure_models.py's summary.json layout).
+    keys = readme_tables.REAL_QUALITY + ("dnsmos_ovrl_spearman_pesq_wb", "distillmos_spearman_pesq_wb")
+    for table in readme_tables.TABLES:
+        for k, path in enumerate(table.reports.values()):
+            if "results/vqreal/measure/" in path and not (root / path).exists():
+                summary = {test_set: {"quality": {"pairs": 96, "clean_above_noisy": 0.98 + 0.001 * k,
+                                                  **{key: 0.5 + 0.01 * k + 0.001 * j + 0.1 * t
+                                                     for j, key in enumerate(keys)}}}
+                           for t, test_set in enumerate(readme_tables.REAL_SETS)}
+                os.makedirs(root / os.path.dirname(path), exist_ok=True)
+                (root / path).write_text(json.dumps(summary))
     generator = torch.Generator().manual_seed(0)
     for name in ("embedded", "real"):
         accumulator = RobustnessAccumulator()

@@ -30,6 +30,35 @@ ENHANCE_METRICS = (("pesq_wb", 3), ("stoi", 3), ("estoi", 3), ("si_sdr", 2), ("c
 REAL_MIX = ("python recipes/VQScore/prepare_real_mix.py --real ../shared/data/real --output data/real_mix",)
 
 
+REAL_TEST = ("python -m speechbrain_sqe.dataio.real_testsets --shared ../shared/data --output data/real_test",)
+REAL_SETS = ("speakers", "cross_source")
+REAL_QUALITY = ("vqscore_spearman_pesq_wb", "vqscore_spearman_stoi", "vqscore_spearman_dnsmos_ovrl",
+                "vqscore_spearman_distillmos")
+#: README row label -> run name (``results/vqreal/<run>``) of the VQScore real-speech ablation.
+REAL_ABLATION = {"(a)": "a_real", "(a2)": "a_real_seed2", "(b)": "b_realism", "(c)": "c_real_tts",
+                 "(c2)": "c_real_tts_seed2", "(c3)": "c_real_tts_seed3", "(d1)": "d1_valid192",
+                 "(d2)": "d2_floor30", "(d3)": "d3_noreverb", "(e)": "e_realism_seed2"}
+
+
+def real_quality_cells(report, test_set, peers=True):
+    """Cells of a real-speech VQScore row (``measure_models.py``'s ``summary.json``): clean > noisy,
+    Spearman of VQScore with PESQ, STOI, DNSMOS OVRL, Distill-MOS (and with ``peers``, DNSMOS OVRL's
+    and Distill-MOS's with PESQ)."""
+    quality = _json(report)[test_set]["quality"]
+    keys = REAL_QUALITY + (("dnsmos_ovrl_spearman_pesq_wb", "distillmos_spearman_pesq_wb") if peers else ())
+    return [f"{100 * quality['clean_above_noisy']:.1f}%"] + [_fmt(quality[k], 3) for k in keys]
+
+
+def _real_shipped_row(test_set):
+    return lambda reports: [str(_json(reports["shipped"])[test_set]["quality"]["pairs"])] + real_quality_cells(
+        reports["shipped"], test_set)
+
+
+def _real_ablation_row(config):
+    return lambda reports: [cell for test_set in REAL_SETS
+                            for cell in real_quality_cells(reports[config], test_set, peers=False)]
+
+
 @dataclass
 class Table:
     """One README table: where it is, what fills each row, and which runs write the reports."""
@@ -103,10 +132,27 @@ TABLES = [
              "--output results/vqscore_shipped/real --metrics pesq_wb stoi dnsmos_ovrl"),),
         rows={
             "embedded test split": lambda r: correlation_row(r["embedded"]),
-            "real recordings of": lambda r: correlation_row(r["real"]),
+            "older: the real pairs of": lambda r: correlation_row(r["real"]),
         },
         reports={"embedded": "results/vqscore_shipped/embedded/correlations.json",
                  "real": "results/vqscore_shipped/real/correlations.json"},
+    ),
+    Table(
+        "VQScore on the real-speech test sets (shipped model)", "**On the real-speech test sets**",
+        REAL_TEST + ("python recipes/RealSpeech/measure_models.py --testsets data/real_test --enhancer '' "
+                     "--output results/vqreal/measure/shipped --jobs 1",),
+        rows={"`speakers`": _real_shipped_row("speakers"), "`cross_source`": _real_shipped_row("cross_source")},
+        reports={"shipped": "results/vqreal/measure/shipped/summary.json"},
+    ),
+    Table(
+        "VQScore trained on real speech (ablation)", "**Trained on real speech: the ablation",
+        ("# the training commands of the README's VQScore ablation, then for each <config>:",
+         "python recipes/RealSpeech/measure_models.py --vqscore results/vqreal/<config>/hub --enhancer '' "
+         "--output results/vqreal/measure/<config> --jobs 1"),
+        rows={"shipped": lambda r: [c for t in REAL_SETS for c in real_quality_cells(r["shipped"], t, peers=False)],
+              **{label: _real_ablation_row(config) for label, config in REAL_ABLATION.items()}},
+        reports={"shipped": "results/vqreal/measure/shipped/summary.json",
+                 **{config: f"results/vqreal/measure/{config}/summary.json" for config in REAL_ABLATION.values()}},
     ),
     Table(
         "VQ enhancer, default recipe", "**Default recipe**",
@@ -248,6 +294,9 @@ def main(argv=None):
     for table in TABLES:
         if args.run and not all(os.path.exists(os.path.join(args.root, p)) for p in table.reports.values()):
             for command in table.commands:
+                if command.startswith("#") or "<config>" in command:  # documented, not runnable as is
+                    print(f"  (not run: {command})", flush=True)
+                    continue
                 print(f"$ {command}", flush=True)
                 subprocess.run(shlex.split(command.replace("sqe ", f"{sys.executable} -m speechbrain_sqe.cli ", 1))
                                if command.startswith("sqe ") else [sys.executable] + shlex.split(command)[1:],
