@@ -1,6 +1,8 @@
 """The VQ enhancer beside what a user would pick instead: noisereduce, a Wiener filter, RNNoise.
 
     python benchmarks/bench_enhance_peers.py [--model HUB] [--mix 0.2] [--limit N] [--out FOLDER]
+    python benchmarks/bench_enhance_peers.py --manifest data/real_test/speakers.csv \
+        data/real_test/cross_source.csv --out results/bench_enhance_peers/real_test
 
 Systems: ``noisy`` (the input unchanged), ``vq`` (``VQEnhancer`` with the model's default
 ``mix``), ``vq+mixR`` for each ``--mix R``, and the peers of ``benchmarks/peer_enhancers.py``
@@ -13,7 +15,16 @@ Sets:
 - ``real_mix``: real speech mixed with real noise (``--real-mix``/test.csv, written by
   ``recipes/VQScore/prepare_real_mix.py`` from ``--shared-real`` when absent), same metrics;
 - ``real_noisy``: real noisy recordings without a clean reference (``--real-noisy``),
-  no-reference metrics only (dnsmos_ovrl, dnsmos_sig, dnsmos_bak).
+  no-reference metrics only (dnsmos_ovrl, dnsmos_sig, dnsmos_bak);
+- any pairs manifest given with ``--manifest`` (e.g. the real-speech test sets
+  ``data/real_test/speakers.csv`` and ``cross_source.csv`` of
+  ``python -m speechbrain_sqe.dataio.real_testsets``), a set named after the file (``speakers``),
+  same metrics as ``embedded``. Given alone, ``--manifest`` runs only those sets (add ``--sets``
+  for more).
+
+The reference of the intrusive metrics (``--reference``, default ``auto``) is the manifest's
+``clean_reverb_wav`` where it has one (the speech as it is in the mixture: the real test sets; an
+enhancer that does not dereverberate is not charged for the room), else ``clean_wav``.
 
 Every set also gets a ``vqscore`` column (``VQScore``, no reference). Each system's real-time
 factor is its enhancement wall time over the audio duration (file reading and writing excluded,
@@ -53,6 +64,8 @@ SETS = ("embedded", "real_mix", "real_noisy")
 INTRUSIVE_METRICS = ["pesq_wb", "stoi", "estoi", "si_sdr", "csig", "cbak", "covl"]
 #: Metrics of the set without a reference (where DNSMOS runs).
 NOREF_METRICS = ["dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak"]
+#: Manifest columns that can be the clean reference (``--reference``); ``auto`` takes the first present.
+REFERENCE_COLUMNS = ("clean_reverb_wav", "clean_wav")
 #: Manifest columns copied into the per-file CSV when present.
 CONDITION_COLUMNS = ["snr", "noise_type", "reverb"]
 #: Decimals shown per metric in the tables.
@@ -87,7 +100,15 @@ def parse_args(argv=None):
     parser.add_argument("--peers", nargs="+", default=None, metavar="NAME",
                         help="peer enhancers to run (default: noisereduce wiener rnnoise; missing packages "
                              "are skipped with a message)")
-    parser.add_argument("--sets", nargs="+", choices=SETS, default=list(SETS), help="sets to run (default: all)")
+    parser.add_argument("--sets", nargs="+", choices=SETS, default=None,
+                        help="sets to run (default: all, or none when --manifest is given)")
+    parser.add_argument("--manifest", nargs="+", default=[], metavar="CSV",
+                        help="pairs manifests (ID, clean_wav, noisy_wav; optional clean_reverb_wav, snr, "
+                             "noise_type, reverb) run as sets named after the file, e.g. "
+                             "data/real_test/speakers.csv data/real_test/cross_source.csv")
+    parser.add_argument("--reference", default="auto", choices=("auto",) + REFERENCE_COLUMNS,
+                        help="manifest column of the clean reference: auto = clean_reverb_wav where the "
+                             "manifest has it, else clean_wav (default: %(default)s)")
     parser.add_argument("--embedded", default=DEFAULT_EMBEDDED, metavar="DATA_FOLDER",
                         help="embedded corpus folder holding test.csv (default: %(default)s)")
     parser.add_argument("--real-mix", default=DEFAULT_REAL_MIX, metavar="FOLDER",
@@ -116,6 +137,12 @@ def parse_args(argv=None):
     parser.add_argument("--no-figure", action="store_true", help="do not draw peers_spectrograms.png")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
+    if args.sets is None:
+        args.sets = [] if args.manifest else list(SETS)
+    names = [manifest_set_name(path) for path in args.manifest]
+    clash = sorted({name for name in names if names.count(name) > 1 or name in args.sets})
+    if clash:
+        parser.error(f"--manifest: set names {clash} given twice (the set is named after the file)")
     if args.real_noisy is None:
         args.real_noisy = os.path.join(args.shared_real, "real_noisy")
     from speechbrain_sqe.metrics.registry import resolve_metrics
@@ -194,7 +221,18 @@ def build_systems(args, log=print):
     return systems, notes
 
 
-def read_manifest(path, limit=None):
+def manifest_set_name(path):
+    """The set name of a ``--manifest`` file: its name without extension.
+
+    Example
+    -------
+    >>> manifest_set_name("data/real_test/cross_source.csv")
+    'cross_source'
+    """
+    return os.path.splitext(os.path.basename(path))[0]
+
+
+def read_manifest(path, limit=None, reference="clean_wav"):
     """Rows of a pairs manifest (``ID, clean_wav, noisy_wav`` and optional conditions).
 
     Arguments
@@ -203,18 +241,45 @@ def read_manifest(path, limit=None):
         The CSV.
     limit : int, optional
         Keep the first rows only.
+    reference : str
+        Column of the clean reference, copied into each row's ``reference`` (what the intrusive
+        metrics compare with); ``auto``: ``clean_reverb_wav`` where the manifest has it, else
+        ``clean_wav``.
 
     Returns
     -------
     list of dict
-        The rows.
+        The rows, with ``reference`` added.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "pairs.csv")
+    >>> _ = open(path, "w").write("ID,clean_wav,clean_reverb_wav,noisy_wav\\nu,c.wav,cr.wav,n.wav\\n")
+    >>> [row["reference"] for row in (read_manifest(path)[0], read_manifest(path, reference="auto")[0])]
+    ['c.wav', 'cr.wav']
     """
     with open(path, newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
-    missing = {"ID", "clean_wav", "noisy_wav"} - set(rows[0] if rows else {})
+    columns = set(rows[0] if rows else {})
+    if reference == "auto":
+        reference = next((column for column in REFERENCE_COLUMNS if column in columns), "clean_wav")
+    missing = {"ID", "clean_wav", "noisy_wav", reference} - columns
     if rows and missing:
         raise SystemExit(f"{path}: missing columns {sorted(missing)}")
-    return rows[:limit] if limit else rows
+    rows = rows[:limit] if limit else rows
+    for row in rows:
+        row["reference"] = row[reference]
+    return rows
+
+
+def reference_column(path, reference="auto"):
+    """The column ``read_manifest(path, reference=reference)`` takes as the reference."""
+    if reference != "auto":
+        return reference
+    with open(path, newline="", encoding="utf-8") as handle:
+        columns = set(next(csv.reader(handle), []))
+    return next((column for column in REFERENCE_COLUMNS if column in columns), "clean_wav")
 
 
 def list_noisy_folder(folder, limit=None):
@@ -305,7 +370,7 @@ def score_set(set_name, items, systems, outputs, metrics, jobs, scorer=None, pro
 
     from speechbrain_sqe.metrics.runner import Pair, evaluate_pairs
 
-    clean = {item["ID"]: item.get("clean_wav") or None for item in items}
+    clean = {item["ID"]: item.get("reference") or item.get("clean_wav") or None for item in items}
     scores = {key: {} for key in outputs}
     failures = []
     if metrics:
@@ -533,20 +598,27 @@ def main(argv=None):
         "",
     ] + [f"- `{name}`: {note}" for name, note in notes.items()] + [""]
     results = {}
-    for set_name in args.sets:
-        if set_name == "embedded":
+    runs = [(name, None) for name in args.sets] + [(manifest_set_name(path), path) for path in args.manifest]
+    for set_name, manifest in runs:
+        reference = None
+        if manifest is not None:
+            if not os.path.exists(manifest):
+                raise SystemExit(f"--manifest {manifest}: no such file")
+            items = read_manifest(manifest, args.limit, args.reference)
+            source, reference = manifest, reference_column(manifest, args.reference)
+        elif set_name == "embedded":
             manifest = os.path.join(args.embedded, "test.csv")
             if not os.path.exists(manifest):
                 print(f"skipping set embedded: no {manifest}")
                 continue
-            items = read_manifest(manifest, args.limit)
-            source = manifest
+            items = read_manifest(manifest, args.limit, args.reference)
+            source, reference = manifest, reference_column(manifest, args.reference)
         elif set_name == "real_mix":
             manifest = ensure_real_mix(args)
             if manifest is None:
                 continue
-            items = read_manifest(manifest, args.limit)
-            source = manifest
+            items = read_manifest(manifest, args.limit, args.reference)
+            source, reference = manifest, reference_column(manifest, args.reference)
         else:
             if not os.path.isdir(args.real_noisy):
                 print(f"skipping set real_noisy: no folder {args.real_noisy}")
@@ -568,7 +640,10 @@ def main(argv=None):
         results[set_name] = summary
         write_set_csv(os.path.join(args.out, f"peers_{set_name}.csv"), items, systems, outputs, scores, columns)
 
-        section = [f"## {set_name}: {len(items)} files ({os.path.relpath(source)})", "", format_table(summary, columns)]
+        heading = f"## {set_name}: {len(items)} files ({os.path.relpath(source)})"
+        if reference is not None:
+            heading += f", reference column {reference}"
+        section = [heading, "", format_table(summary, columns)]
         if any(item.get("snr", "") != "" for item in items) and "pesq_wb" in columns:
             section += ["", "pesq_wb by SNR (dB):", "", format_by_condition(items, systems, scores, "pesq_wb")]
         failures_path = os.path.join(args.out, f"peers_{set_name}_failures.csv")

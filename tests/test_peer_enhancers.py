@@ -160,3 +160,46 @@ def test_benchmark_end_to_end(tmp_path):
         table = list(csv.DictReader(handle))
     assert len(table) == 2 * len(systems) and {"pesq_wb", "si_sdr", "vqscore", "rtf", "snr"} <= set(table[0])
     assert (out / "peers_spectrograms.png").stat().st_size > 10000
+
+
+def test_benchmark_on_a_manifest_scores_against_the_reverberant_reference(tmp_path):
+    """``--manifest`` runs a set named after the file; ``auto`` takes ``clean_reverb_wav`` as the
+    reference where the manifest has it (``--reference clean_wav`` the dry speech)."""
+    from hub_folders import build_vq_enhancer_hub
+
+    from speechbrain_sqe.dataio.audio import load_audio, save_audio
+    from speechbrain_sqe.lobes.vqvae_se import VQVAEEnhancementModel
+    from speechbrain_sqe.metrics.registry import compute_metrics
+
+    pytest.importorskip("noisereduce")
+    bench = load_benchmark_module("bench_enhance_peers")
+    hub = build_vq_enhancer_hub(VQVAEEnhancementModel(channels=(32, 16), codebook_dim=16, codebook_size=8),
+                                str(tmp_path / "hub"))
+    rows = []
+    for index in range(2):
+        dry = speech_like(1.2, seed=index)
+        wet = np.convolve(dry, np.exp(-np.arange(1600) / 300.0) * 0.05)[: dry.shape[0]] + dry
+        noisy = wet + np.random.default_rng(index).standard_normal(dry.shape[0]) * 0.02
+        paths = {kind: str(tmp_path / kind / f"u{index}.wav") for kind in ("clean", "clean_reverb", "noisy")}
+        for kind, wav in zip(("clean", "clean_reverb", "noisy"), (dry, wet, noisy)):
+            save_audio(paths[kind], wav, RATE)
+        rows.append({"ID": f"u{index}", "duration": 1.2, "clean_wav": paths["clean"],
+                     "clean_reverb_wav": paths["clean_reverb"], "noisy_wav": paths["noisy"], "snr": 5.0})
+    manifest = tmp_path / "speakers.csv"
+    with open(manifest, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    common = ["--model", hub, "--manifest", str(manifest), "--peers", "noisereduce", "--metrics", "si_sdr",
+              "--no-dnsmos", "--no-vqscore", "--jobs", "1", "--no-progress", "--threads", "1", "--no-figure"]
+    for reference in ("auto", "clean_wav"):
+        out = tmp_path / reference
+        results = bench.main(common + ["--out", str(out), "--reference", reference])
+        assert list(results) == ["speakers"]
+        noisy = {row["system"]: row for row in results["speakers"]}["noisy"]
+        column = "clean_reverb_wav" if reference == "auto" else "clean_wav"
+        expected = [compute_metrics(load_audio(row[column], RATE, warn=False),
+                                    load_audio(row["noisy_wav"], RATE, warn=False), ["si_sdr"])["si_sdr"]
+                    for row in rows]
+        assert noisy["si_sdr"] == pytest.approx(np.mean(expected), abs=1e-3)
+        assert f"reference column {column}" in (out / "peers.md").read_text()
