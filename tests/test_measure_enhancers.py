@@ -58,3 +58,38 @@ def test_summary_means_per_snr_and_markdown():
     assert summary["gain_median"] == pytest.approx(0.9)
     text = module.format_markdown({"speakers": {"noisy input": summary}}, ["pesq_wb"])
     assert "| speakers | noisy input | 2.000 |" in text and "| -5 dB | 20 dB |" in text
+
+
+def test_seeded_checkpoint_starts_step1_from_the_weights(tmp_path):
+    import json
+
+    import torch
+
+    spec = importlib.util.spec_from_file_location("seed_vq_finetune", os.path.join(os.path.dirname(SCRIPT),
+                                                                                  "seed_vq_finetune.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    template = tmp_path / "CKPT+template"
+    template.mkdir()
+    layer = torch.nn.Linear(3, 2)
+    torch.save(layer.state_dict(), template / "vqvae.ckpt")
+    torch.save(layer.state_dict(), template / "teacher.ckpt")
+    optimizer = torch.optim.Adam(layer.parameters(), lr=1e-3)
+    layer(torch.ones(1, 3)).sum().backward()
+    optimizer.step()
+    torch.save(optimizer.state_dict(), template / "optimizer.ckpt")
+    (template / "counter.ckpt").write_text("2")
+    (template / "phase.ckpt").write_text('{"phase": 2}')
+    trained = torch.nn.Linear(3, 2).state_dict()
+    torch.save(trained, tmp_path / "weights.ckpt")
+    target = module.seed(str(template), str(tmp_path / "weights.ckpt"), str(tmp_path / "save"))
+    loaded = torch.load(os.path.join(target, "vqvae.ckpt"))
+    assert all(torch.equal(loaded[k], trained[k]) for k in trained)
+    assert torch.load(os.path.join(target, "optimizer.ckpt"))["state"] == {}
+    assert open(os.path.join(target, "counter.ckpt")).read() == "0"
+    assert json.load(open(os.path.join(target, "phase.ckpt"))) == {"phase": 1}
+    with pytest.raises(SystemExit):  # never over an existing run
+        module.seed(str(template), str(tmp_path / "weights.ckpt"), str(tmp_path / "save"))
+    torch.save(torch.nn.Linear(4, 2).state_dict(), tmp_path / "other.ckpt")
+    with pytest.raises(SystemExit):  # another configuration
+        module.seed(str(template), str(tmp_path / "other.ckpt"), str(tmp_path / "save2"))
