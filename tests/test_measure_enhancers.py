@@ -1,0 +1,95 @@
+"""recipes/RealSpeech/measure_enhancers.py: the metric cache and the summaries."""
+
+import importlib.util
+import os
+
+import numpy as np
+import pytest
+
+from speechbrain_sqe.dataio.audio import save_audio
+from speechbrain_sqe.metrics.runner import Pair
+
+SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "recipes", "RealSpeech",
+                      "measure_enhancers.py")
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("measure_enhancers", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_cache_reuses_values_and_follows_file_contents(tmp_path):
+    module = _load()
+    x = np.random.default_rng(0).standard_normal(16000) * 0.1
+    ref, deg = str(tmp_path / "ref.wav"), str(tmp_path / "deg.wav")
+    save_audio(ref, x)
+    save_audio(deg, x + 0.1 * np.random.default_rng(1).standard_normal(16000))
+    cache = module.MetricCache(str(tmp_path / "cache.json"))
+    first = cache.scores([Pair("a", ref, deg)], ["stoi"], progress=False)["a"]["stoi"]
+    assert cache.computed == 1
+    again = module.MetricCache(str(tmp_path / "cache.json"))
+    assert again.scores([Pair("a", ref, deg)], ["stoi"], progress=False)["a"]["stoi"] == first
+    assert again.computed == 0
+    save_audio(deg, x)  # same path, new contents: scored again, not read from the cache
+    changed = again.scores([Pair("a", ref, deg)], ["stoi"], progress=False)["a"]["stoi"]
+    assert again.computed == 1 and changed == pytest.approx(1.0, abs=1e-3) and changed > first
+
+
+def test_reference_free_metric_keyed_by_the_degraded_file_only(tmp_path):
+    module = _load()
+    cache = module.MetricCache()
+    for name in ("ref1.wav", "ref2.wav", "deg.wav"):
+        save_audio(str(tmp_path / name), np.zeros(1600))
+    one = Pair("a", str(tmp_path / "ref1.wav"), str(tmp_path / "deg.wav"))
+    two = Pair("a", str(tmp_path / "ref2.wav"), str(tmp_path / "deg.wav"))
+    assert cache.key("dnsmos_ovrl", one) == cache.key("dnsmos_ovrl", two)
+    assert cache.key("pesq_wb", one) != cache.key("pesq_wb", two)
+
+
+def test_summary_means_per_snr_and_markdown():
+    module = _load()
+    rows = [{"snr": snr, "pesq_wb": 1.0 + k, "gain": 0.8 + 0.1 * k}
+            for k, snr in enumerate(["-5.0", "-5.0", "20.0"])]
+    summary = module.summarize(rows, ["pesq_wb"])
+    assert summary["pesq_wb"] == pytest.approx(2.0)
+    assert summary["by_snr"]["-5.0"]["pesq_wb"] == pytest.approx(1.5)
+    assert summary["gain_median"] == pytest.approx(0.9)
+    text = module.format_markdown({"speakers": {"noisy input": summary}}, ["pesq_wb"])
+    assert "| speakers | noisy input | 2.000 |" in text and "| -5 dB | 20 dB |" in text
+
+
+def test_seeded_checkpoint_starts_step1_from_the_weights(tmp_path):
+    import json
+
+    import torch
+
+    spec = importlib.util.spec_from_file_location("seed_vq_finetune", os.path.join(os.path.dirname(SCRIPT),
+                                                                                  "seed_vq_finetune.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    template = tmp_path / "CKPT+template"
+    template.mkdir()
+    layer = torch.nn.Linear(3, 2)
+    torch.save(layer.state_dict(), template / "vqvae.ckpt")
+    torch.save(layer.state_dict(), template / "teacher.ckpt")
+    optimizer = torch.optim.Adam(layer.parameters(), lr=1e-3)
+    layer(torch.ones(1, 3)).sum().backward()
+    optimizer.step()
+    torch.save(optimizer.state_dict(), template / "optimizer.ckpt")
+    (template / "counter.ckpt").write_text("2")
+    (template / "phase.ckpt").write_text('{"phase": 2}')
+    trained = torch.nn.Linear(3, 2).state_dict()
+    torch.save(trained, tmp_path / "weights.ckpt")
+    target = module.seed(str(template), str(tmp_path / "weights.ckpt"), str(tmp_path / "save"))
+    loaded = torch.load(os.path.join(target, "vqvae.ckpt"))
+    assert all(torch.equal(loaded[k], trained[k]) for k in trained)
+    assert torch.load(os.path.join(target, "optimizer.ckpt"))["state"] == {}
+    assert open(os.path.join(target, "counter.ckpt")).read() == "0"
+    assert json.load(open(os.path.join(target, "phase.ckpt"))) == {"phase": 1}
+    with pytest.raises(SystemExit):  # never over an existing run
+        module.seed(str(template), str(tmp_path / "weights.ckpt"), str(tmp_path / "save"))
+    torch.save(torch.nn.Linear(4, 2).state_dict(), tmp_path / "other.ckpt")
+    with pytest.raises(SystemExit):  # another configuration
+        module.seed(str(template), str(tmp_path / "other.ckpt"), str(tmp_path / "save2"))
