@@ -34,14 +34,13 @@ import time
 import numpy as np
 
 from speechbrain_sqe.dataio.audio import load_audio
-from speechbrain_sqe.dataio.manifest import read_manifest
 from speechbrain_sqe.inference.batch_enhancement import enhance_files
-from speechbrain_sqe.inference.enhancement import VQEnhancer
+from speechbrain_sqe.inference.hub import load_model
 from speechbrain_sqe.metrics.registry import METRICS
 from speechbrain_sqe.metrics.runner import Pair, evaluate_pairs
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from measure_models import ls_gain  # noqa: E402  (the level measure of the single-enhancer script)
+from measure_models import ls_gain, read_test_set  # noqa: E402  (shared with the single-enhancer script)
 
 SETS = ("speakers", "cross_source")
 METRIC_NAMES = ["pesq_wb", "stoi", "dnsmos_ovrl"]
@@ -227,7 +226,8 @@ def measure_set(rows, enhancers, output, cache, metrics, jobs, mix=None):
     systems = {INPUT: {row["ID"]: row["noisy_wav"] for row in rows}}
     options = {}
     for name, enhancer in enhancers.items():
-        options[name] = {"mix": enhancer.hparams.mix if mix is None else mix}
+        # mix only where the enhancer has that option (any Enhancer loads: VQ enhancer, BSSE...)
+        options[name] = ({"mix": enhancer.hparams.mix if mix is None else mix} if "mix" in enhancer.OPTIONS else {})
         outputs = {row["ID"]: os.path.join(output, name, row["ID"] + ".wav") for row in rows}
         start = time.time()
         _, failures = enhance_files(enhancer, [row["noisy_wav"] for row in rows],
@@ -314,14 +314,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
     os.makedirs(args.output, exist_ok=True)
     cache = MetricCache(args.cache or os.path.join(args.output, "metric_cache.json"))
-    enhancers = {name: VQEnhancer.from_hparams(source=source, savedir=os.path.join(args.output, "models", name))
+    enhancers = {name: load_model(source, task="enhancement", savedir=os.path.join(args.output, "models", name))
                  for name, source in args.enhancer}
     results = {}
     for set_name in args.sets:
-        manifest = os.path.join(args.testsets, f"{set_name}.csv")
-        if not os.path.isfile(manifest):
-            raise SystemExit(f"{manifest}: not found; run python -m speechbrain_sqe.dataio.real_testsets first")
-        rows = read_manifest(manifest)[: args.limit]
+        _, rows = read_test_set(args.testsets, set_name, args.limit)
         results[set_name], tables = measure_set(rows, enhancers, os.path.join(args.output, "enhanced", set_name),
                                                 cache, args.metrics, args.jobs, args.mix)
         for system, table in tables.items():

@@ -67,6 +67,23 @@ def _mean(values):
     return float(np.mean(values)) if values else float("nan")
 
 
+def read_test_set(testsets, name, limit=None):
+    """The manifest path and (the first ``limit``) rows of one real-speech test set.
+
+    Raises ``SystemExit`` with the command that makes the sets when the CSV is absent.
+
+    Example
+    -------
+    >>> read_test_set("/nonexistent", "speakers")
+    Traceback (most recent call last):
+    SystemExit: /nonexistent/speakers.csv: not found; run python -m speechbrain_sqe.dataio.real_testsets first
+    """
+    manifest = os.path.join(testsets, f"{name}.csv")
+    if not os.path.isfile(manifest):
+        raise SystemExit(f"{manifest}: not found; run python -m speechbrain_sqe.dataio.real_testsets first")
+    return manifest, read_manifest(manifest)[:limit]
+
+
 def ls_gain(output, reference):
     """Least-squares gain of ``output`` against ``reference`` (1 keeps the level; no delay assumed)."""
     n = min(len(output), len(reference))
@@ -225,10 +242,7 @@ def main(argv=None):
         mix = enhancer.hparams.mix if args.mix is None else args.mix
     results = {}
     for name in args.sets:
-        manifest = os.path.join(args.testsets, f"{name}.csv")
-        if not os.path.isfile(manifest):
-            raise SystemExit(f"{manifest}: not found; run python -m speechbrain_sqe.dataio.real_testsets first")
-        rows = read_manifest(manifest)[: args.limit]
+        manifest, rows = read_test_set(args.testsets, name, args.limit)
         results[name] = {"manifest": os.path.abspath(manifest)}
         quality = None
         if scorer is not None:
