@@ -188,6 +188,11 @@ class Enhancer(SafePretrained):
 
     TASK = "enhancement"
     TASK_DESCRIPTION = TASK_DESCRIPTIONS["enhancement"]
+    #: Whether the enhancer is trained to remove the room as well as the noise, i.e. its target is
+    #: the DRY clean speech of a reverberant mixture. Benchmarks score such an enhancer against the
+    #: dry clean reference; one that keeps the room (False) against the reverberant clean speech
+    #: (the speech as it is in the mixture), so that it is not charged for what it never tried to do.
+    DEREVERBERATES: ClassVar[bool] = False
     #: Method options of :meth:`enhance_batch`: ``{name: (parse function, help)}``.
     OPTIONS: ClassVar[dict] = {}
 
@@ -378,7 +383,8 @@ class BSSEEnhancer(Enhancer):
     ``sample_rate``, ``min_seconds``, the module ``enhancer``
     (:class:`speechbrain_sqe.lobes.bsse.BSSEModel`) and, for the ``ssl`` and ``cross`` features, the
     SSL upstream ``ssl`` (e.g. :class:`speechbrain_sqe.lobes.tera.TERAModel`, fine-tuned or not).
-    The output keeps the speech level of the input.
+    The output keeps the speech level of the input. It dereverberates (:attr:`DEREVERBERATES`): the
+    recipe trains it on reverberant noisy crops against the dry clean crop.
 
     Example
     -------
@@ -393,10 +399,14 @@ class BSSEEnhancer(Enhancer):
     torch.Size([2, 16000])
     >>> [round(w, 2) for w in enhancer.layer_weights()]
     [0.5, 0.5]
+    >>> enhancer.DEREVERBERATES, VQEnhancer.DEREVERBERATES
+    (True, False)
     """
 
     MODULES_NEEDED = ("enhancer",)
     MIN_SECONDS = 0.05
+    #: Trained to output the dry clean speech from reverberant mixtures (``brains/bsse.py``).
+    DEREVERBERATES: ClassVar[bool] = True
     HUB_TITLE = ("BSSE: speech enhancement by a BLSTM mask over the log1p spectrum and weighted SSL layers\n"
                  "(Hung et al., Interspeech 2022), trained with speechbrain-sqe's hparams/bsse.yaml.")
 
