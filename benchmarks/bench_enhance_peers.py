@@ -1,12 +1,18 @@
-"""The VQ enhancer beside what a user would pick instead: noisereduce, a Wiener filter, RNNoise.
+"""The VQ enhancer (and any other enhancer) beside what a user would pick instead: noisereduce, a
+Wiener filter, RNNoise.
 
     python benchmarks/bench_enhance_peers.py [--model HUB] [--mix 0.2] [--limit N] [--out FOLDER]
     python benchmarks/bench_enhance_peers.py --manifest data/real_test/speakers.csv \
         data/real_test/cross_source.csv --out results/bench_enhance_peers/real_test
+    python benchmarks/bench_enhance_peers.py --enhancer bsse=results/bsse/cross_frozen/1234/hub \
+        --manifest data/real_test/speakers.csv --out results/bench_enhance_peers/bsse
 
-Systems: ``noisy`` (the input unchanged), ``vq`` (``VQEnhancer`` with the model's default
-``mix``), ``vq+mixR`` for each ``--mix R``, and the peers of ``benchmarks/peer_enhancers.py``
-(``noisereduce``, ``wiener``, ``rnnoise``; ``pip install -e .[bench]``).
+Systems: ``noisy`` (the input unchanged), ``vq`` (the enhancer of ``--model``, by default the
+shipped VQ enhancer, with its default ``mix``), ``vq+mixR`` for each ``--mix R``, one system per
+``--enhancer NAME=SOURCE`` (any enhancer hub folder or hub id, loaded with
+:func:`speechbrain_sqe.inference.hub.load_model` by the interface it names: the VQ enhancer, BSSE...;
+its default options), and the peers of ``benchmarks/peer_enhancers.py`` (``noisereduce``,
+``wiener``, ``rnnoise``; ``pip install -e .[bench]``). ``--no-vq`` leaves ``vq`` out.
 
 Sets:
 
@@ -24,7 +30,13 @@ Sets:
 
 The reference of the intrusive metrics (``--reference``, default ``auto``) is the manifest's
 ``clean_reverb_wav`` where it has one (the speech as it is in the mixture: the real test sets; an
-enhancer that does not dereverberate is not charged for the room), else ``clean_wav``.
+enhancer that does not dereverberate is not charged for the room), else ``clean_wav``. When a
+system dereverberates (its interface's ``Enhancer.DEREVERBERATES``, e.g. BSSE, trained to output the
+dry clean speech) and the manifest has both columns, ``auto`` scores EVERY system against both
+references, one table each: ``<set>`` against ``clean_reverb_wav`` (as without it) and
+``<set>_dry`` against ``clean_wav`` (the dry speech, that system's target). Each table compares all
+systems on one reference; read a dereverberating system in ``<set>_dry`` and the others in
+``<set>``, or all of them in both. A named ``--reference`` column gives one table per set.
 
 Every set also gets a ``vqscore`` column (``VQScore``, no reference). Each system's real-time
 factor is its enhancement wall time over the audio duration (file reading and writing excluded,
@@ -70,6 +82,10 @@ REFERENCE_COLUMNS = ("clean_reverb_wav", "clean_wav")
 CONDITION_COLUMNS = ["snr", "noise_type", "reverb"]
 #: Decimals shown per metric in the tables.
 DIGITS = {"si_sdr": 2}
+#: System names of the peers (``peer_enhancers.PEERS``; written out so that parsing imports nothing).
+PEER_NAMES = ("noisereduce", "wiener", "rnnoise")
+#: Suffix of the extra table of a set scored against another reference (see the module docstring).
+REFERENCE_SUFFIX = {"clean_wav": "dry", "clean_reverb_wav": "reverb"}
 
 
 def load_peers():
@@ -93,7 +109,12 @@ def parse_args(argv=None):
     """Reads the command line (see ``--help``)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None,
-                        help="VQEnhancer hub folder or id (default: VQEnhancer.DEFAULT_SOURCE, the packaged model)")
+                        help="enhancer hub folder or id of the system 'vq' (default: the VQ enhancer shipped "
+                             "in the package)")
+    parser.add_argument("--no-vq", action="store_true", help="leave the system 'vq' (and --mix) out")
+    parser.add_argument("--enhancer", type=named_source, action="append", default=[], metavar="NAME=SOURCE",
+                        help="also run this enhancer hub folder or hub id (any Enhancer, loaded with "
+                             "load_model; its default options) as system NAME (repeatable)")
     parser.add_argument("--mix", type=float, action="append", default=[], metavar="R",
                         help="also run the VQ enhancer with this fraction of the input kept, as system "
                              "'vq+mixR' (repeatable)")
@@ -156,7 +177,28 @@ def parse_args(argv=None):
     for mix in args.mix:
         if not 0.0 <= mix <= 1.0:
             parser.error(f"--mix {mix}: the fraction kept must be within [0, 1]")
+    if args.no_vq and (args.mix or args.model):
+        parser.error("--no-vq leaves the system 'vq' out: --model and --mix do not apply")
+    taken = {"noisy"} | ({"vq"} | {mix_name(mix) for mix in args.mix} if not args.no_vq else set())
+    names = [name for name, _ in args.enhancer]
+    clash = sorted({name for name in names if names.count(name) > 1 or name in taken or name in PEER_NAMES})
+    if clash:
+        parser.error(f"--enhancer: system names {clash} taken (by another --enhancer, a built-in system or a peer)")
     return args
+
+
+def named_source(value):
+    """``NAME=SOURCE`` of ``--enhancer``, as a ``(name, source)`` pair.
+
+    Example
+    -------
+    >>> named_source("bsse=results/bsse/hub")
+    ('bsse', 'results/bsse/hub')
+    """
+    name, sep, source = value.partition("=")
+    if not sep or not name or not source or "/" in name:
+        raise argparse.ArgumentTypeError(f"expected NAME=SOURCE (a hub folder or id; no '/' in NAME), got {value!r}")
+    return name, source
 
 
 def mix_name(mix):
@@ -177,28 +219,45 @@ def build_systems(args, log=print):
     Returns
     -------
     tuple
-        ``(systems, notes)``: name to ``function(wav [time]) -> wav [time]`` at 16 kHz, and
-        name to a description of how it is called.
+        ``(systems, notes, dereverberating)``: name to ``function(wav [time]) -> wav [time]`` at
+        16 kHz, name to a description of how it is called, and the names of the systems that
+        dereverberate (``Enhancer.DEREVERBERATES``).
     """
-    from speechbrain_sqe.inference.enhancement import VQEnhancer
+    from speechbrain_sqe.inference.hub import DEFAULT_SOURCES
 
     peers = load_peers()
-    source = args.model or VQEnhancer.DEFAULT_SOURCE
-    if args.model is None and not os.path.exists(os.path.join(source, "hyperparams.yaml")):
-        raise SystemExit(f"no trained VQ enhancer at {source}; pass --model HUB_FOLDER")
-    enhancer = VQEnhancer.from_hparams(source=source)
-    if enhancer.sample_rate != SAMPLE_RATE:
-        raise SystemExit(f"the VQ enhancer works at {enhancer.sample_rate} Hz; this benchmark at {SAMPLE_RATE} Hz")
+    systems = {"noisy": lambda wav: wav.clone()}
+    notes = {"noisy": "the input, unchanged"}
+    dereverberating = []
+    if not args.no_vq:
+        source = args.model or DEFAULT_SOURCES["enhancement"]
+        if args.model is None and not os.path.exists(os.path.join(source, "hyperparams.yaml")):
+            raise SystemExit(f"no trained VQ enhancer at {source}; pass --model HUB_FOLDER")
+        enhancer = load_enhancer(source)
+        if args.mix and "mix" not in enhancer.OPTIONS:
+            raise SystemExit(f"--mix: {type(enhancer).__name__} ({source}) has no mix option")
 
-    def vq(mix):
-        return lambda wav: enhancer.enhance_batch(wav.unsqueeze(0), mix=mix)[0]
+        def vq(mix):
+            return enhancement_function(enhancer, **({} if mix is None else {"mix": mix}))
 
-    systems = {"noisy": lambda wav: wav.clone(), "vq": vq(None)}
-    notes = {"noisy": "the input, unchanged",
-             "vq": f"VQEnhancer({source}), enhance_batch with the model's default mix={enhancer.hparams.mix:g}"}
-    for mix in args.mix:
-        systems[mix_name(mix)] = vq(mix)
-        notes[mix_name(mix)] = f"VQEnhancer, enhance_batch(mix={mix:g})"
+        systems["vq"] = vq(None)
+        default = f" mix={enhancer.hparams.mix:g}" if "mix" in enhancer.OPTIONS else " options"
+        notes["vq"] = f"{type(enhancer).__name__}({source}), enhance_batch with the model's default{default}"
+        if enhancer.DEREVERBERATES:
+            dereverberating.append("vq")
+        for mix in args.mix:
+            systems[mix_name(mix)] = vq(mix)
+            notes[mix_name(mix)] = f"{type(enhancer).__name__}, enhance_batch(mix={mix:g})"
+            if enhancer.DEREVERBERATES:
+                dereverberating.append(mix_name(mix))
+    for name, source in args.enhancer:
+        enhancer = load_enhancer(source)
+        systems[name] = enhancement_function(enhancer)
+        notes[name] = (f"{type(enhancer).__name__}({source}) loaded with load_model, enhance_batch with its "
+                       "default options" + ("; dereverberates (trained on the dry clean speech)"
+                                            if enhancer.DEREVERBERATES else ""))
+        if enhancer.DEREVERBERATES:
+            dereverberating.append(name)
     names = args.peers or list(peers.PEERS)
     unknown = [name for name in names if name not in peers.PEERS]
     if unknown:
@@ -218,7 +277,26 @@ def build_systems(args, log=print):
             continue
         systems[name] = peers.PEERS[name]
         notes[name] = f"{versions[name]}: {described[name]}"
-    return systems, notes
+    return systems, notes, dereverberating
+
+
+def enhancement_function(enhancer, **options):
+    """``function(wav [time]) -> wav [time]`` of a loaded enhancer (``options``: its method options)."""
+    return lambda wav: enhancer.enhance_batch(wav.unsqueeze(0), **options)[0]
+
+
+def load_enhancer(source):
+    """Any enhancer hub folder or hub id, by the interface it names (refused: another task, a rate
+    other than 16 kHz)."""
+    from speechbrain_sqe.inference.hub import InterfaceError, load_model
+
+    try:
+        enhancer = load_model(source, task="enhancement")
+    except InterfaceError as error:
+        raise SystemExit(str(error)) from None
+    if enhancer.sample_rate != SAMPLE_RATE:
+        raise SystemExit(f"{source}: the enhancer works at {enhancer.sample_rate} Hz; this benchmark at {SAMPLE_RATE} Hz")
+    return enhancer
 
 
 def manifest_set_name(path):
@@ -275,11 +353,78 @@ def read_manifest(path, limit=None, reference="clean_wav"):
 
 def reference_column(path, reference="auto"):
     """The column ``read_manifest(path, reference=reference)`` takes as the reference."""
+    return reference_columns(path, reference)[0]
+
+
+def reference_columns(path, reference="auto", dereverberating=()):
+    """The reference columns a manifest's set is scored against, one table each, the main one first.
+
+    Arguments
+    ---------
+    path : str
+        The pairs manifest.
+    reference : str
+        ``--reference``: a column, or ``auto``.
+    dereverberating : list of str
+        The systems that dereverberate.
+
+    Returns
+    -------
+    list of str
+        A named column alone; for ``auto``, ``clean_reverb_wav`` where the manifest has it, else
+        ``clean_wav``, and, when a system dereverberates and the manifest has both columns, both
+        (``clean_reverb_wav`` first: the main table stays what it is without such a system).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "pairs.csv")
+    >>> _ = open(path, "w").write("ID,clean_wav,clean_reverb_wav,noisy_wav\\n")
+    >>> reference_columns(path), reference_columns(path, dereverberating=["bsse"])
+    (['clean_reverb_wav'], ['clean_reverb_wav', 'clean_wav'])
+    >>> reference_columns(path, "clean_wav", dereverberating=["bsse"])
+    ['clean_wav']
+    """
     if reference != "auto":
-        return reference
+        return [reference]
     with open(path, newline="", encoding="utf-8") as handle:
         columns = set(next(csv.reader(handle), []))
-    return next((column for column in REFERENCE_COLUMNS if column in columns), "clean_wav")
+    present = [column for column in REFERENCE_COLUMNS if column in columns] or ["clean_wav"]
+    return present if dereverberating else present[:1]
+
+
+def reference_note(set_name, reference, references, dereverberating):
+    """The line under a table of a set scored against several references: what it compares.
+
+    Example
+    -------
+    >>> refs = ["clean_reverb_wav", "clean_wav"]
+    >>> reference_note("speakers", "clean_wav", refs, ["bsse"])[:60]
+    'Every system against clean_wav (the dry speech: the target o'
+    """
+    names = ", ".join(dereverberating)
+    if reference == "clean_wav":
+        others = [reference_table_name(set_name, column, main=index == 0)
+                  for index, column in enumerate(references) if column != reference]
+        return (f"Every system against clean_wav (the dry speech: the target of {names}, trained to "
+                f"dereverberate). The other systems keep the room: their own reference is in "
+                f"`{'`, `'.join(others)}`.")
+    dry = [reference_table_name(set_name, column, main=index == 0)
+           for index, column in enumerate(references) if column == "clean_wav"]
+    return (f"Every system against {reference}. {names} dereverberate(s) (trained to output the dry "
+            f"speech): its own reference is clean_wav, in `{'`, `'.join(dry)}`.")
+
+
+def reference_table_name(set_name, column, main=True):
+    """Name of a set's table against ``column``: the set's name for its main table, else the set's
+    name and the reference's kind.
+
+    Example
+    -------
+    >>> reference_table_name("speakers", "clean_reverb_wav"), reference_table_name("speakers", "clean_wav", False)
+    ('speakers', 'speakers_dry')
+    """
+    return set_name if main else f"{set_name}_{REFERENCE_SUFFIX.get(column, column)}"
 
 
 def list_noisy_folder(folder, limit=None):
@@ -358,8 +503,14 @@ def enhance_set(set_name, items, systems, out, progress=True):
     return outputs
 
 
-def score_set(set_name, items, systems, outputs, metrics, jobs, scorer=None, progress=True):
+def score_set(set_name, items, systems, outputs, metrics, jobs, scorer=None, progress=True, known=None):
     """Scores every enhanced file: the runner's metrics, and VQScore when ``scorer`` is given.
+
+    Arguments
+    ---------
+    known : dict, optional
+        Scores of the same outputs against another reference (``(system, ID)`` to values): their
+        reference-free values (DNSMOS, VQScore) are taken from it, not computed again.
 
     Returns
     -------
@@ -368,11 +519,19 @@ def score_set(set_name, items, systems, outputs, metrics, jobs, scorer=None, pro
     """
     from tqdm import tqdm
 
+    from speechbrain_sqe.metrics.registry import METRICS
     from speechbrain_sqe.metrics.runner import Pair, evaluate_pairs
 
     clean = {item["ID"]: item.get("reference") or item.get("clean_wav") or None for item in items}
     scores = {key: {} for key in outputs}
     failures = []
+    if known is not None:
+        free = [metric for metric in metrics if not METRICS[metric].needs_reference]
+        free += ["vqscore"] if scorer is not None else []
+        for key in outputs:
+            scores[key].update({metric: known[key][metric] for metric in free if metric in known[key]})
+        metrics = [metric for metric in metrics if metric not in free]
+        scorer = None
     if metrics:
         pairs = [Pair(f"{name}/{uid}", clean[uid], outputs[(name, uid)]["path"])
                  for uid in clean for name in systems]
@@ -567,7 +726,7 @@ def main(argv=None):
     progress = not args.no_progress
     os.makedirs(args.out, exist_ok=True)
 
-    systems, notes = build_systems(args)
+    systems, notes, dereverberating = build_systems(args)
     warm_up(systems)
 
     dnsmos_ok = False
@@ -584,7 +743,7 @@ def main(argv=None):
         scorer = VQScore.from_hparams(source=args.vqscore_model or VQScore.DEFAULT_SOURCE)
 
     report = [
-        "# VQ enhancer beside peer enhancers",
+        "# VQ enhancer beside peer enhancers" if not args.enhancer else "# Enhancers beside peer enhancers",
         "",
         f"Command: `{' '.join(shlex.quote(a) for a in [os.path.relpath(__file__)] + list(argv or sys.argv[1:]))}`",
         (f"Real-time factor (RTF): enhancement wall time / audio duration, {args.threads} torch/BLAS "
@@ -600,25 +759,23 @@ def main(argv=None):
     results = {}
     runs = [(name, None) for name in args.sets] + [(manifest_set_name(path), path) for path in args.manifest]
     for set_name, manifest in runs:
-        reference = None
+        references = [None]
         if manifest is not None:
             if not os.path.exists(manifest):
                 raise SystemExit(f"--manifest {manifest}: no such file")
-            items = read_manifest(manifest, args.limit, args.reference)
-            source, reference = manifest, reference_column(manifest, args.reference)
         elif set_name == "embedded":
             manifest = os.path.join(args.embedded, "test.csv")
             if not os.path.exists(manifest):
                 print(f"skipping set embedded: no {manifest}")
                 continue
-            items = read_manifest(manifest, args.limit, args.reference)
-            source, reference = manifest, reference_column(manifest, args.reference)
         elif set_name == "real_mix":
             manifest = ensure_real_mix(args)
             if manifest is None:
                 continue
-            items = read_manifest(manifest, args.limit, args.reference)
-            source, reference = manifest, reference_column(manifest, args.reference)
+        if manifest is not None:
+            references = reference_columns(manifest, args.reference, dereverberating)
+            items = read_manifest(manifest, args.limit, references[0])
+            source = manifest
         else:
             if not os.path.isdir(args.real_noisy):
                 print(f"skipping set real_noisy: no folder {args.real_noisy}")
@@ -635,26 +792,38 @@ def main(argv=None):
         columns = metrics + (["vqscore"] if scorer is not None else [])
 
         outputs = enhance_set(set_name, items, systems, args.out, progress)
-        scores, failures = score_set(set_name, items, systems, outputs, metrics, args.jobs, scorer, progress)
-        summary = summarize_set(items, systems, outputs, scores, columns)
-        results[set_name] = summary
-        write_set_csv(os.path.join(args.out, f"peers_{set_name}.csv"), items, systems, outputs, scores, columns)
+        first_scores = None
+        for index, reference in enumerate(references):
+            table = reference_table_name(set_name, reference, main=index == 0)
+            if index:
+                items = [{**item, "reference": item[reference]} for item in items]
+            scores, failures = score_set(set_name, items, systems, outputs, metrics, args.jobs, scorer, progress,
+                                         known=first_scores)
+            if first_scores is None:
+                first_scores = scores
+            summary = summarize_set(items, systems, outputs, scores, columns)
+            results[table] = summary
+            write_set_csv(os.path.join(args.out, f"peers_{table}.csv"), items, systems, outputs, scores, columns)
 
-        heading = f"## {set_name}: {len(items)} files ({os.path.relpath(source)})"
-        if reference is not None:
-            heading += f", reference column {reference}"
-        section = [heading, "", format_table(summary, columns)]
-        if any(item.get("snr", "") != "" for item in items) and "pesq_wb" in columns:
-            section += ["", "pesq_wb by SNR (dB):", "", format_by_condition(items, systems, scores, "pesq_wb")]
-        failures_path = os.path.join(args.out, f"peers_{set_name}_failures.csv")
-        if os.path.exists(failures_path):
-            os.remove(failures_path)  # from an earlier run
-        if failures:
-            write_failures_csv(failures, failures_path)
-            section += ["", f"{len(failures)} failures (missing values), listed in {os.path.basename(failures_path)}"]
-        text = "\n".join(section)
-        print("\n" + text + "\n", flush=True)
-        report += [text, ""]
+            heading = f"## {table}: {len(items)} files ({os.path.relpath(source)})"
+            if reference is not None:
+                heading += f", reference column {reference}"
+            section = [heading, ""]
+            if len(references) > 1:
+                section += [reference_note(set_name, reference, references, dereverberating), ""]
+            section.append(format_table(summary, columns))
+            if any(item.get("snr", "") != "" for item in items) and "pesq_wb" in columns:
+                section += ["", "pesq_wb by SNR (dB):", "", format_by_condition(items, systems, scores, "pesq_wb")]
+            failures_path = os.path.join(args.out, f"peers_{table}_failures.csv")
+            if os.path.exists(failures_path):
+                os.remove(failures_path)  # from an earlier run
+            if failures:
+                write_failures_csv(failures, failures_path)
+                section += ["", (f"{len(failures)} failures (missing values), listed in "
+                                 f"{os.path.basename(failures_path)}")]
+            text = "\n".join(section)
+            print("\n" + text + "\n", flush=True)
+            report += [text, ""]
 
         if set_name == "embedded" and not args.no_figure:
             all_rows = read_manifest(os.path.join(args.embedded, "test.csv"))

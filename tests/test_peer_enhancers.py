@@ -203,3 +203,90 @@ def test_benchmark_on_a_manifest_scores_against_the_reverberant_reference(tmp_pa
                     for row in rows]
         assert noisy["si_sdr"] == pytest.approx(np.mean(expected), abs=1e-3)
         assert f"reference column {column}" in (out / "peers.md").read_text()
+
+
+def build_bsse_hub(folder):
+    """A tiny untrained BSSE hub folder (spectrum feature: no SSL upstream), written by its export."""
+    from speechbrain_sqe.inference.enhancement import BSSEEnhancer
+    from speechbrain_sqe.lobes.bsse import BSSEModel
+
+    torch.manual_seed(0)
+    return BSSEEnhancer.export(folder, {"enhancer": BSSEModel("spectrum", proj_size=16, hidden_size=16)})
+
+
+def reverberant_manifest(folder, count=2, seconds=1.2):
+    """``speakers.csv`` in ``folder``: dry and reverberant clean speech and noisy mixtures, as the
+    real test sets (``ID, clean_wav, clean_reverb_wav, noisy_wav, snr, reverb, noise_type``)."""
+    from speechbrain_sqe.dataio.audio import save_audio
+
+    rows = []
+    for index in range(count):
+        dry = speech_like(seconds, seed=index)
+        wet = np.convolve(dry, np.exp(-np.arange(1600) / 300.0) * 0.05)[: dry.shape[0]] + dry
+        noisy = wet + np.random.default_rng(index).standard_normal(dry.shape[0]) * 0.02
+        paths = {kind: str(folder / kind / f"u{index}.wav") for kind in ("clean", "clean_reverb", "noisy")}
+        for kind, wav in zip(("clean", "clean_reverb", "noisy"), (dry, wet, noisy)):
+            save_audio(paths[kind], wav, RATE)
+        rows.append({"ID": f"u{index}", "duration": seconds, "clean_wav": paths["clean"],
+                     "clean_reverb_wav": paths["clean_reverb"], "noisy_wav": paths["noisy"], "snr": 5.0,
+                     "reverb": True, "noise_type": "white"})
+    manifest = folder / "speakers.csv"
+    with open(manifest, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return manifest, rows
+
+
+def test_benchmark_any_enhancer_and_the_dry_reference_of_a_dereverberating_one(tmp_path):
+    """``--enhancer x=<BSSE hub>`` (loaded with load_model) writes rows for x; since BSSE
+    dereverberates, ``auto`` scores every system against both references: ``speakers`` against
+    clean_reverb_wav (as without BSSE) and ``speakers_dry`` against the dry clean_wav."""
+    from hub_folders import build_vq_enhancer_hub
+
+    from speechbrain_sqe.dataio.audio import load_audio
+    from speechbrain_sqe.lobes.vqvae_se import VQVAEEnhancementModel
+    from speechbrain_sqe.metrics.registry import compute_metrics
+
+    pytest.importorskip("noisereduce")
+    bench = load_benchmark_module("bench_enhance_peers")
+    vq = build_vq_enhancer_hub(VQVAEEnhancementModel(channels=(32, 16), codebook_dim=16, codebook_size=8),
+                               str(tmp_path / "vq"))
+    bsse = build_bsse_hub(str(tmp_path / "bsse"))
+    manifest, rows = reverberant_manifest(tmp_path)
+    out = tmp_path / "out"
+    results = bench.main(["--model", vq, "--enhancer", f"x={bsse}", "--manifest", str(manifest), "--limit", "1",
+                          "--peers", "noisereduce", "--metrics", "si_sdr", "--no-dnsmos", "--jobs", "1",
+                          "--no-progress", "--threads", "1", "--no-figure", "--out", str(out)])
+    assert list(results) == ["speakers", "speakers_dry"]
+    systems = ["noisy", "vq", "x", "noisereduce"]
+    for table, column in (("speakers", "clean_reverb_wav"), ("speakers_dry", "clean_wav")):
+        by_name = {row["system"]: row for row in results[table]}
+        assert list(by_name) == systems and all(row["n"] == 1 for row in results[table])
+        for name in systems:  # every system scored against this table's reference
+            expected = compute_metrics(load_audio(rows[0][column], RATE, warn=False),
+                                       load_audio(str(out / "speakers" / name / "u0.wav"), RATE, warn=False),
+                                       ["si_sdr"])["si_sdr"]
+            assert by_name[name]["si_sdr"] == pytest.approx(expected, abs=1e-3), (table, name)
+        with open(out / f"peers_{table}.csv", newline="") as handle:
+            assert [row["system"] for row in csv.DictReader(handle)] == systems
+    assert results["speakers_dry"][0]["si_sdr"] != pytest.approx(results["speakers"][0]["si_sdr"], abs=1e-3)
+    assert np.isfinite([row["vqscore"] for row in results["speakers_dry"]]).all()  # reused, not recomputed
+    report = (out / "peers.md").read_text()
+    assert "## speakers_dry: 1 files" in report and "reference column clean_wav" in report
+    assert "BSSEEnhancer(" in report and "dereverberates" in report
+    # A named reference: one table, even with BSSE.
+    results = bench.main(["--no-vq", "--enhancer", f"x={bsse}", "--manifest", str(manifest), "--limit", "1",
+                          "--peers", "noisereduce", "--metrics", "si_sdr", "--no-dnsmos", "--no-vqscore",
+                          "--jobs", "1", "--no-progress", "--threads", "1", "--no-figure", "--out", str(out),
+                          "--reference", "clean_wav"])
+    assert list(results) == ["speakers"] and [row["system"] for row in results["speakers"]] == ["noisy", "x",
+                                                                                               "noisereduce"]
+
+
+def test_benchmark_refuses_clashing_enhancer_names(tmp_path):
+    bench = load_benchmark_module("bench_enhance_peers")
+    for argv in (["--enhancer", "vq=a"], ["--enhancer", "rnnoise=a"], ["--enhancer", "a=x", "--enhancer", "a=y"],
+                 ["--enhancer", "noslash"], ["--no-vq", "--mix", "0.2"]):
+        with pytest.raises(SystemExit):
+            bench.parse_args(argv)
