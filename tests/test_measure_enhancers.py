@@ -93,3 +93,42 @@ def test_seeded_checkpoint_starts_step1_from_the_weights(tmp_path):
     torch.save(torch.nn.Linear(4, 2).state_dict(), tmp_path / "other.ckpt")
     with pytest.raises(SystemExit):  # another configuration
         module.seed(str(template), str(tmp_path / "other.ckpt"), str(tmp_path / "save2"))
+
+
+def test_any_enhancer_and_the_reference_rule(tmp_path):
+    """A BSSE folder (loaded with load_model) beside a VQ enhancer; ``--reference auto`` scores every
+    system against both references since BSSE dereverberates (the cache keeps them apart);
+    ``reverb``, the default, against the reverberant one only."""
+    from hub_folders import build_vq_enhancer_hub
+    from test_peer_enhancers import build_bsse_hub, reverberant_manifest
+
+    from speechbrain_sqe.dataio.audio import load_audio
+    from speechbrain_sqe.lobes.vqvae_se import VQVAEEnhancementModel
+    from speechbrain_sqe.metrics.registry import compute_metrics
+
+    module = _load()
+    vq = build_vq_enhancer_hub(VQVAEEnhancementModel(channels=(32, 16), codebook_dim=16, codebook_size=8),
+                               str(tmp_path / "vq"))
+    bsse = build_bsse_hub(str(tmp_path / "bsse"))
+    _, rows = reverberant_manifest(tmp_path, count=1)
+    common = ["--testsets", str(tmp_path), "--enhancer", f"vq={vq}", "--enhancer", f"x={bsse}",
+              "--sets", "speakers", "--metrics", "stoi", "--jobs", "1"]
+    report = module.main(common + ["--output", str(tmp_path / "auto"), "--reference", "auto"])
+    assert report["dereverberating"] == ["x"]
+    assert report["references"] == {"speakers": "clean_reverb_wav", "speakers (dry reference)": "clean_wav"}
+    assert report["computed_metric_values"] == 6  # 3 systems x 2 references
+    for table, column in report["references"].items():
+        assert list(report["sets"][table]) == ["noisy input", "vq", "x"]
+        for system, folder in (("noisy input", None), ("x", "x")):
+            degraded = rows[0]["noisy_wav"] if folder is None else str(
+                tmp_path / "auto" / "enhanced" / "speakers" / folder / "u0.wav")
+            expected = compute_metrics(load_audio(rows[0][column], 16000, warn=False),
+                                       load_audio(degraded, 16000, warn=False), ["stoi"])["stoi"]
+            assert report["sets"][table][system]["stoi"] == pytest.approx(expected, abs=1e-6), (table, system)
+    assert (tmp_path / "auto" / "speakers_dry_x.csv").exists() and (tmp_path / "auto" / "speakers_x.csv").exists()
+    assert "| speakers (dry reference) | x |" in (tmp_path / "auto" / "summary.md").read_text()
+    default = module.main(common + ["--output", str(tmp_path / "reverb"), "--cache", str(tmp_path / "auto" /
+                                                                                         "metric_cache.json")])
+    assert default["references"] == {"speakers": "clean_reverb_wav"}
+    assert default["computed_metric_values"] == 2  # the input's value read from the cache; the new outputs scored
+    assert default["sets"]["speakers"]["noisy input"]["stoi"] == report["sets"]["speakers"]["noisy input"]["stoi"]

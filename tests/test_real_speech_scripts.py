@@ -38,3 +38,28 @@ def test_least_squares_gain_measures_the_level():
     assert ls_gain(0.3 * reference, reference) == pytest.approx(0.3)
     noise = np.random.default_rng(1).standard_normal(16000)
     assert ls_gain(reference + noise, reference) == pytest.approx(1.0, abs=0.05)
+
+
+def test_enhancement_reference_follows_the_enhancer(tmp_path):
+    """``--reference auto``: a dereverberating enhancer (BSSE) against the dry clean speech; the
+    default ``reverb`` against the reverberant one, as before."""
+    from test_peer_enhancers import build_bsse_hub, reverberant_manifest
+
+    from speechbrain_sqe.dataio.audio import load_audio
+    from speechbrain_sqe.metrics.registry import compute_metrics
+
+    module = _load("measure_models")
+    bsse = build_bsse_hub(str(tmp_path / "bsse"))
+    _, rows = reverberant_manifest(tmp_path, count=1)
+    for choice, column in (("auto", "clean_wav"), ("reverb", "clean_reverb_wav")):
+        out = tmp_path / choice
+        results = module.main(["--testsets", str(tmp_path), "--output", str(out), "--vqscore", "",
+                               "--enhancer", bsse, "--reference", choice, "--enhance-metrics", "stoi",
+                               "--sets", "speakers", "--jobs", "1"])
+        enhancement = results["speakers"]["enhancement"]
+        assert enhancement["reference"] == column
+        reference = load_audio(rows[0][column], 16000, warn=False)
+        for side, path in (("noisy", rows[0]["noisy_wav"]), ("enhanced", str(out / "enhanced" / "speakers" / "u0.wav"))):
+            expected = compute_metrics(reference, load_audio(path, 16000, warn=False), ["stoi"])["stoi"]
+            assert enhancement[f"{side}_stoi"] == pytest.approx(expected, abs=1e-6), (choice, side)
+        assert ("(reference clean_wav)" in (out / "summary.md").read_text()) == (column == "clean_wav")

@@ -6,21 +6,30 @@
         --enhancer shipped=speechbrain_sqe/pretrained/vq_enhancer \\
         --enhancer real=results/enhreal/real_realism/hub
 
-For each set (``speakers``, ``cross_source``) and each enhancer (its own default ``mix`` unless
-``--mix`` is given): the noisy inputs are enhanced, then PESQ (wide band), STOI and DNSMOS OVRL of
-the input and of every output are measured against the **reverberant** clean reference (the speech
-as it is in the mixture: the VQ enhancer does not dereverberate), as
+For each set (``speakers``, ``cross_source``) and each enhancer (any enhancer hub folder, loaded
+with ``load_model``; its own default ``mix`` unless ``--mix`` is given, where it has that option):
+the noisy inputs are enhanced, then PESQ (wide band), STOI and DNSMOS OVRL of the input and of
+every output are measured against the clean reference of ``--reference``, as
 ``recipes/RealSpeech/measure_models.py`` does for one enhancer; plus the output level (median
 least-squares gain of the output against the reference). Means over all pairs (-5..20 dB) and per
 SNR.
 
+``--reference``: ``reverb`` (default) the **reverberant** clean speech ``clean_reverb_wav`` (the
+speech as it is in the mixture: the VQ enhancer does not dereverberate, so it is not charged for
+the room); ``dry`` the dry clean speech ``clean_wav`` (the target of an enhancer that
+dereverberates, ``Enhancer.DEREVERBERATES``: BSSE); ``auto`` both when any enhancer dereverberates
+(EVERY system, the input included, against each: one table per reference, ``<set>`` and ``<set>
+(dry reference)``; read a dereverberating enhancer against the dry one and the others against the
+reverberant one), else ``reverb``.
+
 Every metric value is kept in a cache (``--cache``, a JSON file) under the metric name, the two
-paths and the SHA-1 of their contents: the input's scores are computed once for all enhancers and
+paths (the reference's too: a dry and a reverberant score never mix) and the SHA-1 of their
+contents: the input's scores are computed once for all enhancers and
 all later runs, and an enhancer whose outputs did not change is not re-scored. A changed file
 changes its key, so a cached value is always the value of the file as it is now.
 
-Writes ``<output>/<set>_<enhancer>.csv`` (per file), ``summary.json`` and ``summary.md``; prints
-the markdown.
+Writes ``<output>/<set>_<enhancer>.csv`` (per file; ``<set>_dry_<enhancer>.csv`` against the dry
+reference), ``summary.json`` and ``summary.md``; prints the markdown.
 """
 
 import argparse
@@ -43,6 +52,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from measure_models import ls_gain, read_test_set  # noqa: E402  (shared with the single-enhancer script)
 
 SETS = ("speakers", "cross_source")
+#: The ``--reference`` kinds: the manifest column of each.
+REFERENCES = {"reverb": "clean_reverb_wav", "dry": "clean_wav"}
 METRIC_NAMES = ["pesq_wb", "stoi", "dnsmos_ovrl"]
 INPUT = "noisy input"
 
@@ -197,32 +208,66 @@ def summarize(table, metrics):
     return summary
 
 
-def measure_set(rows, enhancers, output, cache, metrics, jobs, mix=None):
-    """The input and every enhancer on one test set.
+def reference_kinds(choice, enhancers):
+    """The references a run measures against, one table each (``--reference``).
+
+    Arguments
+    ---------
+    choice : str
+        ``reverb``, ``dry`` or ``auto``.
+    enhancers : dict
+        ``{name: loaded enhancer}``.
+
+    Returns
+    -------
+    list of str
+        ``[choice]``; for ``auto``, ``["reverb", "dry"]`` when an enhancer dereverberates, else
+        ``["reverb"]``.
+
+    Example
+    -------
+    >>> class Keeps: DEREVERBERATES = False
+    >>> class Removes: DEREVERBERATES = True
+    >>> reference_kinds("auto", {"vq": Keeps()}), reference_kinds("auto", {"vq": Keeps(), "bsse": Removes()})
+    (['reverb'], ['reverb', 'dry'])
+    >>> reference_kinds("dry", {"vq": Keeps()})
+    ['dry']
+    """
+    if choice != "auto":
+        return [choice]
+    return ["reverb", "dry"] if any(e.DEREVERBERATES for e in enhancers.values()) else ["reverb"]
+
+
+def table_name(set_name, kind):
+    """The label of a set's table against the ``kind`` reference.
+
+    Example
+    -------
+    >>> table_name("speakers", "reverb"), table_name("speakers", "dry")
+    ('speakers', 'speakers (dry reference)')
+    """
+    return set_name if kind == "reverb" else f"{set_name} ({kind} reference)"
+
+
+def enhance_set(rows, enhancers, output, mix=None):
+    """Every enhancer on one test set's noisy inputs.
 
     Arguments
     ---------
     rows : list of dict
-        The set's manifest rows (``ID``, ``snr``, ``noisy_wav``, ``clean_reverb_wav``).
+        The set's manifest rows (``ID``, ``noisy_wav``).
     enhancers : dict
         ``{name: loaded enhancer}``.
     output : str
         Folder of the enhanced files (``<output>/<name>/<ID>.wav``).
-    cache : MetricCache
-        The metric values.
-    metrics : list of str
-        Metric names.
-    jobs : int
-        Metric worker processes.
     mix : float, optional
-        Blend with the input for every enhancer (default: each enhancer's own).
+        Blend with the input for every enhancer with a ``mix`` option (default: each one's own).
 
     Returns
     -------
     tuple
-        ``({system: summary}, {system: per-file rows})``, the input first.
+        ``({system: {ID: path}}, {system: options and enhance_seconds})``, the input first.
     """
-    reference = {row["ID"]: row["clean_reverb_wav"] for row in rows}
     systems = {INPUT: {row["ID"]: row["noisy_wav"] for row in rows}}
     options = {}
     for name, enhancer in enhancers.items():
@@ -236,6 +281,33 @@ def measure_set(rows, enhancers, output, cache, metrics, jobs, mix=None):
             raise SystemExit(f"{name} could not enhance: {failures[:3]}")
         options[name]["enhance_seconds"] = round(time.time() - start, 1)
         systems[name] = outputs
+    return systems, options
+
+
+def score_systems(rows, systems, options, cache, metrics, jobs, reference="clean_reverb_wav"):
+    """The input and every enhancer's outputs on one test set, against one reference column.
+
+    Arguments
+    ---------
+    rows : list of dict
+        The set's manifest rows (``ID``, ``snr``, ``reverb``, ``noise_type`` and ``reference``).
+    systems, options : dict
+        From :func:`enhance_set`.
+    cache : MetricCache
+        The metric values.
+    metrics : list of str
+        Metric names.
+    jobs : int
+        Metric worker processes.
+    reference : str
+        Manifest column of the clean reference (``clean_reverb_wav`` or ``clean_wav``).
+
+    Returns
+    -------
+    tuple
+        ``({system: summary}, {system: per-file rows})``, the input first.
+    """
+    reference = {row["ID"]: row[reference] for row in rows}
     summaries, tables = {}, {}
     for name, files in systems.items():
         pairs = [Pair(uid, reference[uid], files[uid]) for uid in files]
@@ -251,6 +323,19 @@ def measure_set(rows, enhancers, output, cache, metrics, jobs, mix=None):
         summaries[name] = {**summarize(table, metrics), **options.get(name, {})}
         tables[name] = table
     return summaries, tables
+
+
+def measure_set(rows, enhancers, output, cache, metrics, jobs, mix=None, reference="clean_reverb_wav"):
+    """The input and every enhancer on one test set, against one reference column
+    (:func:`enhance_set` then :func:`score_systems`).
+
+    Returns
+    -------
+    tuple
+        ``({system: summary}, {system: per-file rows})``, the input first.
+    """
+    systems, options = enhance_set(rows, enhancers, output, mix)
+    return score_systems(rows, systems, options, cache, metrics, jobs, reference)
 
 
 def _f(value):
@@ -304,7 +389,11 @@ def main(argv=None):
     parser.add_argument("--testsets", default="data/real_test", help="folder of speakers.csv and cross_source.csv")
     parser.add_argument("--output", required=True, help="report folder")
     parser.add_argument("--enhancer", type=_named, action="append", default=[],
-                        help="NAME=HUB_FOLDER of a VQ enhancer (repeat for several)")
+                        help="NAME=HUB_FOLDER of an enhancer, any (VQ, BSSE...), loaded with load_model "
+                             "(repeat for several)")
+    parser.add_argument("--reference", default="reverb", choices=("reverb", "dry", "auto"),
+                        help="clean reference: reverb = clean_reverb_wav, dry = clean_wav, auto = both when "
+                             "an enhancer dereverberates (one table each), else reverb (default: %(default)s)")
     parser.add_argument("--mix", type=float, default=None, help="mix of every enhancer (default: each one's own)")
     parser.add_argument("--sets", nargs="+", default=list(SETS), choices=SETS)
     parser.add_argument("--metrics", nargs="+", default=METRIC_NAMES)
@@ -316,15 +405,22 @@ def main(argv=None):
     cache = MetricCache(args.cache or os.path.join(args.output, "metric_cache.json"))
     enhancers = {name: load_model(source, task="enhancement", savedir=os.path.join(args.output, "models", name))
                  for name, source in args.enhancer}
-    results = {}
+    kinds = reference_kinds(args.reference, enhancers)
+    results, references = {}, {}
     for set_name in args.sets:
         _, rows = read_test_set(args.testsets, set_name, args.limit)
-        results[set_name], tables = measure_set(rows, enhancers, os.path.join(args.output, "enhanced", set_name),
-                                                cache, args.metrics, args.jobs, args.mix)
-        for system, table in tables.items():
-            _write_csv(os.path.join(args.output, f"{set_name}_{system.replace(' ', '_')}.csv"), table)
+        systems, options = enhance_set(rows, enhancers, os.path.join(args.output, "enhanced", set_name), args.mix)
+        for kind in kinds:
+            label = table_name(set_name, kind)
+            references[label] = REFERENCES[kind]
+            results[label], tables = score_systems(rows, systems, options, cache, args.metrics, args.jobs,
+                                                   REFERENCES[kind])
+            prefix = set_name if kind == "reverb" else f"{set_name}_{kind}"
+            for system, table in tables.items():
+                _write_csv(os.path.join(args.output, f"{prefix}_{system.replace(' ', '_')}.csv"), table)
     report = {"command": " ".join(["python", *sys.argv]), "sources": dict(args.enhancer),
-              "computed_metric_values": cache.computed, "sets": results}
+              "dereverberating": [name for name, e in enhancers.items() if e.DEREVERBERATES],
+              "references": references, "computed_metric_values": cache.computed, "sets": results}
     with open(os.path.join(args.output, "summary.json"), "w", encoding="utf-8") as handle:
         json.dump(report, handle, indent=2)
     markdown = format_markdown(results, args.metrics)

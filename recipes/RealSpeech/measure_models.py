@@ -10,10 +10,14 @@ By default the models shipped in the package. For each set (``speakers``, ``cros
   counts as a degradation): Spearman of VQScore with PESQ (wide band), STOI, DNSMOS OVRL and
   Distill-MOS; the same agreement of DNSMOS OVRL and Distill-MOS with PESQ in the same run; the
   share of pairs where VQScore rates the clean file above its noisy version;
-- enhancement (``--mix``: the model's own default unless given), against the **reverberant** clean
-  reference (the speech as it is in the mixture: the VQ enhancer does not dereverberate): PESQ,
-  STOI, DNSMOS OVRL and Distill-MOS of the input and the output, averaged over all pairs (-5..20 dB)
-  and per SNR, and the output level (least-squares gain of the output against the reference).
+- enhancement (any enhancer folder, loaded with ``load_model``; ``--mix``: the model's own default
+  unless given, where it has that option), against the clean reference of ``--reference``: by
+  default (``reverb``) the **reverberant** clean speech (the speech as it is in the mixture: the VQ
+  enhancer does not dereverberate); ``dry`` the dry clean speech; ``auto`` the dry one for an
+  enhancer that dereverberates (``Enhancer.DEREVERBERATES``: BSSE, trained to output the dry
+  speech), else the reverberant one. PESQ, STOI, DNSMOS OVRL and Distill-MOS of the input and the
+  output, averaged over all pairs (-5..20 dB) and per SNR, and the output level (least-squares gain
+  of the output against the reference). The summary names the reference column.
 
 Writes ``<output>/<set>_quality.csv``, ``<set>_enhancement.csv``, ``summary.json`` and
 ``summary.md``; prints the markdown.
@@ -50,6 +54,8 @@ from speechbrain_sqe.metrics.registry import METRICS
 from speechbrain_sqe.metrics.runner import Pair, evaluate_pairs
 
 SETS = ("speakers", "cross_source")
+#: The ``--reference`` kinds: the manifest column of each.
+REFERENCES = {"reverb": "clean_reverb_wav", "dry": "clean_wav"}
 QUALITY_METRICS = ["pesq_wb", "stoi", "dnsmos_ovrl", "distillmos"]
 ENHANCE_METRICS = ["pesq_wb", "stoi", "dnsmos_ovrl"]
 
@@ -138,18 +144,47 @@ def measure_quality(rows, scorer, jobs, cache=None):
     return summary, table
 
 
-def measure_enhancement(rows, enhancer, mix, out_dir, jobs, noisy_scores=None, metrics=ENHANCE_METRICS):
+def enhancement_reference(choice, enhancer):
+    """The manifest column of the enhancement's clean reference (``--reference``).
+
+    Arguments
+    ---------
+    choice : str
+        ``reverb``, ``dry`` or ``auto`` (dry for an enhancer that dereverberates).
+    enhancer : speechbrain_sqe.inference.enhancement.Enhancer
+        The loaded enhancer.
+
+    Returns
+    -------
+    str
+        ``clean_reverb_wav`` or ``clean_wav``.
+
+    Example
+    -------
+    >>> class Removes: DEREVERBERATES = True
+    >>> enhancement_reference("auto", Removes()), enhancement_reference("reverb", Removes())
+    ('clean_wav', 'clean_reverb_wav')
+    """
+    if choice == "auto":
+        choice = "dry" if enhancer.DEREVERBERATES else "reverb"
+    return REFERENCES[choice]
+
+
+def measure_enhancement(rows, enhancer, mix, out_dir, jobs, noisy_scores=None, metrics=ENHANCE_METRICS,
+                        reference_column="clean_reverb_wav"):
     ids = [row["ID"] for row in rows]
     noisy = [row["noisy_wav"] for row in rows]
-    reference = [row["clean_reverb_wav"] for row in rows]
+    reference = [row[reference_column] for row in rows]
     outputs = [os.path.join(out_dir, row["ID"] + ".wav") for row in rows]
     start = time.time()
     _, failures = enhance_files(enhancer, noisy, outputs, **({} if mix is None else {"mix": mix}))
     if failures:
         raise SystemExit(f"could not enhance: {failures[:3]}")
     seconds = time.time() - start
-    # The no-reference scores of the input do not depend on the reference: reuse the quality run's.
-    reused = [name for name in metrics if noisy_scores and not METRICS[name].needs_reference]
+    # The no-reference scores of the input do not depend on the reference: reuse the quality run's
+    # (all of them against the dry reference: the quality run scores the input against clean_wav).
+    reused = [name for name in metrics if noisy_scores and name in noisy_scores[ids[0]]
+              and (not METRICS[name].needs_reference or reference_column == "clean_wav")]
     before = _evaluate(ids, reference, noisy, [m for m in metrics if m not in reused], jobs)
     for uid in ids:
         before[uid].update({name: noisy_scores[uid][name] for name in reused})
@@ -160,9 +195,9 @@ def measure_enhancement(rows, enhancer, mix, out_dir, jobs, noisy_scores=None, m
         for name in metrics:
             entry[f"noisy_{name}"] = before[row["ID"]][name]
             entry[f"enhanced_{name}"] = after[row["ID"]][name]
-        entry["gain"] = ls_gain(load_audio(output, 16000).numpy(), load_audio(row["clean_reverb_wav"], 16000).numpy())
+        entry["gain"] = ls_gain(load_audio(output, 16000).numpy(), load_audio(row[reference_column], 16000).numpy())
         table.append(entry)
-    summary = {"pairs": len(table), "mix": mix, "enhance_seconds": round(seconds, 1),
+    summary = {"pairs": len(table), "mix": mix, "reference": reference_column, "enhance_seconds": round(seconds, 1),
                "gain_median": float(np.median([e["gain"] for e in table]))}
     for name in metrics:
         summary[f"noisy_{name}"] = _mean(e[f"noisy_{name}"] for e in table)
@@ -209,6 +244,8 @@ def format_markdown(results):
     for name, result in results.items():
         e = result.get("enhancement")
         if e:
+            if e.get("reference", "clean_reverb_wav") != "clean_reverb_wav":
+                name = f"{name} (reference {e['reference']})"
             for side, label in (("noisy", "noisy input"),
                                 ("enhanced", "enhanced" if e["mix"] is None else f"enhanced (mix {e['mix']:g})")):
                 cells = " | ".join(_g(e, f"{side}_{m}") for m in ("pesq_wb", "stoi", "dnsmos_ovrl", "distillmos"))
@@ -229,6 +266,9 @@ def main(argv=None):
     parser.add_argument("--jobs", type=int, default=2, help="metric worker processes")
     parser.add_argument("--enhance-metrics", nargs="+", default=ENHANCE_METRICS, help="metrics of the enhancer")
     parser.add_argument("--limit", type=int, default=None, help="first N pairs of each set (a quick check)")
+    parser.add_argument("--reference", default="reverb", choices=("reverb", "dry", "auto"),
+                        help="clean reference of the enhancement: reverb = clean_reverb_wav, dry = clean_wav, "
+                             "auto = dry for an enhancer that dereverberates, else reverb (default: %(default)s)")
     parser.add_argument("--reference-cache", default="results/real_speech/reference_cache",
                         help="folder of the cached quality reference metrics ('' to compute them anew)")
     args = parser.parse_args(argv)
@@ -256,7 +296,7 @@ def main(argv=None):
         if enhancer is not None:
             results[name]["enhancement"], table = measure_enhancement(
                 rows, enhancer, mix, os.path.join(args.output, "enhanced", name), args.jobs, quality,
-                args.enhance_metrics)
+                args.enhance_metrics, enhancement_reference(args.reference, enhancer))
             _write_csv(os.path.join(args.output, f"{name}_enhancement.csv"), table)
     results["command"] = " ".join(["python", *sys.argv])
     results["vqscore"] = args.vqscore
