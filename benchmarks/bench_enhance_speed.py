@@ -16,7 +16,11 @@ present; otherwise N synthetic speech-like files of S seconds). An enhancer runs
 (torch threads, batch size); a peer reads each file with the project's loader, enhances it and
 writes it, one file at a time, once per thread count (torch and BLAS threads). Each configuration
 runs in a fresh subprocess so that its peak memory (max RSS) is its own; the model load is timed
-apart. Prints a markdown table, with the load average before and after (the CPU may be shared).
+apart. Prints a markdown table, with the load average before and after (the CPU may be shared):
+``x real time`` is audio seconds per wall-clock second; ``audio s per CPU s`` per second of CPU
+time of the process (all its threads), which other jobs on the CPU disturb less (with one thread
+it estimates the wall-clock figure of an idle core; with more, threads spinning while they wait
+for a busy core count too).
 """
 
 import argparse
@@ -76,8 +80,9 @@ def run_one(config):
     Returns
     -------
     dict
-        ``elapsed`` (s, enhancing the files with reading and writing), ``load`` (s, the model or
-        the peer's package), ``audio`` (s of audio), ``peak_mb`` (max RSS of this process).
+        ``elapsed`` (s, enhancing the files with reading and writing), ``cpu`` (s of CPU time of
+        this process, user and system, over the same span), ``load`` (s, the model or the peer's
+        package), ``audio`` (s of audio), ``peak_mb`` (max RSS of this process).
     """
     import torch
 
@@ -94,6 +99,7 @@ def run_one(config):
         function = load_peers().PEERS[config["peer"]]
         function(torch.zeros(1600))  # imports the peer's package (its load time)
         load_time = time.perf_counter() - start
+        cpu_start = _cpu_seconds()
         start = time.perf_counter()
         audio = 0.0
         for path, output in zip(config["paths"], outputs):
@@ -101,6 +107,7 @@ def run_one(config):
             save_audio(output, function(wav), 16000)
             audio += wav.shape[0] / 16000
         elapsed = time.perf_counter() - start
+        cpu = _cpu_seconds() - cpu_start
     else:
         from speechbrain_sqe.inference.batch_enhancement import enhance_files
         from speechbrain_sqe.inference.hub import load_model
@@ -108,14 +115,22 @@ def run_one(config):
         start = time.perf_counter()
         enhancer = load_model(config["source"], task="enhancement")
         load_time = time.perf_counter() - start
+        cpu_start = _cpu_seconds()
         start = time.perf_counter()
         written, failures = enhance_files(enhancer, config["paths"], outputs,
                                           batch_size=config["batch_size"], progress=False)
         elapsed = time.perf_counter() - start
+        cpu = _cpu_seconds() - cpu_start
         assert not failures, failures
         audio = sum(item["duration"] for item in written)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"elapsed": elapsed, "load": load_time, "audio": audio, "peak_mb": peak_mb}
+    return {"elapsed": elapsed, "cpu": cpu, "load": load_time, "audio": audio, "peak_mb": peak_mb}
+
+
+def _cpu_seconds():
+    """User and system CPU time of this process (all its threads), in seconds."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def plan_systems(args, log=print):
@@ -205,8 +220,8 @@ def main(argv=None):
                                else f"peer {spec['peer']} (benchmarks/peer_enhancers.py), one file at a time"))
     print()
     print("| system | torch threads | batch size | files | audio (s) | model load (s) | seconds | x real time "
-          "| peak RSS (MB) |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| CPU s | audio s per CPU s | peak RSS (MB) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     rows = []
     for name, spec in systems:
         for threads in args.threads:
@@ -223,7 +238,8 @@ def main(argv=None):
                 result = json.loads(out.stdout.strip().splitlines()[-1])
                 speed = result["audio"] / result["elapsed"]
                 print(f"| {name} | {threads} | {batch} | {len(paths)} | {result['audio']:.1f} | "
-                      f"{result['load']:.2f} | {result['elapsed']:.2f} | {speed:.0f} | {result['peak_mb']:.0f} |",
+                      f"{result['load']:.2f} | {result['elapsed']:.2f} | {speed:.0f} | {result['cpu']:.2f} | "
+                      f"{result['audio'] / max(result['cpu'], 1e-9):.0f} | {result['peak_mb']:.0f} |",
                       flush=True)
                 rows.append({"system": name, "threads": threads, "batch_size": batch_size, "x_real_time": speed,
                              **result})

@@ -16,7 +16,8 @@ def test_rows_per_enhancer_and_peer(tmp_path, capsys):
     assert [(row["system"], row["batch_size"]) for row in rows] == [("x", 2), ("noisereduce", None)]
     for row in rows:
         assert "error" not in row, row
-        assert row["audio"] == pytest.approx(2.0) and row["x_real_time"] > 0 and np.isfinite(row["peak_mb"])
+        assert row["audio"] == pytest.approx(2.0) and row["x_real_time"] > 0 and row["cpu"] > 0
+        assert np.isfinite(row["peak_mb"])
     table = capsys.readouterr().out
     assert "| x | 1 | 2 | 2 | 2.0 |" in table and "| noisereduce | 1 | - | 2 | 2.0 |" in table
 
