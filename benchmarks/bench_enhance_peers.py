@@ -129,7 +129,8 @@ def parse_args(argv=None):
                              "data/real_test/speakers.csv data/real_test/cross_source.csv")
     parser.add_argument("--reference", default="auto", choices=("auto",) + REFERENCE_COLUMNS,
                         help="manifest column of the clean reference: auto = clean_reverb_wav where the "
-                             "manifest has it, else clean_wav (default: %(default)s)")
+                             "manifest has it, else clean_wav, and when a system dereverberates (BSSE) every "
+                             "system also against clean_wav, as table <set>_dry (default: %(default)s)")
     parser.add_argument("--embedded", default=DEFAULT_EMBEDDED, metavar="DATA_FOLDER",
                         help="embedded corpus folder holding test.csv (default: %(default)s)")
     parser.add_argument("--real-mix", default=DEFAULT_REAL_MIX, metavar="FOLDER",

@@ -1,5 +1,6 @@
 """The peer enhancers of the benchmark (noisereduce, pyroomacoustics Wiener, RNNoise) and the
-benchmark script end to end on two synthetic pairs with a tiny untrained VQ enhancer."""
+benchmark script end to end on two synthetic pairs with a tiny untrained VQ enhancer, and with any
+enhancer (a tiny untrained BSSE) and its dry reference."""
 
 import csv
 import importlib.util
