@@ -43,8 +43,8 @@ factor is its enhancement wall time over the audio duration (file reading and wr
 one warm-up call first), with ``--threads`` torch and BLAS threads.
 
 Writes, under ``--out``: the enhanced files ``<set>/<system>/<ID>.wav``, ``peers.md`` (the
-tables, also printed), ``peers_<set>.csv`` (one row per file and system), failures where any
-(``peers_<set>_failures.csv``) and ``peers_spectrograms.png`` (one embedded test file, clean,
+tables, also printed), ``peers_<set>.csv`` (one row per file and system; ``peers_<set>_dry.csv``
+for the table against the dry reference), failures where any (``peers_<table>_failures.csv``) and ``peers_spectrograms.png`` (one embedded test file, clean,
 noisy and every system, PESQ in the titles).
 """
 
