@@ -63,3 +63,25 @@ def test_enhancement_reference_follows_the_enhancer(tmp_path):
             expected = compute_metrics(reference, load_audio(path, 16000, warn=False), ["stoi"])["stoi"]
             assert enhancement[f"{side}_stoi"] == pytest.approx(expected, abs=1e-6), (choice, side)
         assert ("(reference clean_wav)" in (out / "summary.md").read_text()) == (column == "clean_wav")
+
+
+def test_tts_behaviour_check_passes_the_shipped_enhancer_and_fails_a_broken_one(tmp_path):
+    """The candidate check computes the pinned tests' gains: the shipped model passes them (as the
+    tests say), and the same folder with its weights scrambled fails and exits 1."""
+    import shutil
+
+    import torch
+
+    module = _load("check_tts_behaviour")
+    shipped = os.path.join(os.path.dirname(RECIPE), "..", "speechbrain_sqe", "pretrained", "vq_enhancer")
+    rows = module.check(shipped)
+    assert [(r["kind"], r["snr"]) for r in rows] == list(module.CONDITIONS)
+    assert all(r["passed"] for r in rows), rows
+    broken = tmp_path / "broken"
+    shutil.copytree(shipped, broken)
+    state = torch.load(broken / "vqvae.ckpt", map_location="cpu")
+    generator = torch.Generator().manual_seed(0)
+    state = {k: (torch.randn(v.shape, generator=generator) * v.std().nan_to_num(1.0) if v.is_floating_point()
+                 and v.dim() > 1 else v) for k, v in state.items()}
+    torch.save(state, broken / "vqvae.ckpt")
+    assert module.main([str(broken)]) == 1
