@@ -1,8 +1,10 @@
 """Pinned behaviour of the three models shipped in the package (VQScore, the VQ enhancer, TERA).
 
 The numbers in ``tests/data/shipped_models.json`` were recorded from the code at commit e6dfa1d
-(``python -c "import test_shipped_models as t; t.record()"`` from ``tests/``, once). They must NOT
-change in a refactor: a refactor moves code, the shipped weights and what they compute stay.
+(``python -c "import test_shipped_models as t; t.record()"`` from ``tests/``, once); the TERA entry
+was re-recorded when the shipped TERA was replaced by the one trained on real + TTS speech
+(2026-12-02, ``t.record(only=["tera"])``). They must NOT change in a refactor: a refactor moves
+code, the shipped weights and what they compute stay.
 
 Pinned values use :func:`speech.speech_like` (deterministic, no TTS); the behaviour checks
 (orderings, enhancement) use synthesized speech, closer to the models' training data, and skip
@@ -112,15 +114,28 @@ def measure_tera(tera):
     }
 
 
-def record():
-    """Writes the pinned values (run once, from the code at the recorded commit; never in a refactor)."""
+def record(only=None):
+    """Writes the pinned values (never in a refactor: only when a shipped model is replaced).
+
+    Arguments
+    ---------
+    only : sequence of str, optional
+        Re-record these entries only (``"vqscore"``, ``"vq_enhancer"``, ``"tera"``), keeping the
+        others as recorded; e.g. ``t.record(only=["tera"])`` after the shipped TERA was replaced.
+    """
     api = interfaces()
-    values = {
-        "_note": "Recorded from the code at commit e6dfa1d; must not change in a refactor.",
-        "vqscore": measure_vqscore(api.VQScore.from_hparams(source=api.VQScore.DEFAULT_SOURCE)),
-        "vq_enhancer": measure_vq_enhancer(api.VQEnhancer.from_hparams(source=api.VQEnhancer.DEFAULT_SOURCE)),
-        "tera": measure_tera(api.TERA.from_hparams(source=api.TERA.DEFAULT_SOURCE)),
+    measures = {
+        "vqscore": lambda: measure_vqscore(api.VQScore.from_hparams(source=api.VQScore.DEFAULT_SOURCE)),
+        "vq_enhancer": lambda: measure_vq_enhancer(api.VQEnhancer.from_hparams(source=api.VQEnhancer.DEFAULT_SOURCE)),
+        "tera": lambda: measure_tera(api.TERA.from_hparams(source=api.TERA.DEFAULT_SOURCE)),
     }
+    values = {"_note": "Recorded from the code at commit e6dfa1d; must not change in a refactor."}
+    if only is not None:
+        with open(PINNED_PATH, encoding="utf-8") as stream:
+            values = json.load(stream)
+    for name, measure in measures.items():
+        if only is None or name in only:
+            values[name] = measure()
     os.makedirs(os.path.dirname(PINNED_PATH), exist_ok=True)
     with open(PINNED_PATH, "w", encoding="utf-8") as stream:
         json.dump(values, stream, indent=1)
@@ -265,5 +280,8 @@ def test_tera_layers_shapes_and_pinned_states(tera, pinned):
     for index, (g, e) in enumerate(zip(got["layers"], expected["layers"])):
         for key in ("mean", "std", "mean_abs", "values"):
             assert g[key] == pytest.approx(e[key], abs=TOLERANCE), (index, key)
-    # The layers do transform their input (a refactor that returned one layer four times fails).
-    assert len({round(layer["std"], 3) for layer in got["layers"]}) == 4
+    # The layers do transform their input (a refactor that returned one layer four times fails):
+    # every two hidden states differ in their sampled values (LayerNorm keeps their stds near 1,
+    # so the stds alone cannot tell them apart).
+    for a, b in itertools.combinations(got["layers"], 2):
+        assert max(abs(x - y) for x, y in zip(a["values"], b["values"])) > 0.05
