@@ -400,6 +400,10 @@ def resolve_interface(path, task=None, source=None):
     -------
     >>> resolve_interface("speechbrain_sqe.inference.quality.VQScore", "quality").__name__
     'VQScore'
+    >>> resolve_interface("speechbrain_sqe.inference.quality.VQScore", "enhancer")
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown task 'enhancer'; one of enhancement, quality, ssl_encoder
     >>> resolve_interface("os.system")
     Traceback (most recent call last):
     ...
@@ -408,6 +412,8 @@ def resolve_interface(path, task=None, source=None):
     from speechbrain_sqe.inference.safe_pretrained import SafePretrained
 
     where = f"{source}: " if source else ""
+    if task is not None and task not in TASK_DESCRIPTIONS:  # a caller's typo, not the folder's fault
+        raise ValueError(f"unknown task {task!r}; one of {', '.join(sorted(TASK_DESCRIPTIONS))}")
     module_name, _, class_name = str(path).rpartition(".")
     if not str(path).startswith(INTERFACE_PACKAGE) or not module_name:
         raise InterfaceError(f"{where}interface {path!r} is not one of the package's interfaces "
