@@ -22,12 +22,13 @@ Example (with the model shipped in the package)::
     enhanced = enhancer.enhance_batch(wavs, lengths, mix=0.2)        # [batch, time]
 """
 
+import os
 from typing import ClassVar
 
 import torch
 
 from speechbrain_sqe.dataio.audio import save_audio
-from speechbrain_sqe.inference.hub import DEFAULT_SOURCES, TASK_DESCRIPTIONS
+from speechbrain_sqe.inference.hub import DEFAULT_SOURCES, PRETRAINED_FOLDER, TASK_DESCRIPTIONS
 from speechbrain_sqe.inference.safe_pretrained import SafePretrained
 from speechbrain_sqe.lobes.bsse import bsse_forward
 from speechbrain_sqe.lobes.frontend import SpectralFrontEnd
@@ -405,6 +406,8 @@ class BSSEEnhancer(Enhancer):
 
     MODULES_NEEDED = ("enhancer",)
     MIN_SECONDS = 0.05
+    #: The BSSE model shipped in the package (trained on real speech; its model card says how).
+    DEFAULT_SOURCE = os.path.join(PRETRAINED_FOLDER, "bsse")
     #: Trained to output the dry clean speech from reverberant mixtures (``brains/bsse.py``).
     DEREVERBERATES: ClassVar[bool] = True
     HUB_TITLE = ("BSSE: speech enhancement by a BLSTM mask over the log1p spectrum and weighted SSL layers\n"
