@@ -254,3 +254,30 @@ def test_changing_noise_split_regenerates_consistent_pairs(tmp_path):
     changed = [uid for uid, wav in noisy_audio["time"].items()
                if uid not in noisy_audio["auto"] or not np.array_equal(wav, noisy_audio["auto"][uid])]
     assert len(changed) == len(noisy_audio["time"])
+
+
+def _rewrite_manifest(path, rounds):
+    from speechbrain_sqe.dataio.manifest import write_manifest
+
+    rows = [{"ID": f"u{i}", "duration": 1.0, "clean_wav": f"/c{i}.wav"} for i in range(200)]
+    for _ in range(rounds):
+        write_manifest(path, rows, ["ID", "duration", "clean_wav"])
+
+
+def test_two_preparations_of_one_folder_at_once_do_not_collide(tmp_path):
+    """Two experiments launched together prepare the same data folder: neither may fail on the other's
+    temporary file (it did, with one shared ``<manifest>.tmp`` name)."""
+    import multiprocessing
+
+    from speechbrain_sqe.dataio.manifest import read_manifest
+
+    path = str(tmp_path / "train.csv")
+    context = multiprocessing.get_context("fork")
+    workers = [context.Process(target=_rewrite_manifest, args=(path, 150)) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+    assert [worker.exitcode for worker in workers] == [0, 0]
+    assert len(read_manifest(path)) == 200
+    assert not [name for name in os.listdir(tmp_path) if name.endswith(".tmp")]

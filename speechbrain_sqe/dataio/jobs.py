@@ -145,7 +145,8 @@ def save_atomic(path, wav, sample_rate=16000):
     >>> save_atomic(os.path.join(tempfile.mkdtemp(), "x.wav"), np.zeros(8000), 16000)
     0.5
     """
-    tmp = path[: -len(".wav")] + ".tmp.wav" if path.endswith(".wav") else path + ".tmp.wav"
+    stem = path[: -len(".wav")] if path.endswith(".wav") else path
+    tmp = f"{stem}.{os.getpid()}.tmp.wav"  # per process: concurrent preparations of one folder
     save_audio(tmp, wav, sample_rate)
     os.replace(tmp, path)
     return len(wav) / sample_rate
@@ -305,7 +306,7 @@ def write_stamp(path, config, complete, counts=None, seconds=None):
     """
     stamp = {"config": config, "complete": complete, "counts": counts or {}, "seconds": seconds}
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
+    tmp = f"{path}.{os.getpid()}.tmp"  # per process: concurrent preparations of one folder
     with open(tmp, "w", encoding="utf-8") as handle:
         json.dump(stamp, handle, indent=2, sort_keys=True)
     os.replace(tmp, path)

@@ -96,7 +96,9 @@ def write_manifest(path, rows, columns):
                 raise ValueError(f"{path}: '$' in column {column} of {row['ID']} (SpeechBrain reads it as a variable)")
     path = os.path.abspath(path)
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = path + ".tmp"
+    # One temporary file per process: two recipes preparing the same data folder at once (two
+    # experiments launched together) must not rename each other's half-written file.
+    tmp = f"{path}.{os.getpid()}.tmp"
     with open(tmp, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(columns)
