@@ -376,9 +376,11 @@ class RecipeBrain(sb.Brain):
             Markdown text.
         """
         corpus = getattr(self.hparams, "corpus", "")
+        source = getattr(self.hparams, "source_folder", None)
+        data = f"corpus '{corpus}'" + (f" from {_card_path(source)}" if source else "")
         return build_model_card(
             title, summary, interface, usage,
-            data=f"corpus '{corpus}' ({manifests.get('train_clean')})",
+            data=f"{data} ({_card_path(manifests.get('train_clean'))})",
             data_license=CORPUS_ORIGINS.get(corpus, ""),
             command=self.command_line(), training=self.training_facts(**(facts or {})), results=results,
         )
@@ -391,3 +393,19 @@ class RecipeBrain(sb.Brain):
             "training time": f"{getattr(self, 'train_minutes', 0.0):.1f} min "
                              f"({torch.get_num_threads()} torch threads, {self.device})",
         }
+
+
+def _card_path(path):
+    """A path as a model card shows it: relative to the working directory where it lies inside it
+    (a card must not carry the training machine's absolute paths), else as given.
+
+    >>> import os
+    >>> _card_path(os.path.join(os.getcwd(), "data", "train.csv")) == os.path.join("data", "train.csv")
+    True
+    >>> _card_path("/elsewhere/train.csv")
+    '/elsewhere/train.csv'
+    """
+    if not path:
+        return path
+    relative = os.path.relpath(os.path.abspath(path), os.getcwd())
+    return path if relative.startswith("..") and os.path.isabs(path) else relative
