@@ -93,6 +93,27 @@ def test_report_and_layer_analysis_before_and_after(runs):
     assert "bsse cross ef" in (out / "hub" / "README.md").read_text()
 
 
+def test_layer_weight_reports_of_runs_compared(runs, tmp_path, capsys):
+    """``python -m speechbrain_sqe.analysis.layer_weights`` reads the recipe's report back and
+    compares runs; a folder without a report is refused by name."""
+    from speechbrain_sqe.analysis import layer_weights
+
+    _, out, _ = runs
+    report = out / "report"
+    assert layer_weights.main([f"ef={report}", f"again={report / 'layer_weights.csv'}",
+                               "--output", str(tmp_path / "compared")]) == 0
+    markdown = (tmp_path / "compared" / "layer_weights_compared.md").read_text()
+    rows = [line for line in markdown.splitlines() if line.startswith("| ef ") or line.startswith("| again ")]
+    assert len(rows) == 2 and rows[0].split("|")[2:] == rows[1].split("|")[2:]
+    weights = [float(w) for w in rows[0].split("|")[2].split("/")]
+    assert len(weights) == 4 and sum(weights) == pytest.approx(1.0, abs=2e-3)
+    assert "fine-tuned" in markdown.splitlines()[0]  # ef: the CN distance after fine-tuning too
+    assert (tmp_path / "compared" / "layer_weights_compared.png").stat().st_size > 1000
+    with pytest.raises(SystemExit):
+        layer_weights.main([f"none={tmp_path}", "--output", str(tmp_path / "x")])
+    assert "layer_weights.csv" in capsys.readouterr().err
+
+
 def test_export_loads_and_gives_the_recipes_output_at_the_speech_level(runs):
     data, out, _ = runs
     enhancer = load_model(str(out / "hub"), task="enhancement")
