@@ -207,3 +207,28 @@ def test_registered_predictor_gives_every_metric_from_one_pass(hub, monkeypatch)
     finally:
         for spec in names:
             registry.METRICS.pop(spec.name, None)
+
+
+def test_sqe_score_prints_and_writes_one_column_per_metric(hub, tmp_path, capsys):
+    import csv
+
+    from speechbrain_sqe import cli
+    from speechbrain_sqe.dataio.audio import save_audio
+
+    t = torch.arange(16000) / 16000
+    for index in range(3):  # voiced-like tones (the CLI leaves files without speech unscored)
+        wav = 0.3 * torch.sin(2 * math.pi * (150 + 40 * index) * t) * (1 + torch.sin(2 * math.pi * 3 * t)) / 2
+        save_audio(str(tmp_path / "audio" / f"f{index}.wav"), wav.numpy(), 16000)
+    out = tmp_path / "scores.csv"
+    assert cli.main(["score", str(tmp_path / "audio"), "--model", hub, "--csv", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.splitlines()[0].split() == [*METRICS, "path"]
+    assert all(f"mean {name} " in printed for name in METRICS)
+    with open(out, newline="", encoding="utf-8") as stream:
+        reader = csv.DictReader(stream)
+        rows = list(reader)
+    assert reader.fieldnames == ["path", *METRICS, "duration", "speech"] and len(rows) == 3
+    scorer = LearnedQualityPredictor.from_hparams(source=hub)
+    for row in rows:
+        expected = scorer.score_file_metrics(row["path"])
+        assert [float(row[name]) for name in METRICS] == pytest.approx([expected[n] for n in METRICS], abs=1e-3)
