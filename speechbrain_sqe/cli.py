@@ -98,6 +98,12 @@ def _add_evaluate_parser(subparsers):
         ),
     )
     parser.add_argument(
+        "--predictor", action="append", default=[], metavar="NAME=FOLDER",
+        help="register the quality predictor in the hub folder FOLDER as metric NAME (a predictor of "
+        "several metrics: NAME_<metric> each, one model pass per file; NAME in --metrics selects them "
+        "all); repeatable",
+    )
+    parser.add_argument(
         "--list-metrics", action="store_true",
         help="print the metrics (reference, range, better direction, available here or why "
         "not) and exit",
@@ -148,19 +154,45 @@ def _add_evaluate_parser(subparsers):
     return parser
 
 
+def _register_predictors(items):
+    """Registers each ``NAME=FOLDER`` quality predictor; returns ``{NAME: [its metric names]}``."""
+    from speechbrain_sqe.inference.hub import InterfaceError
+    from speechbrain_sqe.inference.quality import register_quality_model
+
+    groups = {}
+    for item in items:
+        name, sep, folder = item.partition("=")
+        if not sep or not name or not folder:
+            raise ValueError(f"expected NAME=FOLDER, got {item!r}")
+        if not os.path.isdir(folder):
+            raise ValueError(f"{folder}: no such model folder")
+        try:
+            specs = register_quality_model(name, folder)
+        except InterfaceError as error:
+            raise ValueError(str(error)) from None
+        groups[name] = [spec.name for spec in specs]
+    return groups
+
+
 def _run_evaluate(args):
     """Runs ``sqe evaluate`` with parsed arguments; returns the exit status (130: interrupted)."""
     from speechbrain_sqe.dataio.resumable_csv import ResumableCSV, ResumeError
     from speechbrain_sqe.metrics import runner
 
+    try:
+        groups = _register_predictors(args.predictor)
+    except ValueError as error:
+        print(f"sqe evaluate: --predictor: {error}", file=sys.stderr)
+        return 2
     if args.list_metrics:
         print(registry.format_metric_table(registry.metric_table()))
         return 0
     if not args.deg:
         print("sqe evaluate: the following arguments are required: --deg", file=sys.stderr)
         return 2
+    selected = [name for item in args.metrics for name in groups.get(item, [item])]
     try:
-        metrics, unavailable = registry.split_available(args.metrics)
+        metrics, unavailable = registry.split_available(selected)
     except ValueError as error:
         print(f"sqe evaluate: {error}", file=sys.stderr)
         return 2

@@ -186,10 +186,13 @@ def test_single_score_predictors_keep_their_one_name():
 
 
 def test_registered_predictor_gives_every_metric_from_one_pass(hub, monkeypatch):
-    names = registry.register_predictor(
-        "sqa_test", interface=LearnedQualityPredictor, source=hub,
-        output={f"sqa_test_{name}": name for name in METRICS})
+    from speechbrain_sqe.inference.quality import register_quality_model
+
+    specs = register_quality_model("sqa_test", hub)
     try:
+        assert [spec.name for spec in specs] == [f"sqa_test_{name}" for name in METRICS]
+        assert [spec.range for spec in specs] == [(1.0, 4.5), (0.0, 1.0), (None, None)]
+        assert all(spec.learned and not spec.needs_reference for spec in specs)
         calls = []
         real = LearnedQualityPredictor.score_metrics_batch
 
@@ -199,14 +202,41 @@ def test_registered_predictor_gives_every_metric_from_one_pass(hub, monkeypatch)
 
         monkeypatch.setattr(LearnedQualityPredictor, "score_metrics_batch", counted)
         wav = np.asarray(_wavs(1, 8000, seed=6)[0], dtype=np.float64)
-        scores = registry.compute_nonintrusive_metrics(wav, [spec.name for spec in names])
-        assert len(calls) == 1
+        scores = registry.compute_nonintrusive_metrics(wav, [spec.name for spec in specs])
+        assert len(calls) == 1  # one pass of the model for the three metrics
         scorer = LearnedQualityPredictor.from_hparams(source=hub)
-        expected = scorer.score_metrics_batch(torch.as_tensor(wav, dtype=torch.float32)[None])[0]
+        expected = real(scorer, torch.as_tensor(wav, dtype=torch.float32)[None])[0]
         assert [scores[f"sqa_test_{name}"] for name in METRICS] == pytest.approx(expected.tolist(), abs=1e-5)
     finally:
-        for spec in names:
+        for spec in specs:
             registry.METRICS.pop(spec.name, None)
+
+
+def test_sqe_evaluate_with_a_registered_predictor_folder(hub, tmp_path):
+    from speechbrain_sqe import cli
+    from speechbrain_sqe.dataio.audio import save_audio
+
+    for index in range(2):
+        save_audio(str(tmp_path / "deg" / f"f{index}.wav"), _wavs(1, 16000, seed=10 + index)[0].numpy(), 16000)
+    out = tmp_path / "eval.csv"
+    try:
+        status = cli.main(["evaluate", "--deg", str(tmp_path / "deg"), "--predictor", f"sqa={hub}",
+                           "--metrics", "sqa", "--csv", str(out), "--no-progress"])
+        assert status == 0
+        import csv
+
+        with open(out, newline="", encoding="utf-8") as stream:
+            reader = csv.DictReader(stream)
+            rows = list(reader)
+        assert [f"sqa_{name}" for name in METRICS] == [c for c in reader.fieldnames if c.startswith("sqa_")]
+        scorer = LearnedQualityPredictor.from_hparams(source=hub)
+        for row in rows:
+            expected = scorer.score_file_metrics(row["deg"])
+            assert [float(row[f"sqa_{name}"]) for name in METRICS] == pytest.approx(
+                [expected[name] for name in METRICS], abs=1e-4)
+    finally:
+        for name in METRICS:
+            registry.METRICS.pop(f"sqa_{name}", None)
 
 
 def test_sqe_score_prints_and_writes_one_column_per_metric(hub, tmp_path, capsys):

@@ -94,10 +94,10 @@ def test_labels_are_resumed_not_recomputed(runs, monkeypatch, tmp_path):
         return real(pairs, *args, **kwargs)
 
     monkeypatch.setattr(runner, "evaluate_pairs", counting)
-    options = dict(train_minutes=0.25, valid_pairs=3, test_pairs=3, seed=1234, degraded_per_file=2,
-                   max_train_files=200, label_metrics=LABELLED, metric_jobs=1,
-                   corpus_options={"unpaired_minutes": 0.1, "noise_train_per_family": 1, "noise_eval_per_family": 1,
-                                   "rirs_train": 2, "rirs_eval": 2, "noise_seconds": 3.0})
+    options = {"train_minutes": 0.25, "valid_pairs": 3, "test_pairs": 3, "seed": 1234, "degraded_per_file": 2,
+                   "max_train_files": 200, "label_metrics": LABELLED, "metric_jobs": 1,
+                   "corpus_options": {"unpaired_minutes": 0.1, "noise_train_per_family": 1, "noise_eval_per_family": 1,
+                                   "rirs_train": 2, "rirs_eval": 2, "noise_seconds": 3.0}}
     sqa_labels.prepare_embedded_sqa_labels(str(labels), str(data), **options)
     assert asked == [line.split(",")[0] for line in lines[-2:]]
     def same_place(line):  # the copied rows keep their first folder's paths, the remade ones name this one

@@ -383,7 +383,7 @@ class LearnedQualityPredictor(QualityPredictor):
 
     def layer_weights(self):
         """The learned SSL layer weights (softmax, input representation first)."""
-        return [float(w) for w in self.mods.predictor.layer_weights()]
+        return [float(w) for w in self.mods.predictor.layer_weights().detach()]
 
     @torch.no_grad()
     def score_metrics_batch(self, wavs, wav_lens=None):
@@ -411,30 +411,57 @@ class LearnedQualityPredictor(QualityPredictor):
         """The primary (first) metric of each waveform ``[batch]``; see :meth:`score_metrics_batch`."""
         return self.score_metrics_batch(wavs, wav_lens)[:, 0]
 
-    @classmethod
-    def register_metrics(cls, source, prefix="sqa_", replace=False):
-        """Registers each predicted metric in the metric registry as ``<prefix><metric>``, all
-        computed by one pass of the model per file (``sqe evaluate --metrics``, the runner).
 
-        Arguments
-        ---------
-        source : str
-            The model's hub folder.
-        prefix : str
-            Put before each metric's name (the registry already has ``pesq_wb``...).
-        replace : bool
-            Replace metrics of the same names.
+def register_quality_model(name, source, replace=False):
+    """Registers a quality predictor's hub folder in the metric registry, for ``sqe evaluate
+    --metrics`` and the metrics runner: a predictor of one score as the metric ``name``, one of
+    several (:attr:`QualityPredictor.metric_names`) as ``<name>_<metric>`` each, all computed by one
+    pass of the model per file.
 
-        Returns
-        -------
-        list of speechbrain_sqe.metrics.registry.MetricSpec
-            The registered specs.
-        """
-        from speechbrain_sqe.metrics.registry import register_predictor
+    Arguments
+    ---------
+    name : str
+        The metric name, or the prefix of the names of a multi-metric predictor (its metric names,
+        ``pesq_wb``..., are taken by the reference metrics).
+    source : str
+        The model's hub folder (any quality interface: the folder names it).
+    replace : bool
+        Replace metrics of the same names.
 
-        model = cls.from_hparams(source=source)
-        names = {f"{prefix}{metric}": metric for metric in model.metric_names}
-        ranges = {f"{prefix}{metric}": bounds for metric, bounds in model.metric_ranges.items()}
-        return register_predictor(f"{prefix}predictor", interface=f"{cls.__module__}.{cls.__qualname__}", source=source, output=names, range=ranges,
-                                  description={name: f"{metric} predicted by the learned predictor {source}"
-                                               for name, metric in names.items()}, replace=replace)
+    Returns
+    -------
+    list of speechbrain_sqe.metrics.registry.MetricSpec
+        The registered specs.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from speechbrain_sqe.lobes.sqa_predictor import SQAPredictor
+    >>> from speechbrain_sqe.lobes.tera import TERAModel
+    >>> from speechbrain_sqe.metrics import registry
+    >>> tera = TERAModel(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32)
+    >>> model = SQAPredictor(["pesq_wb", "stoi"], ssl_layers=2, ssl_size=16, d_model=16, num_layers=1,
+    ...                      num_heads=2, ffn_size=32)
+    >>> folder = LearnedQualityPredictor.export(tempfile.mkdtemp(), {"predictor": model, "ssl": tera})
+    >>> [(spec.name, spec.range, spec.group) for spec in register_quality_model("doc_sqa", folder)]
+    [('doc_sqa_pesq_wb', (1.0, 4.5), 'doc_sqa'), ('doc_sqa_stoi', (0.0, 1.0), 'doc_sqa')]
+    >>> for metric in ("doc_sqa_pesq_wb", "doc_sqa_stoi"):
+    ...     registry.unregister_metric(metric)
+    """
+    from speechbrain_sqe.inference.hub import class_path, load_model
+    from speechbrain_sqe.metrics.registry import register_predictor
+
+    model = load_model(source, task="quality")
+    names = list(model.metric_names)
+    ranges = getattr(model, "metric_ranges", {}) or {}
+    direction = getattr(model, "DIRECTION", "higher")
+    if len(names) == 1:
+        return register_predictor(name, interface=class_path(model), source=source, range=ranges.get(names[0], (None, None)),
+                                  direction=direction, description=f"{type(model).__name__} of {source}",
+                                  replace=replace)
+    outputs = {f"{name}_{metric}": metric for metric in names}
+    return register_predictor(
+        name, interface=class_path(model), source=source, output=outputs,
+        range={metric: ranges.get(key, (None, None)) for metric, key in outputs.items()}, direction=direction,
+        description={metric: f"{key} predicted by {type(model).__name__} of {source}" for metric, key in outputs.items()},
+        replace=replace)

@@ -192,7 +192,7 @@ def masked_metric_mse(predictions, labels, scales=None):
     >>> pred = torch.tensor([[2.0, 0.5], [3.0, 0.5]], requires_grad=True)
     >>> labels = torch.tensor([[1.0, float("nan")], [3.0, float("nan")]])
     >>> loss, per_metric = masked_metric_mse(pred, labels, [2.0, 1.0])
-    >>> float(loss), per_metric   # ((2 - 1) / 2) ** 2 / 2; the second metric has no label
+    >>> float(loss.detach()), per_metric   # ((2 - 1) / 2) ** 2 / 2; the second metric has no label
     (0.125, tensor([0.1250,    nan]))
     >>> loss.backward(); pred.grad
     tensor([[0.2500, 0.0000],
