@@ -98,6 +98,12 @@ def _add_evaluate_parser(subparsers):
         ),
     )
     parser.add_argument(
+        "--predictor", action="append", default=[], metavar="NAME=FOLDER",
+        help="register the quality predictor in the hub folder FOLDER as metric NAME (a predictor of "
+        "several metrics: NAME_<metric> each, one model pass per file; NAME in --metrics selects them "
+        "all); repeatable",
+    )
+    parser.add_argument(
         "--list-metrics", action="store_true",
         help="print the metrics (reference, range, better direction, available here or why "
         "not) and exit",
@@ -148,19 +154,45 @@ def _add_evaluate_parser(subparsers):
     return parser
 
 
+def _register_predictors(items):
+    """Registers each ``NAME=FOLDER`` quality predictor; returns ``{NAME: [its metric names]}``."""
+    from speechbrain_sqe.inference.hub import InterfaceError
+    from speechbrain_sqe.inference.quality import register_quality_model
+
+    groups = {}
+    for item in items:
+        name, sep, folder = item.partition("=")
+        if not sep or not name or not folder:
+            raise ValueError(f"expected NAME=FOLDER, got {item!r}")
+        if not os.path.isdir(folder):
+            raise ValueError(f"{folder}: no such model folder")
+        try:
+            specs = register_quality_model(name, folder)
+        except InterfaceError as error:
+            raise ValueError(str(error)) from None
+        groups[name] = [spec.name for spec in specs]
+    return groups
+
+
 def _run_evaluate(args):
     """Runs ``sqe evaluate`` with parsed arguments; returns the exit status (130: interrupted)."""
     from speechbrain_sqe.dataio.resumable_csv import ResumableCSV, ResumeError
     from speechbrain_sqe.metrics import runner
 
+    try:
+        groups = _register_predictors(args.predictor)
+    except ValueError as error:
+        print(f"sqe evaluate: --predictor: {error}", file=sys.stderr)
+        return 2
     if args.list_metrics:
         print(registry.format_metric_table(registry.metric_table()))
         return 0
     if not args.deg:
         print("sqe evaluate: the following arguments are required: --deg", file=sys.stderr)
         return 2
+    selected = [name for item in args.metrics for name in groups.get(item, [item])]
     try:
-        metrics, unavailable = registry.split_available(args.metrics)
+        metrics, unavailable = registry.split_available(selected)
     except ValueError as error:
         print(f"sqe evaluate: {error}", file=sys.stderr)
         return 2
@@ -368,11 +400,12 @@ def _run_score(args):
                   file=sys.stderr)
             return 2
         scorer.frame_weighting = args.frame_weighting
-    column = scorer.METRIC_NAME
+    columns = list(scorer.metric_names)  # one for most predictors; one column per metric of a multi-metric one
+    column = columns[0]
     table, kept = None, []
     if args.csv:
         try:
-            table = ScoresCSV(args.csv, column, resume=args.resume)
+            table = ScoresCSV(args.csv, column if len(columns) == 1 else columns, resume=args.resume)
         except ScoresCSVError as error:
             print(f"sqe score: {error}", file=sys.stderr)
             return 2
@@ -405,14 +438,19 @@ def _run_score(args):
             print(f"sqe score: cannot write the frame scores into {args.frames}: "
                   f"{error.strerror or error} ({error.filename or args.frames})", file=sys.stderr)
             return 2
-    scored = [r for r in results if r[column] is not None]
+    scored = [r for r in results if any(r[name] is not None for name in columns)]
+    if len(columns) > 1 and scored:
+        print("  ".join(f"{name:>10}" for name in columns) + "  path")
     for result in scored[:20] if args.csv else scored:
-        print(f"{result[column]:.4f}  {result['path']}")
+        print("  ".join(_score_cell(result[name], len(columns) > 1) for name in columns) + f"  {result['path']}")
     if args.csv and len(scored) > 20:
         print(f"... {len(scored) - 20} more in {args.csv}")
     if scored:
-        mean = sum(r[column] for r in scored) / len(scored)
-        print(f"scored {len(scored)} files, mean {column} {mean:.4f}")
+        means = []
+        for name in columns:
+            values = [r[name] for r in scored if r[name] is not None]
+            means.append(f"mean {name} {sum(values) / len(values):.4f}" if values else f"no {name}")
+        print(f"scored {len(scored)} files, {', '.join(means)}")
     silent = [r["path"] for r in results if r.get("speech") is False]
     for path in silent:
         print(f"NO SPEECH {path}: {NO_SPEECH}", file=sys.stderr)
@@ -421,6 +459,12 @@ def _run_score(args):
     if failures:
         print(f"{len(failures)} of {len(files)} files could not be scored", file=sys.stderr)
     return 1 if failures else 0
+
+
+def _score_cell(value, wide):
+    """One score as ``sqe score`` prints it (``-`` where there is none); right-aligned in a table."""
+    text = "-" if value is None else f"{value:.4f}"
+    return f"{text:>10}" if wide else text
 
 
 def _add_enhance_parser(subparsers):

@@ -20,8 +20,8 @@ def _score(scorer, wavs, lens, frames):
     """Scores (and frame scores) of a padded batch; when the batch fails (a file the model cannot
     take, out of memory), each file is scored alone and a failing one gets its error message."""
     try:
-        scores = scorer.score_batch(wavs, lens)
-        return list(scores), (scorer.score_frames_batch(wavs, lens) if frames else None)
+        scores = scorer.score_metrics_batch(wavs, lens)
+        return [row.tolist() for row in scores], (scorer.score_frames_batch(wavs, lens) if frames else None)
     except (RuntimeError, ValueError) as error:
         if wavs.shape[0] == 1:
             return [f"cannot score: {error}"], None
@@ -29,7 +29,7 @@ def _score(scorer, wavs, lens, frames):
     for row in range(wavs.shape[0]):
         wav = wavs[row : row + 1, : round(float(lens[row]) * wavs.shape[1])]
         try:
-            scores.append(float(scorer.score_batch(wav)[0]))
+            scores.append(scorer.score_metrics_batch(wav)[0].tolist())
             if frames:
                 frame_rows.append(scorer.score_frames_batch(wav)[0])
         except (RuntimeError, ValueError) as error:
@@ -72,13 +72,15 @@ def score_files(scorer, paths, batch_size=16, frames=False, num_workers=0, progr
     Returns
     -------
     results : list of dict
-        ``{"path", <scorer.METRIC_NAME>, "duration"}`` (plus ``"speech"`` with ``detect_speech``,
-        ``"frames"``, a tensor, when asked), in the order of ``paths``.
+        ``{"path", <each of scorer.metric_names>, "duration"}`` (one score for most predictors:
+        ``METRIC_NAME``; plus ``"speech"`` with ``detect_speech``, ``"frames"``, a tensor, when
+        asked), in the order of ``paths``. With ``detect_speech``, a score is ``None`` for a file
+        without speech or where it is NaN.
     failures : list of tuple
         ``(path, reason)`` of files that could not be scored.
     """
     loader = length_sorted_loader(paths, scorer.load_file, batch_size, num_workers)
-    column = scorer.METRIC_NAME
+    columns = list(scorer.metric_names)
     results, failures = {}, []
     rate = scorer.hparams.sample_rate
     with tqdm(total=len(paths), desc="scoring", unit="file", disable=not progress) as bar:
@@ -92,11 +94,13 @@ def score_files(scorer, paths, batch_size=16, frames=False, num_workers=0, progr
                     if isinstance(scores[row], str):
                         unscored.append((name, scores[row]))
                         continue
-                    result = {"path": name, column: float(scores[row]), "duration": samples / rate}
+                    result = {"path": name, **{column: float(value) for column, value in zip(columns, scores[row])},
+                              "duration": samples / rate}
                     if detect_speech:
                         result["speech"] = has_speech(wavs[row, :samples], rate)
-                        if not result["speech"] or result[column] != result[column]:  # NaN: no speech frame
-                            result[column] = None
+                        for column in columns:
+                            if not result["speech"] or result[column] != result[column]:  # NaN: no speech frame
+                                result[column] = None
                     if frames:
                         count = round(result["duration"] / scorer.frame_hop_seconds) + 1
                         result["frames"] = frame_scores[row, :count]

@@ -65,7 +65,11 @@ class QualityPredictor(SafePretrained):
 
     A subclass implements :meth:`score_batch` and, where the method has frame scores,
     :meth:`score_frames_batch` with :attr:`frame_hop_seconds`. ``METRIC_NAME`` names the score
-    (the column of ``sqe score``'s CSV and the name in the metric registry).
+    (the column of ``sqe score``'s CSV and the name in the metric registry). A predictor of several
+    metrics also gives :attr:`metric_names` and :meth:`score_metrics_batch` (``[batch, metrics]``);
+    its :meth:`score_batch` gives its first (primary) metric. Consumers that show every score
+    (``sqe score``, :func:`~speechbrain_sqe.inference.batch_scoring.score_files`, the metric
+    registry) read :attr:`metric_names` and :meth:`score_metrics_batch`.
     """
 
     TASK = "quality"
@@ -78,6 +82,50 @@ class QualityPredictor(SafePretrained):
     def score_batch(self, wavs, wav_lens=None):
         """One score per waveform of a padded batch ``[batch, time]`` -> ``[batch]`` (CPU)."""
         raise NotImplementedError
+
+    @property
+    def metric_names(self):
+        """The names of the scores this predictor gives, in the column order of
+        :meth:`score_metrics_batch` (default: one, :attr:`METRIC_NAME`). ``sqe score`` writes one
+        CSV column per name."""
+        return (self.METRIC_NAME,)
+
+    def score_metrics_batch(self, wavs, wav_lens=None):
+        """Every score of each waveform of a padded batch: ``[batch, len(metric_names)]`` (CPU).
+
+        The default wraps :meth:`score_batch` (one column); a predictor of several metrics
+        overrides it.
+
+        Arguments
+        ---------
+        wavs : torch.Tensor
+            Waveforms ``[batch, time]`` at the model's rate.
+        wav_lens : torch.Tensor, optional
+            Relative lengths in ``[0, 1]``.
+
+        Returns
+        -------
+        torch.Tensor
+            ``[batch, metrics]``.
+        """
+        return torch.as_tensor(self.score_batch(wavs, wav_lens)).reshape(-1, 1).cpu()
+
+    def score_file_metrics(self, path):
+        """Every score of one audio file, by name.
+
+        Arguments
+        ---------
+        path : str
+            The audio file (any rate or channel count: resampled and downmixed).
+
+        Returns
+        -------
+        dict
+            ``{metric name: float}`` in :attr:`metric_names` order.
+        """
+        wav = self.load_file(path)
+        row = self.score_metrics_batch(wav.unsqueeze(0))[0]
+        return {name: float(value) for name, value in zip(self.metric_names, row)}
 
     def score_frames_batch(self, wavs, wav_lens=None):
         """Per-frame scores ``[batch, frames]`` of a padded batch, where the method has them."""
@@ -278,3 +326,142 @@ class VQScore(QualityPredictor):
         if wav_lens is None:  # all full length: one batched STFT
             return self.frontend(wavs), None
         return self.frontend(wavs, wav_lens), self.frontend.frame_lengths(wav_lens, wavs.shape[1])
+
+
+class LearnedQualityPredictor(QualityPredictor):
+    """Predicts several quality metrics of speech without a reference (PESQ, STOI, ESTOI, SI-SDR,
+    DNSMOS OVRL, Distill-MOS...): a Transformer over softmax-weighted SSL layers, trained on labels
+    (``hparams/sqa.yaml``, the URGENT 2026 track 2 baseline's layout).
+
+    Load with ``LearnedQualityPredictor.from_hparams(source=<folder>)`` (or ``load_model(source,
+    task="quality")``, ``sqe score --model``). The hub folder holds ``sample_rate``, ``min_seconds``,
+    the module ``predictor`` (:class:`speechbrain_sqe.lobes.sqa_predictor.SQAPredictor`, whose
+    ``metrics`` name the outputs) and the SSL upstream ``ssl`` (e.g.
+    :class:`speechbrain_sqe.lobes.tera.TERAModel`). :attr:`metric_names` are the predicted metrics;
+    :meth:`score_metrics_batch` gives all of them, :meth:`score_batch` the first (the primary one,
+    :attr:`METRIC_NAME` of this instance). No trained model ships with the package yet.
+
+    Example
+    -------
+    >>> import tempfile, torch
+    >>> from speechbrain_sqe.lobes.sqa_predictor import SQAPredictor
+    >>> from speechbrain_sqe.lobes.tera import TERAModel
+    >>> tera = TERAModel(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32)
+    >>> model = SQAPredictor(["pesq_wb", "stoi"], ssl_layers=2, ssl_size=16, d_model=16, num_layers=1,
+    ...                      num_heads=2, ffn_size=32)
+    >>> folder = LearnedQualityPredictor.export(tempfile.mkdtemp(), {"predictor": model, "ssl": tera})
+    >>> scorer = LearnedQualityPredictor.from_hparams(source=folder)
+    >>> scorer.metric_names, scorer.METRIC_NAME
+    (('pesq_wb', 'stoi'), 'pesq_wb')
+    >>> scorer.score_metrics_batch(torch.randn(3, 16000), torch.tensor([1.0, 0.5, 0.8])).shape
+    torch.Size([3, 2])
+    >>> scorer.score_batch(torch.randn(2, 16000)).shape
+    torch.Size([2])
+    """
+
+    MODULES_NEEDED = ("predictor", "ssl")
+    #: No trained model ships yet: give ``source``.
+    DEFAULT_SOURCE = None
+    MIN_SECONDS = 0.1
+    METRIC_NAME = "sqa"
+    HUB_TITLE = ("Learned multi-metric speech quality predictor (a Transformer over weighted SSL layers;\n"
+                 "URGENT 2026 track 2 baseline layout), trained with speechbrain-sqe's hparams/sqa.yaml.")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.METRIC_NAME = self.metric_names[0]  # the primary metric: score_batch's
+
+    @property
+    def metric_names(self):
+        """The predicted metrics, in output order."""
+        return tuple(self.mods.predictor.metrics)
+
+    @property
+    def metric_ranges(self):
+        """``{metric: (low, high)}`` of the outputs (``None`` for an unbounded side)."""
+        return {name: tuple(bounds) for name, bounds in zip(self.metric_names, self.mods.predictor.ranges)}
+
+    def layer_weights(self):
+        """The learned SSL layer weights (softmax, input representation first)."""
+        return [float(w) for w in self.mods.predictor.layer_weights().detach()]
+
+    @torch.no_grad()
+    def score_metrics_batch(self, wavs, wav_lens=None):
+        """Every predicted metric of each waveform of a padded batch.
+
+        Arguments
+        ---------
+        wavs : torch.Tensor
+            Waveforms ``[batch, time]`` (or ``[time]``) at :attr:`sample_rate`.
+        wav_lens : torch.Tensor, optional
+            Relative lengths in ``[0, 1]``; None: all full length.
+
+        Returns
+        -------
+        torch.Tensor
+            ``[batch, metrics]`` on the CPU, columns in :attr:`metric_names` order.
+        """
+        from speechbrain_sqe.lobes.sqa_predictor import sqa_forward
+
+        wavs, wav_lens = self.as_batch(wavs, wav_lens)
+        self.mods.eval()
+        return sqa_forward(self.mods.predictor, self.mods.ssl, wavs, wav_lens).float().cpu()
+
+    def score_batch(self, wavs, wav_lens=None):
+        """The primary (first) metric of each waveform ``[batch]``; see :meth:`score_metrics_batch`."""
+        return self.score_metrics_batch(wavs, wav_lens)[:, 0]
+
+
+def register_quality_model(name, source, replace=False):
+    """Registers a quality predictor's hub folder in the metric registry, for ``sqe evaluate
+    --metrics`` and the metrics runner: a predictor of one score as the metric ``name``, one of
+    several (:attr:`QualityPredictor.metric_names`) as ``<name>_<metric>`` each, all computed by one
+    pass of the model per file.
+
+    Arguments
+    ---------
+    name : str
+        The metric name, or the prefix of the names of a multi-metric predictor (its metric names,
+        ``pesq_wb``..., are taken by the reference metrics).
+    source : str
+        The model's hub folder (any quality interface: the folder names it).
+    replace : bool
+        Replace metrics of the same names.
+
+    Returns
+    -------
+    list of speechbrain_sqe.metrics.registry.MetricSpec
+        The registered specs.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from speechbrain_sqe.lobes.sqa_predictor import SQAPredictor
+    >>> from speechbrain_sqe.lobes.tera import TERAModel
+    >>> from speechbrain_sqe.metrics import registry
+    >>> tera = TERAModel(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32)
+    >>> model = SQAPredictor(["pesq_wb", "stoi"], ssl_layers=2, ssl_size=16, d_model=16, num_layers=1,
+    ...                      num_heads=2, ffn_size=32)
+    >>> folder = LearnedQualityPredictor.export(tempfile.mkdtemp(), {"predictor": model, "ssl": tera})
+    >>> [(spec.name, spec.range, spec.group) for spec in register_quality_model("doc_sqa", folder)]
+    [('doc_sqa_pesq_wb', (1.0, 4.5), 'doc_sqa'), ('doc_sqa_stoi', (0.0, 1.0), 'doc_sqa')]
+    >>> for metric in ("doc_sqa_pesq_wb", "doc_sqa_stoi"):
+    ...     registry.unregister_metric(metric)
+    """
+    from speechbrain_sqe.inference.hub import class_path, load_model
+    from speechbrain_sqe.metrics.registry import register_predictor
+
+    model = load_model(source, task="quality")
+    names = list(model.metric_names)
+    ranges = getattr(model, "metric_ranges", {}) or {}
+    direction = getattr(model, "DIRECTION", "higher")
+    if len(names) == 1:
+        return register_predictor(name, interface=class_path(model), source=source, range=ranges.get(names[0], (None, None)),
+                                  direction=direction, description=f"{type(model).__name__} of {source}",
+                                  replace=replace)
+    outputs = {f"{name}_{metric}": metric for metric in names}
+    return register_predictor(
+        name, interface=class_path(model), source=source, output=outputs,
+        range={metric: ranges.get(key, (None, None)) for metric, key in outputs.items()}, direction=direction,
+        description={metric: f"{key} predicted by {type(model).__name__} of {source}" for metric, key in outputs.items()},
+        replace=replace)

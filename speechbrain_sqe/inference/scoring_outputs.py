@@ -14,15 +14,23 @@ class ScoresCSVError(ValueError):
     """Raised when the scores CSV cannot be read back (resume) or written; names the file."""
 
 
+def _score_columns(column):
+    """The score columns: one name, or a list of names (a predictor of several metrics)."""
+    return [column] if isinstance(column, str) else list(column)
+
+
 def _columns(column):
-    return ["path", column, "duration", "speech"]
+    return ["path", *_score_columns(column), "duration", "speech"]
 
 
 def _format(result, column):
-    score = result.get(column)
     speech = result.get("speech")
-    return {"path": result["path"], column: "" if score is None else score,
-            "duration": result["duration"], "speech": "" if speech is None else ("yes" if speech else "no")}
+    row = {"path": result["path"]}
+    for name in _score_columns(column):
+        score = result.get(name)
+        row[name] = "" if score is None else score
+    row.update({"duration": result["duration"], "speech": "" if speech is None else ("yes" if speech else "no")})
+    return row
 
 
 def _render(rows, column, header=False):
@@ -35,10 +43,13 @@ def _render(rows, column, header=False):
 
 
 def _parse(row, column):
-    score = row.get(column, "")
-    return {"path": row["path"], column: float(score) if score not in ("", None) else None,
-            "duration": float(row.get("duration") or 0.0),
-            "speech": {"yes": True, "no": False}.get(row.get("speech") or "")}
+    parsed = {"path": row["path"]}
+    for name in _score_columns(column):
+        score = row.get(name, "")
+        parsed[name] = float(score) if score not in ("", None) else None
+    parsed.update({"duration": float(row.get("duration") or 0.0),
+                   "speech": {"yes": True, "no": False}.get(row.get("speech") or "")})
+    return parsed
 
 
 class ScoresCSV:
@@ -48,14 +59,16 @@ class ScoresCSV:
     an interrupted run keeps every finished batch; a half-written last line (a crash inside that
     write, a full disk) is cut off when the file is opened with ``resume``. :meth:`finish` rewrites
     the file in input order (through a temporary name). Columns: ``path``, the score (empty for a
-    file without speech), ``duration`` (seconds), ``speech`` (``yes``/``no``; empty when not checked).
+    file without speech; one column per metric for a predictor of several), ``duration`` (seconds),
+    ``speech`` (``yes``/``no``; empty when not checked).
 
     Arguments
     ---------
     path : str
         The CSV file (its folder is created).
-    column : str
-        The score's name (the predictor's ``METRIC_NAME``).
+    column : str or list of str
+        The score's name (the predictor's ``METRIC_NAME``), or the names of its scores (its
+        ``metric_names``), one column each.
     resume : bool
         Keep the rows already in ``path`` (see :attr:`done`) and append after them; otherwise the
         file is started anew.
@@ -116,9 +129,10 @@ class ScoresCSV:
         reader = csv.DictReader(io.StringIO(text))
         if "path" not in (reader.fieldnames or []):
             raise ScoresCSVError(f"{self.path}: not a scores CSV (no path column); cannot resume from it")
-        if self.column not in reader.fieldnames:
+        wanted = _score_columns(self.column)
+        if any(name not in reader.fieldnames for name in wanted):
             others = ", ".join(name for name in reader.fieldnames if name not in ("path", "duration", "speech"))
-            raise ScoresCSVError(f"{self.path}: holds {others or 'no'} scores, not {self.column}; "
+            raise ScoresCSVError(f"{self.path}: holds {others or 'no'} scores, not {', '.join(wanted)}; "
                                  "resume with the same model or write another --csv")
         try:
             for row in reader:
@@ -163,7 +177,7 @@ class ScoresCSV:
             raise ScoresCSVError(f"{self.path}: cannot append scores ({error.strerror or error}); "
                                  f"{len(self.rows)} rows written before are kept") from error
         for result in results:
-            self.rows[result["path"]] = {key: result.get(key) for key in ("path", self.column, "duration", "speech")}
+            self.rows[result["path"]] = {key: result.get(key) for key in _columns(self.column)}
 
     def finish(self, order):
         """Rewrites the CSV with its rows in ``order`` (rows of paths not in ``order`` go last).
@@ -191,8 +205,8 @@ def write_scores_csv(path, results, column="vqscore"):
         The CSV file (folders are created).
     results : list of dict
         From :func:`speechbrain_sqe.inference.batch_scoring.score_files`.
-    column : str
-        The score's name (the predictor's ``METRIC_NAME``).
+    column : str or list of str
+        The score's name (the predictor's ``METRIC_NAME``), or its ``metric_names``.
 
     Example
     -------
@@ -201,6 +215,9 @@ def write_scores_csv(path, results, column="vqscore"):
     >>> write_scores_csv(out, [{"path": "a.wav", "vqscore": 0.91, "duration": 1.5}])
     >>> open(out).read().splitlines()
     ['path,vqscore,duration,speech', 'a.wav,0.91,1.5,']
+    >>> write_scores_csv(out, [{"path": "a.wav", "pesq_wb": 3.1, "stoi": None, "duration": 1.5}], ["pesq_wb", "stoi"])
+    >>> open(out).read().splitlines()
+    ['path,pesq_wb,stoi,duration,speech', 'a.wav,3.1,,1.5,']
     """
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     write_atomic(path, _render(results, column, header=True))

@@ -45,7 +45,9 @@ Design
   :data:`METRICS` (refusing duplicates unless ``replace=True``); the built-in metrics are registered
   through them at the bottom of this module.
 - A learned predictor is a SpeechBrain interface class (a ``Pretrained``) with ``from_hparams`` and
-  ``score_batch(wavs) -> [batch]`` tensor (or a dict of them, or ``[batch, outputs]``). Its compute
+  ``score_batch(wavs) -> [batch]`` tensor (or a dict of them, or ``[batch, outputs]``); one that
+  names several metrics (``metric_names``, more than one) is asked ``score_metrics_batch(wavs) ->
+  [batch, metrics]`` instead, and ``output`` keys are its metric names. Its compute
   (:class:`Predictor`) loads it once per process, resamples the degraded waveform to the model's
   ``hparams.sample_rate`` and scores it. ``vqscore`` is registered so, through the import path
   :data:`VQSCORE_INTERFACE`.
@@ -531,7 +533,12 @@ class Predictor:
             import torchaudio
 
             wav = torchaudio.functional.resample(wav, sample_rate, model_rate)
-        scores = model.score_batch(wav.unsqueeze(0))
+        names = tuple(getattr(model, "metric_names", ()) or ())
+        if len(names) > 1:  # a predictor of several named metrics: all of them from one pass
+            table = model.score_metrics_batch(wav.unsqueeze(0))
+            scores = {metric: table[:, column] for column, metric in enumerate(names)}
+        else:
+            scores = model.score_batch(wav.unsqueeze(0))
         return {name: self._pick(scores, name, key) for name, key in self.outputs.items()}
 
     def _pick(self, scores, name, key):

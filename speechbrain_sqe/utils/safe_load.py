@@ -124,6 +124,7 @@ RECIPE_POLICY = dataclasses.replace(
     name="recipe",
     names=HUB_POLICY.names | {
         "speechbrain_sqe.dataio.prepare.prepare_corpus",
+        "speechbrain_sqe.dataio.sqa_labels.prepare_sqa_labels",
         "speechbrain_sqe.dataio.realism.CleanRealism",
         "speechbrain.utils.checkpoints.Checkpointer",
         "speechbrain.utils.epoch_loop.EpochCounter",

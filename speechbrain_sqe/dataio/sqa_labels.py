@@ -1,0 +1,359 @@
+"""Label manifests of the learned quality predictor (``hparams/sqa.yaml``): reading them, and a small
+label set made from the embedded corpus.
+
+A label manifest is a SpeechBrain CSV per split (``train.csv``, ``valid.csv``, ``test.csv`` in one
+``label_folder``) with the columns :data:`LABEL_COLUMNS`::
+
+    ID, duration, wav, system, condition, speaker, pesq_wb, stoi, estoi, si_sdr, dnsmos_ovrl, distillmos
+
+``wav`` is the scored (degraded or processed) file, ``system`` what made it (``clean``, ``noisy``, an
+enhancer's name), ``condition`` the degradation, ``speaker`` the talker; an empty metric cell is a
+missing label (NaN in training: the loss leaves it out). :func:`read_label_manifest` checks a file
+and names the file, row and column of anything wrong.
+
+:func:`prepare_embedded_sqa_labels` is the stand-in label set until the full label-set recipe (many
+degradations and enhancement systems) exists: for each clean utterance of the embedded corpus (the
+training voices for ``train``, the held-out voices of the valid/test pairs for ``valid``/``test``)
+it lists the clean file itself, the corpus's own noisy mixture (valid/test), and
+``degraded_per_file`` new mixtures with a noise of the split's noise list at SNRs taken in turn from
+``snrs``; each is labelled against its clean reference by the project's metric runner
+(:func:`~speechbrain_sqe.metrics.runner.evaluate_pairs`). Metrics that cannot run here (DNSMOS or
+Distill-MOS without the ``eval`` extra) are left empty, with a warning. It is resumable: rows already
+in a split's CSV are kept, not recomputed (a kill loses at most the chunk being labelled); a folder
+made with other settings is refused.
+"""
+
+import csv
+import hashlib
+import json
+import logging
+import math
+import os
+
+import numpy as np
+
+from speechbrain_sqe.dataio.audio import load_audio, save_audio
+from speechbrain_sqe.dataio.embedded import prepare_embedded_corpus
+from speechbrain_sqe.dataio.mixing import make_pair
+from speechbrain_sqe.dataio.resumable_csv import ResumableCSV, write_atomic
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "LABEL_COLUMNS",
+    "LABEL_METRICS",
+    "LabelManifestError",
+    "label_manifests",
+    "prepare_embedded_sqa_labels",
+    "prepare_sqa_labels",
+    "read_label_manifest",
+]
+
+#: Columns of a label manifest, in order.
+LABEL_COLUMNS = ("ID", "duration", "wav", "system", "condition", "speaker",
+                 "pesq_wb", "stoi", "estoi", "si_sdr", "dnsmos_ovrl", "distillmos")
+#: The metric columns (labels) of a label manifest.
+LABEL_METRICS = LABEL_COLUMNS[6:]
+SPLITS = ("train", "valid", "test")
+STAMP = "sqa_labels.json"
+_CHUNK = 32
+
+
+class LabelManifestError(ValueError):
+    """A label manifest that cannot be used (missing, a column missing, a cell not a number)."""
+
+
+def label_manifests(label_folder):
+    """The label manifest of each split: ``{"train": <folder>/train.csv, "valid": ..., "test": ...}``.
+
+    Arguments
+    ---------
+    label_folder : str
+        The folder holding the CSVs.
+
+    Returns
+    -------
+    dict
+        Paths by split.
+
+    Example
+    -------
+    >>> label_manifests("labels")["valid"]
+    'labels/valid.csv'
+    """
+    return {split: os.path.join(label_folder, f"{split}.csv") for split in SPLITS}
+
+
+def read_label_manifest(path, metrics=LABEL_METRICS):
+    """Reads and checks a label manifest; returns its rows with the labels as floats (NaN: missing).
+
+    Arguments
+    ---------
+    path : str
+        The CSV.
+    metrics : sequence of str
+        The label columns it must have.
+
+    Returns
+    -------
+    list of dict
+        Rows with ``ID``, ``duration`` (float), ``wav`` and each metric as a float (NaN where empty).
+
+    Raises
+    ------
+    LabelManifestError
+        Naming the file and the column (and row) at fault.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "valid.csv")
+    >>> _ = open(path, "w").write("ID,duration,wav,stoi\\na,1.5,a.wav,0.9\\nb,2.0,b.wav,\\n")
+    >>> [(row["ID"], row["stoi"]) for row in read_label_manifest(path, ["stoi"])]
+    [('a', 0.9), ('b', nan)]
+    >>> read_label_manifest(path, ["stoi", "pesq_wb"])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    speechbrain_sqe.dataio.sqa_labels.LabelManifestError: .../valid.csv: no column 'pesq_wb' (columns: ID, duration, wav, stoi)...
+    """
+    if not os.path.isfile(path):
+        raise LabelManifestError(f"{path}: label manifest not found (give label_folder= a folder with "
+                                 f"{', '.join(f'{s}.csv' for s in SPLITS)})")
+    with open(path, newline="", encoding="utf-8") as stream:
+        reader = csv.DictReader(stream)
+        columns = reader.fieldnames or []
+        for column in ("ID", "duration", "wav", *metrics):
+            if column not in columns:
+                raise LabelManifestError(
+                    f"{path}: no column {column!r} (columns: {', '.join(columns) or 'none'}); a label manifest "
+                    f"has {', '.join(LABEL_COLUMNS)}")
+        rows, seen = [], set()
+        for row in reader:
+            line = reader.line_num
+            if row["ID"] in seen:
+                raise LabelManifestError(f"{path}: row {line}: ID {row['ID']!r} repeated (column 'ID')")
+            seen.add(row["ID"])
+            parsed = {"ID": row["ID"], "wav": row["wav"]}
+            for column in ("duration", *metrics):
+                text = (row.get(column) or "").strip()
+                if column != "duration" and text == "":
+                    parsed[column] = math.nan
+                    continue
+                try:
+                    value = float(text)
+                except ValueError:
+                    raise LabelManifestError(
+                        f"{path}: row {line}: column {column!r} holds {text!r}, not a number"
+                        + ("" if column == "duration" else " (leave the cell empty for a missing label)")) from None
+                if not math.isfinite(value):
+                    raise LabelManifestError(f"{path}: row {line}: column {column!r} holds {text!r}, not a finite "
+                                             "number (leave the cell empty for a missing label)")
+                parsed[column] = value
+            if not row["wav"]:
+                raise LabelManifestError(f"{path}: row {line}: column 'wav' is empty")
+            rows.append(parsed)
+    if not rows:
+        raise LabelManifestError(f"{path}: no rows")
+    return rows
+
+
+def _noise_family(noise_id):
+    """``noise_train_white_003`` -> ``white`` (the embedded corpus's noise names)."""
+    parts = noise_id.split("_")
+    return parts[2] if len(parts) >= 4 else noise_id
+
+
+def _read_csv(path):
+    with open(path, newline="", encoding="utf-8") as stream:
+        return list(csv.DictReader(stream))
+
+
+def _plan(manifests, split, snrs, degraded_per_file, max_files, seed):
+    """The items of one split: ``(row, source)`` where source says how to make the audio."""
+    sources = _read_csv(manifests["train_clean" if split == "train" else split])
+    if max_files is not None:
+        sources = sources[: int(max_files)]
+    noises = _read_csv(manifests[f"noise_{split}"])
+    items = []
+    for index, source in enumerate(sources):
+        clean = source["wav"] if split == "train" else source["clean_wav"]
+        speaker = source.get("voice", "")
+        base = {"duration": float(source["duration"]), "speaker": speaker}
+        items.append(({**base, "ID": f"{source['ID']}_clean", "wav": clean, "system": "clean",
+                       "condition": "clean"}, clean, None))
+        if split != "train":
+            condition = f"corpus_{source.get('noise_type', 'noise')}_snr{float(source.get('snr', 'nan')):g}"
+            if source.get("reverb") == "True":
+                condition += "_reverb"
+            items.append(({**base, "ID": f"{source['ID']}_corpus", "wav": source["noisy_wav"], "system": "noisy",
+                           "condition": condition}, clean, None))
+        for k in range(int(degraded_per_file)):
+            snr = float(snrs[(index * int(degraded_per_file) + k) % len(snrs)])
+            digest = hashlib.sha256(f"{seed}:{split}:{source['ID']}:{k}".encode()).digest()
+            noise = noises[int.from_bytes(digest[:4], "little") % len(noises)]
+            family = _noise_family(noise["ID"])
+            uid = f"{source['ID']}_{family}_snr{snr:g}_{k}"
+            items.append(({**base, "ID": uid, "system": "noisy", "condition": f"{family}_snr{snr:g}"},
+                          clean, (noise["wav"], snr, int.from_bytes(digest[4:8], "little"))))
+    return items
+
+
+def _make_audio(path, clean_path, recipe):
+    """Writes the mixture of a planned item (clean + a noise at an SNR, from a random offset)."""
+    noise_path, snr, noise_seed = recipe
+    clean = load_audio(clean_path, 16000, warn=False).numpy()
+    noise = load_audio(noise_path, 16000, warn=False).numpy()
+    rng = np.random.default_rng(noise_seed)
+    _, noisy = make_pair(clean, _offset(noise, rng), snr)  # scale-invariant metrics: the clean file stays the reference
+    save_audio(path, noisy, 16000)
+
+
+def _offset(noise, rng):
+    """The noise from a random start, wrapped around (another stretch of it for each item)."""
+    start = int(rng.integers(0, max(1, noise.shape[0])))
+    return np.concatenate([noise[start:], noise[:start]])
+
+
+def prepare_embedded_sqa_labels(label_folder, corpus_folder, seed=1234, train_minutes=30.0, valid_pairs=48,
+                                test_pairs=96, corpus_options=None, snrs=(-5, 0, 5, 10, 20),
+                                degraded_per_file=2, max_train_files=200, label_metrics=LABEL_METRICS,
+                                metric_jobs=2, num_workers=2, skip_prep=False):
+    """Makes (or completes) the label set of the embedded corpus; returns its manifests by split.
+
+    Usable as a recipe's ``prepare_data`` (plain keyword arguments, ``skip_prep``).
+
+    Arguments
+    ---------
+    label_folder : str
+        Where ``{train,valid,test}.csv``, the made mixtures (``<split>/audio/``) and the stamp go.
+    corpus_folder : str
+        The embedded corpus's folder (made if needed, with the arguments below).
+    seed : int
+        The corpus's seed, and the seed of the noise picks.
+    train_minutes, valid_pairs, test_pairs, corpus_options
+        The embedded corpus's settings (``corpus_options``: more keywords of
+        :func:`~speechbrain_sqe.dataio.embedded.prepare_embedded_corpus`).
+    snrs : sequence of float
+        SNRs (dB) of the new mixtures, taken in turn.
+    degraded_per_file : int
+        New mixtures per clean utterance.
+    max_train_files : int, optional
+        At most this many training utterances (None: all); valid and test use every pair.
+    label_metrics : sequence of str
+        Metrics computed (among :data:`LABEL_METRICS`; the others' cells stay empty).
+    metric_jobs : int
+        Metric worker processes.
+    num_workers : int
+        Processes generating the corpus.
+    skip_prep : bool
+        Only return the manifest paths.
+
+    Returns
+    -------
+    dict
+        ``{"train": path, "valid": path, "test": path}``.
+    """
+    from speechbrain_sqe.metrics.registry import split_available
+    from speechbrain_sqe.metrics.runner import Pair, evaluate_pairs
+
+    manifests = label_manifests(label_folder)
+    if skip_prep:
+        return manifests
+    unknown = [name for name in label_metrics if name not in LABEL_METRICS]
+    if unknown:
+        raise ValueError(f"label_metrics {unknown} are not label columns ({', '.join(LABEL_METRICS)})")
+    corpus = prepare_embedded_corpus(corpus_folder, seed=seed, train_minutes=train_minutes,
+                                     valid_pairs=valid_pairs, test_pairs=test_pairs, num_workers=num_workers,
+                                     **dict(corpus_options or {}))
+    config = {"corpus_folder": os.path.abspath(corpus_folder), "seed": seed, "snrs": [float(s) for s in snrs],
+              "degraded_per_file": int(degraded_per_file), "max_train_files": max_train_files,
+              "label_metrics": list(label_metrics)}
+    _check_stamp(label_folder, config)
+    metrics, reasons = split_available(list(label_metrics))
+    for name, why in reasons.items():
+        logger.warning("SQA labels: %s left empty: %s", name, why)
+    for split in SPLITS:
+        items = _plan(corpus, split, snrs, degraded_per_file, max_train_files if split == "train" else None, seed)
+        table = ResumableCSV(manifests[split], list(LABEL_COLUMNS), key="ID", resume=True)
+        pending = [item for item in items if item[0]["ID"] not in table.done]
+        if pending:
+            logger.info("SQA labels, %s: %d of %d items to label (%s)", split, len(pending), len(items),
+                        ", ".join(metrics))
+        for start in range(0, len(pending), _CHUNK):
+            chunk = pending[start : start + _CHUNK]
+            for row, clean, recipe in chunk:
+                if recipe is not None:
+                    row["wav"] = os.path.abspath(os.path.join(label_folder, split, "audio", f"{row['ID']}.wav"))
+                    if not os.path.isfile(row["wav"]):
+                        _make_audio(row["wav"], clean, recipe)
+            pairs = [Pair(row["ID"], clean, row["wav"]) for row, clean, _ in chunk]
+            scored, failures = evaluate_pairs(pairs, metrics, 16000, jobs=metric_jobs, progress=False) \
+                if metrics else ([], [])
+            by_id = {result["file"]: result for result in scored}
+            for failure in failures:
+                logger.warning("SQA labels: %s: %s (%s)", failure.file, failure.reason, failure.message)
+            for row, _, _ in chunk:
+                labels = by_id.get(row["ID"], {})
+                table.append({**row, **{name: labels.get(name) for name in metrics}})
+        table.finalize([item[0]["ID"] for item in items])
+    return manifests
+
+
+def _check_stamp(label_folder, config):
+    path = os.path.join(label_folder, STAMP)
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as stream:
+            old = json.load(stream)
+        differ = sorted(key for key in set(old) | set(config) if old.get(key) != config.get(key))
+        if differ:
+            raise ValueError(f"{label_folder}: label set made with other settings ({', '.join(differ)}); "
+                             "give another label_folder or remove it")
+        return
+    write_atomic(path, json.dumps(config, indent=2) + "\n")
+
+
+#: Where a label set comes from: made here from the embedded corpus, or a folder of CSVs already made.
+LABEL_SOURCES = ("embedded", "folder")
+
+
+def prepare_sqa_labels(label_folder, label_source="embedded", metrics=(), skip_prep=False, **options):
+    """The recipe's ``prepare_data``: the label manifests of ``label_folder``.
+
+    Arguments
+    ---------
+    label_folder : str
+        The folder of ``train.csv``, ``valid.csv``, ``test.csv``.
+    label_source : str
+        ``embedded``: make (or complete) them from the embedded corpus
+        (:func:`prepare_embedded_sqa_labels`, with ``options``); ``folder``: use the CSVs already
+        there (another recipe's labels), only checked.
+    metrics : sequence of str
+        The label columns the model needs (checked in every CSV).
+    skip_prep : bool
+        Only return the manifest paths.
+    **options : dict
+        Keywords of :func:`prepare_embedded_sqa_labels` (ignored for ``folder``).
+
+    Returns
+    -------
+    dict
+        ``{"train": path, "valid": path, "test": path}``.
+
+    Example
+    -------
+    >>> prepare_sqa_labels("labels", "mturk")
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown label_source 'mturk'; one of embedded, folder
+    """
+    if label_source not in LABEL_SOURCES:
+        raise ValueError(f"unknown label_source {label_source!r}; one of {', '.join(LABEL_SOURCES)}")
+    if skip_prep:
+        return label_manifests(label_folder)
+    if label_source == "embedded":
+        manifests = prepare_embedded_sqa_labels(label_folder, **options)
+    else:
+        manifests = label_manifests(label_folder)
+    for path in manifests.values():
+        read_label_manifest(path, list(metrics))  # a bad file stops here, naming the file and column
+    return manifests
