@@ -146,3 +146,58 @@ def test_bad_manifest_row_is_reported_by_file_and_line(corpus, tmp_path):
     with pytest.raises(ManifestError, match=r"bad\.csv: 1 bad speech row\(s\): line 3: file not found"):
         prepare_sqa_labels(str(tmp_path / "out"), "manifest", metrics=METRICS,
                            **_options(corpus, source_folder=str(bad)))
+
+
+def _add_outputs_module():
+    import importlib.util
+
+    from recipe_args import ROOT
+
+    spec = importlib.util.spec_from_file_location("add_enhancer_outputs",
+                                                  os.path.join(ROOT, "recipes", "SQA", "add_enhancer_outputs.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_enhancer_outputs_are_added_as_systems_resumably(labels, tmp_path, monkeypatch):
+    import shutil
+
+    from recipe_args import ROOT
+
+    from speechbrain_sqe.metrics import runner
+
+    module = _add_outputs_module()
+    folder = tmp_path / "labels"
+    shutil.copytree(labels[0], folder)
+    before = {split: open(folder / f"{split}.csv").read().splitlines() for split in ("train", "valid", "test")}
+    vq = os.path.join(ROOT, "speechbrain_sqe", "pretrained", "vq_enhancer")
+    argv = [str(folder), "--enhancer", f"vq={vq}", "--peers", "noisereduce", "--max_rows", "2",
+            "--metrics", *METRICS, "--splits", "train", "valid"]
+    added = module.main(argv)
+    assert added == {"train": 2 * 2, "valid": 2 * 2}
+    with open(folder / "train.csv", newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    assert [line for line in open(folder / "train.csv").read().splitlines()][: len(before["train"])] == before["train"]
+    by_id = {row["ID"]: row for row in rows}
+    new = [row for row in rows if row["system"] in ("vq", "noisereduce")]
+    assert len(new) == 4 and {row["system"] for row in new} == {"vq", "noisereduce"}
+    for row in new:
+        source = by_id[row["ID"].rsplit("__", 1)[0]]
+        assert source["system"] == "degraded"
+        assert (row["speaker"], row["condition"], row["clean_wav"]) == (source["speaker"], source["condition"],
+                                                                       source["clean_wav"])
+        assert os.path.isfile(row["wav"]) and row["stoi"] != "" and row["si_sdr"] != ""
+    assert open(folder / "test.csv").read().splitlines() == before["test"]  # not asked for
+    asked = []
+    monkeypatch.setattr(runner, "evaluate_pairs", lambda pairs, *a, **k: asked.extend(pairs) or ([], []))
+    assert module.main(argv) == {"train": 0, "valid": 0}  # resumed: nothing recomputed
+    assert asked == []
+
+
+def test_enhancer_outputs_need_the_clean_reference_column(tmp_path):
+    module = _add_outputs_module()
+    (tmp_path / "train.csv").write_text("ID,duration,wav,system,condition,speaker,pesq_wb,stoi,estoi,si_sdr,"
+                                        "dnsmos_ovrl,distillmos\na,1.0,a.wav,noisy,n,s,,,,,,\n")
+    with pytest.raises(ValueError, match="no 'clean_wav' column"):
+        module.add_enhancer_outputs(str(tmp_path), {"x": lambda wav: wav}, metrics=METRICS, splits=["train"])
