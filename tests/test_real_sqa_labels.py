@@ -201,3 +201,20 @@ def test_enhancer_outputs_need_the_clean_reference_column(tmp_path):
                                         "dnsmos_ovrl,distillmos\na,1.0,a.wav,noisy,n,s,,,,,,\n")
     with pytest.raises(ValueError, match="no 'clean_wav' column"):
         module.add_enhancer_outputs(str(tmp_path), {"x": lambda wav: wav}, metrics=METRICS, splits=["train"])
+
+
+def test_sqa_yaml_label_source_manifest_reaches_the_real_preparation(corpus, tmp_path):
+    from hyperpyyaml import load_hyperpyyaml
+    from recipe_args import ROOT
+
+    splits = str(corpus / "splits.csv")
+    overrides = {"label_source": "manifest", "source_folder": str(corpus / "manifest.csv"), "noise_folder": splits,
+                 "rir_folder": splits, "label_folder": str(tmp_path / "labels"), "max_train_files": 1,
+                 "max_valid_files": 2, "conditions_per_file": 1, "label_metrics": ["si_sdr"], "metric_jobs": 1,
+                 "metrics": ["si_sdr"], "output_folder": str(tmp_path / "out")}
+    with open(os.path.join(ROOT, "hparams", "sqa.yaml"), encoding="utf-8") as stream:
+        hparams = load_hyperpyyaml(stream, overrides)
+    manifests = hparams["prepare_data"]()
+    rows = {split: read_label_manifest(path, ["si_sdr"]) for split, path in manifests.items()}
+    assert [len(rows[split]) for split in ("train", "valid", "test")] == [2, 2, 2]
+    assert all(row["ID"].startswith(("tr_", "va_")) for split_rows in rows.values() for row in split_rows)
