@@ -10,9 +10,17 @@ from speech import pink_noise, speech_like
 
 from speechbrain_sqe.dataio.audio import save_audio
 from speechbrain_sqe.dataio.manifest_corpus import ManifestError
-from speechbrain_sqe.dataio.real_sqa_labels import PlanError, check_plan_excludes, plan_real_sqa_labels
+from speechbrain_sqe.dataio.real_sqa_labels import (
+    PlanError,
+    check_plan_excludes,
+    plan_real_sqa_labels,
+)
 from speechbrain_sqe.dataio.rooms import synthetic_rir
-from speechbrain_sqe.dataio.sqa_labels import LABEL_COLUMNS_WITH_REFERENCE, prepare_sqa_labels, read_label_manifest
+from speechbrain_sqe.dataio.sqa_labels import (
+    LABEL_COLUMNS_WITH_REFERENCE,
+    prepare_sqa_labels,
+    read_label_manifest,
+)
 
 SR = 16000
 SPEAKERS = {"tr_a": "train", "tr_b": "train", "va_c": "valid", "va_d": "valid", "te_e": "test"}
@@ -37,6 +45,11 @@ def corpus(tmp_path_factory):
         rows.append(f"rirs/{name}.wav,rir,{split}")
     (root / "splits.csv").write_text("\n".join(rows) + "\n")
     return root
+
+
+def _lines(path):
+    with open(path, encoding="utf-8") as stream:
+        return stream.read().splitlines()
 
 
 def _options(corpus, **more):
@@ -65,7 +78,7 @@ def test_plan_never_uses_test_speakers_noises_or_rooms(corpus):
     assert {"noise", "room", "band", "clip", "codec", "packet", "clean"} <= kinds
     check_plan_excludes(items, excluded)
     # the check can fail: a plan naming a test noise, or a test speaker, is refused
-    spec = {"kind": "noise", "snr": 0.0, "path": sorted(excluded["paths"])[0]}
+    spec = {"kind": "noise", "snr": 0.0, "path": min(excluded["paths"])}
     bad = {"train": [({"ID": "x_c0", "speaker": "tr_a"}, items["train"][0][1], spec)]}
     with pytest.raises(PlanError, match="x_c0"):
         check_plan_excludes(bad, excluded)
@@ -121,8 +134,9 @@ def test_resume_recomputes_only_missing_rows_and_refuses_other_settings(labels, 
 
     folder, manifests = labels
     path = manifests["train"]
-    lines = open(path).read().splitlines()
-    open(path, "w").write("\n".join(lines[:-1]) + "\n" + lines[-1][:10])  # last row cut by a kill
+    lines = _lines(path)
+    with open(path, "w") as stream:
+        stream.write("\n".join(lines[:-1]) + "\n" + lines[-1][:10])  # last row cut by a kill
     lost = lines[-1].split(",")[0]
     asked = []
     real = runner.evaluate_pairs
@@ -134,7 +148,7 @@ def test_resume_recomputes_only_missing_rows_and_refuses_other_settings(labels, 
     monkeypatch.setattr(runner, "evaluate_pairs", counting)
     prepare_sqa_labels(str(folder), "manifest", metrics=METRICS, **_options(corpus))
     assert asked == [lost]
-    assert open(path).read().splitlines() == lines
+    assert _lines(path) == lines
     with pytest.raises(ValueError, match="other settings .*conditions_per_file"):
         prepare_sqa_labels(str(folder), "manifest", metrics=METRICS, **_options(corpus, conditions_per_file=3))
 
@@ -170,7 +184,7 @@ def test_enhancer_outputs_are_added_as_systems_resumably(labels, tmp_path, monke
     module = _add_outputs_module()
     folder = tmp_path / "labels"
     shutil.copytree(labels[0], folder)
-    before = {split: open(folder / f"{split}.csv").read().splitlines() for split in ("train", "valid", "test")}
+    before = {split: _lines(folder / f"{split}.csv") for split in ("train", "valid", "test")}
     vq = os.path.join(ROOT, "speechbrain_sqe", "pretrained", "vq_enhancer")
     argv = [str(folder), "--enhancer", f"vq={vq}", "--peers", "noisereduce", "--max_rows", "2",
             "--metrics", *METRICS, "--splits", "train", "valid"]
@@ -178,7 +192,7 @@ def test_enhancer_outputs_are_added_as_systems_resumably(labels, tmp_path, monke
     assert added == {"train": 2 * 2, "valid": 2 * 2}
     with open(folder / "train.csv", newline="") as stream:
         rows = list(csv.DictReader(stream))
-    assert [line for line in open(folder / "train.csv").read().splitlines()][: len(before["train"])] == before["train"]
+    assert _lines(folder / "train.csv")[: len(before["train"])] == before["train"]
     by_id = {row["ID"]: row for row in rows}
     new = [row for row in rows if row["system"] in ("vq", "noisereduce")]
     assert len(new) == 4 and {row["system"] for row in new} == {"vq", "noisereduce"}
@@ -188,7 +202,7 @@ def test_enhancer_outputs_are_added_as_systems_resumably(labels, tmp_path, monke
         assert (row["speaker"], row["condition"], row["clean_wav"]) == (source["speaker"], source["condition"],
                                                                        source["clean_wav"])
         assert os.path.isfile(row["wav"]) and row["stoi"] != "" and row["si_sdr"] != ""
-    assert open(folder / "test.csv").read().splitlines() == before["test"]  # not asked for
+    assert _lines(folder / "test.csv") == before["test"]  # not asked for
     asked = []
     monkeypatch.setattr(runner, "evaluate_pairs", lambda pairs, *a, **k: asked.extend(pairs) or ([], []))
     assert module.main(argv) == {"train": 0, "valid": 0}  # resumed: nothing recomputed

@@ -15,7 +15,10 @@ from recipe_args import ROOT, recipe_args, tiny_corpus
 
 import train
 from speechbrain_sqe import cli
-from speechbrain_sqe.dataio.sqa_labels import LABEL_COLUMNS, LABEL_COLUMNS_WITH_REFERENCE
+from speechbrain_sqe.dataio.sqa_labels import (
+    LABEL_COLUMNS,
+    LABEL_COLUMNS_WITH_REFERENCE,
+)
 from speechbrain_sqe.inference.hub import load_model
 from speechbrain_sqe.inference.quality import LearnedQualityPredictor
 

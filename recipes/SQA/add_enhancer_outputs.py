@@ -32,7 +32,12 @@ import torch
 from speechbrain_sqe.dataio.audio import load_audio
 from speechbrain_sqe.dataio.jobs import save_atomic
 from speechbrain_sqe.dataio.resumable_csv import ResumableCSV
-from speechbrain_sqe.dataio.sqa_labels import LABEL_METRICS, REFERENCE_COLUMN, SPLITS, label_manifests
+from speechbrain_sqe.dataio.sqa_labels import (
+    LABEL_METRICS,
+    REFERENCE_COLUMN,
+    SPLITS,
+    label_manifests,
+)
 
 logger = logging.getLogger(__name__)
 HERE = os.path.dirname(os.path.abspath(__file__))

@@ -107,7 +107,7 @@ def band_limit(wav, sample_rate, cutoff_hz):
     wav = _float(wav)
     if not 0 < cutoff_hz < sample_rate / 2:
         raise ValueError(f"cutoff_hz must be in (0, {sample_rate / 2:g}), not {cutoff_hz}")
-    ratio = Fraction(int(round(2 * cutoff_hz)), int(sample_rate)).limit_denominator(1000)
+    ratio = Fraction(round(2 * cutoff_hz), int(sample_rate)).limit_denominator(1000)
     low = resample_poly(wav, ratio.numerator, ratio.denominator)
     back = resample_poly(low, ratio.denominator, ratio.numerator)
     return _fit(back, len(wav)).astype(np.float32)
@@ -299,9 +299,9 @@ def packet_loss(wav, sample_rate, loss_rate, frame_ms=20.0, rng=None):
     if not 0 <= loss_rate <= 1:
         raise ValueError(f"loss_rate must be in [0, 1], not {loss_rate}")
     rng = np.random.default_rng(0) if rng is None else rng
-    frame = max(1, int(round(frame_ms * sample_rate / 1000)))
+    frame = max(1, round(frame_ms * sample_rate / 1000))
     frames = math.ceil(len(wav) / frame)
-    lost = rng.choice(frames, size=int(round(loss_rate * frames)), replace=False)
+    lost = rng.choice(frames, size=round(loss_rate * frames), replace=False)
     out = wav.copy()
     for index in lost:
         out[index * frame : (index + 1) * frame] = 0.0

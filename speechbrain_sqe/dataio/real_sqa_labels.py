@@ -33,8 +33,16 @@ import re
 
 import numpy as np
 
-from speechbrain_sqe.dataio.degradations import CODECS, available_codecs, degrade, describe
-from speechbrain_sqe.dataio.manifest_corpus import read_source_list, read_speech_manifest
+from speechbrain_sqe.dataio.degradations import (
+    CODECS,
+    available_codecs,
+    degrade,
+    describe,
+)
+from speechbrain_sqe.dataio.manifest_corpus import (
+    read_source_list,
+    read_speech_manifest,
+)
 from speechbrain_sqe.dataio.sqa_labels import (
     LABEL_METRICS,
     SPLITS,

@@ -439,7 +439,9 @@ def prepare_sqa_labels(label_folder, label_source="embedded", metrics=(), skip_p
         if label_source == "embedded":
             prepare = prepare_embedded_sqa_labels
         else:
-            from speechbrain_sqe.dataio.real_sqa_labels import prepare_real_sqa_labels as prepare
+            from speechbrain_sqe.dataio.real_sqa_labels import (
+                prepare_real_sqa_labels as prepare,
+            )
         accepted = inspect.signature(prepare).parameters
         manifests = prepare(label_folder, **{k: v for k, v in options.items() if k in accepted})
     else:
