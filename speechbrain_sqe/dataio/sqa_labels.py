@@ -9,7 +9,10 @@ A label manifest is a SpeechBrain CSV per split (``train.csv``, ``valid.csv``, `
 ``wav`` is the scored (degraded or processed) file, ``system`` what made it (``clean``, ``noisy``, an
 enhancer's name), ``condition`` the degradation, ``speaker`` the talker; an empty metric cell is a
 missing label (NaN in training: the loss leaves it out). :func:`read_label_manifest` checks a file
-and names the file, row and column of anything wrong.
+and names the file, row and column of anything wrong. The preparations here also write a last
+column ``clean_wav``, the clean reference of the row's labels (what
+``recipes/SQA/add_enhancer_outputs.py`` needs); it is optional: a file without it is read, and
+resumed without it (:func:`label_columns`).
 
 :func:`prepare_embedded_sqa_labels` is the stand-in label set until the full label-set recipe (many
 degradations and enhancement systems) exists: for each clean utterance of the embedded corpus (the
