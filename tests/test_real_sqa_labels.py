@@ -232,3 +232,22 @@ def test_sqa_yaml_label_source_manifest_reaches_the_real_preparation(corpus, tmp
     rows = {split: read_label_manifest(path, ["si_sdr"]) for split, path in manifests.items()}
     assert [len(rows[split]) for split in ("train", "valid", "test")] == [2, 2, 2]
     assert all(row["ID"].startswith(("tr_", "va_")) for split_rows in rows.values() for row in split_rows)
+
+
+def test_a_label_csv_without_clean_wav_is_resumed_in_its_own_format(tmp_path):
+    from speechbrain_sqe.dataio.sqa_labels import (
+        LABEL_COLUMNS,
+        label_columns,
+        label_items,
+    )
+
+    path = tmp_path / "train.csv"
+    path.write_text(",".join(LABEL_COLUMNS) + "\nold,1.0,a.wav,clean,clean,s,,,,,,\n")
+    assert label_columns(str(path)) == LABEL_COLUMNS
+    assert label_columns(str(tmp_path / "valid.csv"))[-1] == "clean_wav"
+    items = [({"ID": "old", "wav": "a.wav"}, "a.wav", None),
+             ({"ID": "new", "duration": 1.0, "wav": "b.wav", "system": "clean", "condition": "clean",
+               "speaker": "s"}, "b.wav", None)]
+    label_items(str(tmp_path), "train", items, [], 1, None)
+    assert _lines(path) == [",".join(LABEL_COLUMNS), "old,1.0,a.wav,clean,clean,s,,,,,,",
+                            "new,1.0,b.wav,clean,clean,s,,,,,,"]
