@@ -15,7 +15,10 @@ from recipe_args import ROOT, recipe_args, tiny_corpus
 
 import train
 from speechbrain_sqe import cli
-from speechbrain_sqe.dataio.sqa_labels import LABEL_COLUMNS
+from speechbrain_sqe.dataio.sqa_labels import (
+    LABEL_COLUMNS,
+    LABEL_COLUMNS_WITH_REFERENCE,
+)
 from speechbrain_sqe.inference.hub import load_model
 from speechbrain_sqe.inference.quality import LearnedQualityPredictor
 
@@ -63,10 +66,11 @@ def test_label_set_has_the_manifest_columns_and_labels(runs):
     labels = f"{data}_labels"
     for split in ("train", "valid", "test"):
         columns, rows = _rows(os.path.join(labels, f"{split}.csv"))
-        assert columns == list(LABEL_COLUMNS)
+        assert columns == list(LABEL_COLUMNS_WITH_REFERENCE)  # the label columns + clean_wav
         assert {row["system"] for row in rows} >= {"clean", "noisy"}
         for row in rows:
-            assert os.path.isfile(row["wav"])
+            assert os.path.isfile(row["wav"]) and os.path.isfile(row["clean_wav"])
+            assert row["system"] != "clean" or os.path.abspath(row["wav"]) == row["clean_wav"]
             assert all(row[name] != "" for name in LABELLED), row
             assert row["dnsmos_ovrl"] == "" and row["distillmos"] == ""  # not asked for: missing labels
     _, test = _rows(os.path.join(labels, "test.csv"))

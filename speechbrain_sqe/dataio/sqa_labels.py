@@ -9,7 +9,10 @@ A label manifest is a SpeechBrain CSV per split (``train.csv``, ``valid.csv``, `
 ``wav`` is the scored (degraded or processed) file, ``system`` what made it (``clean``, ``noisy``, an
 enhancer's name), ``condition`` the degradation, ``speaker`` the talker; an empty metric cell is a
 missing label (NaN in training: the loss leaves it out). :func:`read_label_manifest` checks a file
-and names the file, row and column of anything wrong.
+and names the file, row and column of anything wrong. The preparations here also write a last
+column ``clean_wav``, the clean reference of the row's labels (what
+``recipes/SQA/add_enhancer_outputs.py`` needs); it is optional: a file without it is read, and
+resumed without it (:func:`label_columns`).
 
 :func:`prepare_embedded_sqa_labels` is the stand-in label set until the full label-set recipe (many
 degradations and enhancement systems) exists: for each clean utterance of the embedded corpus (the
@@ -41,8 +44,12 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "LABEL_COLUMNS",
+    "LABEL_COLUMNS_WITH_REFERENCE",
     "LABEL_METRICS",
+    "REFERENCE_COLUMN",
     "LabelManifestError",
+    "label_columns",
+    "label_items",
     "label_manifests",
     "prepare_embedded_sqa_labels",
     "prepare_sqa_labels",
@@ -54,6 +61,11 @@ LABEL_COLUMNS = ("ID", "duration", "wav", "system", "condition", "speaker",
                  "pesq_wb", "stoi", "estoi", "si_sdr", "dnsmos_ovrl", "distillmos")
 #: The metric columns (labels) of a label manifest.
 LABEL_METRICS = LABEL_COLUMNS[6:]
+#: The optional last column: the clean reference the labels were computed against (what
+#: ``recipes/SQA/add_enhancer_outputs.py`` enhances against); a file without it is still read.
+REFERENCE_COLUMN = "clean_wav"
+#: The columns written by the preparations here (:data:`LABEL_COLUMNS` + ``clean_wav``).
+LABEL_COLUMNS_WITH_REFERENCE = LABEL_COLUMNS + (REFERENCE_COLUMN,)
 SPLITS = ("train", "valid", "test")
 STAMP = "sqa_labels.json"
 _CHUNK = 32
@@ -254,7 +266,6 @@ def prepare_embedded_sqa_labels(label_folder, corpus_folder, seed=1234, train_mi
         ``{"train": path, "valid": path, "test": path}``.
     """
     from speechbrain_sqe.metrics.registry import split_available
-    from speechbrain_sqe.metrics.runner import Pair, evaluate_pairs
 
     manifests = label_manifests(label_folder)
     if skip_prep:
@@ -274,29 +285,99 @@ def prepare_embedded_sqa_labels(label_folder, corpus_folder, seed=1234, train_mi
         logger.warning("SQA labels: %s left empty: %s", name, why)
     for split in SPLITS:
         items = _plan(corpus, split, snrs, degraded_per_file, max_train_files if split == "train" else None, seed)
-        table = ResumableCSV(manifests[split], list(LABEL_COLUMNS), key="ID", resume=True)
-        pending = [item for item in items if item[0]["ID"] not in table.done]
-        if pending:
-            logger.info("SQA labels, %s: %d of %d items to label (%s)", split, len(pending), len(items),
-                        ", ".join(metrics))
-        for start in range(0, len(pending), _CHUNK):
-            chunk = pending[start : start + _CHUNK]
-            for row, clean, recipe in chunk:
-                if recipe is not None:
-                    row["wav"] = os.path.abspath(os.path.join(label_folder, split, "audio", f"{row['ID']}.wav"))
-                    if not os.path.isfile(row["wav"]):
-                        _make_audio(row["wav"], clean, recipe)
-            pairs = [Pair(row["ID"], clean, row["wav"]) for row, clean, _ in chunk]
-            scored, failures = evaluate_pairs(pairs, metrics, 16000, jobs=metric_jobs, progress=False) \
-                if metrics else ([], [])
-            by_id = {result["file"]: result for result in scored}
-            for failure in failures:
-                logger.warning("SQA labels: %s: %s (%s)", failure.file, failure.reason, failure.message)
-            for row, _, _ in chunk:
-                labels = by_id.get(row["ID"], {})
-                table.append({**row, **{name: labels.get(name) for name in metrics}})
-        table.finalize([item[0]["ID"] for item in items])
+        label_items(label_folder, split, items, metrics, metric_jobs, _make_audio)
     return manifests
+
+
+def label_columns(path):
+    """The columns a label CSV is written with: :data:`LABEL_COLUMNS` plus ``clean_wav``, or without
+    ``clean_wav`` when resuming a file made before that column existed.
+
+    Arguments
+    ---------
+    path : str
+        The CSV (it may not exist yet).
+
+    Returns
+    -------
+    tuple of str
+        The columns.
+
+    Example
+    -------
+    >>> label_columns("/nonexistent.csv")[-1]
+    'clean_wav'
+    """
+    if os.path.isfile(path):
+        with open(path, newline="", encoding="utf-8") as stream:
+            header = next(csv.reader(stream), None)
+        if header is not None and tuple(header) == LABEL_COLUMNS:
+            return LABEL_COLUMNS
+    return LABEL_COLUMNS_WITH_REFERENCE
+
+
+def label_items(label_folder, split, items, metrics, metric_jobs, make_audio, progress=False):
+    """Labels the planned items of a split into ``<label_folder>/<split>.csv``, resumably.
+
+    Rows already in the CSV are kept, not recomputed; the others are made (``make_audio(path, clean,
+    recipe)`` writes ``<label_folder>/<split>/audio/<ID>.wav`` for an item with a recipe, unless the
+    file exists: audio is written atomically) and scored against their clean reference by
+    :func:`~speechbrain_sqe.metrics.runner.evaluate_pairs`, a chunk at a time (a kill loses at most
+    one chunk). The CSV is rewritten at the end in plan order.
+
+    Arguments
+    ---------
+    label_folder : str
+        The label set's folder.
+    split : str
+        ``train``, ``valid`` or ``test``.
+    items : list of (dict, str, object)
+        ``(row, clean reference path, recipe or None)``; a row without recipe scores its own ``wav``.
+    metrics : list of str
+        The metrics computed (the other label cells stay empty).
+    metric_jobs : int
+        Metric worker processes.
+    make_audio : callable
+        ``make_audio(path, clean, recipe)``.
+    progress : bool
+        Show a tqdm bar over the chunks.
+
+    Returns
+    -------
+    str
+        The CSV's path.
+    """
+    from speechbrain_sqe.metrics.runner import Pair, evaluate_pairs
+
+    path = label_manifests(label_folder)[split]
+    table = ResumableCSV(path, list(label_columns(path)), key="ID", resume=True)
+    pending = [item for item in items if item[0]["ID"] not in table.done]
+    if pending:
+        logger.info("SQA labels, %s: %d of %d items to label (%s)", split, len(pending), len(items),
+                    ", ".join(metrics))
+    starts = range(0, len(pending), _CHUNK)
+    if progress and pending:
+        from tqdm import tqdm
+
+        starts = tqdm(starts, desc=f"SQA labels ({split}, chunks of {_CHUNK})")
+    for start in starts:
+        chunk = pending[start : start + _CHUNK]
+        for row, clean, recipe in chunk:
+            if recipe is not None:
+                row["wav"] = os.path.abspath(os.path.join(label_folder, split, "audio", f"{row['ID']}.wav"))
+                if not os.path.isfile(row["wav"]):
+                    make_audio(row["wav"], clean, recipe)
+        pairs = [Pair(row["ID"], clean, row["wav"]) for row, clean, _ in chunk]
+        scored, failures = evaluate_pairs(pairs, metrics, 16000, jobs=metric_jobs, progress=False) \
+            if metrics else ([], [])
+        by_id = {result["file"]: result for result in scored}
+        for failure in failures:
+            logger.warning("SQA labels: %s: %s (%s)", failure.file, failure.reason, failure.message)
+        for row, clean, _ in chunk:
+            labels = by_id.get(row["ID"], {})
+            table.append({**row, "clean_wav": os.path.abspath(clean), **{name: labels.get(name) for name in metrics}})
+    table.finalize([item[0]["ID"] for item in items])
+    return path
 
 
 def _check_stamp(label_folder, config):
@@ -312,8 +393,10 @@ def _check_stamp(label_folder, config):
     write_atomic(path, json.dumps(config, indent=2) + "\n")
 
 
-#: Where a label set comes from: made here from the embedded corpus, or a folder of CSVs already made.
-LABEL_SOURCES = ("embedded", "folder")
+#: Where a label set comes from: made here from the embedded corpus or from real speech (a speech
+#: manifest and noise / room lists: :mod:`~speechbrain_sqe.dataio.real_sqa_labels`), or a folder of
+#: CSVs already made.
+LABEL_SOURCES = ("embedded", "manifest", "folder")
 
 
 def prepare_sqa_labels(label_folder, label_source="embedded", metrics=(), skip_prep=False, **options):
@@ -325,14 +408,17 @@ def prepare_sqa_labels(label_folder, label_source="embedded", metrics=(), skip_p
         The folder of ``train.csv``, ``valid.csv``, ``test.csv``.
     label_source : str
         ``embedded``: make (or complete) them from the embedded corpus
-        (:func:`prepare_embedded_sqa_labels`, with ``options``); ``folder``: use the CSVs already
-        there (another recipe's labels), only checked.
+        (:func:`prepare_embedded_sqa_labels`, with ``options``); ``manifest``: from real speech
+        (:func:`~speechbrain_sqe.dataio.real_sqa_labels.prepare_real_sqa_labels`: ``source_folder``
+        the speech manifest, ``noise_folder`` / ``rir_folder`` the lists); ``folder``: use the CSVs
+        already there (another recipe's labels), only checked.
     metrics : sequence of str
         The label columns the model needs (checked in every CSV).
     skip_prep : bool
         Only return the manifest paths.
     **options : dict
-        Keywords of :func:`prepare_embedded_sqa_labels` (ignored for ``folder``).
+        Keywords of the chosen preparation; those it does not take are left out (one recipe passes
+        the options of every source; ignored for ``folder``).
 
     Returns
     -------
@@ -344,14 +430,23 @@ def prepare_sqa_labels(label_folder, label_source="embedded", metrics=(), skip_p
     >>> prepare_sqa_labels("labels", "mturk")
     Traceback (most recent call last):
     ...
-    ValueError: unknown label_source 'mturk'; one of embedded, folder
+    ValueError: unknown label_source 'mturk'; one of embedded, manifest, folder
     """
     if label_source not in LABEL_SOURCES:
         raise ValueError(f"unknown label_source {label_source!r}; one of {', '.join(LABEL_SOURCES)}")
     if skip_prep:
         return label_manifests(label_folder)
-    if label_source == "embedded":
-        manifests = prepare_embedded_sqa_labels(label_folder, **options)
+    if label_source in ("embedded", "manifest"):
+        import inspect
+
+        if label_source == "embedded":
+            prepare = prepare_embedded_sqa_labels
+        else:
+            from speechbrain_sqe.dataio.real_sqa_labels import (
+                prepare_real_sqa_labels as prepare,
+            )
+        accepted = inspect.signature(prepare).parameters
+        manifests = prepare(label_folder, **{k: v for k, v in options.items() if k in accepted})
     else:
         manifests = label_manifests(label_folder)
     for path in manifests.values():

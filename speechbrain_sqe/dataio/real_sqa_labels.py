@@ -1,0 +1,339 @@
+"""The label set of the learned quality predictor made from real speech (``--label_source=manifest``).
+
+From a clean-speech manifest (``path, speaker, split``, the layout of
+``../shared/data/speech/manifest.csv``, read by
+:func:`~speechbrain_sqe.dataio.manifest_corpus.read_speech_manifest`) and noise / room lists with
+splits (``path, split[, kind]``, ``../shared/data/real/splits.csv``):
+
+- the manifest's **train** speakers make the label ``train`` split; its **valid** speakers are
+  split in two, sorted by name, alternately: the even ones make ``valid``, the odd ones ``test``
+  (so valid and test never share a speaker); the manifest's **test** speakers are never used (they
+  are the speakers of the real test sets, :mod:`~speechbrain_sqe.dataio.real_testsets`);
+- only the lists' **train** noises and rooms are used, whatever the label split (test noises and
+  rooms are those of the real test sets); :func:`check_plan_excludes` refuses a plan naming a test
+  speaker, a test speaker's file or a test noise / room, before anything is written;
+- for each clean file: the clean file itself (``system=clean``) and ``conditions_per_file``
+  degraded versions (``system=degraded``), each drawn (seeded by the file and its index) from
+  :data:`PLAN`: noise at an SNR uniform in [-5, 30] dB, a room, a room plus noise, a band limit,
+  clipping, a codec, packet loss, noise then a codec (see
+  :mod:`~speechbrain_sqe.dataio.degradations`; the spec is data, its name goes in ``condition``);
+- labels: the metric runner against the **dry** clean file (a room lowers the labels:
+  reverberation is a degradation here, as in every corpus of the project). DNSMOS OVRL and
+  Distill-MOS are filled when they run here, left empty otherwise (a warning);
+- written as :func:`~speechbrain_sqe.dataio.sqa_labels.label_items` does: resumable (rows present
+  are kept), atomic audio writes, a stamp refusing a folder made with other settings, a tqdm bar,
+  and ``max_train_files`` / ``max_valid_files`` to make a small set (files drawn seeded across
+  speakers, not the first ones).
+"""
+
+import hashlib
+import logging
+import os
+import re
+
+import numpy as np
+
+from speechbrain_sqe.dataio.degradations import (
+    CODECS,
+    available_codecs,
+    degrade,
+    describe,
+)
+from speechbrain_sqe.dataio.manifest_corpus import (
+    read_source_list,
+    read_speech_manifest,
+)
+from speechbrain_sqe.dataio.sqa_labels import (
+    LABEL_METRICS,
+    SPLITS,
+    _check_stamp,
+    label_items,
+    label_manifests,
+)
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["PLAN", "PlanError", "check_plan_excludes", "draw_condition", "plan_real_sqa_labels",
+           "prepare_real_sqa_labels"]
+
+#: The kinds of condition drawn, equally likely.
+PLAN = ("noise", "room", "room_noise", "band_limit", "clip", "codec", "packet_loss", "noise_codec")
+#: compression_level settings drawn per codec (MP3 at 16 kHz fails near 1 in libsndfile 1.2.2).
+CODEC_SETTINGS = {"vorbis": (0.3, 0.6, 0.9, 1.0), "opus": (0.6, 0.8, 0.9, 1.0), "mp3": (0.3, 0.6, 0.9)}
+SNR_RANGE = (-5.0, 30.0)
+CUTOFFS_HZ = (2000.0, 3400.0, 4000.0, 5500.0)
+
+
+class PlanError(RuntimeError):
+    """A label plan that names a test speaker, noise or room."""
+
+
+def _seed(*parts):
+    return int.from_bytes(hashlib.sha256(":".join(str(p) for p in parts).encode()).digest()[:8], "little")
+
+
+def draw_condition(rng, noises, rooms, codecs):
+    """Draws one degradation spec of :data:`PLAN`.
+
+    Arguments
+    ---------
+    rng : numpy.random.Generator
+        The random source.
+    noises, rooms : list of str
+        The noise and RIR files to draw from (training ones).
+    codecs : list of str
+        The usable codecs.
+
+    Returns
+    -------
+    dict
+        A spec for :func:`~speechbrain_sqe.dataio.degradations.degrade`.
+
+    Example
+    -------
+    >>> spec = draw_condition(np.random.default_rng(0), ["n.wav"], ["r.wav"], ["gsm610"])
+    >>> spec["kind"] in ("noise", "room", "chain", "band_limit", "clip", "codec", "packet_loss")
+    True
+    """
+    kinds = [k for k in PLAN if (noises or "noise" not in k) and (rooms or "room" not in k)
+             and (codecs or "codec" not in k)]
+    kind = kinds[int(rng.integers(len(kinds)))]
+
+    def noise():
+        return {"kind": "noise", "path": noises[int(rng.integers(len(noises)))],
+                "snr": round(float(rng.uniform(*SNR_RANGE)), 2)}
+
+    def room():
+        return {"kind": "room", "path": rooms[int(rng.integers(len(rooms)))]}
+
+    def a_codec():
+        name = codecs[int(rng.integers(len(codecs)))]
+        settings = CODEC_SETTINGS.get(name)
+        spec = {"kind": "codec", "name": name}
+        if settings and CODECS[name][2]:
+            spec["setting"] = settings[int(rng.integers(len(settings)))]
+        return spec
+
+    if kind == "noise":
+        return noise()
+    if kind == "room":
+        return room()
+    if kind == "room_noise":
+        return {"kind": "chain", "steps": [room(), noise()]}
+    if kind == "band_limit":
+        return {"kind": "band_limit", "cutoff_hz": CUTOFFS_HZ[int(rng.integers(len(CUTOFFS_HZ)))]}
+    if kind == "clip":
+        return {"kind": "clip", "threshold": round(float(rng.uniform(0.05, 0.5)), 3)}
+    if kind == "codec":
+        return a_codec()
+    if kind == "packet_loss":
+        return {"kind": "packet_loss", "loss_rate": round(float(rng.uniform(0.02, 0.3)), 3)}
+    return {"kind": "chain", "steps": [noise(), a_codec()]}
+
+
+def _spec_paths(spec):
+    if spec is None:
+        return []
+    if spec.get("kind") == "chain":
+        return [path for step in spec["steps"] for path in _spec_paths(step)]
+    return [spec["path"]] if "path" in spec else []
+
+
+def _uid(path, speaker, used):
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", os.path.splitext(os.path.basename(path))[0])
+    uid = stem if stem.startswith(speaker) else f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', speaker)}_{stem}"
+    if uid in used:
+        uid = f"{uid}_{hashlib.sha1(path.encode()).hexdigest()[:6]}"
+    used.add(uid)
+    return uid
+
+
+def _pick(files, limit, seed, split):
+    """At most ``limit`` files, drawn seeded across the list (all, in order, without a limit)."""
+    if limit is None or limit >= len(files):
+        return list(files)
+    order = np.random.default_rng(_seed(seed, "pick", split)).permutation(len(files))[: int(limit)]
+    return [files[i] for i in sorted(order)]
+
+
+def plan_real_sqa_labels(manifest, noise_list, rir_list, seed=1234, conditions_per_file=3, max_train_files=None,
+                         max_valid_files=None, skip_bad_rows=False, codecs=None):
+    """The items of each label split and what must never enter them.
+
+    Arguments
+    ---------
+    manifest : str
+        Clean-speech CSV (``path, speaker, split``).
+    noise_list, rir_list : str
+        Noise and RIR lists (``path, split[, kind]``; one file may serve both).
+    seed : int
+        Seed of the draws.
+    conditions_per_file : int
+        Degraded versions per clean file (besides the clean file itself).
+    max_train_files, max_valid_files : int, optional
+        At most this many clean files from the train speakers / from the valid speakers (shared by
+        the label valid and test splits); None: all.
+    skip_bad_rows : bool
+        Skip bad manifest / list rows with a warning instead of raising.
+    codecs : list of str, optional
+        Codecs drawn (default: every available one).
+
+    Returns
+    -------
+    items : dict
+        ``split -> list of (row, clean path, spec or None)`` (``row`` without labels).
+    excluded : dict
+        ``{"speakers": set, "paths": set}``: the test speakers and every test file (speech, noise,
+        room) of the inputs.
+    """
+    speech = read_speech_manifest(manifest, seed, skip_bad_rows=skip_bad_rows)
+    noises = read_source_list(noise_list, "noise", skip_bad_rows)
+    rooms = read_source_list(rir_list, "rir", skip_bad_rows)
+    usable = available_codecs()
+    codecs = [c for c in (codecs if codecs is not None else CODECS) if c in usable]
+    skipped = [c for c in CODECS if c not in usable]
+    if skipped:
+        logger.warning("SQA labels: codecs %s not available in this libsndfile; left out", ", ".join(skipped))
+    valid_speakers = sorted({speaker for _, speaker in speech["valid"]})
+    label_split_of = {speaker: ("valid", "test")[index % 2] for index, speaker in enumerate(valid_speakers)}
+    sources = {"train": _pick(speech["train"], max_train_files, seed, "train")}
+    valid_files = _pick(speech["valid"], max_valid_files, seed, "valid")
+    for split in ("valid", "test"):
+        sources[split] = [(path, speaker) for path, speaker in valid_files if label_split_of[speaker] == split]
+    items, used = {}, set()
+    for split in SPLITS:
+        items[split] = []
+        for path, speaker in sources[split]:
+            uid = _uid(path, speaker, used)
+            base = {"speaker": speaker}
+            items[split].append(({**base, "ID": f"{uid}_clean", "wav": path, "system": "clean",
+                                  "condition": "clean"}, path, None))
+            for k in range(int(conditions_per_file)):
+                rng = np.random.default_rng(_seed(seed, "condition", path, k))
+                spec = draw_condition(rng, noises["train"], rooms["train"], codecs)
+                spec = {**spec, "seed": _seed(seed, "degrade", path, k) % 2**32}
+                items[split].append(({**base, "ID": f"{uid}_c{k}", "system": "degraded",
+                                      "condition": describe(spec)}, path, spec))
+    excluded = {"speakers": {speaker for _, speaker in speech["test"]},
+                "paths": {path for path, _ in speech["test"]} | set(noises["test"]) | set(rooms["test"])}
+    return items, excluded
+
+
+def check_plan_excludes(items, excluded):
+    """Refuses a plan naming a test speaker or a test file (speech, noise, room).
+
+    Arguments
+    ---------
+    items : dict
+        ``split -> list of (row, clean path, spec or None)``.
+    excluded : dict
+        ``{"speakers": set, "paths": set}``.
+
+    Raises
+    ------
+    PlanError
+        Naming the first offending item.
+
+    Example
+    -------
+    >>> plan = {"train": [({"ID": "a_c0", "speaker": "a"}, "a.wav", {"kind": "noise", "path": "n.wav", "snr": 0})]}
+    >>> check_plan_excludes(plan, {"speakers": {"b"}, "paths": {"b.wav"}})
+    >>> check_plan_excludes(plan, {"speakers": set(), "paths": {"n.wav"}})
+    Traceback (most recent call last):
+    ...
+    speechbrain_sqe.dataio.real_sqa_labels.PlanError: label item a_c0 (train) uses n.wav, a file of the real test sets
+    """
+    for split, split_items in items.items():
+        for row, clean, spec in split_items:
+            if row.get("speaker") in excluded["speakers"]:
+                raise PlanError(f"label item {row['ID']} ({split}) has test speaker {row['speaker']!r}")
+            for path in [clean, row.get("wav"), *_spec_paths(spec)]:
+                if path and path in excluded["paths"]:
+                    raise PlanError(f"label item {row['ID']} ({split}) uses {path}, a file of the real test sets")
+
+
+def _make_audio(path, clean_path, spec):
+    from speechbrain_sqe.dataio.audio import load_audio
+    from speechbrain_sqe.dataio.jobs import save_atomic
+
+    clean = load_audio(clean_path, 16000, warn=False).numpy()
+    spec = dict(spec)
+    rng = np.random.default_rng(spec.pop("seed", 0))
+    save_atomic(path, degrade(clean, spec, rng, 16000), 16000)
+
+
+def prepare_real_sqa_labels(label_folder, source_folder, noise_folder, rir_folder=None, seed=1234,
+                            conditions_per_file=3, max_train_files=None, max_valid_files=None,
+                            label_metrics=LABEL_METRICS, metric_jobs=2, skip_bad_rows=False, progress=True,
+                            skip_prep=False, **unused):
+    """Makes (or completes) the real-speech label set (see the module doc); returns its manifests.
+
+    Arguments
+    ---------
+    label_folder : str
+        Where ``{train,valid,test}.csv``, ``<split>/audio/`` and the stamp go.
+    source_folder : str
+        The clean-speech manifest CSV (``path, speaker, split``).
+    noise_folder : str
+        The noise list (``path, split[, kind]``).
+    rir_folder : str, optional
+        The RIR list (default: ``noise_folder``, a list with a ``kind`` column serving both).
+    seed : int
+        Seed of every draw.
+    conditions_per_file : int
+        Degraded versions per clean file.
+    max_train_files, max_valid_files : int, optional
+        Limits for a small set (see :func:`plan_real_sqa_labels`).
+    label_metrics : sequence of str
+        Metrics computed (others left empty).
+    metric_jobs : int
+        Metric worker processes.
+    skip_bad_rows : bool
+        Skip bad manifest / list rows with a warning.
+    progress : bool
+        tqdm bars.
+    skip_prep : bool
+        Only return the manifest paths.
+    **unused : dict
+        Options of the other label sources (the recipe passes one set of keywords).
+
+    Returns
+    -------
+    dict
+        ``{"train": path, "valid": path, "test": path}``.
+    """
+    from speechbrain_sqe.metrics.registry import split_available
+
+    manifests = label_manifests(label_folder)
+    if skip_prep:
+        return manifests
+    if not source_folder or not noise_folder:
+        raise ValueError("label_source=manifest needs source_folder (the speech manifest CSV) and noise_folder "
+                         "(a noise list with splits; rir_folder defaults to it)")
+    unknown = [name for name in label_metrics if name not in LABEL_METRICS]
+    if unknown:
+        raise ValueError(f"label_metrics {unknown} are not label columns ({', '.join(LABEL_METRICS)})")
+    rir_folder = rir_folder or noise_folder
+    items, excluded = plan_real_sqa_labels(source_folder, noise_folder, rir_folder, seed, conditions_per_file,
+                                           max_train_files, max_valid_files, skip_bad_rows)
+    check_plan_excludes(items, excluded)
+    config = {"source": "manifest", "manifest": os.path.abspath(source_folder),
+              "noise_list": os.path.abspath(noise_folder), "rir_list": os.path.abspath(rir_folder), "seed": seed,
+              "conditions_per_file": int(conditions_per_file), "max_train_files": max_train_files,
+              "max_valid_files": max_valid_files, "label_metrics": list(label_metrics),
+              "codecs": available_codecs()}
+    os.makedirs(label_folder, exist_ok=True)
+    _check_stamp(label_folder, config)
+    metrics, reasons = split_available(list(label_metrics))
+    for name, why in reasons.items():
+        logger.warning("SQA labels: %s left empty: %s", name, why)
+    from speechbrain_sqe.dataio.manifest import audio_duration
+
+    durations = {}
+    for split in SPLITS:
+        for row, clean, _ in items[split]:
+            if clean not in durations:
+                durations[clean] = audio_duration(clean)
+            row["duration"] = durations[clean]
+        label_items(label_folder, split, items[split], metrics, metric_jobs, _make_audio, progress=progress)
+    return manifests

@@ -1,0 +1,253 @@
+"""The real-speech label set (``label_source=manifest``) on a tiny generated manifest: planned without
+any test speaker, noise or room; labelled; resumed without recomputing; refused with other settings."""
+
+import csv
+import os
+
+import numpy as np
+import pytest
+from speech import pink_noise, speech_like
+
+from speechbrain_sqe.dataio.audio import save_audio
+from speechbrain_sqe.dataio.manifest_corpus import ManifestError
+from speechbrain_sqe.dataio.real_sqa_labels import (
+    PlanError,
+    check_plan_excludes,
+    plan_real_sqa_labels,
+)
+from speechbrain_sqe.dataio.rooms import synthetic_rir
+from speechbrain_sqe.dataio.sqa_labels import (
+    LABEL_COLUMNS_WITH_REFERENCE,
+    prepare_sqa_labels,
+    read_label_manifest,
+)
+
+SR = 16000
+SPEAKERS = {"tr_a": "train", "tr_b": "train", "va_c": "valid", "va_d": "valid", "te_e": "test"}
+METRICS = ["stoi", "si_sdr"]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("realsqa")
+    lines = ["id,path,corpus,speaker,gender,split,duration_s"]
+    for index, (speaker, split) in enumerate(SPEAKERS.items()):
+        path = f"speech/{speaker}/{speaker}_000.wav"
+        save_audio(str(root / path), speech_like(1.5, SR, seed=index), SR)
+        lines.append(f"{speaker}_000,{path},tiny,{speaker},f,{split},1.5")
+    (root / "manifest.csv").write_text("\n".join(lines) + "\n")
+    rows = ["path,kind,split"]
+    for name, split in [("n_train1", "train"), ("n_train2", "train"), ("n_test", "test")]:
+        save_audio(str(root / "noise" / f"{name}.wav"), 0.05 * pink_noise(2 * SR, seed=len(rows)), SR)
+        rows.append(f"noise/{name}.wav,noise,{split}")
+    for name, split in [("r_train", "train"), ("r_test", "test")]:
+        save_audio(str(root / "rirs" / f"{name}.wav"), synthetic_rir(0.6, np.random.default_rng(len(rows))), SR)
+        rows.append(f"rirs/{name}.wav,rir,{split}")
+    (root / "splits.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def _lines(path):
+    with open(path, encoding="utf-8") as stream:
+        return stream.read().splitlines()
+
+
+def _options(corpus, **more):
+    splits = str(corpus / "splits.csv")
+    return {"source_folder": str(corpus / "manifest.csv"), "noise_folder": splits, "rir_folder": splits,
+            "conditions_per_file": 2, "label_metrics": METRICS, "metric_jobs": 1, "progress": False,
+            # options of the embedded source, as the recipe passes them: left out here
+            "corpus_folder": "unused", "train_minutes": 30, **more}
+
+
+def test_plan_never_uses_test_speakers_noises_or_rooms(corpus):
+    items, excluded = plan_real_sqa_labels(str(corpus / "manifest.csv"), str(corpus / "splits.csv"),
+                                           str(corpus / "splits.csv"), conditions_per_file=40)
+    assert excluded["speakers"] == {"te_e"}
+    assert {os.path.basename(p) for p in excluded["paths"]} == {"te_e_000.wav", "n_test.wav", "r_test.wav"}
+    used = set()
+    for split_items in items.values():
+        for row, clean, spec in split_items:
+            assert row["speaker"] != "te_e" and "te_e" not in clean
+            used.update(_paths(spec))
+    # 40 draws per file reach every training noise and room, and nothing else
+    assert {os.path.basename(p) for p in used} == {"n_train1.wav", "n_train2.wav", "r_train.wav"}
+    speakers = {split: {row["speaker"] for row, _, _ in split_items} for split, split_items in items.items()}
+    assert speakers == {"train": {"tr_a", "tr_b"}, "valid": {"va_c"}, "test": {"va_d"}}
+    kinds = {row["condition"].split("_")[0] for row, _, _ in items["train"]}
+    assert {"noise", "room", "band", "clip", "codec", "packet", "clean"} <= kinds
+    check_plan_excludes(items, excluded)
+    # the check can fail: a plan naming a test noise, or a test speaker, is refused
+    spec = {"kind": "noise", "snr": 0.0, "path": min(excluded["paths"])}
+    bad = {"train": [({"ID": "x_c0", "speaker": "tr_a"}, items["train"][0][1], spec)]}
+    with pytest.raises(PlanError, match="x_c0"):
+        check_plan_excludes(bad, excluded)
+    with pytest.raises(PlanError, match="test speaker 'te_e'"):
+        check_plan_excludes({"valid": [({"ID": "y", "speaker": "te_e"}, "y.wav", None)]}, excluded)
+
+
+def _paths(spec):
+    if spec is None:
+        return []
+    if spec["kind"] == "chain":
+        return [p for step in spec["steps"] for p in _paths(step)]
+    return [spec["path"]] if "path" in spec else []
+
+
+def test_plan_is_seeded(corpus):
+    args = (str(corpus / "manifest.csv"), str(corpus / "splits.csv"), str(corpus / "splits.csv"))
+    a, _ = plan_real_sqa_labels(*args, seed=1, conditions_per_file=3)
+    b, _ = plan_real_sqa_labels(*args, seed=1, conditions_per_file=3)
+    c, _ = plan_real_sqa_labels(*args, seed=2, conditions_per_file=3)
+    assert a == b and a != c
+
+
+@pytest.fixture(scope="module")
+def labels(corpus, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("labels") / "set"
+    manifests = prepare_sqa_labels(str(folder), "manifest", metrics=METRICS, **_options(corpus))
+    return folder, manifests
+
+
+def test_rows_are_labelled_against_the_dry_clean_file(labels):
+    folder, manifests = labels
+    counts = {}
+    for split, path in manifests.items():
+        with open(path, newline="") as stream:
+            reader = csv.DictReader(stream)
+            assert tuple(reader.fieldnames) == LABEL_COLUMNS_WITH_REFERENCE
+            rows = list(reader)
+        counts[split] = len(rows)
+        read_label_manifest(path, METRICS)  # the trainer's reader accepts it
+        for row in rows:
+            assert os.path.isfile(row["wav"]) and os.path.isfile(row["clean_wav"])
+            assert row["stoi"] != "" and row["si_sdr"] != "" and row["pesq_wb"] == ""
+            if row["system"] == "clean":
+                assert row["wav"] == row["clean_wav"] and float(row["stoi"]) > 0.99
+            else:
+                assert row["wav"].startswith(str(folder)) and float(row["si_sdr"]) < 60
+    assert counts == {"train": 2 * 3, "valid": 3, "test": 3}
+
+
+def test_resume_recomputes_only_missing_rows_and_refuses_other_settings(labels, corpus, monkeypatch):
+    from speechbrain_sqe.metrics import runner
+
+    folder, manifests = labels
+    path = manifests["train"]
+    lines = _lines(path)
+    with open(path, "w") as stream:
+        stream.write("\n".join(lines[:-1]) + "\n" + lines[-1][:10])  # last row cut by a kill
+    lost = lines[-1].split(",")[0]
+    asked = []
+    real = runner.evaluate_pairs
+
+    def counting(pairs, *args, **kwargs):
+        asked.extend(pair.file for pair in pairs)
+        return real(pairs, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "evaluate_pairs", counting)
+    prepare_sqa_labels(str(folder), "manifest", metrics=METRICS, **_options(corpus))
+    assert asked == [lost]
+    assert _lines(path) == lines
+    with pytest.raises(ValueError, match="other settings .*conditions_per_file"):
+        prepare_sqa_labels(str(folder), "manifest", metrics=METRICS, **_options(corpus, conditions_per_file=3))
+
+
+def test_bad_manifest_row_is_reported_by_file_and_line(corpus, tmp_path):
+    bad = corpus / "bad.csv"  # beside the audio: its paths are relative to it
+    text = (corpus / "manifest.csv").read_text().replace("speech/tr_b/tr_b_000.wav", "speech/tr_b/missing.wav")
+    bad.write_text(text)
+    with pytest.raises(ManifestError, match=r"bad\.csv: 1 bad speech row\(s\): line 3: file not found"):
+        prepare_sqa_labels(str(tmp_path / "out"), "manifest", metrics=METRICS,
+                           **_options(corpus, source_folder=str(bad)))
+
+
+def _add_outputs_module():
+    import importlib.util
+
+    from recipe_args import ROOT
+
+    spec = importlib.util.spec_from_file_location("add_enhancer_outputs",
+                                                  os.path.join(ROOT, "recipes", "SQA", "add_enhancer_outputs.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_enhancer_outputs_are_added_as_systems_resumably(labels, tmp_path, monkeypatch):
+    import shutil
+
+    from recipe_args import ROOT
+
+    from speechbrain_sqe.metrics import runner
+
+    module = _add_outputs_module()
+    folder = tmp_path / "labels"
+    shutil.copytree(labels[0], folder)
+    before = {split: _lines(folder / f"{split}.csv") for split in ("train", "valid", "test")}
+    vq = os.path.join(ROOT, "speechbrain_sqe", "pretrained", "vq_enhancer")
+    argv = [str(folder), "--enhancer", f"vq={vq}", "--peers", "noisereduce", "--max_rows", "2",
+            "--metrics", *METRICS, "--splits", "train", "valid"]
+    added = module.main(argv)
+    assert added == {"train": 2 * 2, "valid": 2 * 2}
+    with open(folder / "train.csv", newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    assert _lines(folder / "train.csv")[: len(before["train"])] == before["train"]
+    by_id = {row["ID"]: row for row in rows}
+    new = [row for row in rows if row["system"] in ("vq", "noisereduce")]
+    assert len(new) == 4 and {row["system"] for row in new} == {"vq", "noisereduce"}
+    for row in new:
+        source = by_id[row["ID"].rsplit("__", 1)[0]]
+        assert source["system"] == "degraded"
+        assert (row["speaker"], row["condition"], row["clean_wav"]) == (source["speaker"], source["condition"],
+                                                                       source["clean_wav"])
+        assert os.path.isfile(row["wav"]) and row["stoi"] != "" and row["si_sdr"] != ""
+    assert _lines(folder / "test.csv") == before["test"]  # not asked for
+    asked = []
+    monkeypatch.setattr(runner, "evaluate_pairs", lambda pairs, *a, **k: asked.extend(pairs) or ([], []))
+    assert module.main(argv) == {"train": 0, "valid": 0}  # resumed: nothing recomputed
+    assert asked == []
+
+
+def test_enhancer_outputs_need_the_clean_reference_column(tmp_path):
+    module = _add_outputs_module()
+    (tmp_path / "train.csv").write_text("ID,duration,wav,system,condition,speaker,pesq_wb,stoi,estoi,si_sdr,"
+                                        "dnsmos_ovrl,distillmos\na,1.0,a.wav,noisy,n,s,,,,,,\n")
+    with pytest.raises(ValueError, match="no 'clean_wav' column"):
+        module.add_enhancer_outputs(str(tmp_path), {"x": lambda wav: wav}, metrics=METRICS, splits=["train"])
+
+
+def test_sqa_yaml_label_source_manifest_reaches_the_real_preparation(corpus, tmp_path):
+    from hyperpyyaml import load_hyperpyyaml
+    from recipe_args import ROOT
+
+    splits = str(corpus / "splits.csv")
+    overrides = {"label_source": "manifest", "source_folder": str(corpus / "manifest.csv"), "noise_folder": splits,
+                 "rir_folder": splits, "label_folder": str(tmp_path / "labels"), "max_train_files": 1,
+                 "max_valid_files": 2, "conditions_per_file": 1, "label_metrics": ["si_sdr"], "metric_jobs": 1,
+                 "metrics": ["si_sdr"], "output_folder": str(tmp_path / "out")}
+    with open(os.path.join(ROOT, "hparams", "sqa.yaml"), encoding="utf-8") as stream:
+        hparams = load_hyperpyyaml(stream, overrides)
+    manifests = hparams["prepare_data"]()
+    rows = {split: read_label_manifest(path, ["si_sdr"]) for split, path in manifests.items()}
+    assert [len(rows[split]) for split in ("train", "valid", "test")] == [2, 2, 2]
+    assert all(row["ID"].startswith(("tr_", "va_")) for split_rows in rows.values() for row in split_rows)
+
+
+def test_a_label_csv_without_clean_wav_is_resumed_in_its_own_format(tmp_path):
+    from speechbrain_sqe.dataio.sqa_labels import (
+        LABEL_COLUMNS,
+        label_columns,
+        label_items,
+    )
+
+    path = tmp_path / "train.csv"
+    path.write_text(",".join(LABEL_COLUMNS) + "\nold,1.0,a.wav,clean,clean,s,,,,,,\n")
+    assert label_columns(str(path)) == LABEL_COLUMNS
+    assert label_columns(str(tmp_path / "valid.csv"))[-1] == "clean_wav"
+    items = [({"ID": "old", "wav": "a.wav"}, "a.wav", None),
+             ({"ID": "new", "duration": 1.0, "wav": "b.wav", "system": "clean", "condition": "clean",
+               "speaker": "s"}, "b.wav", None)]
+    label_items(str(tmp_path), "train", items, [], 1, None)
+    assert _lines(path) == [",".join(LABEL_COLUMNS), "old,1.0,a.wav,clean,clean,s,,,,,,",
+                            "new,1.0,b.wav,clean,clean,s,,,,,,"]
