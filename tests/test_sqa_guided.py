@@ -157,7 +157,8 @@ def test_sisnr_term_is_the_negative_si_snr_over_its_scale():
     out = brain.compute_forward(_batch(noisy, clean), sb.Stage.VALID)
     terms, predictions = brain.loss_terms(out)
     assert predictions is None
-    assert float(terms["si_snr"]) == pytest.approx(float(si_snr_loss(out["wav"], clean)) / 30.0, rel=1e-5)
+    expected = float(si_snr_loss(out["wav"].detach(), clean)) / 30.0
+    assert float(terms["si_snr"].detach()) == pytest.approx(expected, rel=1e-5)
 
 
 def test_adapt_stage_refuses_a_batch_with_a_clean_signal():
@@ -230,7 +231,8 @@ def test_predictor_guided_run_resumes_reports_predicted_vs_true_and_exports(runs
     out, brain = runs["out"], runs["brain"]
     assert len(_log(out, "train loss")) == 2  # epoch 1 was not trained again
     assert brain.selection() == ("si_snr", "max")
-    assert len(_log(out, "si_snr")) == 2 and len(_log(out, "pred_pesq_wb")) == 2
+    assert len(_log(out, "valid si_snr")) == 2 and len(_log(out, "pred_pesq_wb")) == 2
+    assert len(_log(out, "loss_predictor")) == 2 and "loss_si_snr" not in (out / "train_log.txt").read_text()
     summary = json.loads((out / "report" / "predicted_vs_true.json").read_text())["systems"]
     assert set(summary) == {"noisy", "sqa-guided predictor"}
     stoi = summary["sqa-guided predictor"]["stoi"]
@@ -266,6 +268,7 @@ def test_adapt_stage_reads_noisy_files_only_and_starts_from_init_from(runs):
     assert all(torch.equal(restored[f"modules.enhancer.{key}"], value) for key, value in start.items())
     log = (adapted / "train_log.txt").read_text()
     assert "monitor_vqscore" in log and "si_snr" not in log  # no reference: no SI-SNR
+    assert "valid loss_predictor" in log and "valid loss_anchor" in log
 
 
 def test_adapt_needs_predictor_guidance_and_a_real_predictor(runs):

@@ -64,10 +64,14 @@ from speechbrain_sqe.analysis.quality_report import rows_by_id
 from speechbrain_sqe.brains.bsse import BSSEBrain
 from speechbrain_sqe.dataio.audio import load_audio
 from speechbrain_sqe.dataio.files import find_audio_files
-from speechbrain_sqe.dataio.manifest import audio_duration, read_manifest, write_manifest
+from speechbrain_sqe.dataio.manifest import (
+    audio_duration,
+    read_manifest,
+    write_manifest,
+)
 from speechbrain_sqe.dataio.pipelines import unpaired_noisy_dataset
 from speechbrain_sqe.inference.enhancement import BSSEEnhancer, keep_speech_level
-from speechbrain_sqe.inference.hub import load_model
+from speechbrain_sqe.inference.hub import InterfaceError, load_model
 from speechbrain_sqe.inference.quality import LearnedQualityPredictor
 from speechbrain_sqe.lobes.bsse import bsse_forward, log1p_l1_loss
 from speechbrain_sqe.lobes.quality_guidance import (
@@ -103,7 +107,8 @@ def load_guidance_predictor(source):
     Raises
     ------
     ValueError
-        When ``source`` is missing, is not a hub folder, or holds another kind of model.
+        When ``source`` is missing, is not a hub folder, or holds another kind of model
+        (:class:`~speechbrain_sqe.inference.hub.InterfaceError`, a ``ValueError``).
 
     Example
     -------
@@ -120,7 +125,7 @@ def load_guidance_predictor(source):
     except ValueError as error:  # InterfaceError: no hyperparams, another task, a broken checkpoint
         raise ValueError(f"predictor_source {source!r}: {error} ({hint})") from None
     if not isinstance(model, LearnedQualityPredictor):
-        raise ValueError(f"predictor_source {source!r}: holds a {type(model).__name__}, not a learned multi-metric "
+        raise InterfaceError(f"predictor_source {source!r}: holds a {type(model).__name__}, not a learned multi-metric "
                          f"quality predictor (LearnedQualityPredictor; {hint})")
     return model
 
@@ -294,7 +299,7 @@ class SQAGuidedBrain(BSSEBrain):
         """Loads the enhancer (and its SSL upstream) of a BSSE hub folder into this run's modules."""
         start = load_model(str(source), task="enhancement")
         if not isinstance(start, BSSEEnhancer):
-            raise ValueError(f"init_from {source!r}: holds a {type(start).__name__}, not a BSSE enhancer")
+            raise InterfaceError(f"init_from {source!r}: holds a {type(start).__name__}, not a BSSE enhancer")
         ours = self.module("enhancer")
         theirs_args = getattr(start.mods.enhancer, "init_args", {}) or {}
         differ = {key: value for key, value in theirs_args.items() if ours.init_args.get(key) != value}
@@ -309,7 +314,7 @@ class SQAGuidedBrain(BSSEBrain):
     # ------------------------------------------------------------------ training
     def on_stage_start(self, stage, epoch=None):
         """Starts collecting the validation statistics."""
-        self.collected = {"si_snr": [], "monitor": [], "predictions": []}
+        self.collected = {"si_snr": [], "monitor": [], "predictions": [], "terms": {}}
 
     def compute_forward(self, batch, stage):
         """The enhanced log1p magnitudes and waveform (and the anchor's, and the clean target)."""
@@ -362,6 +367,8 @@ class SQAGuidedBrain(BSSEBrain):
         terms, predictions = self.loss_terms(out)
         loss = sum(terms.values())
         if stage != sb.Stage.TRAIN:
+            for name, value in terms.items():
+                self.collected["terms"].setdefault(name, []).append(float(value))
             self.collect(out, predictions)
         return loss
 
@@ -384,8 +391,10 @@ class SQAGuidedBrain(BSSEBrain):
                 self.collected["monitor"].append(values.get(hp.monitor_metric, math.nan))
 
     def stage_statistics(self, stage):
-        """Mean true SI-SNR, the monitor metric and the mean prediction of each metric."""
-        stats = {}
+        """Each weighted loss term (``loss_<term>``, batch means), the mean true SI-SNR, the monitor
+        metric and the mean prediction of each metric."""
+        stats = {f"loss_{name}": round(sum(values) / len(values), 5)
+                 for name, values in self.collected["terms"].items() if values}
         finite = [v for v in self.collected["si_snr"] if math.isfinite(v)]
         if finite:
             stats["si_snr"] = round(sum(finite) / len(finite), 4)
