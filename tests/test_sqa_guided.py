@@ -278,3 +278,13 @@ def test_adapt_needs_predictor_guidance_and_a_real_predictor(runs):
         train.main(_args(data, out, 1, f"--stage=adapt --guidance=both --predictor_source={predictor}"))
     with pytest.raises(ValueError, match="predictor_source .*no such folder"):
         train.main(_args(data, out, 1, f"--guidance=predictor --predictor_source={out / 'nothing'}"))
+
+
+def test_sisnr_guidance_runs_without_a_predictor(runs):
+    """(a) SI-SNR alone needs no predictor: no predicted-vs-true columns then, the same selection."""
+    out = runs["adapted"].parent / "sisnr"
+    brain = train.main(_args(runs["data"], out, 1, "--guidance=sisnr --predictor_source=null"))
+    assert brain.guidance is None and brain.selection() == ("si_snr", "max")
+    assert len(_log(out, "loss_si_snr")) == 1 and "pred_" not in (out / "train_log.txt").read_text()
+    assert not (out / "report" / "predicted_vs_true.json").exists()
+    assert isinstance(load_model(str(out / "hub"), task="enhancement"), BSSEEnhancer)
