@@ -288,3 +288,10 @@ def test_sisnr_guidance_runs_without_a_predictor(runs):
     assert len(_log(out, "loss_si_snr")) == 1 and "pred_" not in (out / "train_log.txt").read_text()
     assert not (out / "report" / "predicted_vs_true.json").exists()
     assert isinstance(load_model(str(out / "hub"), task="enhancement"), BSSEEnhancer)
+
+
+def test_adapt_starts_from_the_shipped_bsse_by_default_and_refuses_other_sizes(runs):
+    out = runs["adapted"].parent / "other_sizes"
+    with pytest.raises(ValueError, match=r"init_from .*pretrained.*bsse.*'proj_size': 128"):
+        train.main(_args(runs["data"], out, 1, f"--stage=adapt --guidance=predictor --predictor_source={runs['predictor']} "
+                                               f"--adapt_data={runs['noisy']} --adapt_valid_files=1"))
