@@ -208,12 +208,16 @@ class BSSEBrain(RecipeBrain):
             return bsse_enhance_keeping_level(self.module("enhancer"), self.hparams.frontend, noisy,
                                               upstream=self.module("ssl") if self.uses_ssl else None)
 
+    def system_name(self):
+        """The enhanced system's name in the report (``bsse <feature>[ <ssl_finetune>]``)."""
+        return f"bsse {self.module('enhancer').feature}" + (f" {self.hparams.ssl_finetune}" if self.uses_ssl else "")
+
     def test_report(self, manifests):
         """Enhances and scores the noisy test split; the layer-weight analysis; ``report/``."""
         hp = self.hparams
         manifest = manifests["test"]
         rows = rows_by_id(manifest)
-        system = f"bsse {self.module('enhancer').feature}" + (f" {hp.ssl_finetune}" if self.uses_ssl else "")
+        system = self.system_name()
         folders = {"noisy": None, system: os.path.join(hp.enhanced_folder, "bsse")}
         for uid, row in tqdm(rows.items(), desc="enhancing the test split", dynamic_ncols=True):
             noisy = load_audio(row["noisy_wav"], hp.sample_rate).unsqueeze(0).to(self.device)
