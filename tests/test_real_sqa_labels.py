@@ -102,6 +102,22 @@ def test_plan_is_seeded(corpus):
     assert a == b and a != c
 
 
+def test_condition_weights_and_snr_range_shape_the_plan(corpus):
+    args = (str(corpus / "manifest.csv"), str(corpus / "splits.csv"), str(corpus / "splits.csv"))
+    items, _ = plan_real_sqa_labels(*args, seed=1, conditions_per_file=20,
+                                    condition_weights={"noise": 1, "room_noise": 1}, snr_range=(-5.0, 20.0))
+    specs = [spec for split in items.values() for _, _, spec in split if spec is not None]
+    kinds = {spec["kind"] for spec in specs}
+    assert kinds == {"noise", "chain"}  # both kinds drawn, nothing else
+    snrs = [step["snr"] for spec in specs for step in spec.get("steps", [spec]) if step["kind"] == "noise"]
+    assert len(snrs) == len(specs) and all(-5.0 <= snr <= 20.0 for snr in snrs)
+    assert max(snrs) > 10.0 and min(snrs) < 5.0
+    with pytest.raises(ValueError, match="not kinds of the plan"):
+        plan_real_sqa_labels(*args, condition_weights={"thunder": 1})
+    with pytest.raises(ValueError, match="no usable kind"):
+        plan_real_sqa_labels(*args, condition_weights={"noise": 0})
+
+
 @pytest.fixture(scope="module")
 def labels(corpus, tmp_path_factory):
     folder = tmp_path_factory.mktemp("labels") / "set"

@@ -35,9 +35,9 @@ def _tera():
     return tera
 
 
-def _model(metrics=METRICS, dropout=0.0):
+def _model(metrics=METRICS, dropout=0.0, spectral_mels=0):
     return SQAPredictor(metrics, ssl_layers=3, ssl_size=16, d_model=16, num_layers=1, num_heads=2,
-                        ffn_size=32, dropout=dropout)
+                        ffn_size=32, dropout=dropout, spectral_mels=spectral_mels)
 
 
 def _wavs(batch=2, samples=8000, seed=0):
@@ -99,9 +99,10 @@ def test_masked_loss_ignores_nan_labels():
     assert torch.equal(pred.grad, torch.zeros_like(pred))
 
 
-def test_padded_batch_gives_each_items_own_score():
+@pytest.mark.parametrize("spectral_mels", [0, 24])
+def test_padded_batch_gives_each_items_own_score(spectral_mels):
     torch.manual_seed(1)
-    model, tera = _model().eval(), _tera()
+    model, tera = _model(spectral_mels=spectral_mels).eval(), _tera()
     long, short = _wavs(1, 12000, seed=1)[0], _wavs(1, 7000, seed=2)[0]
     batch = torch.zeros(2, 12000)
     batch[0], batch[1, :7000] = long, short
@@ -116,9 +117,10 @@ def test_padded_batch_gives_each_items_own_score():
     assert not torch.allclose(padded_alone, alone[1:2], atol=1e-3)
 
 
-def test_gradients_reach_head_and_layer_weights_not_the_frozen_ssl():
+@pytest.mark.parametrize("spectral_mels", [0, 24])
+def test_gradients_reach_head_and_layer_weights_not_the_frozen_ssl(spectral_mels):
     torch.manual_seed(2)
-    model, tera = _model(), _tera()
+    model, tera = _model(spectral_mels=spectral_mels), _tera()
     labels = torch.tensor([[3.0, 0.8, 10.0], [1.5, math.nan, -2.0]])
     loss, _ = model.loss(sqa_forward(model, tera, _wavs(2), torch.tensor([1.0, 0.6])), labels)
     loss.backward()
@@ -127,6 +129,27 @@ def test_gradients_reach_head_and_layer_weights_not_the_frozen_ssl():
     assert model.proj.weight.grad.abs().sum() > 0
     assert all(p.grad is None for p in tera.parameters())
     assert not any(p.requires_grad for p in tera.parameters())
+    if spectral_mels:
+        assert model.spectral_proj.weight.grad.abs().sum() > 0
+
+
+def test_spectral_branch_sees_what_cmvn_hides_and_needs_the_waveforms():
+    # A louder noise floor under the same speech-like signal: the SSL states (TERA: per-utterance
+    # CMVN, level-normalized) change little; the spectral branch's features change a lot.
+    torch.manual_seed(5)
+    model = _model(spectral_mels=24).eval()
+    t = torch.arange(16000) / 16000.0
+    tone = 0.3 * torch.sin(2 * math.pi * 220 * t) * (torch.sin(2 * math.pi * 3 * t) > 0)
+    quiet = (tone + 0.001 * torch.randn(16000))[None]
+    loud = (tone + 0.05 * torch.randn(16000))[None]
+    frames = 101
+    gap = (model.spectral_features(quiet, None, frames) - model.spectral_features(loud, None, frames)).abs()
+    assert float(gap.mean()) > 0.2
+    # Another upstream's hop (20 ms: half the frames): resampled to its frame count.
+    assert model.spectral_features(quiet, None, 51).shape == (1, 51, 24)
+    states = torch.randn(3, 1, frames, 16)
+    with pytest.raises(ValueError, match="spectral branch .* pass the waveforms"):
+        model(states, torch.tensor([frames]))
 
 
 def test_tiny_overfit_makes_the_loss_go_down():
@@ -147,6 +170,18 @@ def test_tiny_overfit_makes_the_loss_go_down():
 
 
 # --- the interface -----------------------------------------------------------------------------------
+
+def test_spectral_predictor_exports_and_scores_as_trained(tmp_path):
+    torch.manual_seed(6)
+    model, tera = _model(spectral_mels=24).eval(), _tera()
+    folder = LearnedQualityPredictor.export(str(tmp_path / "hub"), {"predictor": model, "ssl": tera})
+    scorer = load_model(folder, task="quality")
+    wavs, lens = _wavs(2, 9000, seed=7), torch.tensor([1.0, 0.8])
+    with torch.no_grad():
+        expected = sqa_forward(model, tera, wavs, lens)
+    assert scorer.mods.predictor.spectral_mels == 24
+    assert torch.allclose(scorer.score_metrics_batch(wavs, lens), expected, atol=1e-5)
+
 
 @pytest.fixture(scope="module")
 def hub():

@@ -72,7 +72,7 @@ def _seed(*parts):
     return int.from_bytes(hashlib.sha256(":".join(str(p) for p in parts).encode()).digest()[:8], "little")
 
 
-def draw_condition(rng, noises, rooms, codecs):
+def draw_condition(rng, noises, rooms, codecs, weights=None, snr_range=SNR_RANGE):
     """Draws one degradation spec of :data:`PLAN`.
 
     Arguments
@@ -83,6 +83,11 @@ def draw_condition(rng, noises, rooms, codecs):
         The noise and RIR files to draw from (training ones).
     codecs : list of str
         The usable codecs.
+    weights : dict, optional
+        ``kind -> relative weight`` over :data:`PLAN` (kinds left out: weight 0); None: equally
+        likely (the draw of the first label sets, kept bit-identical).
+    snr_range : tuple of float
+        Noise SNRs are drawn uniformly in ``[low, high]`` dB.
 
     Returns
     -------
@@ -94,14 +99,22 @@ def draw_condition(rng, noises, rooms, codecs):
     >>> spec = draw_condition(np.random.default_rng(0), ["n.wav"], ["r.wav"], ["gsm610"])
     >>> spec["kind"] in ("noise", "room", "chain", "band_limit", "clip", "codec", "packet_loss")
     True
+    >>> draw_condition(np.random.default_rng(0), ["n.wav"], ["r.wav"], [], {"noise": 1}, (0, 5))["kind"]
+    'noise'
     """
     kinds = [k for k in PLAN if (noises or "noise" not in k) and (rooms or "room" not in k)
              and (codecs or "codec" not in k)]
-    kind = kinds[int(rng.integers(len(kinds)))]
+    if weights is None:
+        kind = kinds[int(rng.integers(len(kinds)))]
+    else:
+        p = np.array([float(weights.get(k, 0.0)) for k in kinds])
+        if not p.sum() > 0:
+            raise ValueError(f"condition weights {dict(weights)} give no usable kind among {kinds}")
+        kind = kinds[int(rng.choice(len(kinds), p=p / p.sum()))]
 
     def noise():
         return {"kind": "noise", "path": noises[int(rng.integers(len(noises)))],
-                "snr": round(float(rng.uniform(*SNR_RANGE)), 2)}
+                "snr": round(float(rng.uniform(*snr_range)), 2)}
 
     def room():
         return {"kind": "room", "path": rooms[int(rng.integers(len(rooms)))]}
@@ -157,7 +170,8 @@ def _pick(files, limit, seed, split):
 
 
 def plan_real_sqa_labels(manifest, noise_list, rir_list, seed=1234, conditions_per_file=3, max_train_files=None,
-                         max_valid_files=None, skip_bad_rows=False, codecs=None):
+                         max_valid_files=None, skip_bad_rows=False, codecs=None, condition_weights=None,
+                         snr_range=SNR_RANGE):
     """The items of each label split and what must never enter them.
 
     Arguments
@@ -177,6 +191,10 @@ def plan_real_sqa_labels(manifest, noise_list, rir_list, seed=1234, conditions_p
         Skip bad manifest / list rows with a warning instead of raising.
     codecs : list of str, optional
         Codecs drawn (default: every available one).
+    condition_weights : dict, optional
+        ``kind -> weight`` over :data:`PLAN` (see :func:`draw_condition`); None: equally likely.
+    snr_range : tuple of float
+        Range of the noise SNRs in dB.
 
     Returns
     -------
@@ -189,6 +207,9 @@ def plan_real_sqa_labels(manifest, noise_list, rir_list, seed=1234, conditions_p
     speech = read_speech_manifest(manifest, seed, skip_bad_rows=skip_bad_rows)
     noises = read_source_list(noise_list, "noise", skip_bad_rows)
     rooms = read_source_list(rir_list, "rir", skip_bad_rows)
+    unknown = sorted(set(condition_weights or {}) - set(PLAN))
+    if unknown:
+        raise ValueError(f"condition_weights names {unknown}, not kinds of the plan ({', '.join(PLAN)})")
     usable = available_codecs()
     codecs = [c for c in (codecs if codecs is not None else CODECS) if c in usable]
     skipped = [c for c in CODECS if c not in usable]
@@ -210,7 +231,7 @@ def plan_real_sqa_labels(manifest, noise_list, rir_list, seed=1234, conditions_p
                                   "condition": "clean"}, path, None))
             for k in range(int(conditions_per_file)):
                 rng = np.random.default_rng(_seed(seed, "condition", path, k))
-                spec = draw_condition(rng, noises["train"], rooms["train"], codecs)
+                spec = draw_condition(rng, noises["train"], rooms["train"], codecs, condition_weights, snr_range)
                 spec = {**spec, "seed": _seed(seed, "degrade", path, k) % 2**32}
                 items[split].append(({**base, "ID": f"{uid}_c{k}", "system": "degraded",
                                       "condition": describe(spec)}, path, spec))
@@ -265,7 +286,7 @@ def _make_audio(path, clean_path, spec):
 def prepare_real_sqa_labels(label_folder, source_folder, noise_folder, rir_folder=None, seed=1234,
                             conditions_per_file=3, max_train_files=None, max_valid_files=None,
                             label_metrics=LABEL_METRICS, metric_jobs=2, skip_bad_rows=False, progress=True,
-                            skip_prep=False, **unused):
+                            skip_prep=False, condition_weights=None, snr_range=SNR_RANGE, **unused):
     """Makes (or completes) the real-speech label set (see the module doc); returns its manifests.
 
     Arguments
@@ -284,6 +305,12 @@ def prepare_real_sqa_labels(label_folder, source_folder, noise_folder, rir_folde
         Degraded versions per clean file.
     max_train_files, max_valid_files : int, optional
         Limits for a small set (see :func:`plan_real_sqa_labels`).
+    condition_weights : dict, optional
+        ``kind -> weight`` over :data:`PLAN`; None: equally likely. E.g. ``{noise: 1, room_noise: 1}``
+        with ``snr_range=(-5, 20)`` draws the design of the real test sets (half dry, half
+        reverberant noisy speech) from training speakers, noises and rooms.
+    snr_range : tuple of float
+        Range of the noise SNRs in dB.
     label_metrics : sequence of str
         Metrics computed (others left empty).
     metric_jobs : int
@@ -314,14 +341,21 @@ def prepare_real_sqa_labels(label_folder, source_folder, noise_folder, rir_folde
     if unknown:
         raise ValueError(f"label_metrics {unknown} are not label columns ({', '.join(LABEL_METRICS)})")
     rir_folder = rir_folder or noise_folder
+    snr_range = tuple(float(v) for v in snr_range)
     items, excluded = plan_real_sqa_labels(source_folder, noise_folder, rir_folder, seed, conditions_per_file,
-                                           max_train_files, max_valid_files, skip_bad_rows)
+                                           max_train_files, max_valid_files, skip_bad_rows, None,
+                                           condition_weights, snr_range)
     check_plan_excludes(items, excluded)
     config = {"source": "manifest", "manifest": os.path.abspath(source_folder),
               "noise_list": os.path.abspath(noise_folder), "rir_list": os.path.abspath(rir_folder), "seed": seed,
               "conditions_per_file": int(conditions_per_file), "max_train_files": max_train_files,
               "max_valid_files": max_valid_files, "label_metrics": list(label_metrics),
               "codecs": available_codecs()}
+    # Recorded only when not the default, so folders made before these options keep their stamp.
+    if condition_weights is not None:
+        config["condition_weights"] = {k: float(v) for k, v in sorted(dict(condition_weights).items())}
+    if snr_range != SNR_RANGE:
+        config["snr_range"] = list(snr_range)
     os.makedirs(label_folder, exist_ok=True)
     _check_stamp(label_folder, config)
     metrics, reasons = split_available(list(label_metrics))

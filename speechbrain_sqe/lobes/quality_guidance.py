@@ -181,7 +181,7 @@ class QualityGuidanceLoss(nn.Module):
     def predict(self, wavs, lengths=None):
         """The predictor's metrics ``[batch, metrics]`` of a padded batch, with the graph to ``wavs``."""
         states, ssl_frames = ssl_hidden_states(self.upstream, wavs, lengths)
-        return self.predictor(states, ssl_frames)
+        return self.predictor(states, ssl_frames, wavs, lengths)
 
     def distances(self, predictions):
         """``max(best - prediction, 0) / scale`` per utterance and metric ``[batch, metrics]``."""

@@ -9,6 +9,9 @@ Layout::
         -> Linear(d_model -> M) -> RangeActivation (per metric: bounded, lower/upper-bounded or unbounded)    [B, M]
     loss = mean over metrics of the MSE of (prediction - label) / scale, labels missing (NaN) left out
 
+    optional spectral branch (``spectral_mels > 0``), added before the LayerNorm:
+    wav -> level-normalized log-mel, no CMVN [B, Tm, mels] -> frames resampled to Ts -> Linear(mels -> d_model)
+
 :class:`SQAPredictor` holds everything trained besides the upstream (the upstream is a separate
 module, a :class:`~speechbrain_sqe.lobes.tera.TERAModel` or any module meeting the SSL-encoder
 contract BSSE uses, see :func:`~speechbrain_sqe.lobes.bsse.ssl_hidden_states`), so a hub folder can
@@ -36,6 +39,10 @@ of width 128 here, 6 in the reference) so that it trains on a CPU; no positional
 (the SSL features carry position already); unbounded and half-bounded outputs are scaled by the
 metric's scale (``s * x`` rather than ``x``) so the head's outputs share one magnitude; the loss
 divides each metric's error by its scale (the reference's weighting of metrics was not checked).
+The optional spectral branch is ours (not in the reference): a small frozen SSL such as TERA
+normalizes each utterance's features (CMVN), so its states say little about the absolute noise
+floor or the band that PESQ and DNSMOS react to; a log-mel of the level-normalized waveform, without
+CMVN, is added to the projected SSL features (off by default; measured in the README).
 
 Authors: speechbrain-sqe contributors
 """
@@ -47,6 +54,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from speechbrain_sqe.lobes.bsse import LayerNormWeightedSum, ssl_hidden_states
+from speechbrain_sqe.lobes.frontend import TERAFeatures
 from speechbrain_sqe.lobes.init_args import record_init_args
 
 __all__ = [
@@ -244,6 +252,8 @@ class SQAPredictor(nn.Module):
         Feed-forward size of each Transformer layer.
     dropout : float
         Dropout in the Transformer layers.
+    spectral_mels : int
+        Mel bins of the optional spectral branch (see the module notes); 0: off (SSL states only).
 
     Example
     -------
@@ -257,10 +267,15 @@ class SQAPredictor(nn.Module):
     True
     >>> model.metrics, model.scales
     (['pesq_wb', 'stoi', 'si_sdr'], [3.5, 1.0, 30.0])
+    >>> spectral = SQAPredictor(["pesq_wb"], ssl_layers=3, ssl_size=16, d_model=32, num_layers=1, num_heads=2,
+    ...                         ffn_size=64, spectral_mels=40)
+    >>> wavs = torch.randn(2, 8000)              # the waveforms the 50 SSL frames came from
+    >>> spectral(states, torch.tensor([50, 30]), wavs, torch.tensor([1.0, 0.6])).shape
+    torch.Size([2, 1])
     """
 
     def __init__(self, metrics=DEFAULT_METRICS, ranges=None, scales=None, ssl_layers=4, ssl_size=192,
-                 d_model=128, num_layers=2, num_heads=4, ffn_size=256, dropout=0.1):
+                 d_model=128, num_layers=2, num_heads=4, ffn_size=256, dropout=0.1, spectral_mels=0):
         super().__init__()
         self.metrics = [str(name) for name in metrics]
         if not self.metrics or len(set(self.metrics)) != len(self.metrics):
@@ -279,6 +294,12 @@ class SQAPredictor(nn.Module):
         self.weighted = LayerNormWeightedSum(ssl_layers, ssl_size)
         self.proj = nn.Linear(ssl_size, d_model)
         self.proj_norm = nn.LayerNorm(d_model)
+        self.spectral_mels = int(spectral_mels)
+        if self.spectral_mels > 0:
+            # eps 1e-6: a floor near the quietest real noise at the -25 dB level, not s3prl's 1e-10
+            # (which puts digital silence 20 log units below everything else).
+            self.spectral = TERAFeatures(self.spectral_mels, cmvn=False, eps=1e-6)
+            self.spectral_proj = nn.Linear(self.spectral_mels, d_model)
         layer = nn.TransformerEncoderLayer(d_model, num_heads, ffn_size, dropout, batch_first=True)
         self.encoder = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
         self.head = nn.Linear(d_model, len(self.metrics))
@@ -288,7 +309,23 @@ class SQAPredictor(nn.Module):
         """``softmax`` of the SSL layer weights ``[ssl_layers]``."""
         return self.weighted.layer_weights()
 
-    def pooled(self, hidden_states, ssl_frames=None):
+    def spectral_features(self, wavs, lengths, frames):
+        """The spectral branch's log-mel of ``wavs`` resampled to ``frames`` frames ``[batch, frames, mels]``.
+
+        Both streams cover the padded batch's duration, so one resampling aligns every utterance
+        (none for TERA, whose frames are the same 10 ms frames).
+        """
+        if wavs is None:
+            raise ValueError("this predictor has a spectral branch (spectral_mels > 0): pass the waveforms")
+        feats, _ = self.spectral(wavs, lengths)
+        # log(mel + 1e-6) spans about -14..+6 at the -25 dB level: scaled to about unit size.
+        feats = feats / 10.0
+        if feats.shape[1] != frames:
+            feats = F.interpolate(feats.transpose(1, 2), size=frames, mode="linear", align_corners=False)
+            feats = feats.transpose(1, 2)
+        return feats
+
+    def pooled(self, hidden_states, ssl_frames=None, wavs=None, lengths=None):
         """The utterance embeddings: mean of the encoder output over each utterance's valid frames.
 
         Arguments
@@ -297,6 +334,10 @@ class SQAPredictor(nn.Module):
             The upstream's states: a list of ``[batch, frames, dim]`` or ``[layers, batch, frames, dim]``.
         ssl_frames : torch.Tensor, optional
             Valid frames of each utterance ``[batch]``; None: all.
+        wavs : torch.Tensor, optional
+            The waveforms ``[batch, samples]`` (needed, and only used, with a spectral branch).
+        lengths : torch.Tensor, optional
+            Relative lengths of ``wavs`` ``[batch]``.
 
         Returns
         -------
@@ -310,14 +351,17 @@ class SQAPredictor(nn.Module):
         else:
             counts = ssl_frames.to(x.device).long().clamp(min=1, max=frames)
             valid = torch.arange(frames, device=x.device)[None, :] < counts[:, None]
-        x = self.proj_norm(self.proj(x))
+        x = self.proj(x)
+        if self.spectral_mels > 0:
+            x = x + self.spectral_proj(self.spectral_features(wavs, lengths, frames).to(x.dtype))
+        x = self.proj_norm(x)
         x = self.encoder(x, src_key_padding_mask=~valid)
         weights = valid.to(x.dtype).unsqueeze(-1)
         return (x * weights).sum(dim=1) / weights.sum(dim=1)
 
-    def forward(self, hidden_states, ssl_frames=None):
+    def forward(self, hidden_states, ssl_frames=None, wavs=None, lengths=None):
         """Predicted metrics ``[batch, metrics]`` (see :meth:`pooled` for the arguments)."""
-        return self.activation(self.head(self.pooled(hidden_states, ssl_frames)))
+        return self.activation(self.head(self.pooled(hidden_states, ssl_frames, wavs, lengths)))
 
     def loss(self, predictions, labels):
         """:func:`masked_metric_mse` with this model's scales; returns ``(loss, per_metric)``."""
@@ -359,5 +403,5 @@ def sqa_forward(model, upstream, wavs, lengths=None, train_ssl=False):
         states, ssl_frames = ssl_hidden_states(upstream, wavs, lengths)
     if not train_ssl:
         states = states.detach()
-    return model(states, ssl_frames)
+    return model(states, ssl_frames, wavs, lengths)
 
