@@ -96,6 +96,10 @@ class SharedLatentBrain(RecipeBrain):
         hp = self.hparams
         if hp.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {hp.schedule!r}")
+        if torch.distributed.is_initialized():
+            # The terms call the model's parts (encode, decode...), not its forward: DDP would not
+            # synchronise their gradients.
+            raise NotImplementedError("the shared-latent recipe does not support DDP yet: run one process")
         folder = os.path.join(hp.output_folder, "speaker_split")
         run_on_main(split_by_speaker, args=[manifests["train_clean"], folder],
                     kwargs={"seed": hp.seed, "names": SPLIT_NAMES, "fraction": hp.noisy_speaker_fraction})

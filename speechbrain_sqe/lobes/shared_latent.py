@@ -264,7 +264,7 @@ class SpeechAutoencoder(nn.Module):
             return torch.stack([torch.cos(out), torch.sin(out)], dim=-1) * mask.unsqueeze(-1)
         bins = out.shape[1] // 2
         pair = torch.stack([out[:, :bins], out[:, bins:]], dim=-1)
-        return pair / torch.sqrt(pair.pow(2).sum(-1, keepdim=True) + EPS)
+        return F.normalize(pair, dim=-1, eps=1e-6)
 
 
 @record_init_args
