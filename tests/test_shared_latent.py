@@ -17,7 +17,10 @@ from speechbrain_sqe.dataio.audio import load_audio, save_audio
 from speechbrain_sqe.dataio.manifest import read_manifest
 from speechbrain_sqe.dataio.pipelines import split_by_speaker, unpaired_training_dataset
 from speechbrain_sqe.dataio.prepare import prepare_corpus
-from speechbrain_sqe.inference.enhancement import SharedLatentEnhancer, shared_latent_enhance_keeping_level
+from speechbrain_sqe.inference.enhancement import (
+    SharedLatentEnhancer,
+    shared_latent_enhance_keeping_level,
+)
 from speechbrain_sqe.inference.hub import load_model
 from speechbrain_sqe.lobes.frontend import PhaseSpectralFrontEnd
 from speechbrain_sqe.lobes.shared_latent import (
@@ -51,7 +54,7 @@ def test_shapes_and_the_shared_layer_of_both_encoders(shared_layer, phase):
     model = _tiny_model(shared_layer=shared_layer, phase=phase).eval()
     spec = torch.rand(3, 20, 129)
     z_speech, _ = model.encode_speech(spec)
-    z_mixture, mask = model.encode_mixture(spec)
+    z_mixture, _ = model.encode_mixture(spec)
     assert z_speech.shape == z_mixture.shape == (3, 12, 20)
     amplitude, decoded = model.enhance(spec)
     assert amplitude.shape == (3, 20, 129) and bool((amplitude >= 0).all())

@@ -33,7 +33,11 @@ from typing import ClassVar
 import torch
 
 from speechbrain_sqe.dataio.audio import save_audio
-from speechbrain_sqe.inference.hub import DEFAULT_SOURCES, PRETRAINED_FOLDER, TASK_DESCRIPTIONS
+from speechbrain_sqe.inference.hub import (
+    DEFAULT_SOURCES,
+    PRETRAINED_FOLDER,
+    TASK_DESCRIPTIONS,
+)
 from speechbrain_sqe.inference.safe_pretrained import SafePretrained
 from speechbrain_sqe.lobes.bsse import bsse_forward
 from speechbrain_sqe.lobes.frontend import PhaseSpectralFrontEnd, SpectralFrontEnd

@@ -53,10 +53,10 @@ from speechbrain_sqe.lobes.init_args import record_init_args
 from speechbrain_sqe.lobes.masking import relative_lengths_to_mask
 
 __all__ = [
-    "MixtureAutoencoder",
-    "MultiResolutionSpectralLoss",
     "PHASE_MODES",
     "SHARED_LAYERS",
+    "MixtureAutoencoder",
+    "MultiResolutionSpectralLoss",
     "SharedLatentLayer",
     "SharedLatentModel",
     "SpeechAutoencoder",
