@@ -102,6 +102,21 @@ def test_latent_noise_only_in_training():
     assert not torch.allclose(first, model.enhance(spec)[0])
 
 
+def test_padding_does_not_change_training_outputs():
+    """In training mode too (batch statistics of the valid frames only), appending padded frames to
+    a batch leaves the valid frames' outputs as they were (latent noise off to compare)."""
+    model = _tiny_model(shared_layer="latent", phase="cos_sin", latent_noise=0.0).train()
+    spec, lengths = torch.rand(2, 16, 129), torch.tensor([1.0, 0.5])
+    spec[1, 8:] = 0.0
+    amplitude, phase = model.enhance(spec, lengths)
+    padded = torch.cat([spec, torch.zeros(2, 8, 129)], dim=1)
+    amplitude_padded, phase_padded = model.enhance(padded, lengths * 16 / 24)
+    assert torch.allclose(amplitude_padded[:, :16], amplitude, atol=1e-5)
+    assert torch.allclose(phase_padded[0, :16], phase[0], atol=1e-5)
+    assert torch.allclose(phase_padded[1, :8], phase[1, :8], atol=1e-5)
+    assert float(amplitude_padded[:, 16:].detach().abs().sum()) == 0.0
+
+
 @pytest.mark.parametrize("phase", ["cos_sin", "none"])
 def test_padded_batch_equals_each_utterance_alone(phase):
     model = _tiny_model(shared_layer="latent", phase=phase).eval()
