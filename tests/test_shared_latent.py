@@ -269,8 +269,11 @@ def test_sse_baseline_by_override_staged(runs, tmp_path):
     assert "train_sae_recon" in log[0] and "train_cycle_recon" not in log[0]
     assert "train_cycle_recon" in log[1] and "train_sae_recon" not in log[1]
     assert "train_sae_phase" not in log[0] and "train_sae_multires" not in log[0]
-    model = load_model(str(out / "hub"), task="enhancement").mods.model
+    enhancer = load_model(str(out / "hub"), task="enhancement")
+    model = enhancer.mods.model
     assert model.shared is None and not model.has_phase_decoder
+    noisy = str(next((data / "test" / "noisy").iterdir()))
+    assert torch.equal(enhancer.enhance_file(noisy), enhancer.enhance_file(noisy, phase="noisy"))  # no decoder
     after_sae_epoch = first["fitted"]
     moved = [key for key, value in model.state_dict().items()
              if not torch.equal(value, after_sae_epoch[f"modules.model.{key}"])]
