@@ -32,15 +32,16 @@ enhanced output toward the mixture.
 then they are frozen, in eval mode, and the MAE learns through them).
 
 Validation enhances the noisy valid pairs (held-out speakers, training noises and rooms) with the
-inference chain; the validation loss is the L2 between the enhanced and the clean compressed
-magnitudes (the clean references of VALIDATION pairs, never of training files), also SI-SNR of the
-enhanced waveform; the checkpoint of lowest validation loss is kept (in a staged run, none of the
+inference chain (phase source ``default_phase``); the validation loss is the L2 between the enhanced
+and the clean compressed magnitudes (the clean references of VALIDATION pairs, never of training
+files), also SI-SNR of the enhanced waveform; the checkpoint of lowest validation loss is kept (in a staged run, none of the
 SAE-only epochs: the MAE is untrained there). The test stage enhances the noisy test split (with the
 decoded and, when the model has a phase decoder, also with the noisy phase), scores it against the
 clean references (``report/``) and exports a hub folder
 :class:`~speechbrain_sqe.inference.enhancement.SharedLatentEnhancer` loads (``sqe enhance --model``).
 """
 
+import csv
 import json
 import logging
 import os
@@ -68,7 +69,11 @@ from speechbrain_sqe.inference.enhancement import (
     shared_latent_enhance_keeping_level,
 )
 from speechbrain_sqe.lobes.quality_guidance import si_snr_values
-from speechbrain_sqe.lobes.shared_latent import masked_frame_mean, phase_loss
+from speechbrain_sqe.lobes.shared_latent import (
+    frame_mask,
+    masked_frame_mean,
+    phase_loss,
+)
 from speechbrain_sqe.metrics.runner import Pair, evaluate_pairs
 
 logger = logging.getLogger(__name__)
@@ -134,9 +139,8 @@ class SharedLatentBrain(RecipeBrain):
         if stage != sb.Stage.TRAIN:
             noisy, lens = batch.noisy_sig
             clean, _ = batch.clean_sig
-            frame_lens = hp.frontend.frame_lengths(lens, noisy.shape[1])
-            amplitude, _ = self.module("model").enhance(hp.frontend(noisy, lens), frame_lens)
-            enhanced = shared_latent_enhance_keeping_level(self.module("model"), hp.frontend, noisy, lens)
+            enhanced, amplitude, frame_lens = shared_latent_enhance_keeping_level(
+                self.module("model"), hp.frontend, noisy, lens, phase=hp.default_phase, return_spec=True)
             return {"enhanced_spec": amplitude, "clean_spec": hp.frontend(clean, lens), "frame_lens": frame_lens,
                     "si_snr": si_snr_values(enhanced, clean, lens)}
         mode = self.training_mode()
@@ -211,12 +215,10 @@ class SharedLatentBrain(RecipeBrain):
                 total, count = self.term_sums.get(name, (0.0, 0))
                 self.term_sums[name] = (total + float(value.detach()), count + 1)
             return sum(weighted.values())
-        mask = torch.ones_like(predictions["enhanced_spec"][..., :1])
-        frames = predictions["enhanced_spec"].shape[1]
-        mask = (torch.arange(frames, device=mask.device)[None, :]
-                < torch.round(predictions["frame_lens"] * frames)[:, None]).to(mask.dtype).unsqueeze(-1)
+        enhanced = predictions["enhanced_spec"]
+        mask = frame_mask(predictions["frame_lens"], enhanced.shape[1], enhanced).transpose(1, 2)
         self.si_snrs = getattr(self, "si_snrs", []) + predictions["si_snr"].detach().cpu().tolist()
-        return masked_frame_mean((predictions["enhanced_spec"] - predictions["clean_spec"]).pow(2), mask)
+        return masked_frame_mean((enhanced - predictions["clean_spec"]).pow(2), mask)
 
     def on_stage_start(self, stage, epoch=None):
         """Resets the per-stage accumulators."""
@@ -284,9 +286,7 @@ class SharedLatentBrain(RecipeBrain):
         """``speaker_split.json``: the speakers and file counts of the clean and the mixture halves."""
         split = {}
         for name, path in self.split_csvs.items():
-            with open(path, encoding="utf-8") as stream:
-                import csv
-
+            with open(path, newline="", encoding="utf-8") as stream:
                 rows = list(csv.DictReader(stream))
             split[name] = {"files": len(rows), "speakers": sorted({row["voice"] for row in rows})}
         with open(os.path.join(folder, "speaker_split.json"), "w", encoding="utf-8") as stream:

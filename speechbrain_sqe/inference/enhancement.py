@@ -501,7 +501,8 @@ def phase_source(value):
     return value
 
 
-def shared_latent_enhance_keeping_level(model, frontend, wavs, lengths=None, phase="decoded"):
+def shared_latent_enhance_keeping_level(model, frontend, wavs, lengths=None, phase="decoded",
+                                        return_spec=False):
     """The shared-latent enhancer's whole chain: MAE encoder -> shared layer -> SAE amplitude (and
     phase) decoders -> inverse STFT, then the input's speech level.
 
@@ -519,11 +520,14 @@ def shared_latent_enhance_keeping_level(model, frontend, wavs, lengths=None, pha
         Relative lengths ``[batch]``.
     phase : str
         ``decoded`` (the SAE's phase decoder; the noisy phase for a model without one) or ``noisy``.
+    return_spec : bool
+        Also return the enhanced compressed magnitudes and their relative frame lengths.
 
     Returns
     -------
     torch.Tensor
-        ``[batch, time]`` on the device of ``wavs`` (0 beyond each length).
+        ``[batch, time]`` on the device of ``wavs`` (0 beyond each length); with ``return_spec``,
+        ``(waveforms, [batch, frames, bins] magnitudes, [batch] frame lengths)``.
     """
     spec = frontend(wavs, lengths)
     frame_lens = None if lengths is None else frontend.frame_lengths(lengths, wavs.shape[1])
@@ -532,7 +536,8 @@ def shared_latent_enhance_keeping_level(model, frontend, wavs, lengths=None, pha
         enhanced = frontend.resynthesize(amplitude, wavs, lengths)
     else:
         enhanced = frontend.synthesize(amplitude, decoded, wavs.shape[1], lengths)
-    return keep_speech_level(enhanced, wavs, lengths)
+    enhanced = keep_speech_level(enhanced, wavs, lengths)
+    return (enhanced, amplitude, frame_lens) if return_spec else enhanced
 
 
 class SharedLatentEnhancer(Enhancer):
