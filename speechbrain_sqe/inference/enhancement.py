@@ -14,6 +14,11 @@ The BSSE enhancer (Hung et al., Interspeech 2022, trained on noisy/clean pairs) 
 log1p spectrum with a BLSTM that reads the spectrum, weighted SSL layers, or both
 (:mod:`speechbrain_sqe.lobes.bsse`); resynthesis with the noisy phase.
 
+The shared-latent enhancer (after Li et al., 2022, on SSE, trained on UNPAIRED clean speech and noisy
+mixtures; :mod:`speechbrain_sqe.lobes.shared_latent`) encodes the noisy compressed magnitude with
+the mixture autoencoder, passes the shared layer and decodes with the speech autoencoder's amplitude
+and phase decoders; option ``phase=noisy`` resynthesises with the noisy phase instead.
+
 Example (with the model shipped in the package)::
 
     from speechbrain_sqe.inference.enhancement import VQEnhancer
@@ -28,10 +33,14 @@ from typing import ClassVar
 import torch
 
 from speechbrain_sqe.dataio.audio import save_audio
-from speechbrain_sqe.inference.hub import DEFAULT_SOURCES, PRETRAINED_FOLDER, TASK_DESCRIPTIONS
+from speechbrain_sqe.inference.hub import (
+    DEFAULT_SOURCES,
+    PRETRAINED_FOLDER,
+    TASK_DESCRIPTIONS,
+)
 from speechbrain_sqe.inference.safe_pretrained import SafePretrained
 from speechbrain_sqe.lobes.bsse import bsse_forward
-from speechbrain_sqe.lobes.frontend import SpectralFrontEnd
+from speechbrain_sqe.lobes.frontend import PhaseSpectralFrontEnd, SpectralFrontEnd
 from speechbrain_sqe.lobes.vqvae_se import enhance_waveforms, mix_with_input
 
 #: The enhancer trained by ``hparams/vq_enhance.yaml`` and shipped inside the package.
@@ -463,4 +472,146 @@ class BSSEEnhancer(Enhancer):
         if wavs.shape[1] < self.frontend.min_samples:
             raise ValueError(f"waveforms need at least {self.frontend.min_samples} samples, got {wavs.shape[1]}")
         out = bsse_enhance_keeping_level(self.mods.enhancer, self.frontend, wavs, lengths, self.upstream).cpu()
+        return out[0] if squeeze else out
+
+
+PHASE_SOURCES = ("decoded", "noisy")
+
+
+def phase_source(value):
+    """The ``phase`` option of :class:`SharedLatentEnhancer`: ``decoded`` or ``noisy``.
+
+    Arguments
+    ---------
+    value : str
+        The value.
+
+    Returns
+    -------
+    str
+        The checked value.
+
+    Example
+    -------
+    >>> phase_source("noisy")
+    'noisy'
+    """
+    if value not in PHASE_SOURCES:
+        raise ValueError(f"must be one of {', '.join(PHASE_SOURCES)}, got {value!r}")
+    return value
+
+
+def shared_latent_enhance_keeping_level(model, frontend, wavs, lengths=None, phase="decoded",
+                                        return_spec=False):
+    """The shared-latent enhancer's whole chain: MAE encoder -> shared layer -> SAE amplitude (and
+    phase) decoders -> inverse STFT, then the input's speech level.
+
+    Used by :class:`SharedLatentEnhancer` and by the recipe's validation and test.
+
+    Arguments
+    ---------
+    model : speechbrain_sqe.lobes.shared_latent.SharedLatentModel
+        The trained model (eval mode).
+    frontend : speechbrain_sqe.lobes.frontend.PhaseSpectralFrontEnd
+        Its front end (compressed magnitudes).
+    wavs : torch.Tensor
+        Noisy waveforms ``[batch, time]``.
+    lengths : torch.Tensor, optional
+        Relative lengths ``[batch]``.
+    phase : str
+        ``decoded`` (the SAE's phase decoder; the noisy phase for a model without one) or ``noisy``.
+    return_spec : bool
+        Also return the enhanced compressed magnitudes and their relative frame lengths.
+
+    Returns
+    -------
+    torch.Tensor
+        ``[batch, time]`` on the device of ``wavs`` (0 beyond each length); with ``return_spec``,
+        ``(waveforms, [batch, frames, bins] magnitudes, [batch] frame lengths)``.
+    """
+    spec = frontend(wavs, lengths)
+    frame_lens = None if lengths is None else frontend.frame_lengths(lengths, wavs.shape[1])
+    amplitude, decoded = model.enhance(spec, frame_lens)
+    if decoded is None or phase == "noisy":
+        enhanced = frontend.resynthesize(amplitude, wavs, lengths)
+    else:
+        enhanced = frontend.synthesize(amplitude, decoded, wavs.shape[1], lengths)
+    enhanced = keep_speech_level(enhanced, wavs, lengths)
+    return (enhanced, amplitude, frame_lens) if return_spec else enhanced
+
+
+class SharedLatentEnhancer(Enhancer):
+    """Enhances speech with the shared-latent SAE/MAE model trained on UNPAIRED clean speech and
+    noisy mixtures (after Li, Sun, Wang, Naqvi, 2022, on SSE by Wang et al., 2020).
+
+    Load with ``SharedLatentEnhancer.from_hparams(source=<folder>)`` (or ``load_model`` / ``sqe
+    enhance --model``). The hub folder holds ``frontend``
+    (:class:`~speechbrain_sqe.lobes.frontend.PhaseSpectralFrontEnd`: ``|STFT| ** 0.5``, n_fft 1024,
+    hop 256), ``sample_rate``, ``min_seconds``, ``phase`` (the default phase source) and the module
+    ``model`` (:class:`speechbrain_sqe.lobes.shared_latent.SharedLatentModel`). The output keeps the
+    speech level of the input. It dereverberates (:attr:`DEREVERBERATES`): its speech decoder only
+    ever learned dry clean speech.
+
+    Example
+    -------
+    >>> import tempfile, torch
+    >>> from speechbrain_sqe.lobes.shared_latent import SharedLatentModel
+    >>> model = SharedLatentModel(n_bins=129, sae_channels=(16, 8), mae_channels=(16, 12, 8))
+    >>> frontend = PhaseSpectralFrontEnd(n_fft=256, hop_length=64)
+    >>> folder = SharedLatentEnhancer.export(tempfile.mkdtemp(), {"model": model}, frontend=frontend)
+    >>> enhancer = SharedLatentEnhancer.from_hparams(source=folder)
+    >>> enhancer.enhance_batch(torch.randn(2, 8000), torch.tensor([1.0, 0.5])).shape
+    torch.Size([2, 8000])
+    >>> enhancer.enhance_batch(torch.randn(8000), phase="noisy").shape
+    torch.Size([8000])
+    """
+
+    HPARAMS_NEEDED = ("sample_rate", "min_seconds", "phase")
+    MODULES_NEEDED = ("model",)
+    DEREVERBERATES: ClassVar[bool] = True
+    OPTIONS: ClassVar[dict] = {"phase": (phase_source, "decoded (the speech autoencoder's phase decoder) or noisy")}
+    HUB_TITLE = ("Shared latent space SAE/MAE speech enhancer trained on unpaired clean speech and noisy mixtures\n"
+                 "(after Li et al., 2022, on SSE), trained with speechbrain-sqe's hparams/shared_latent.yaml.")
+    SETTING_COMMENTS: ClassVar[dict] = {
+        **Enhancer.SETTING_COMMENTS,
+        "phase": "Default phase of the output: decoded (the phase decoder; the noisy phase for a model without\n"
+                 "one) or noisy; enhance_batch/enhance_file(phase=...) and `sqe enhance --option phase=...` override it.",
+    }
+
+    @classmethod
+    def hub_spec(cls, modules, frontend=None, phase="decoded", **kwargs):
+        """See :meth:`SafePretrained.hub_spec`; the front end defaults to SSE's (n_fft 1024, hop 256,
+        Hann, magnitude ** 0.5) and ``phase`` is the default phase source."""
+        frontend = frontend if frontend is not None else PhaseSpectralFrontEnd()
+        return super().hub_spec(modules, frontend=frontend, phase=phase_source(phase), **kwargs)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.frontend = getattr(self.hparams, "frontend", None) or PhaseSpectralFrontEnd()
+
+    @torch.no_grad()
+    def enhance_batch(self, wavs, lengths=None, phase=None):
+        """Enhances a padded batch of waveforms.
+
+        Arguments
+        ---------
+        wavs : torch.Tensor
+            Noisy waveforms ``[batch, time]`` (or ``[time]``) at :attr:`sample_rate`.
+        lengths : torch.Tensor, optional
+            Relative lengths in ``[0, 1]``; None: all full length.
+        phase : str, optional
+            ``decoded`` or ``noisy``; None: the folder's default (``hparams.phase``).
+
+        Returns
+        -------
+        torch.Tensor
+            Enhanced waveforms ``[batch, time]`` (0 beyond each length), on the CPU; ``[time]`` for
+            a ``[time]`` input.
+        """
+        squeeze = torch.is_tensor(wavs) and wavs.dim() == 1
+        wavs, lengths = self.as_batch(wavs, lengths)
+        if wavs.shape[1] < self.frontend.min_samples:
+            raise ValueError(f"waveforms need at least {self.frontend.min_samples} samples, got {wavs.shape[1]}")
+        phase = self.hparams.phase if phase is None else phase_source(phase)
+        out = shared_latent_enhance_keeping_level(self.mods.model, self.frontend, wavs, lengths, phase).cpu()
         return out[0] if squeeze else out

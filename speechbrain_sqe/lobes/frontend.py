@@ -47,6 +47,7 @@ from speechbrain_sqe.lobes.init_args import record_init_args
 __all__ = [
     "MAGNITUDE_FLOOR",
     "WINDOWS",
+    "PhaseSpectralFrontEnd",
     "STFTMagnitude",
     "SpectralFrontEnd",
     "TERAFeatures",
@@ -490,6 +491,140 @@ class STFTMagnitude(SpectralFrontEnd):
 
     def __init__(self, n_fft=512, hop_length=256, win_length=512, log1p=False, sample_rate=16000):
         super().__init__(n_fft, hop_length, win_length, log1p, sample_rate)
+
+
+def _per_utterance(wav, lengths, transform):
+    """Applies ``transform`` to each utterance's own samples (those of equal length together) and
+    zero-pads the ``[batch, frames, ...]`` results to the frames of the padded batch."""
+    if lengths is None:
+        return transform(wav)
+    total = wav.shape[1]
+    abs_samples = torch.round(lengths.float() * total).long().clamp(1, total).tolist()
+    groups = {}
+    for index, n in enumerate(abs_samples):
+        groups.setdefault(n, []).append(index)
+    out = None
+    for n, members in groups.items():
+        part = transform(wav[members, :n])
+        if out is None:
+            out = part.new_zeros(wav.shape[0], *part.shape[1:])
+        out[members, : part.shape[1]] = part
+    return out
+
+
+@record_init_args
+class PhaseSpectralFrontEnd(SpectralFrontEnd):
+    """Power-compressed magnitudes and unit phasors of the STFT, and synthesis from both.
+
+    For models that estimate a phase as well as a magnitude (the shared-latent enhancer,
+    :mod:`speechbrain_sqe.lobes.shared_latent`): ``forward`` gives ``|STFT| ** power`` (SSE's
+    dynamic-range compression, ``power=0.5``), :meth:`phase` the unit phasors ``(cos, sin)`` of the
+    same frames, :meth:`synthesize` the waveform of a compressed magnitude and any phasors (the
+    inverse is ``torch.istft``, as :func:`resynthesize`), and the inherited :meth:`resynthesize`
+    uses the noisy phase. Framing as :class:`SpectralFrontEnd` (SpeechBrain's STFT, centred, reflect
+    padding; with ``lengths`` each utterance is transformed alone).
+
+    Arguments
+    ---------
+    n_fft : int
+        FFT size (SSE: 1024, 513 bins).
+    hop_length : int
+        Hop in samples (SSE: 256).
+    win_length : int, optional
+        Window length (None: ``n_fft``).
+    power : float
+        Exponent of the magnitude compression (SSE: 0.5).
+    sample_rate : int
+        Sampling rate of the input.
+    window : str
+        A name of :data:`WINDOWS` (SSE: ``"hann"``).
+
+    Example
+    -------
+    >>> frontend = PhaseSpectralFrontEnd(n_fft=256, hop_length=64)
+    >>> wavs, lengths = torch.randn(2, 4000), torch.tensor([1.0, 0.5])  # [batch, samples]
+    >>> spec, phase = frontend(wavs, lengths), frontend.phase(wavs, lengths)
+    >>> spec.shape, phase.shape  # [batch, time, bins], [batch, time, bins, (cos, sin)]
+    (torch.Size([2, 63, 129]), torch.Size([2, 63, 129, 2]))
+    >>> out = frontend.synthesize(spec, phase, wavs.shape[1], lengths)
+    >>> bool((out[0] - wavs[0]).abs().max() < 1e-3), bool((out[1, :2000] - wavs[1, :2000]).abs().max() < 1e-3)
+    (True, True)
+    >>> float(out[1, 2000:].abs().sum())
+    0.0
+    """
+
+    def __init__(self, n_fft=1024, hop_length=256, win_length=None, power=0.5, sample_rate=16000, window="hann"):
+        super().__init__(n_fft, hop_length, win_length, log1p=False, sample_rate=sample_rate, window=window)
+        if power <= 0:
+            raise ValueError(f"power must be positive, got {power}")
+        self.power = power
+
+    def _complex(self, wav):
+        window = WINDOWS[self.window](self.win_length, device=wav.device, dtype=wav.dtype)
+        spec = torch.stft(wav, self.n_fft, self.hop_length, self.win_length, window, center=True,
+                          pad_mode="reflect", return_complex=True)
+        return spec.transpose(1, 2)  # [batch, frames, bins]
+
+    def forward(self, wav, lengths=None):
+        """Compressed magnitudes ``|STFT| ** power`` ``[batch, frames, bins]`` (0 beyond each length)."""
+        return super().forward(wav, lengths).pow(self.power)  # padded frames are 0 already
+
+    def phase(self, wav, lengths=None):
+        """Unit phasors ``[batch, frames, bins, 2]`` (cos, sin) of the STFT; ``(1, 0)`` for a zero
+        bin, zeros beyond each length."""
+        def transform(part):
+            spec = self._complex(part)
+            size = spec.abs()
+            unit = torch.where(size > 0, spec / size.clamp(min=torch.finfo(size.dtype).tiny), 1.0)
+            return torch.view_as_real(unit)
+        return _per_utterance(wav, lengths, transform)
+
+    def decompress(self, spec):
+        """Linear magnitudes of compressed ones (negative values clamped to 0)."""
+        return spec.clamp(min=0.0).pow(1.0 / self.power)
+
+    def synthesize(self, spec, phase, num_samples, lengths=None):
+        """Waveforms from compressed magnitudes and phasors (each utterance alone with ``lengths``).
+
+        Arguments
+        ---------
+        spec : torch.Tensor
+            Compressed magnitudes ``[batch, frames, bins]``.
+        phase : torch.Tensor
+            Phasors ``[batch, frames, bins, 2]`` (cos, sin); not renormalised here.
+        num_samples : int
+            Samples of the output (the padded batch's).
+        lengths : torch.Tensor, optional
+            Relative waveform lengths ``[batch]``; the output is 0 beyond each.
+
+        Returns
+        -------
+        torch.Tensor
+            Waveforms ``[batch, num_samples]``.
+        """
+        window = WINDOWS[self.window](self.win_length, device=spec.device, dtype=spec.dtype)
+        complex_spec = self.decompress(spec).unsqueeze(-1) * phase
+        complex_spec = torch.view_as_complex(complex_spec.contiguous())
+
+        def one(part, n):
+            return torch.istft(part.transpose(1, 2), self.n_fft, self.hop_length, self.win_length, window,
+                               center=True, length=n)
+
+        if lengths is None:
+            return one(complex_spec, num_samples)
+        abs_samples = torch.round(lengths.float() * num_samples).long().clamp(1, num_samples).tolist()
+        groups = {}
+        for index, n in enumerate(abs_samples):
+            groups.setdefault(n, []).append(index)
+        out = spec.new_zeros(spec.shape[0], num_samples)
+        for n, members in groups.items():
+            out[members, :n] = one(complex_spec[members, : int(self.num_frames(n))], n)
+        return out
+
+    def resynthesize(self, spec, noisy_wav, lengths=None):
+        """Waveforms from compressed magnitudes and the phase of ``noisy_wav`` (same framing)."""
+        return resynthesize(self.decompress(spec), noisy_wav, self.n_fft, self.hop_length, self.win_length,
+                            window_fn=WINDOWS[self.window], lengths=lengths)
 
 
 @record_init_args
