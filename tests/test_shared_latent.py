@@ -235,11 +235,12 @@ def test_export_loads_enhances_like_the_recipe_and_through_the_cli(runs, tmp_pat
     data, out, _ = runs
     enhancer = load_model(str(out / "hub"), task="enhancement")
     assert isinstance(enhancer, SharedLatentEnhancer) and enhancer.mods.model.has_phase_decoder
+    assert enhancer.hparams.phase == "noisy"  # the YAML's default_phase (measured: README)
     names = sorted(os.listdir(out / "enhanced" / "decoded_phase"))
     assert names
     for name in names:
         noisy_path = data / "test" / "noisy" / name
-        ours = enhancer.enhance_file(str(noisy_path))
+        ours = enhancer.enhance_file(str(noisy_path), phase="decoded")
         recipe_output = load_audio(str(out / "enhanced" / "decoded_phase" / name), 16000)
         assert ours.shape == recipe_output.shape
         assert (ours.clamp(-1, 1) - recipe_output).abs().max() < 2.0 / 32768
