@@ -495,7 +495,15 @@ class STFTMagnitude(SpectralFrontEnd):
 
 def _per_utterance(wav, lengths, transform):
     """Applies ``transform`` to each utterance's own samples (those of equal length together) and
-    zero-pads the ``[batch, frames, ...]`` results to the frames of the padded batch."""
+    zero-pads the ``[batch, frames, ...]`` results to the frames of the padded batch (those of
+    ``transform`` on the full padded length, whichever utterance comes first).
+
+    Example
+    -------
+    >>> frames = lambda w: w.unfold(1, 4, 4).unsqueeze(-1)  # [batch, samples // 4, 4, 1]
+    >>> _per_utterance(torch.ones(2, 16), torch.tensor([0.5, 1.0]), frames).shape
+    torch.Size([2, 4, 4, 1])
+    """
     if lengths is None:
         return transform(wav)
     total = wav.shape[1]
@@ -503,12 +511,11 @@ def _per_utterance(wav, lengths, transform):
     groups = {}
     for index, n in enumerate(abs_samples):
         groups.setdefault(n, []).append(index)
-    out = None
+    parts = {n: transform(wav[members, :n]) for n, members in groups.items()}
+    full = parts[total] if total in parts else transform(wav[:1])
+    out = full.new_zeros(wav.shape[0], *full.shape[1:])
     for n, members in groups.items():
-        part = transform(wav[members, :n])
-        if out is None:
-            out = part.new_zeros(wav.shape[0], *part.shape[1:])
-        out[members, : part.shape[1]] = part
+        out[members, : parts[n].shape[1]] = parts[n]
     return out
 
 
