@@ -9,7 +9,10 @@ import pytest
 from recipe_args import ROOT
 
 from speechbrain_sqe.brains.sqa import label_dataset
-from speechbrain_sqe.dataio.sqa_labels import LABEL_COLUMNS_WITH_REFERENCE, read_label_manifest
+from speechbrain_sqe.dataio.sqa_labels import (
+    LABEL_COLUMNS_WITH_REFERENCE,
+    read_label_manifest,
+)
 
 spec = importlib.util.spec_from_file_location("combine_label_sets",
                                               os.path.join(ROOT, "recipes", "SQA", "combine_label_sets.py"))

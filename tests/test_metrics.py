@@ -230,13 +230,17 @@ def test_pinned_conditions_separate_the_easily_confused_metrics():
 
 # --- registry -------------------------------------------------------------------------------
 
+#: The shipped learned predictor's metrics (one model pass gives all six).
+SQA = ("sqa_pesq_wb", "sqa_stoi", "sqa_estoi", "sqa_si_sdr", "sqa_dnsmos_ovrl", "sqa_distillmos")
+
+
 def test_registry_names_and_intrusiveness():
     assert set(registry.METRICS) == {
         "pesq_wb", "pesq_nb", "stoi", "estoi", "si_sdr", "si_snr", "csig", "cbak", "covl",
-        "dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak", "dnsmos_p808", "distillmos", "vqscore",
+        "dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak", "dnsmos_p808", "distillmos", "vqscore", *SQA,
     }
     assert set(registry.NONINTRUSIVE_METRICS) == {
-        "dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak", "dnsmos_p808", "distillmos", "vqscore",
+        "dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak", "dnsmos_p808", "distillmos", "vqscore", *SQA,
     }
     assert all(registry.METRICS[name].intrusive for name in registry.DEFAULT_METRICS)
     assert registry.resolve_metrics(["all"]) == list(registry.METRICS)

@@ -255,23 +255,23 @@ def test_sqe_evaluate_with_a_registered_predictor_folder(hub, tmp_path):
         save_audio(str(tmp_path / "deg" / f"f{index}.wav"), _wavs(1, 16000, seed=10 + index)[0].numpy(), 16000)
     out = tmp_path / "eval.csv"
     try:
-        status = cli.main(["evaluate", "--deg", str(tmp_path / "deg"), "--predictor", f"sqa={hub}",
-                           "--metrics", "sqa", "--csv", str(out), "--no-progress"])
+        status = cli.main(["evaluate", "--deg", str(tmp_path / "deg"), "--predictor", f"my_sqa={hub}",
+                           "--metrics", "my_sqa", "--csv", str(out), "--no-progress"])
         assert status == 0
         import csv
 
         with open(out, newline="", encoding="utf-8") as stream:
             reader = csv.DictReader(stream)
             rows = list(reader)
-        assert [f"sqa_{name}" for name in METRICS] == [c for c in reader.fieldnames if c.startswith("sqa_")]
+        assert [f"my_sqa_{name}" for name in METRICS] == [c for c in reader.fieldnames if c.startswith("my_sqa_")]
         scorer = LearnedQualityPredictor.from_hparams(source=hub)
         for row in rows:
             expected = scorer.score_file_metrics(row["deg"])
-            assert [float(row[f"sqa_{name}"]) for name in METRICS] == pytest.approx(
+            assert [float(row[f"my_sqa_{name}"]) for name in METRICS] == pytest.approx(
                 [expected[name] for name in METRICS], abs=1e-4)
     finally:
         for name in METRICS:
-            registry.METRICS.pop(f"sqa_{name}", None)
+            registry.METRICS.pop(f"my_sqa_{name}", None)
 
 
 def test_sqe_score_prints_and_writes_one_column_per_metric(hub, tmp_path, capsys):

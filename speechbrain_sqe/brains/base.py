@@ -349,7 +349,8 @@ class RecipeBrain(sb.Brain):
         """The command that ran this recipe (for the model card)."""
         return "python train.py " + " ".join(sys.argv[1:])
 
-    def build_card(self, title, interface, summary, usage, manifests, results, facts=None):
+    def build_card(self, title, interface, summary, usage, manifests, results, facts=None, data=None,
+                   data_license=None):
         """A model card with the shared sections filled from this run (data and its origin, command,
         training facts) and the method's own summary, usage and measured results.
 
@@ -369,6 +370,9 @@ class RecipeBrain(sb.Brain):
             Markdown of the measured results.
         facts : dict, optional
             The method's training facts (epochs kept, augmentation...).
+        data, data_license : str, optional
+            What the model was trained on and its origin, where the recipe's ``corpus`` does not
+            say it (e.g. a label set made elsewhere); default: from ``corpus`` and ``source_folder``.
 
         Returns
         -------
@@ -377,11 +381,12 @@ class RecipeBrain(sb.Brain):
         """
         corpus = getattr(self.hparams, "corpus", "")
         source = getattr(self.hparams, "source_folder", None)
-        data = f"corpus '{corpus}'" + (f" from {_card_path(source)}" if source else "")
+        if data is None:
+            data = f"corpus '{corpus}'" + (f" from {_card_path(source)}" if source else "")
         return build_model_card(
             title, summary, interface, usage,
             data=f"{data} ({_card_path(manifests.get('train_clean'))})",
-            data_license=CORPUS_ORIGINS.get(corpus, ""),
+            data_license=CORPUS_ORIGINS.get(corpus, "") if data_license is None else data_license,
             command=self.command_line(), training=self.training_facts(**(facts or {})), results=results,
         )
 

@@ -325,6 +325,10 @@ class SQABrain(RecipeBrain):
              "epochs": f"{hp.number_of_epochs} (lowest validation loss kept)",
              "optimizer": f"AdamW lr {hp.lr}, {hp.warmup_steps} warm-up updates, gradient norm clipped to "
                           f"{getattr(self, 'max_grad_norm', None)}"},
+            # A label set made from real speech or taken from a folder is not the embedded corpus.
+            **({} if getattr(hp, "label_source", "embedded") == "embedded" else {
+                "data": f"label set '{hp.label_source}' in {hp.label_folder}",
+                "data_license": "the speech, noise and room files the label set was made from (their licenses apply)"}),
         )
 
 

@@ -82,6 +82,7 @@ from speechbrain_sqe.metrics.intrusive import (
 
 #: Import path of the VQScore interface (the one place to change when it moves).
 VQSCORE_INTERFACE = "speechbrain_sqe.inference.quality.VQScore"
+SQA_INTERFACE = "speechbrain_sqe.inference.quality.LearnedQualityPredictor"
 #: Allowed values of :attr:`MetricSpec.direction`.
 DIRECTIONS = ("higher", "lower")
 #: Names that select several metrics (see :func:`resolve_metrics`).
@@ -1105,6 +1106,13 @@ def _register_builtins():
                     available=distillmos_module.require_distillmos, learned=True)
     register_predictor("vqscore", VQSCORE_INTERFACE, range=(-1.0, 1.0), direction="higher",
                        description="VQScore (Fu et al., ICLR 2024), the shipped model")
+    # The shipped learned multi-metric predictor (hparams/sqa.yaml): one pass per file, six metrics.
+    sqa_ranges = {"pesq_wb": (1.0, 4.5), "stoi": (0.0, 1.0), "estoi": (0.0, 1.0), "si_sdr": (None, None),
+                  "dnsmos_ovrl": (1.0, 5.0), "distillmos": (1.0, 5.0)}
+    register_predictor("sqa", SQA_INTERFACE, output={f"sqa_{metric}": metric for metric in sqa_ranges},
+                       range={f"sqa_{metric}": bounds for metric, bounds in sqa_ranges.items()}, direction="higher",
+                       description={f"sqa_{metric}": f"{metric} predicted without a reference by the shipped "
+                                    "learned predictor (hparams/sqa.yaml)" for metric in sqa_ranges})
 
 
 _register_builtins()
