@@ -623,8 +623,10 @@ def resolve_metrics(names=None):
     -------
     >>> resolve_metrics(["stoi", "default"])[:3]
     ['stoi', 'pesq_wb', 'estoi']
-    >>> resolve_metrics("learned")
+    >>> resolve_metrics("learned")[:6]
     ['dnsmos_ovrl', 'dnsmos_sig', 'dnsmos_bak', 'dnsmos_p808', 'distillmos', 'vqscore']
+    >>> resolve_metrics("learned")[6:8]       # the shipped multi-metric predictor's, one pass for all six
+    ['sqa_pesq_wb', 'sqa_stoi']
     """
     if names is None:
         names = ["default"]
