@@ -141,7 +141,11 @@ def test_rows_are_labelled_against_the_dry_clean_file(labels):
             if row["system"] == "clean":
                 assert row["wav"] == row["clean_wav"] and float(row["stoi"]) > 0.99
             else:
-                assert row["wav"].startswith(str(folder)) and float(row["si_sdr"]) < 60
+                assert row["wav"].startswith(str(folder))
+                # Noise and rooms always degrade; a band limit or clipping can leave a synthetic
+                # signal almost intact (its draw depends on the absolute path: it varies by run).
+                if "noise" in row["condition"] or "room" in row["condition"]:
+                    assert float(row["si_sdr"]) < 60, row
     assert counts == {"train": 2 * 3, "valid": 3, "test": 3}
 
 
