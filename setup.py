@@ -29,6 +29,7 @@ setup(
         "scipy",
         "tqdm",
         "matplotlib",
+        "webdataset",  # training from tar shards (dataio/shards.py)
     ],
     extras_require={
         "eval": ["speechmos", "onnxruntime", "librosa", "requests", "distillmos>=0.9.1"],

@@ -201,6 +201,7 @@ class RecipeBrain(sb.Brain):
         """
         start = time.time()
         data = self.datasets(manifests)
+        data["train"] = self.training_stream(data["train"])
         self.prepare(manifests, data)
         self.fit(
             self.hparams.epoch_counter,
@@ -215,6 +216,27 @@ class RecipeBrain(sb.Brain):
         if if_main_process():
             self.export(report, manifests)
         return report
+
+    def training_stream(self, train_set):
+        """The training set streamed from tar shards when the YAML's ``train_shards`` names a shard
+        folder (written from the training manifest by ``python -m speechbrain_sqe.dataio.shards``),
+        else ``train_set`` itself.
+
+        The shards go through ``train_set``'s own pipeline (crops, augmentation, gain), so no method
+        needs code for them; the train loader's ``shuffle`` becomes the shards' shuffle (shard order
+        per epoch, then a buffer of ``shard_buffer`` samples), and each DDP rank reads its own shards.
+        """
+        folder = getattr(self.hparams, "train_shards", None)
+        if not folder:
+            return train_set
+        from speechbrain_sqe.dataio.shards import ShardedDataset
+
+        shuffle = bool(dict(getattr(self.hparams, "train_dataloader_opts", {}) or {}).get("shuffle", False))
+        stream = ShardedDataset(folder, train_set, shuffle=shuffle, seed=int(getattr(self.hparams, "seed", 0) or 0),
+                                buffer_size=getattr(self.hparams, "shard_buffer", 1000))
+        logger.info("Training from the shards in %s (epoch 1%s): %s", folder,
+                    ", reshuffled every epoch" if shuffle else "", stream.describe(epoch=1))
+        return stream
 
     def test_best(self, test_set):
         """Recovers the best checkpoint (by :meth:`selection`) and runs the test stage on it."""
@@ -278,6 +300,9 @@ class RecipeBrain(sb.Brain):
     def _fit_train(self, train_set, epoch, enable):
         # SpeechBrain's training epoch; its iterator is made inside, after this reseed.
         self.loader_generator.manual_seed(int(getattr(self.hparams, "seed", 0) or 0) * 100003 + int(epoch))
+        stream = getattr(train_set, "dataset", train_set)
+        if hasattr(stream, "set_epoch"):  # shards: this epoch's order; after a mid-epoch resume, the
+            stream.set_epoch(epoch, skip=self.step * (getattr(train_set, "batch_size", 1) or 1))  # rest
         return super()._fit_train(train_set, epoch, enable)
 
     def _save_intra_epoch_ckpt(self):
@@ -342,6 +367,10 @@ class RecipeBrain(sb.Brain):
         options = dict(getattr(self.hparams, _LOADER_KEYS[stage], {}) or {})
         if stage == sb.Stage.TRAIN:
             options.setdefault("generator", self.loader_generator)
+            if getattr(self.hparams, "train_shards", None):
+                options.pop("shuffle", None)  # a stream shuffles itself (training_stream)
+                # SpeechBrain pads batches of a DynamicItemDataset by default, not of a stream.
+                options.setdefault("collate_fn", sb.dataio.batch.PaddedBatch)
         return options
 
     @staticmethod

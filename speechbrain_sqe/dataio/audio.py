@@ -37,13 +37,39 @@ class AudioLoadError(ValueError):
     """Raised when an audio file cannot be used; the message names the file and the problem."""
 
 
+class AudioBytes(str):
+    """An audio file's content in memory, named like a path (what messages show).
+
+    :func:`load_audio` reads it as it reads the file it came from (a shard member of
+    :mod:`speechbrain_sqe.dataio.shards`); everything else sees the name.
+
+    Arguments
+    ---------
+    name : str
+        Where the bytes came from (``<shard>.tar/<member>``).
+    data : bytes
+        The file's content.
+
+    Example
+    -------
+    >>> audio = AudioBytes("shard-000000.tar/000000000.wav.wav", wav_bytes(torch.zeros(1600)))
+    >>> load_audio(audio, warn=False).shape, audio
+    (torch.Size([1600]), 'shard-000000.tar/000000000.wav.wav')
+    """
+
+    def __new__(cls, name, data):
+        text = super().__new__(cls, name)
+        text.data = data
+        return text
+
+
 def load_audio(path, sample_rate=16000, min_duration=None, warn=True):
     """Loads one audio file as a mono float tensor at ``sample_rate``.
 
     Arguments
     ---------
-    path : str or os.PathLike
-        The audio file (any format libsndfile reads: wav, flac, ogg...).
+    path : str or os.PathLike or AudioBytes
+        The audio file (any format libsndfile reads: wav, flac, ogg...), or its content in memory.
     sample_rate : int
         The rate the caller needs; other rates are resampled.
     min_duration : float, optional
@@ -71,13 +97,14 @@ def load_audio(path, sample_rate=16000, min_duration=None, warn=True):
     >>> wav.shape
     torch.Size([16000])
     """
+    source = io.BytesIO(path.data) if isinstance(path, AudioBytes) else os.fspath(path)
     path = os.fspath(path)
-    if not os.path.exists(path):
+    if not isinstance(source, io.BytesIO) and not os.path.exists(path):
         raise AudioLoadError(f"{path}: file not found")
     if os.path.isdir(path):
         raise AudioLoadError(f"{path}: is a folder, not an audio file")
     try:
-        audio, file_rate = audio_io.load(path, channels_first=True, always_2d=True)
+        audio, file_rate = audio_io.load(source, channels_first=True, always_2d=True)
     except Exception as error:  # soundfile raises several types for bad files
         known = ", ".join(sorted(soundfile.available_formats()))
         raise AudioLoadError(
