@@ -198,6 +198,16 @@ def test_damaged_shards_and_audio_are_named(corpus, tmp_path):
         list(ShardedDataset(str(bad / "shards"), clean_speech_dataset(str(bad / "m.csv"))))
 
 
+def test_shards_of_another_kind_of_manifest_are_named(corpus):
+    """Clean-speech shards given to a recipe whose pipeline reads noisy/clean pairs."""
+    manifest, folder = corpus
+    pairs = os.path.join(os.path.dirname(manifest), "pairs.csv")
+    with open(pairs, "w", encoding="utf-8") as stream:
+        stream.write("ID,duration,clean_wav,noisy_wav\nx,1.0,c.wav,n.wav\n")
+    with pytest.raises(ShardError, match=r"shard-000000.tar: the recipe's data pipeline needs a column the shards lack \(.*_wav"):
+        list(ShardedDataset(folder, paired_dataset(pairs)))
+
+
 def test_command_line_writes_a_folder(tmp_path, capsys):
     manifest = _corpus(str(tmp_path), count=3)
     main([manifest, str(tmp_path / "s"), "--samples_per_shard=2"])

@@ -370,7 +370,15 @@ class ShardedDataset(torch.utils.data.IterableDataset):
         for position, sample in enumerate(samples):
             if position < self.skip:
                 continue
-            yield self.pipeline.compute_outputs(self._row(sample))
+            row = self._row(sample)
+            try:
+                item = self.pipeline.compute_outputs(row)
+            except KeyError as error:  # the recipe's pipeline takes a column these shards lack
+                raise ShardError(f"{sample['__shard__']}: the recipe's data pipeline needs a column the shards lack "
+                                 f"({error.args[0]}); the shards have {sorted(row)} (written from another "
+                                 "kind of manifest?)"
+                                 ) from error
+            yield item
 
     def _read(self, mine):
         from webdataset.tariterators import group_by_keys, tar_file_expander
