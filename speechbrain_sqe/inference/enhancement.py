@@ -615,3 +615,132 @@ class SharedLatentEnhancer(Enhancer):
         phase = self.hparams.phase if phase is None else phase_source(phase)
         out = shared_latent_enhance_keeping_level(self.mods.model, self.frontend, wavs, lengths, phase).cpu()
         return out[0] if squeeze else out
+
+
+def ssl_vocoder_enhance_keeping_level(model, frontend, wavs, lengths=None, upstream=None):
+    """The spectrum-aware SSL vocoder's whole chain: spectrum and SSL states of the noisy input,
+    fusion, HiFi-GAN generator (each utterance as alone, cropped to its length), then the input's
+    speech level kept.
+
+    Used by :class:`SSLVocoderEnhancer` and by the recipe's test, so the recipe reports what users get.
+
+    Arguments
+    ---------
+    model : speechbrain_sqe.lobes.ssl_vocoder.SSLVocoder
+        The trained model (eval mode).
+    frontend : speechbrain_sqe.lobes.frontend.SpectralFrontEnd
+        Its spectrum front end.
+    wavs : torch.Tensor
+        Noisy waveforms ``[batch, time]``.
+    lengths : torch.Tensor, optional
+        Relative lengths ``[batch]``.
+    upstream : torch.nn.Module
+        The SSL upstream.
+
+    Returns
+    -------
+    torch.Tensor
+        ``[batch, time]`` on the device of ``wavs`` (0 beyond each length).
+    """
+    from speechbrain_sqe.lobes.ssl_vocoder import ssl_vocoder_forward
+
+    if lengths is None:
+        lengths = torch.ones(wavs.shape[0], device=wavs.device)
+    return keep_speech_level(ssl_vocoder_forward(model, frontend, wavs, lengths, upstream), wavs, lengths)
+
+
+def ssl_vocoder_frontend():
+    """The SSL vocoder's default spectrum front end: log1p |STFT|, n_fft 400, hop 160, Hann, centred.
+
+    Returns
+    -------
+    speechbrain_sqe.lobes.frontend.SpectralFrontEnd
+        The front end.
+
+    Example
+    -------
+    >>> ssl_vocoder_frontend().init_args["hop_length"]
+    160
+    """
+    return SpectralFrontEnd(n_fft=400, hop_length=160, win_length=400, log1p=True, window="hann")
+
+
+class SSLVocoderEnhancer(Enhancer):
+    """Enhances speech by resynthesis: a HiFi-GAN generator driven by weighted SSL (TERA) layers fused
+    with the noisy spectrum (Song et al., "Spectrum-Aware Neural Vocoder Based on Self-Supervised
+    Learning for Speech Enhancement", EUSIPCO 2024; fusion ``none`` is DeVo, Irvin et al., 2023).
+
+    Load with ``SSLVocoderEnhancer.from_hparams(source=<folder>)`` (or ``load_model``/``sqe enhance
+    --model``). The hub folder holds ``frontend`` (the spectrum: log1p or linear magnitude, hop 160),
+    ``sample_rate``, ``min_seconds`` and the modules ``enhancer``
+    (:class:`speechbrain_sqe.lobes.ssl_vocoder.SSLVocoder`) and ``ssl`` (the upstream, e.g.
+    :class:`speechbrain_sqe.lobes.tera.TERAModel`). The output has the input's length and keeps the
+    speech level of the input. It dereverberates (:attr:`DEREVERBERATES`): the recipe trains it on
+    reverberant noisy crops against the dry clean crop.
+
+    Example
+    -------
+    >>> import tempfile, torch
+    >>> from speechbrain_sqe.lobes.ssl_vocoder import SSLVocoder
+    >>> from speechbrain_sqe.lobes.tera import TERAModel
+    >>> tera = TERAModel(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32)
+    >>> model = SSLVocoder("film", ssl_num_layers=2, ssl_size=16, model_dim=32, upsample_initial_channel=32)
+    >>> folder = SSLVocoderEnhancer.export(tempfile.mkdtemp(), {"enhancer": model, "ssl": tera})
+    >>> enhancer = SSLVocoderEnhancer.from_hparams(source=folder)
+    >>> enhancer.enhance_batch(torch.randn(2, 16000), torch.tensor([1.0, 0.5])).shape
+    torch.Size([2, 16000])
+    >>> [round(w, 2) for w in enhancer.layer_weights()]
+    [0.5, 0.5]
+    """
+
+    MODULES_NEEDED = ("enhancer", "ssl")
+    MIN_SECONDS = 0.05
+    #: Trained to output the dry clean speech from reverberant mixtures (``brains/ssl_vocoder.py``).
+    DEREVERBERATES: ClassVar[bool] = True
+    HUB_TITLE = ("Spectrum-aware SSL vocoder: HiFi-GAN resynthesis from weighted TERA layers fused with the noisy\n"
+                 "spectrum (Song et al., EUSIPCO 2024), trained with speechbrain-sqe's hparams/ssl_vocoder.yaml.")
+
+    @classmethod
+    def hub_spec(cls, modules, frontend=None, **kwargs):
+        """See :meth:`SafePretrained.hub_spec`; the front end defaults to :func:`ssl_vocoder_frontend`."""
+        return super().hub_spec(modules, frontend=frontend if frontend is not None else ssl_vocoder_frontend(),
+                                **kwargs)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.frontend = getattr(self.hparams, "frontend", None) or ssl_vocoder_frontend()
+
+    def layer_weights(self):
+        """The learned SSL layer weights (softmax, input representation first); None for the last layer only.
+
+        Returns
+        -------
+        list of float or None
+            One weight per hidden state of the upstream.
+        """
+        weights = self.mods.enhancer.layer_weights()
+        return None if weights is None else [float(w) for w in weights]
+
+    @torch.no_grad()
+    def enhance_batch(self, wavs, lengths=None):
+        """Enhances a padded batch of waveforms.
+
+        Arguments
+        ---------
+        wavs : torch.Tensor
+            Noisy waveforms ``[batch, time]`` (or ``[time]``) at :attr:`sample_rate`.
+        lengths : torch.Tensor, optional
+            Relative lengths in ``[0, 1]``; None: all full length.
+
+        Returns
+        -------
+        torch.Tensor
+            Enhanced waveforms ``[batch, time]`` (0 beyond each length), on the CPU; ``[time]`` for
+            a ``[time]`` input.
+        """
+        squeeze = torch.is_tensor(wavs) and wavs.dim() == 1
+        wavs, lengths = self.as_batch(wavs, lengths)
+        if wavs.shape[1] < self.frontend.min_samples:
+            raise ValueError(f"waveforms need at least {self.frontend.min_samples} samples, got {wavs.shape[1]}")
+        out = ssl_vocoder_enhance_keeping_level(self.mods.enhancer, self.frontend, wavs, lengths, self.mods.ssl).cpu()
+        return out[0] if squeeze else out
