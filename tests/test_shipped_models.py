@@ -1,11 +1,11 @@
-"""Pinned behaviour of the models shipped in the package (VQScore, the VQ enhancer, TERA, BSSE),
-and the measured behaviour of the learned quality predictor and the SQA-guided enhancer (not
-pinned to recorded values yet).
+"""Pinned behaviour of the models shipped in the package (VQScore, the VQ enhancer, TERA, BSSE, the
+learned quality predictor, the SQA-guided enhancer), and their measured behaviour.
 
 The numbers in ``tests/data/shipped_models.json`` were recorded from the code at commit e6dfa1d
 (``python -c "import test_shipped_models as t; t.record()"`` from ``tests/``, once); the TERA entry
 was re-recorded when the shipped TERA was replaced by the one trained on real + TTS speech
-(2026-12-02, ``t.record(only=["tera"])``). They must NOT change in a refactor: a refactor moves
+(2026-12-02, ``t.record(only=["tera"])``); the learned predictor and the SQA-guided enhancer were
+recorded when they were shipped (2026-12-03, ``t.record(only=["sqa", "sqa_guided"])``). They must NOT change in a refactor: a refactor moves
 code, the shipped weights and what they compute stay.
 
 Pinned values use :func:`speech.speech_like` (deterministic, no TTS); the behaviour checks
@@ -104,6 +104,16 @@ def measure_bsse(enhancer):
     return {name: _output_statistics(enhancer.enhance_batch(_tensor(noisy[name]))) for name in ("white_0", "pink_10")}
 
 
+def measure_sqa(predictor):
+    clean, noisy = _pinned_signals()
+    signals = {"clean": clean, "white_10": noisy["white_10"], "pink_0": noisy["pink_0"]}
+    return {
+        "metric_names": list(predictor.metric_names),
+        **{name: [float(value) for value in predictor.score_metrics_batch(_tensor(wav)[None])[0]]
+           for name, wav in signals.items()},
+    }
+
+
 def measure_tera(tera):
     clean, _ = _pinned_signals()
     states = tera.hidden_states(_tensor(clean[:32000]).unsqueeze(0))
@@ -128,8 +138,9 @@ def record(only=None):
     Arguments
     ---------
     only : sequence of str, optional
-        Re-record these entries only (``"vqscore"``, ``"vq_enhancer"``, ``"tera"``, ``"bsse"``), keeping the
-        others as recorded; e.g. ``t.record(only=["tera"])`` after the shipped TERA was replaced.
+        Re-record these entries only (``"vqscore"``, ``"vq_enhancer"``, ``"tera"``, ``"bsse"``, ``"sqa"``,
+        ``"sqa_guided"``), keeping the others as recorded; e.g. ``t.record(only=["tera"])`` after the
+        shipped TERA was replaced.
     """
     api = interfaces()
     measures = {
@@ -137,6 +148,9 @@ def record(only=None):
         "vq_enhancer": lambda: measure_vq_enhancer(api.VQEnhancer.from_hparams(source=api.VQEnhancer.DEFAULT_SOURCE)),
         "tera": lambda: measure_tera(api.TERA.from_hparams(source=api.TERA.DEFAULT_SOURCE)),
         "bsse": lambda: measure_bsse(api.BSSEEnhancer.from_hparams(source=api.BSSEEnhancer.DEFAULT_SOURCE)),
+        "sqa": lambda: measure_sqa(api.LearnedQualityPredictor.from_hparams(
+            source=api.LearnedQualityPredictor.DEFAULT_SOURCE)),
+        "sqa_guided": lambda: measure_bsse(api.BSSEEnhancer.from_hparams(source=SQA_GUIDED)),
     }
     values = {"_note": "Recorded from the code at commit e6dfa1d; must not change in a refactor."}
     if only is not None:
@@ -358,6 +372,16 @@ def test_sqa_predictor_loads_and_is_registered():
     assert values["sqa_si_sdr"] == pytest.approx(float(scores[3]), abs=1e-3)
 
 
+def test_sqa_predictor_pinned_scores(pinned):
+    """The shipped predictor's six scores of the pinned signals are the recorded ones."""
+    api = interfaces()
+    got = measure_sqa(api.LearnedQualityPredictor.from_hparams(source=api.LearnedQualityPredictor.DEFAULT_SOURCE))
+    expected = pinned["sqa"]
+    assert got["metric_names"] == expected["metric_names"]
+    for name in ("clean", "white_10", "pink_0"):
+        assert got[name] == pytest.approx(expected[name], rel=TOLERANCE, abs=TOLERANCE), name
+
+
 def test_sqa_predictor_orders_real_speech_by_noise(shared_real):
     """Real clean recordings (CMU ARCTIC, never in its training data), then with white noise at 10
     and 0 dB: every predicted metric falls (measured on 4 files: PESQ 1.8-2.6 -> 1.2-1.3 -> 1.1).
@@ -381,6 +405,18 @@ def test_sqa_predictor_orders_real_speech_by_noise(shared_real):
 
 SQA_GUIDED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                           "speechbrain_sqe", "pretrained", "sqa_guided")
+
+
+def test_sqa_guided_pinned_outputs(pinned):
+    """The shipped guided enhancer's output statistics are the recorded ones."""
+    api = interfaces()
+    got, expected = measure_bsse(api.BSSEEnhancer.from_hparams(source=SQA_GUIDED)), pinned["sqa_guided"]
+    for name in ("white_0", "pink_10"):
+        g, e = got[name], expected[name]
+        assert g["length"] == e["length"] == 48000
+        assert g["samples"] == pytest.approx(e["samples"], abs=SAMPLE_TOLERANCE), name
+        assert g["rms"] == pytest.approx(e["rms"], rel=TOLERANCE), name
+        assert g["sum_abs"] == pytest.approx(e["sum_abs"], rel=TOLERANCE), name
 
 
 def test_sqa_guided_enhancer_loads_and_improves_pink_noise(spoken):
