@@ -150,6 +150,7 @@ def _add_evaluate_parser(subparsers):
         "without it such files get no PESQ and a listed problem",
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _add_distributed_option(parser)
     parser.set_defaults(func=_run_evaluate)
     return parser
 
@@ -208,6 +209,12 @@ def _run_evaluate(args):
     if args.resume and not args.csv:
         print("sqe evaluate: --resume needs --csv (the file whose rows are kept)", file=sys.stderr)
         return 2
+    from speechbrain_sqe.inference.distributed_jobs import DistributedJob
+
+    job = DistributedJob("evaluate", timeout=args.dist_timeout)
+    if job.distributed:
+        with job:
+            return _run_evaluate_distributed(args, job, metrics, min_duration)
     table, kept = None, []
     if args.csv:
         columns = runner.csv_columns(metrics, note=args.pesq_segment is not None)
@@ -239,10 +246,20 @@ def _run_evaluate(args):
     if not result.pairs and not result.failures:
         print("sqe evaluate: no audio files found", file=sys.stderr)
         return 1
-    paired = {pair.file for pair in result.pairs}
+    if table is not None:
+        table.finalize([pair.file for pair in result.pairs])
+        print(f"wrote {len(table.done)} rows to {args.csv}")
+    return _report_evaluation(args, metrics, result.pairs, kept, result.rows, list(result.failures))
+
+
+def _report_evaluation(args, metrics, pairs, kept, new_rows, failures):
+    """Writes --failures-csv and prints the summary and the problems of ``sqe evaluate``; returns
+    the exit status (1 when any file could not be paired, read or scored)."""
+    from speechbrain_sqe.metrics import runner
+
+    paired = {pair.file for pair in pairs}
     kept = [row for row in kept if row["file"] in paired]
-    rows = kept + result.rows
-    failures = list(result.failures)
+    rows = kept + new_rows
     for row in kept:  # metrics an earlier run could not compute are still missing: say so
         empty = [name for name in metrics if not row.get(name)]
         if empty:
@@ -251,18 +268,122 @@ def _run_evaluate(args):
                 f"{row['deg']}: no {', '.join(empty)} in the resumed CSV (see the earlier run; "
                 "rerun without --resume to retry)",
             ))
-    if table is not None:
-        table.finalize([pair.file for pair in result.pairs])
-        print(f"wrote {len(table.done)} rows to {args.csv}")
     if args.failures_csv:
         runner.write_failures_csv(failures, args.failures_csv)
-    print(f"{len(rows)} of {len(result.pairs)} paired files scored")
+    print(f"{len(rows)} of {len(pairs)} paired files scored")
     print(runner.format_summary(runner.summarize(rows, metrics)))
     if failures:
         print(f"{len(failures)} problem(s):")
         print(runner.format_failures(failures))
         return 1
     return 0
+
+def _run_evaluate_distributed(args, job, metrics, min_duration):
+    """``sqe evaluate`` as one rank: rank 0 pairs the files and reads what an earlier run kept;
+    every rank scores its share of the pairs into its partial CSV; rank 0 merges them into --csv
+    (the rows and order of one process) and reports for all."""
+    from speechbrain_sqe.dataio.resumable_csv import ResumableCSV, ResumeError
+    from speechbrain_sqe.inference.distributed_jobs import (
+        DistributedJobError,
+        existing_partials,
+        partial_path,
+        shard,
+    )
+    from speechbrain_sqe.metrics import runner
+
+    columns = runner.csv_columns(metrics, note=args.pesq_segment is not None)
+    try:
+        plan = None
+        if job.is_main:
+            plan = _plan_evaluation(args, metrics, columns)
+        plan = job.broadcast(plan)
+        if plan["error"]:
+            return _finish_ranks(job, *plan["error"])
+        pairs, done = plan["pairs"], set(plan["done"])
+        todo = [pair for pair in pairs if pair.file not in done]
+        parts = shard(plan["sizes"], job.world_size)
+        job.report_shares(parts, plan["sizes"], "bytes")
+        mine = {todo[i].file for i in parts[job.rank]}
+
+        def work():
+            table = None
+            if args.csv:
+                table = ResumableCSV(partial_path(args.csv, job.rank, job.world_size), columns, key="file")
+            result = runner.evaluate(
+                args.ref, args.deg, metrics, sample_rate=args.sample_rate, jobs=args.jobs,
+                min_duration=min_duration, progress=not args.no_progress and job.is_main,
+                timeout=args.timeout or None, max_memory_mb=args.max_memory,
+                pesq_segment=args.pesq_segment, on_row=table.append if table is not None else None,
+                skip={pair.file for pair in pairs} - mine)
+            return result.rows, [f for f in result.failures if f.file in mine]
+
+        outcomes = job.run(work)
+        failed = job.failures(outcomes)
+        if failed:
+            return _finish_ranks(job, 2, failed)
+        status, message = 0, None
+        if job.is_main:
+            new_rows = [row for _, value in outcomes for row in value[0]]
+            failures = plan["failures"] + [f for _, value in outcomes for f in value[1]]
+            failures.sort(key=lambda f: (f.file, runner.REASONS.index(f.reason)))
+            if args.csv:
+                try:
+                    table = ResumableCSV(args.csv, columns, key="file", resume=True)
+                    partials = existing_partials(args.csv)
+                    for path in partials:
+                        table.absorb(path)
+                    table.finalize([pair.file for pair in pairs])
+                    for path in partials:
+                        os.remove(path)
+                    print(f"wrote {len(table.done)} rows to {args.csv}")
+                except (ResumeError, OSError) as error:
+                    message = str(error)
+            if message is None:
+                status = _report_evaluation(args, metrics, pairs, plan["kept"], new_rows, failures)
+            else:
+                status = 2
+        return _finish_ranks(job, status, message)
+    except DistributedJobError as error:
+        job.error(str(error).removeprefix(f"rank {job.rank} of {job.world_size}: "))
+        return 2
+
+
+def _plan_evaluation(args, metrics, columns):
+    """Rank 0's plan of a distributed ``sqe evaluate``: the pairs, the pairing failures, the rows an
+    earlier run kept (its partial CSVs folded into --csv) and the sizes of the files left."""
+    from speechbrain_sqe.dataio.resumable_csv import ResumableCSV, ResumeError
+    from speechbrain_sqe.inference.distributed_jobs import existing_partials, file_sizes
+    from speechbrain_sqe.metrics import registry as metric_registry
+    from speechbrain_sqe.metrics import runner
+
+    try:
+        _, pairs, failures = runner.plan_evaluation(args.ref, args.deg, metrics, args.sample_rate)
+    except (runner.PairingError, ValueError, metric_registry.MetricUnavailableError) as error:
+        return {"error": (2, str(error))}
+    if not pairs and not failures:
+        return {"error": (1, "no audio files found")}
+    kept = []
+    if args.csv:
+        try:
+            table = ResumableCSV(args.csv, columns, key="file", resume=args.resume)
+            partials = existing_partials(args.csv)
+            if args.resume:
+                for path in partials:
+                    table.absorb(path)
+                if partials:
+                    table.finalize([pair.file for pair in pairs])  # persisted before the partials go
+            for path in partials:
+                os.remove(path)
+        except (ResumeError, OSError) as error:
+            return {"error": (2, str(error))}
+        kept = table.previous_rows()
+        if kept:
+            print(f"resuming {args.csv}: {len(kept)} file(s) already scored are kept", flush=True)
+    done = {row["file"] for row in kept}
+    todo = [pair for pair in pairs if pair.file not in done]
+    return {"error": None, "pairs": pairs, "failures": failures, "kept": kept, "done": sorted(done),
+            "sizes": file_sizes([pair.deg for pair in todo])}
+
 
 def _positive_int(text):
     """An argparse type: an integer >= 1."""
@@ -310,6 +431,16 @@ def _add_model_options(parser, task, batch_size, batch_unit="files"):
                         help="load a model whose hyperparams construct objects outside what hub folders "
                         "may use (only for sources you trust)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def _add_distributed_option(parser):
+    """``--dist-timeout``: how long the ranks of a ``torchrun`` launch wait for a silent rank."""
+    parser.add_argument(
+        "--dist-timeout", type=float, default=600.0, metavar="SECONDS",
+        help="under torchrun (several processes or machines): seconds a rank may go silent (died, "
+        "hung, unreachable) before the others stop with an error; ranks that finish early wait for "
+        "the others as long as these keep working",
+    )
 
 
 def _load_model(args, task):
@@ -365,17 +496,13 @@ def _add_score_parser(subparsers):
     parser.add_argument("--limit", type=_positive_int, default=None, metavar="N",
                         help="score only the first N files")
     _add_model_options(parser, "quality", batch_size=16)
+    _add_distributed_option(parser)
     parser.set_defaults(func=_run_score)
 
 
 def _run_score(args):
-    from speechbrain_sqe.dataio.files import expand_audio_inputs
-    from speechbrain_sqe.inference.batch_scoring import NO_SPEECH, score_files
-    from speechbrain_sqe.inference.scoring_outputs import (
-        ScoresCSV,
-        ScoresCSVError,
-        write_frame_outputs,
-    )
+    """Runs ``sqe score``: in this process, or as one rank of a ``torchrun`` launch."""
+    from speechbrain_sqe.inference.distributed_jobs import DistributedJob
 
     if args.plot and not args.frames:
         print("sqe score: --plot needs --frames FOLDER (the plots are written there)", file=sys.stderr)
@@ -384,6 +511,12 @@ def _run_score(args):
         print("sqe score: --resume needs --csv FILE (the rows already scored are read from it)",
               file=sys.stderr)
         return 2
+    job = DistributedJob("score", timeout=args.dist_timeout)
+    if job.distributed:
+        with job:
+            return _run_score_distributed(args, job)
+    from speechbrain_sqe.dataio.files import expand_audio_inputs
+
     files = expand_audio_inputs(args.inputs)
     if args.limit is not None:
         files = files[: args.limit]
@@ -391,24 +524,22 @@ def _run_score(args):
         print(f"sqe score: no audio files found in {' '.join(args.inputs)}", file=sys.stderr)
         return 1
     scorer = _load_model(args, "quality")
-    if args.frames and not scorer.has_frame_scores:
-        print(f"sqe score: {type(scorer).__name__} gives no per-frame scores (--frames)", file=sys.stderr)
+    problem = _check_scorer(args, scorer)
+    if problem:
+        print(f"sqe score: {problem}", file=sys.stderr)
         return 2
-    if args.frame_weighting != "all":
-        if not hasattr(scorer, "frame_weighting"):
-            print(f"sqe score: {type(scorer).__name__} has no frame weighting (--frame-weighting)",
-                  file=sys.stderr)
-            return 2
-        scorer.frame_weighting = args.frame_weighting
     columns = list(scorer.metric_names)  # one for most predictors; one column per metric of a multi-metric one
-    column = columns[0]
+    from speechbrain_sqe.inference.batch_scoring import score_files
+    from speechbrain_sqe.inference.scoring_outputs import ScoresCSV, ScoresCSVError
+
     table, kept = None, []
     if args.csv:
         try:
-            table = ScoresCSV(args.csv, column if len(columns) == 1 else columns, resume=args.resume)
+            table = ScoresCSV(args.csv, columns[0] if len(columns) == 1 else columns, resume=args.resume)
         except ScoresCSVError as error:
             print(f"sqe score: {error}", file=sys.stderr)
             return 2
+        order = files  # the CSV ends in input order, the resumed rows included
         kept = [path for path in files if path in table.done]
         files = [path for path in files if path not in table.done]
         if kept:
@@ -424,20 +555,51 @@ def _run_score(args):
             stopped = error
     if table is not None and stopped is None:
         try:
-            table.finish(kept + files)
+            table.finish(order)
         except ScoresCSVError as error:
             stopped = error
     if stopped is not None:
         print(f"sqe score: {stopped}", file=sys.stderr)
         return 2
     if args.frames:
-        try:
-            write_frame_outputs(scorer, [r for r in results if r[column] is not None], args.frames,
-                                plot=args.plot)
-        except OSError as error:
-            print(f"sqe score: cannot write the frame scores into {args.frames}: "
-                  f"{error.strerror or error} ({error.filename or args.frames})", file=sys.stderr)
+        problem = _write_frames(args, scorer, columns[0], results, results)
+        if problem:
+            print(f"sqe score: {problem}", file=sys.stderr)
             return 2
+    return _report_scores(args, columns, results, failures, len(files))
+
+
+def _check_scorer(args, scorer):
+    """Why ``scorer`` cannot do what the score options ask (``None`` when it can); sets its frame
+    weighting."""
+    if args.frames and not scorer.has_frame_scores:
+        return f"{type(scorer).__name__} gives no per-frame scores (--frames)"
+    if args.frame_weighting != "all":
+        if not hasattr(scorer, "frame_weighting"):
+            return f"{type(scorer).__name__} has no frame weighting (--frame-weighting)"
+        scorer.frame_weighting = args.frame_weighting
+    return None
+
+
+def _write_frames(args, scorer, column, results, every):
+    """Writes the frame outputs of ``results`` (named as among ``every``, all ranks' results in input
+    order, so that the names are those of one process); returns an error message or None."""
+    from speechbrain_sqe.inference.scoring_outputs import write_frame_outputs
+
+    try:
+        write_frame_outputs(scorer, [r for r in results if r[column] is not None], args.frames,
+                            plot=args.plot, among=[r["path"] for r in every if r[column] is not None])
+    except OSError as error:
+        return (f"cannot write the frame scores into {args.frames}: "
+                f"{error.strerror or error} ({error.filename or args.frames})")
+    return None
+
+
+def _report_scores(args, columns, results, failures, total):
+    """Prints the scores (all, or the first 20 with --csv), their means, files without speech and
+    failures; returns the exit status (1 when some file failed)."""
+    from speechbrain_sqe.inference.batch_scoring import NO_SPEECH
+
     scored = [r for r in results if any(r[name] is not None for name in columns)]
     if len(columns) > 1 and scored:
         print("  ".join(f"{name:>10}" for name in columns) + "  path")
@@ -457,8 +619,150 @@ def _run_score(args):
     for path, reason in failures:
         print(f"FAILED {path}: {reason}", file=sys.stderr)
     if failures:
-        print(f"{len(failures)} of {len(files)} files could not be scored", file=sys.stderr)
+        print(f"{len(failures)} of {total} files could not be scored", file=sys.stderr)
     return 1 if failures else 0
+
+
+def _finish_ranks(job, status, message=None):
+    """Every rank returns rank 0's exit status; rank 0 prints ``message`` (an error) first."""
+    if job.is_main and message:
+        print(f"sqe {job.command}: {message}", file=sys.stderr, flush=True)
+    return job.broadcast(status)
+
+
+def _run_score_distributed(args, job):
+    """``sqe score`` as one rank: rank 0 plans (files, resumed rows) and merges the ranks' partial
+    CSVs into exactly the CSV one process writes; every rank scores its share of the files."""
+    from speechbrain_sqe.dataio.files import expand_audio_inputs
+    from speechbrain_sqe.inference.batch_scoring import score_files
+    from speechbrain_sqe.inference.distributed_jobs import (
+        DistributedJobError,
+        batch_shard,
+        partial_path,
+        rank_device,
+    )
+    from speechbrain_sqe.inference.scoring_outputs import ScoresCSV, ScoresCSVError
+
+    args.device = rank_device(args.device)
+    try:
+        files = None
+        if job.is_main:
+            files = expand_audio_inputs(args.inputs)[: args.limit]
+        files = job.broadcast(files)
+        if not files:
+            return _finish_ranks(job, 1, f"no audio files found in {' '.join(args.inputs)}")
+        try:
+            scorer, problem = _load_model(args, "quality"), None
+            problem = _check_scorer(args, scorer)
+        except _user_errors() as error:
+            problem = str(error)
+        problems = [p for p in job.gather(problem) if p]
+        if problems:
+            return _finish_ranks(job, 2, problems[0])
+        columns = list(scorer.metric_names)
+        column = columns[0] if len(columns) == 1 else columns
+        plan = None
+        if job.is_main:
+            plan = _plan_score_csv(args, files, column)
+        plan = job.broadcast(plan)
+        if plan["error"]:
+            return _finish_ranks(job, 2, plan["error"])
+        remaining = plan["remaining"]
+        parts = batch_shard(plan["durations"], args.batch_size, job.world_size)
+        job.report_shares(parts, plan["durations"], "s")
+        mine = [remaining[i] for i in parts[job.rank]]
+
+        local = {}
+
+        def work():
+            table = ScoresCSV(partial_path(args.csv, job.rank, job.world_size), column) if args.csv else None
+            if not mine:
+                return [], []
+            local["results"], failures = score_files(
+                scorer, mine, batch_size=args.batch_size, frames=bool(args.frames),
+                num_workers=args.workers, progress=not args.no_progress and job.is_main,
+                detect_speech=True, on_batch=(lambda batch, bad: table.append(batch)) if table else None)
+            return [{k: v for k, v in r.items() if k != "frames"} for r in local["results"]], failures
+
+        outcomes = job.run(work)
+        failed = job.failures(outcomes)
+        if failed:
+            return _finish_ranks(job, 2, failed)
+        every = _in_order(remaining, [r for _, value in outcomes for r in value[0]])
+        if args.frames:  # each rank writes its own files' frames, named as one process names them
+            problem = _write_frames(args, scorer, columns[0], local.get("results", []), every)
+            problems = [p for p in job.gather(problem) if p]
+            if problems:
+                return _finish_ranks(job, 2, problems[0])
+        status, message = 0, None
+        if job.is_main:
+            results = every
+            failures = _in_order(remaining, [f for _, value in outcomes for f in value[1]], key=lambda f: f[0])
+            try:
+                if args.csv:
+                    _merge_score_csv(args, files, column)
+            except ScoresCSVError as error:
+                status, message = 2, str(error)
+            if message is None:
+                status = _report_scores(args, columns, results, failures, len(remaining))
+        return _finish_ranks(job, status, message)
+    except DistributedJobError as error:
+        job.error(str(error).removeprefix(f"rank {job.rank} of {job.world_size}: "))
+        return 2
+
+
+def _in_order(paths, items, key=lambda item: item["path"]):
+    """``items`` (one per path, from several ranks) in the order of ``paths``."""
+    rank = {path: index for index, path in enumerate(paths)}
+    return sorted(items, key=lambda item: rank.get(key(item), len(rank)))
+
+
+def _plan_score_csv(args, files, column):
+    """Rank 0's plan of a distributed ``sqe score``: starts (or resumes) the CSV, folds in the partial
+    CSVs of an interrupted distributed run (any number of ranks), and lists the files left."""
+    from speechbrain_sqe.inference.distributed_jobs import (
+        existing_partials,
+        file_durations,
+    )
+    from speechbrain_sqe.inference.scoring_outputs import ScoresCSV, ScoresCSVError
+
+    done = set()
+    if args.csv:
+        try:
+            table = ScoresCSV(args.csv, column, resume=args.resume)
+            partials = existing_partials(args.csv)
+            if args.resume:
+                for path in partials:
+                    table.absorb(path)
+                if partials:
+                    table.finish(files)  # persisted before the partials go: nothing is lost
+            for path in partials:
+                os.remove(path)
+        except ScoresCSVError as error:
+            return {"error": str(error)}
+        except OSError as error:
+            return {"error": f"{error.filename}: cannot remove an old partial CSV ({error.strerror})"}
+        done = table.done
+        kept = [path for path in files if path in done]
+        if kept:
+            print(f"resuming: {len(kept)} files already in {args.csv}, {len(files) - len(kept)} left",
+                  flush=True)
+    remaining = [path for path in files if path not in done]
+    return {"error": None, "remaining": remaining, "durations": file_durations(remaining)}
+
+
+def _merge_score_csv(args, files, column):
+    """Rank 0: the ranks' partial CSVs into ``--csv``, in input order; the partials are removed."""
+    from speechbrain_sqe.inference.distributed_jobs import existing_partials
+    from speechbrain_sqe.inference.scoring_outputs import ScoresCSV
+
+    table = ScoresCSV(args.csv, column, resume=True)
+    partials = existing_partials(args.csv)
+    for path in partials:
+        table.absorb(path)
+    table.finish(files)
+    for path in partials:
+        os.remove(path)
 
 
 def _score_cell(value, wide):
@@ -510,39 +814,60 @@ def _add_enhance_parser(subparsers):
                         help="skip inputs whose output exists and is a complete, readable file "
                         "(after an interruption); not with --overwrite")
     _add_model_options(parser, "enhancement", batch_size=8)
+    _add_distributed_option(parser)
     parser.set_defaults(func=_run_enhance)
 
 
-def _run_enhance(args):
+def _plan_enhance(args):
+    """The files to enhance and their outputs, checked (collisions, overwrites, the folder);
+    returns ``{"error": (status, message) or None, "files", "outputs", "total", "done"}``."""
     from speechbrain_sqe.inference.batch_enhancement import (
         OutputPathError,
-        OutputWriteError,
         check_output_paths,
         complete_output,
-        enhance_files,
-        enhance_summary,
         output_paths,
-        writable_folder,
     )
 
     files, outputs = output_paths(args.inputs, args.out_dir)
     if args.limit is not None:
         files, outputs = files[: args.limit], outputs[: args.limit]
     if not files:
-        print(f"sqe enhance: no audio files found in {' '.join(args.inputs)}", file=sys.stderr)
-        return 1
+        return {"error": (1, f"no audio files found in {' '.join(args.inputs)}")}
     try:
         check_output_paths(args.inputs, files, outputs, args.out_dir, overwrite=args.overwrite,
                            resume=args.resume)
     except OutputPathError as error:
-        print(f"sqe enhance: {error}", file=sys.stderr)
-        return 2
-    total = len(files)
+        return {"error": (2, str(error))}
+    total, done = len(files), None
     if args.resume:
-        done = [complete_output(out) for out in outputs]
-        files = [path for path, skip in zip(files, done) if not skip]
-        outputs = [out for out, skip in zip(outputs, done) if not skip]
-        print(f"resuming: {sum(done)} outputs already complete in {args.out_dir}, {len(files)} left")
+        complete = [complete_output(out) for out in outputs]
+        files = [path for path, skip in zip(files, complete) if not skip]
+        outputs = [out for out, skip in zip(outputs, complete) if not skip]
+        done = sum(complete)
+    return {"error": None, "files": files, "outputs": outputs, "total": total, "done": done}
+
+
+def _run_enhance(args):
+    """Runs ``sqe enhance``: in this process, or as one rank of a ``torchrun`` launch."""
+    from speechbrain_sqe.inference.batch_enhancement import (
+        OutputPathError,
+        OutputWriteError,
+        enhance_files,
+        writable_folder,
+    )
+    from speechbrain_sqe.inference.distributed_jobs import DistributedJob
+
+    job = DistributedJob("enhance", timeout=args.dist_timeout)
+    if job.distributed:
+        with job:
+            return _run_enhance_distributed(args, job)
+    plan = _plan_enhance(args)
+    if plan["error"]:
+        print(f"sqe enhance: {plan['error'][1]}", file=sys.stderr)
+        return plan["error"][0]
+    files, outputs, total = plan["files"], plan["outputs"], plan["total"]
+    if args.resume:
+        print(f"resuming: {plan['done']} outputs already complete in {args.out_dir}, {len(files)} left")
         if not files:
             return 0
     enhancer = _load_model(args, "enhancement")
@@ -563,12 +888,84 @@ def _run_enhance(args):
     except OutputWriteError as error:
         print(f"sqe enhance: {error}", file=sys.stderr)
         return 2
-    print(enhance_summary(written, time.perf_counter() - start, args.out_dir))
+    return _report_enhanced(args, written, failures, time.perf_counter() - start, total)
+
+
+def _report_enhanced(args, written, failures, elapsed, total):
+    """Prints the summary line and the failures; returns the exit status."""
+    from speechbrain_sqe.inference.batch_enhancement import enhance_summary
+
+    print(enhance_summary(written, elapsed, args.out_dir))
     for path, reason in failures:
         print(f"FAILED {path}: {reason}", file=sys.stderr)
     if failures:
         print(f"{len(failures)} of {total} files could not be enhanced", file=sys.stderr)
     return 1 if failures else 0
+
+
+def _run_enhance_distributed(args, job):
+    """``sqe enhance`` as one rank: rank 0 plans and checks the outputs; every rank enhances its
+    share straight into --out-dir (distinct files: nothing to merge); rank 0 reports for all."""
+    from speechbrain_sqe.inference.batch_enhancement import (
+        OutputPathError,
+        enhance_files,
+        writable_folder,
+    )
+    from speechbrain_sqe.inference.distributed_jobs import (
+        DistributedJobError,
+        batch_shard,
+        file_durations,
+        rank_device,
+    )
+
+    args.device = rank_device(args.device)
+    try:
+        plan = None
+        if job.is_main:
+            plan = _plan_enhance(args)
+            if not plan["error"] and plan["files"]:
+                try:
+                    writable_folder(args.out_dir)
+                except OutputPathError as error:
+                    plan["error"] = (2, str(error))
+            if not plan["error"]:
+                plan["durations"] = file_durations(plan["files"])
+        plan = job.broadcast(plan)
+        if plan["error"]:
+            return _finish_ranks(job, plan["error"][0], plan["error"][1])
+        files, outputs = plan["files"], plan["outputs"]
+        if args.resume:
+            job.log(f"resuming: {plan['done']} outputs already complete in {args.out_dir}, {len(files)} left")
+            if not files:
+                return 0
+        problem = None
+        try:
+            enhancer = _load_model(args, "enhancement")
+            options = enhancer.parse_options(args.option)
+        except (ValueError, *_user_errors()) as error:
+            problem = str(error)
+        problems = [p for p in job.gather(problem) if p]
+        if problems:
+            return _finish_ranks(job, 2, problems[0])
+        parts = batch_shard(plan["durations"], args.batch_size, job.world_size)
+        job.report_shares(parts, plan["durations"], "s")
+        mine = parts[job.rank]
+        start = time.perf_counter()
+        outcomes = job.run(lambda: enhance_files(
+            enhancer, [files[i] for i in mine], [outputs[i] for i in mine], batch_size=args.batch_size,
+            progress=not args.no_progress and job.is_main, **options) if mine else ([], []))
+        failed = job.failures(outcomes)
+        if failed:
+            return _finish_ranks(job, 2, failed)
+        status = 0
+        if job.is_main:
+            written = _in_order(files, [w for _, value in outcomes for w in value[0]])
+            failures = _in_order(files, [f for _, value in outcomes for f in value[1]], key=lambda f: f[0])
+            status = _report_enhanced(args, written, failures, time.perf_counter() - start, plan["total"])
+        return _finish_ranks(job, status)
+    except DistributedJobError as error:
+        job.error(str(error).removeprefix(f"rank {job.rank} of {job.world_size}: "))
+        return 2
 
 
 def _add_analyze_ssl_parser(subparsers):

@@ -163,6 +163,39 @@ class ResumableCSV:
         """
         self.rows.pop(key, None)
 
+    def absorb(self, path):
+        """Takes the rows of another table with the same columns (a rank's partial results); they
+        are written by the next :meth:`finalize`.
+
+        Arguments
+        ---------
+        path : str
+            The other CSV (a half line at its end is dropped).
+
+        Returns
+        -------
+        int
+            How many rows it held.
+
+        Raises
+        ------
+        ResumeError
+            When its columns differ or it cannot be read.
+
+        Example
+        -------
+        >>> import tempfile, os
+        >>> folder = tempfile.mkdtemp()
+        >>> part = ResumableCSV(os.path.join(folder, "m.rank0-of-2.partial.csv"), ["file", "score"])
+        >>> part.append({"file": "a.wav", "score": 1.5})
+        >>> table = ResumableCSV(os.path.join(folder, "m.csv"), ["file", "score"])
+        >>> table.absorb(part.path), table.previous_rows()
+        (1, [{'file': 'a.wav', 'score': '1.5'}])
+        """
+        other = ResumableCSV(path, self.columns, key=self.key, resume=True)
+        self.rows.update(other.rows)
+        return len(other.rows)
+
     def append(self, row):
         """Appends one row (a dict by column; missing cells are blank) with a single write.
 

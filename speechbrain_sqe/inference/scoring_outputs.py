@@ -179,6 +179,42 @@ class ScoresCSV:
         for result in results:
             self.rows[result["path"]] = {key: result.get(key) for key in _columns(self.column)}
 
+    def absorb(self, path):
+        """Takes the rows of another scores CSV of the same score (a rank's partial results); they are
+        written by the next :meth:`finish`.
+
+        Arguments
+        ---------
+        path : str
+            The other CSV (a half line at its end is dropped).
+
+        Returns
+        -------
+        int
+            How many rows it held.
+
+        Raises
+        ------
+        ScoresCSVError
+            When it holds other scores or cannot be read.
+
+        Example
+        -------
+        >>> import tempfile
+        >>> folder = tempfile.mkdtemp()
+        >>> part = ScoresCSV(os.path.join(folder, "s.rank1-of-2.partial.csv"), "vqscore")
+        >>> part.append([{"path": "b.wav", "vqscore": 0.5, "duration": 1.0, "speech": True}])
+        >>> table = ScoresCSV(os.path.join(folder, "s.csv"), "vqscore")
+        >>> table.absorb(part.path), sorted(table.done)
+        (1, ['b.wav'])
+        """
+        try:
+            other = ScoresCSV(path, self.column, resume=True)
+        except OSError as error:
+            raise ScoresCSVError(f"{path}: cannot read the partial scores ({error.strerror or error})") from error
+        self.rows.update(other.rows)
+        return len(other.rows)
+
     def finish(self, order):
         """Rewrites the CSV with its rows in ``order`` (rows of paths not in ``order`` go last).
 
@@ -227,7 +263,35 @@ def _score_text(score):
     return "(no speech)" if score is None else f"{score:.3f}"
 
 
-def write_frame_outputs(scorer, results, folder, plot=False):
+def frame_output_names(paths):
+    """The base name of each file's frame outputs: its stem, with ``_`` added while it is taken.
+
+    Arguments
+    ---------
+    paths : list of str
+        The scored files, in input order.
+
+    Returns
+    -------
+    dict
+        ``path -> name``.
+
+    Example
+    -------
+    >>> frame_output_names(["x/a.wav", "y/a.flac", "b.wav"])
+    {'x/a.wav': 'a', 'y/a.flac': 'a_', 'b.wav': 'b'}
+    """
+    names, used = {}, set()
+    for path in paths:
+        name = os.path.splitext(os.path.basename(path))[0]
+        while name in used:  # two inputs with one base name
+            name += "_"
+        used.add(name)
+        names[path] = name
+    return names
+
+
+def write_frame_outputs(scorer, results, folder, plot=False, among=None):
     """Writes ``<name>.frames.csv`` (time, score) per file and, with ``plot``, ``<name>.png``.
 
     Arguments
@@ -240,15 +304,15 @@ def write_frame_outputs(scorer, results, folder, plot=False):
         Output folder (created).
     plot : bool
         Also draw the spectrogram with the frame score curve under it.
+    among : list of str, optional
+        Every scored file in input order, when ``results`` are a share of them (one rank's): the
+        names are those :func:`frame_output_names` gives among all (default: among ``results``).
     """
     os.makedirs(folder, exist_ok=True)
     step = scorer.frame_hop_seconds
-    used = set()
+    names = frame_output_names(among if among is not None else [result["path"] for result in results])
     for result in results:
-        name = os.path.splitext(os.path.basename(result["path"]))[0]
-        while name in used:  # two inputs with one base name
-            name += "_"
-        used.add(name)
+        name = names[result["path"]]
         frames = result["frames"]
         with open(os.path.join(folder, name + ".frames.csv"), "w", newline="", encoding="utf-8") as stream:
             writer = csv.writer(stream)

@@ -639,6 +639,55 @@ def _supervise(tasks, jobs, start_method, timeout, max_memory_mb, finish):
             worker.stop(kill=worker.task is not None)
 
 
+def plan_evaluation(ref, deg, metrics=None, sample_rate=16000):
+    """Checks the metrics against the inputs and pairs the files: what :func:`evaluate` scores.
+
+    Arguments
+    ---------
+    ref : str or list of str or None
+        Reference folder(s)/file(s); ignored when every metric is non-intrusive.
+    deg : str or list of str
+        Degraded folder(s)/file(s).
+    metrics : list of str, optional
+        Metric names or aliases.
+    sample_rate : int
+        The rate files are loaded at.
+
+    Returns
+    -------
+    metrics : list of str
+        The resolved metric names.
+    pairs : list of Pair
+        The files to score, in pairing order.
+    failures : list of Failure
+        The files that could not be paired.
+
+    Raises
+    ------
+    PairingError, ValueError, MetricUnavailableError
+        As :func:`evaluate`.
+
+    Example
+    -------
+    >>> plan_evaluation(None, "/nonexistent", ["stoi"])
+    Traceback (most recent call last):
+     ...
+    ValueError: metrics stoi need reference files (--ref)
+    """
+    metrics = resolve_metrics(metrics)
+    refs = _as_list(ref)
+    intrusive = [name for name in metrics if METRICS[name].needs_reference]
+    if intrusive and not refs:
+        raise ValueError(f"metrics {', '.join(intrusive)} need reference files (--ref)")
+    if "pesq_wb" in metrics and sample_rate != 16000:
+        raise ValueError(f"pesq_wb needs a sample rate of 16000 Hz, not {sample_rate}")
+    require_available(metrics)  # e.g. DnsmosUnavailableError with the install hint
+    if not intrusive:
+        refs = []  # non-intrusive only: the degraded files alone are scored
+    pairs, failures = pair_files(refs, deg)
+    return metrics, pairs, failures
+
+
 def evaluate(
     ref,
     deg,
@@ -709,17 +758,7 @@ def evaluate(
     >>> [r["file"] for r in result.rows], [(f.file, f.reason) for f in result.failures]
     (['a.wav'], [('b.wav', 'unpaired_ref')])
     """
-    metrics = resolve_metrics(metrics)
-    refs = _as_list(ref)
-    intrusive = [name for name in metrics if METRICS[name].needs_reference]
-    if intrusive and not refs:
-        raise ValueError(f"metrics {', '.join(intrusive)} need reference files (--ref)")
-    if "pesq_wb" in metrics and sample_rate != 16000:
-        raise ValueError(f"pesq_wb needs a sample rate of 16000 Hz, not {sample_rate}")
-    require_available(metrics)  # e.g. DnsmosUnavailableError with the install hint
-    if not intrusive:
-        refs = []  # non-intrusive only: the degraded files alone are scored
-    pairs, failures = pair_files(refs, deg)
+    metrics, pairs, failures = plan_evaluation(ref, deg, metrics, sample_rate)
     skip = set(skip)
     rows, problems = evaluate_pairs(
         [pair for pair in pairs if pair.file not in skip], metrics, sample_rate, jobs, min_duration,
