@@ -1108,10 +1108,11 @@ def _user_errors():
     """The errors a user's input causes (a refused, missing or wrong-task model...): one line each,
     no traceback (``--debug`` shows it)."""
     from speechbrain_sqe.analysis.ssl_pairs import PairsError
+    from speechbrain_sqe.inference.distributed_jobs import DistributedJobError
     from speechbrain_sqe.inference.hub import InterfaceError
     from speechbrain_sqe.utils.safe_load import UnsafeHyperparamsError
 
-    return (InterfaceError, UnsafeHyperparamsError, PairsError)
+    return (InterfaceError, UnsafeHyperparamsError, PairsError, DistributedJobError)
 
 
 if __name__ == "__main__":

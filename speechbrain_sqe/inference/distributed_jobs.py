@@ -238,7 +238,8 @@ def existing_partials(path):
 
 
 def rank_device(device):
-    """The device of this rank: ``cuda`` without an index becomes ``cuda:LOCAL_RANK`` under torchrun.
+    """The device of this rank: ``cuda`` without an index becomes ``cuda:LOCAL_RANK`` under torchrun
+    (modulo the number of GPUs, so that more processes than GPUs share them).
 
     Arguments
     ---------
@@ -259,7 +260,10 @@ def rank_device(device):
 
     local_rank = get_local_rank()
     if device == "cuda" and launched_world_size() > 1 and local_rank is not None:
-        return f"cuda:{local_rank}"
+        import torch
+
+        count = torch.cuda.device_count()  # more processes than GPUs: they share them in turn
+        return f"cuda:{local_rank % count}" if count else device
     return device
 
 
