@@ -623,6 +623,13 @@ def _report_scores(args, columns, results, failures, total):
     return 1 if failures else 0
 
 
+def _load_problem(error, *expected):
+    """A rank's model-loading error as one line: a user error's message, another's with its type."""
+    if isinstance(error, (*_user_errors(), *expected)):
+        return str(error)
+    return f"cannot load the model ({type(error).__name__}: {error})"
+
+
 def _finish_ranks(job, status, message=None):
     """Every rank returns rank 0's exit status; rank 0 prints ``message`` (an error) first."""
     if job.is_main and message:
@@ -652,10 +659,10 @@ def _run_score_distributed(args, job):
         if not files:
             return _finish_ranks(job, 1, f"no audio files found in {' '.join(args.inputs)}")
         try:
-            scorer, problem = _load_model(args, "quality"), None
+            scorer = _load_model(args, "quality")
             problem = _check_scorer(args, scorer)
-        except _user_errors() as error:
-            problem = str(error)
+        except Exception as error:  # noqa: BLE001 -- every rank must hear of it, or they wait
+            problem = _load_problem(error)
         problems = [p for p in job.gather(problem) if p]
         if problems:
             return _finish_ranks(job, 2, problems[0])
@@ -942,8 +949,8 @@ def _run_enhance_distributed(args, job):
         try:
             enhancer = _load_model(args, "enhancement")
             options = enhancer.parse_options(args.option)
-        except (ValueError, *_user_errors()) as error:
-            problem = str(error)
+        except Exception as error:  # noqa: BLE001 -- every rank must hear of it, or they wait
+            problem = _load_problem(error, ValueError)
         problems = [p for p in job.gather(problem) if p]
         if problems:
             return _finish_ranks(job, 2, problems[0])
