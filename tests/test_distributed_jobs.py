@@ -6,6 +6,7 @@ one does not."""
 import json
 import multiprocessing
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -23,8 +24,10 @@ from speechbrain_sqe import cli
 from speechbrain_sqe.inference.distributed_jobs import (
     DistributedJob,
     DistributedJobError,
+    batch_shard,
     existing_partials,
     partial_path,
+    shard,
 )
 from speechbrain_sqe.inference.scoring_outputs import ScoresCSV
 from speechbrain_sqe.lobes.spectral import stft_magnitude
@@ -179,6 +182,37 @@ def two_ranks(models, audio, tmp_path_factory):
         ranks[1].join()
     logs = [[(folder / f"rank{rank}-{index}.txt").read_text() for index in range(3)] for rank in range(2)]
     return folder, logs
+
+
+def test_shares_are_disjoint_balanced_and_the_batches_of_one_process():
+    sizes = [7, 1, 3, 9, 4, 4, 2, 8]
+    parts = shard(sizes, 3)
+    assert sorted(i for part in parts for i in part) == list(range(8)) and shard(sizes, 3) == parts
+    loads = [sum(sizes[i] for i in part) for part in parts]
+    assert max(loads) - min(loads) <= 2
+    durations = list(np.random.default_rng(0).choice([0.0, 1.0, 1.5, 2.0, 3.0, 4.5], 23))  # ties, bad files
+    order = sorted(range(23), key=lambda i: durations[i])
+    batches = {tuple(order[k : k + 4]) for k in range(0, 23, 4)}
+    parts = batch_shard(durations, 4, 3)
+    assert sorted(i for part in parts for i in part) == list(range(23)) and all(parts)
+    for part in parts:  # a rank sorts and batches its files (in input order) as the loader does
+        mine = sorted(part, key=lambda i: durations[i])
+        assert {tuple(mine[k : k + 4]) for k in range(0, len(mine), 4)} <= batches
+    assert partial_path("a/s.csv", 1, 2) == "a/s.rank1-of-2.partial.csv"
+
+
+def test_readme_torchrun_lines_parse():
+    """Every `torchrun ... -m speechbrain_sqe.cli ...` command of the README is accepted by the parser."""
+    with open(os.path.join(os.path.dirname(__file__), "..", "README.md"), encoding="utf-8") as stream:
+        readme = stream.read()
+    section = readme[readme.index("### Many processes and machines"):]
+    section = section[: section.index("\n## ")].replace("\\\n", " ")
+    lines = [line.split("#")[0] for line in section.splitlines() if line.startswith("torchrun ")]
+    assert len(lines) >= 4
+    parser = cli.build_parser()
+    for line in lines:
+        args = parser.parse_args(shlex.split(line.split(" -m speechbrain_sqe.cli ", 1)[1]))
+        assert args.func is not None and args.dist_timeout == 600.0, line
 
 
 def test_torchrun_score_writes_the_single_process_csv(models, audio, two_ranks, tmp_path):
