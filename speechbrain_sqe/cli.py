@@ -186,7 +186,8 @@ def _run_evaluate(args):
         print(f"sqe evaluate: --predictor: {error}", file=sys.stderr)
         return 2
     if args.list_metrics:
-        print(registry.format_metric_table(registry.metric_table()))
+        if os.environ.get("RANK", "0") == "0":  # under torchrun: once
+            print(registry.format_metric_table(registry.metric_table()))
         return 0
     if not args.deg:
         print("sqe evaluate: the following arguments are required: --deg", file=sys.stderr)
@@ -1018,7 +1019,11 @@ def _run_analyze_ssl(args):
         format_robustness_table,
         write_robustness_report,
     )
+    from speechbrain_sqe.inference.distributed_jobs import launched_world_size
 
+    if launched_world_size() > 1:
+        print("sqe analyze-ssl: runs in one process; start it without torchrun", file=sys.stderr)
+        return 2
     if (args.pairs is None) == (args.clean is None or args.noisy is None):
         print("sqe analyze-ssl: give --pairs MANIFEST, or --clean and --noisy", file=sys.stderr)
         return 2
