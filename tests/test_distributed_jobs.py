@@ -177,9 +177,10 @@ def two_ranks(models, audio, tmp_path_factory):
         ranks[0].join(60)
         assert ranks[0].exitcode == 0
     finally:
-        if ranks[1].is_alive():
-            os.kill(ranks[1].pid, signal.SIGKILL)
-        ranks[1].join()
+        for process in ranks:
+            if process.is_alive():
+                os.kill(process.pid, signal.SIGKILL)
+            process.join()
     logs = [[(folder / f"rank{rank}-{index}.txt").read_text() for index in range(3)] for rank in range(2)]
     return folder, logs
 
