@@ -1,0 +1,104 @@
+"""Peak memory against folder size: scoring and enhancing folders of 0.5 to 10 hours.
+
+    python benchmarks/bench_memory_flat.py [--hours 0.5 2 10] [--enhancer NAME=FOLDER ...]
+
+Makes 60 distinct speech-like files of 60 s (one hour; harmonic tones with noise bursts) and folders
+of the requested sizes from hard links to them (no extra disk for the inputs), then runs, each in a
+fresh process so its peak RSS is its own: ``score_files`` with the shipped VQScore (as ``sqe score``)
+and ``enhance_files`` with each enhancer (as ``sqe enhance``; outputs written, then deleted).
+Prints a markdown table: hours, files, seconds, x real time, peak RSS (MB). Flat memory means the
+peak RSS does not grow with the hours.
+"""
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.dirname(HERE))
+
+
+def run_child(config):
+    import torch
+
+    torch.set_num_threads(config["threads"])
+    from speechbrain_sqe.inference.hub import load_model
+
+    start = time.perf_counter()
+    if config["task"] == "score":
+        from speechbrain_sqe.inference.batch_scoring import score_files
+
+        model = load_model(config["model"], task="quality")
+        rows, failures = score_files(model, config["paths"], batch_size=16, progress=False)
+        done = len(rows)
+    else:
+        from speechbrain_sqe.inference.batch_enhancement import enhance_files
+
+        model = load_model(config["model"], task="enhancement")
+        outs = [os.path.join(config["out"], f"{n:06d}.wav") for n in range(len(config["paths"]))]
+        written, failures = enhance_files(model, config["paths"], outs, batch_size=8, progress=False)
+        done = len(written)
+    assert not failures, failures[:3]
+    return {"seconds": time.perf_counter() - start, "done": done,
+            "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--hours", type=float, nargs="+", default=[0.5, 2.0, 10.0])
+    parser.add_argument("--scorer", default="speechbrain_sqe/pretrained/vqscore")
+    parser.add_argument("--enhancer", action="append", default=None,
+                        help="NAME=FOLDER (repeatable; default bsse=speechbrain_sqe/pretrained/bsse)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(run_child(json.loads(args.child))))
+        return
+    from bench_vqscore import make_files
+
+    enhancers = [item.split("=", 1) for item in (args.enhancer or ["bsse=speechbrain_sqe/pretrained/bsse"])]
+    work = tempfile.mkdtemp()
+    try:
+        os.makedirs(os.path.join(work, "src"))
+        sources = make_files(os.path.join(work, "src"), 60, 60.0)
+        print(f"{args.threads} torch threads; inputs: hard links to 60 files of 60 s\n")
+        print("| task | model | hours | files | seconds | x real time | peak RSS (MB) |")
+        print("|---|---|---|---|---|---|---|")
+        jobs = [("score", "VQScore", args.scorer)] + [("enhance", name, folder) for name, folder in enhancers]
+        for task, name, model in jobs:
+            for hours in args.hours:
+                count = int(round(hours * 60))
+                folder = os.path.join(work, f"in_{hours}")
+                os.makedirs(folder, exist_ok=True)
+                paths = []
+                for number in range(count):
+                    path = os.path.join(folder, f"{number:06d}.wav")
+                    if not os.path.exists(path):
+                        os.link(sources[number % len(sources)], path)
+                    paths.append(path)
+                out = os.path.join(work, "out")
+                config = {"task": task, "model": model, "paths": paths, "out": out, "threads": args.threads}
+                result = subprocess.run([sys.executable, __file__, "--child", json.dumps(config)],
+                                        capture_output=True, text=True, check=False)
+                shutil.rmtree(out, ignore_errors=True)
+                if result.returncode != 0:
+                    print(f"| {task} | {name} | {hours:g} | {count} | failed: "
+                          f"{result.stderr.strip().splitlines()[-1]} | | |")
+                    continue
+                measured = json.loads(result.stdout.strip().splitlines()[-1])
+                print(f"| {task} | {name} | {hours:g} | {measured['done']} | {measured['seconds']:.1f} | "
+                      f"{hours * 3600 / measured['seconds']:.0f} | {measured['peak_mb']:.0f} |", flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
