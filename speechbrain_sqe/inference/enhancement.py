@@ -210,6 +210,35 @@ class Enhancer(SafePretrained):
         """Enhanced waveforms ``[batch, time]`` of a padded batch (0 beyond each length, on the CPU)."""
         raise NotImplementedError
 
+    def run_chain(self, wavs, lengths, chain, min_samples=None):
+        """What every ``enhance_batch`` does around its method's chain: a ``[time]`` or ``[batch,
+        time]`` input checked as a batch (:meth:`as_batch`), the front end's minimum length refused
+        with a clear error, ``chain(wavs, lengths)`` run, its output on the CPU in the input's shape.
+
+        Arguments
+        ---------
+        wavs : torch.Tensor
+            Noisy waveforms ``[batch, time]`` or ``[time]``.
+        lengths : torch.Tensor, optional
+            Relative lengths in ``[0, 1]``.
+        chain : callable
+            ``(wavs [batch, time], lengths) -> enhanced [batch, time]``.
+        min_samples : int, optional
+            Shortest input taken; default: the front end's ``min_samples``.
+
+        Returns
+        -------
+        torch.Tensor
+            ``[batch, time]``, or ``[time]`` for a ``[time]`` input.
+        """
+        squeeze = torch.is_tensor(wavs) and wavs.dim() == 1
+        wavs, lengths = self.as_batch(wavs, lengths)
+        min_samples = self.frontend.min_samples if min_samples is None else min_samples
+        if wavs.shape[1] < min_samples:
+            raise ValueError(f"waveforms need at least {min_samples} samples, got {wavs.shape[1]}")
+        out = chain(wavs, lengths).cpu()
+        return out[0] if squeeze else out
+
     @classmethod
     def parse_options(cls, pairs):
         """Method options from ``NAME=VALUE`` strings, checked against :attr:`OPTIONS`.
@@ -330,14 +359,9 @@ class VQEnhancer(Enhancer):
             Enhanced waveforms ``[batch, time]`` (0 beyond each length), on the CPU; ``[time]``
             for a ``[time]`` input.
         """
-        squeeze = torch.is_tensor(wavs) and wavs.dim() == 1
-        wavs, lengths = self.as_batch(wavs, lengths)
-        min_samples = self.frontend.n_fft // 2 + 1
-        if wavs.shape[1] < min_samples:
-            raise ValueError(f"waveforms need at least {min_samples} samples, got {wavs.shape[1]}")
         mix = self.hparams.mix if mix is None else mix
-        out = vq_enhance_keeping_level(self.mods.vqvae, self.frontend, wavs, lengths, mix).cpu()
-        return out[0] if squeeze else out
+        return self.run_chain(wavs, lengths, lambda batch, lens: vq_enhance_keeping_level(
+            self.mods.vqvae, self.frontend, batch, lens, mix), min_samples=self.frontend.n_fft // 2 + 1)
 
 
 def bsse_enhance_keeping_level(model, frontend, wavs, lengths=None, upstream=None):
@@ -467,12 +491,8 @@ class BSSEEnhancer(Enhancer):
             Enhanced waveforms ``[batch, time]`` (0 beyond each length), on the CPU; ``[time]`` for
             a ``[time]`` input.
         """
-        squeeze = torch.is_tensor(wavs) and wavs.dim() == 1
-        wavs, lengths = self.as_batch(wavs, lengths)
-        if wavs.shape[1] < self.frontend.min_samples:
-            raise ValueError(f"waveforms need at least {self.frontend.min_samples} samples, got {wavs.shape[1]}")
-        out = bsse_enhance_keeping_level(self.mods.enhancer, self.frontend, wavs, lengths, self.upstream).cpu()
-        return out[0] if squeeze else out
+        return self.run_chain(wavs, lengths, lambda batch, lens: bsse_enhance_keeping_level(
+            self.mods.enhancer, self.frontend, batch, lens, self.upstream))
 
 
 PHASE_SOURCES = ("decoded", "noisy")
@@ -608,13 +628,9 @@ class SharedLatentEnhancer(Enhancer):
             Enhanced waveforms ``[batch, time]`` (0 beyond each length), on the CPU; ``[time]`` for
             a ``[time]`` input.
         """
-        squeeze = torch.is_tensor(wavs) and wavs.dim() == 1
-        wavs, lengths = self.as_batch(wavs, lengths)
-        if wavs.shape[1] < self.frontend.min_samples:
-            raise ValueError(f"waveforms need at least {self.frontend.min_samples} samples, got {wavs.shape[1]}")
         phase = self.hparams.phase if phase is None else phase_source(phase)
-        out = shared_latent_enhance_keeping_level(self.mods.model, self.frontend, wavs, lengths, phase).cpu()
-        return out[0] if squeeze else out
+        return self.run_chain(wavs, lengths, lambda batch, lens: shared_latent_enhance_keeping_level(
+            self.mods.model, self.frontend, batch, lens, phase))
 
 
 def ssl_vocoder_enhance_keeping_level(model, frontend, wavs, lengths=None, upstream=None):
@@ -738,9 +754,5 @@ class SSLVocoderEnhancer(Enhancer):
             Enhanced waveforms ``[batch, time]`` (0 beyond each length), on the CPU; ``[time]`` for
             a ``[time]`` input.
         """
-        squeeze = torch.is_tensor(wavs) and wavs.dim() == 1
-        wavs, lengths = self.as_batch(wavs, lengths)
-        if wavs.shape[1] < self.frontend.min_samples:
-            raise ValueError(f"waveforms need at least {self.frontend.min_samples} samples, got {wavs.shape[1]}")
-        out = ssl_vocoder_enhance_keeping_level(self.mods.enhancer, self.frontend, wavs, lengths, self.mods.ssl).cpu()
-        return out[0] if squeeze else out
+        return self.run_chain(wavs, lengths, lambda batch, lens: ssl_vocoder_enhance_keeping_level(
+            self.mods.enhancer, self.frontend, batch, lens, self.mods.ssl))
