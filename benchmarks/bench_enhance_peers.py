@@ -118,9 +118,9 @@ def parse_args(argv=None):
     parser.add_argument("--mix", type=float, action="append", default=[], metavar="R",
                         help="also run the VQ enhancer with this fraction of the input kept, as system "
                              "'vq+mixR' (repeatable)")
-    parser.add_argument("--peers", nargs="+", default=None, metavar="NAME",
+    parser.add_argument("--peers", nargs="*", default=None, metavar="NAME",
                         help="peer enhancers to run (default: noisereduce wiener rnnoise; missing packages "
-                             "are skipped with a message)")
+                             "are skipped with a message); --peers with no name runs none")
     parser.add_argument("--sets", nargs="+", choices=SETS, default=None,
                         help="sets to run (default: all, or none when --manifest is given)")
     parser.add_argument("--manifest", nargs="+", default=[], metavar="CSV",
@@ -259,7 +259,7 @@ def build_systems(args, log=print):
                                             if enhancer.DEREVERBERATES else ""))
         if enhancer.DEREVERBERATES:
             dereverberating.append(name)
-    names = args.peers or list(peers.PEERS)
+    names = list(peers.PEERS) if args.peers is None else args.peers
     unknown = [name for name in names if name not in peers.PEERS]
     if unknown:
         raise SystemExit(f"unknown peers {unknown}; known: {', '.join(peers.PEERS)}")
