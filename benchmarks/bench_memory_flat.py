@@ -1,8 +1,10 @@
 """Peak memory against folder size: scoring and enhancing folders of 0.5 to 10 hours.
 
     python benchmarks/bench_memory_flat.py [--hours 0.5 2 10] [--enhancer NAME=FOLDER ...]
+        [--no-scoring] [--file-minutes M]
 
-Makes 60 distinct speech-like files of 60 s (one hour; harmonic tones with noise bursts) and folders
+Makes 60 distinct speech-like files of 60 s (one hour; harmonic tones with noise bursts; of M
+minutes each with ``--file-minutes``, e.g. 60 for hour-long recordings) and folders
 of the requested sizes from hard links to them (no extra disk for the inputs), then runs, each in a
 fresh process so its peak RSS is its own: ``score_files`` with the shipped VQScore (as ``sqe score``)
 and ``enhance_files`` with each enhancer (as ``sqe enhance``; outputs written, then deleted).
@@ -57,6 +59,8 @@ def main():
     parser.add_argument("--enhancer", action="append", default=None,
                         help="NAME=FOLDER (repeatable; default bsse=speechbrain_sqe/pretrained/bsse)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no-scoring", action="store_true", help="enhancement only")
+    parser.add_argument("--file-minutes", type=float, default=1.0, help="length of each input file")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -68,14 +72,18 @@ def main():
     work = tempfile.mkdtemp()
     try:
         os.makedirs(os.path.join(work, "src"))
-        sources = make_files(os.path.join(work, "src"), 60, 60.0)
-        print(f"{args.threads} torch threads; inputs: hard links to 60 files of 60 s\n")
+        per_hour = max(1, round(60 / args.file_minutes))
+        sources = make_files(os.path.join(work, "src"), min(60, per_hour * int(max(1, max(args.hours)))),
+                             60.0 * args.file_minutes)
+        print(f"{args.threads} torch threads; inputs: hard links to {len(sources)} files of "
+              f"{args.file_minutes:g} min\n")
         print("| task | model | hours | files | seconds | x real time | peak RSS (MB) |")
         print("|---|---|---|---|---|---|---|")
-        jobs = [("score", "VQScore", args.scorer)] + [("enhance", name, folder) for name, folder in enhancers]
+        jobs = [] if args.no_scoring else [("score", "VQScore", args.scorer)]
+        jobs += [("enhance", name, folder) for name, folder in enhancers]
         for task, name, model in jobs:
             for hours in args.hours:
-                count = int(round(hours * 60))
+                count = max(1, round(hours * per_hour))
                 folder = os.path.join(work, f"in_{hours}")
                 os.makedirs(folder, exist_ok=True)
                 paths = []
@@ -94,8 +102,9 @@ def main():
                           f"{result.stderr.strip().splitlines()[-1]} | | |")
                     continue
                 measured = json.loads(result.stdout.strip().splitlines()[-1])
-                print(f"| {task} | {name} | {hours:g} | {measured['done']} | {measured['seconds']:.1f} | "
-                      f"{hours * 3600 / measured['seconds']:.0f} | {measured['peak_mb']:.0f} |", flush=True)
+                audio_hours = count * args.file_minutes / 60
+                print(f"| {task} | {name} | {audio_hours:g} | {measured['done']} | {measured['seconds']:.1f} | "
+                      f"{audio_hours * 3600 / measured['seconds']:.0f} | {measured['peak_mb']:.0f} |", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -20,9 +20,9 @@ import torch
 from speechbrain.dataio.batch import PaddedBatch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from speechbrain_sqe.dataio.audio import save_audio  # noqa: E402
-from speechbrain_sqe.dataio.pipelines import clean_speech_dataset  # noqa: E402
-from speechbrain_sqe.dataio.shards import ShardedDataset, write_shards  # noqa: E402
+from speechbrain_sqe.dataio.audio import save_audio
+from speechbrain_sqe.dataio.pipelines import clean_speech_dataset
+from speechbrain_sqe.dataio.shards import ShardedDataset, write_shards
 
 
 def default_manifest(folder, limit):

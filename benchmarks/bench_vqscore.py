@@ -1,6 +1,8 @@
-"""VQScore scoring throughput (x real time, decoding included) and peak memory, beside DNSMOS.
+"""VQScore scoring throughput (x real time, decoding included) and peak memory, beside DNSMOS and
+Distill-MOS, with float32 (exact) and bfloat16 convolutions (``VQScore(precision=...)``).
 
     python benchmarks/bench_vqscore.py [--files N] [--seconds S] [--model FOLDER] [--batch-size B]
+        [--dnsmos-files N] [--repeats R]
 
 Each configuration runs in a fresh subprocess so that its peak memory (max RSS) is its own.
 Prints a markdown table.
@@ -36,7 +38,8 @@ def make_files(folder, count, seconds, rate=16000):
 
 
 def run_one(config):
-    """Runs one configuration in this process and returns its measurements."""
+    """Runs one configuration in this process and returns its measurements (best of the repeats,
+    after one untimed pass over a few files that loads everything)."""
     import torch
 
     torch.set_num_threads(config["threads"])
@@ -45,20 +48,29 @@ def run_one(config):
         from speechbrain_sqe.inference.batch_scoring import score_files
         from speechbrain_sqe.inference.quality import VQScore
 
-        scorer = VQScore.from_hparams(source=config["model"])
-        load_time = time.perf_counter() - start
-        start = time.perf_counter()
-        _, failures = score_files(scorer, config["paths"], batch_size=config["batch_size"],
-                                        num_workers=config["workers"], progress=False)
-        assert not failures, failures
+        scorer = VQScore.from_hparams(source=config["model"], precision=config["precision"])
+
+        def run(paths):
+            _, failures = score_files(scorer, paths, batch_size=config["batch_size"],
+                                      num_workers=config["workers"], progress=False)
+            assert not failures, failures
     else:
         from speechbrain_sqe.dataio.audio import load_audio
+        from speechbrain_sqe.metrics.distillmos import distillmos
         from speechbrain_sqe.metrics.dnsmos import dnsmos
 
-        load_time = 0.0
-        for path in config["paths"]:
-            dnsmos(load_audio(path).numpy(), 16000)
-    elapsed = time.perf_counter() - start
+        rate = {"dnsmos": dnsmos, "distillmos": distillmos}[config["method"]]
+
+        def run(paths):
+            for path in paths:
+                rate(load_audio(path).numpy(), 16000)
+    run(config["paths"][: max(1, config["batch_size"])])
+    load_time = time.perf_counter() - start
+    elapsed = float("inf")
+    for _ in range(config["repeats"]):
+        start = time.perf_counter()
+        run(config["paths"])
+        elapsed = min(elapsed, time.perf_counter() - start)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"elapsed": elapsed, "load": load_time, "peak_mb": peak_mb}
 
@@ -69,7 +81,8 @@ def main():
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--model", default=None, help="VQScore folder (default: the shipped model)")
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--dnsmos-files", type=int, default=40, help="DNSMOS is slow: a subset")
+    parser.add_argument("--dnsmos-files", type=int, default=40, help="the peers are slow: a subset")
+    parser.add_argument("--repeats", type=int, default=3, help="timed passes per configuration (best kept)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -81,32 +94,35 @@ def main():
     folder = tempfile.mkdtemp()
     paths = make_files(folder, args.files, args.seconds)
     audio_seconds = args.files * args.seconds
-    configs = [
-        ("VQScore", "vqscore", 1, 0, paths),
-        ("VQScore", "vqscore", 2, 0, paths),
-        ("VQScore", "vqscore", 1, 1, paths),
-        ("VQScore", "vqscore", 2, 1, paths),
-        ("DNSMOS P.835", "dnsmos", 1, 0, paths[: args.dnsmos_files]),
-        ("DNSMOS P.835", "dnsmos", 2, 0, paths[: args.dnsmos_files]),
+    peers = paths[: args.dnsmos_files]
+    configs = [  # (name, method, torch threads, decode workers, precision, files)
+        ("VQScore", "vqscore", 1, 0, "float32", paths),
+        ("VQScore", "vqscore", 2, 0, "float32", paths),
+        ("VQScore", "vqscore", 2, 1, "float32", paths),
+        ("VQScore", "vqscore", 1, 0, "bfloat16", paths),
+        ("VQScore", "vqscore", 2, 0, "bfloat16", paths),
+        ("DNSMOS P.835", "dnsmos", 2, 0, "float32", peers),
+        ("Distill-MOS", "distillmos", 1, 0, "float32", peers),
+        ("Distill-MOS", "distillmos", 2, 0, "float32", peers),
     ]
     print(f"{args.files} files x {args.seconds:.1f} s ({audio_seconds / 60:.1f} min), batch {args.batch_size}")
     print()
-    print("| method | torch threads | decode workers | files | seconds | x real time | peak RSS (MB) |")
-    print("|---|---|---|---|---|---|---|")
-    for name, method, threads, workers, subset in configs:
-        config = {"method": method, "threads": threads, "workers": workers, "paths": subset,
-                  "model": model, "batch_size": args.batch_size}
+    print("| method | precision | torch threads | decode workers | files | seconds | x real time | peak RSS (MB) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, method, threads, workers, precision, subset in configs:
+        config = {"method": method, "threads": threads, "workers": workers, "paths": subset, "model": model,
+                  "batch_size": args.batch_size, "precision": precision, "repeats": args.repeats}
         out = subprocess.run([sys.executable, __file__, "--child", json.dumps(config)],
                              capture_output=True, text=True, check=False)
         if out.returncode != 0:
-            print(f"| {name} | {threads} | {workers} | failed: {out.stderr.strip().splitlines()[-1]} |")
+            print(f"| {name} | {precision} | {threads} | {workers} | failed: "
+                  f"{out.stderr.strip().splitlines()[-1]} |")
             continue
         result = json.loads(out.stdout.strip().splitlines()[-1])
         seconds = len(subset) * args.seconds
-        shown = threads if method == "vqscore" else f"{threads} (onnxruntime: its own)"
-        print(f"| {name} | {shown} | {workers} | {len(subset)} | {result['elapsed']:.2f} | "
-              f"{seconds / result['elapsed']:.0f} | {result['peak_mb']:.0f} |")
-
+        shown = {"vqscore": threads, "dnsmos": f"{threads} (onnxruntime: its own)"}.get(method, threads)
+        print(f"| {name} | {precision if method == 'vqscore' else '-'} | {shown} | {workers} | {len(subset)} | "
+              f"{result['elapsed']:.2f} | {seconds / result['elapsed']:.0f} | {result['peak_mb']:.0f} |")
 
 if __name__ == "__main__":
     main()

@@ -1,34 +1,63 @@
-"""How far the fast (bfloat16 + float32 re-rank) nearest-code search moves VQScore.
+"""How far the faster VQScore arithmetic moves the scores: the bfloat16 nearest-code search
+(``--fast-search``) and/or bfloat16 convolutions (``--precision bfloat16``), against the exact
+float32 scores of the same files.
 
-    python benchmarks/check_fast_search.py FILES_OR_FOLDERS... [--model FOLDER]
+    python benchmarks/check_fast_search.py FILES_OR_FOLDERS_OR_MANIFESTS... [--model FOLDER]
+        [--fast-search] [--precision bfloat16]
 
-Scores every file with the exact float32 search and with the fast search; prints the largest
-and mean absolute difference and the fraction of files with identical scores (to 1e-6).
+A ``.csv`` input is a manifest: its ``*_wav`` columns are scored (e.g. the real test sets of
+``python -m speechbrain_sqe.dataio.real_testsets``). Prints the largest and mean absolute
+difference, the fraction of files with identical scores (to 1e-6), the Spearman correlation of
+the two score lists and their standard deviation (the scale a difference should be read on).
 """
 
 import argparse
+import csv
 
 import numpy as np
+from scipy.stats import spearmanr
 
 from speechbrain_sqe.dataio.files import expand_audio_inputs
 from speechbrain_sqe.inference.batch_scoring import score_files
 from speechbrain_sqe.inference.quality import VQScore
 
 
+def gather_files(inputs):
+    """Audio files of folders/files, and of every ``*_wav`` column of ``.csv`` manifests."""
+    files, plain = [], []
+    for item in inputs:
+        if item.endswith(".csv"):
+            with open(item, newline="", encoding="utf-8") as stream:
+                for row in csv.DictReader(stream):
+                    files += [value for key, value in row.items() if key.endswith("_wav") and value]
+        else:
+            plain.append(item)
+    return files + (expand_audio_inputs(plain) if plain else [])
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("inputs", nargs="+")
     parser.add_argument("--model", default=VQScore.DEFAULT_SOURCE)
+    parser.add_argument("--fast-search", action="store_true", help="bfloat16 nearest-code search")
+    parser.add_argument("--precision", default="float32", choices=("float32", "bfloat16"),
+                        help="arithmetic of the convolutions of the compared scorer")
     args = parser.parse_args()
-    files = expand_audio_inputs(args.inputs)
-    scores = {}
-    for fast in (False, True):
-        scorer = VQScore.from_hparams(source=args.model, savedir="/tmp/sqe_check_model", fast_search=fast)
-        results, _ = score_files(scorer, files, progress=False, num_workers=0)
-        scores[fast] = np.array([r["vqscore"] for r in results])
-    diff = np.abs(scores[True] - scores[False])
+    if not args.fast_search and args.precision == "float32":
+        parser.error("nothing to compare: give --fast-search and/or --precision bfloat16")
+    files = gather_files(args.inputs)
+    scores = []
+    for options in ({"fast_search": False, "precision": "float32"},
+                    {"fast_search": args.fast_search, "precision": args.precision}):
+        scorer = VQScore.from_hparams(source=args.model, savedir="/tmp/sqe_check_model", **options)
+        results, failures = score_files(scorer, files, progress=False, num_workers=0)
+        assert not failures, failures
+        scores.append(np.array([r["vqscore"] for r in results]))
+    exact, other = scores
+    diff = np.abs(other - exact)
     print(f"files: {len(files)}; max |diff| {diff.max():.2e}; mean |diff| {diff.mean():.2e}; "
-          f"identical (<1e-6): {100 * np.mean(diff < 1e-6):.1f}%")
+          f"identical (<1e-6): {100 * np.mean(diff < 1e-6):.1f}%; Spearman {spearmanr(exact, other)[0]:.6f}; "
+          f"score std {exact.std():.4f}")
 
 
 if __name__ == "__main__":

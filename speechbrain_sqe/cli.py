@@ -465,8 +465,8 @@ def _add_score_parser(subparsers):
     >>> parser = argparse.ArgumentParser()
     >>> _add_score_parser(parser.add_subparsers(dest="command"))
     >>> args = parser.parse_args(["score", "a.wav", "--frames", "f", "--plot"])
-    >>> args.inputs, args.frames, args.plot, args.batch_size, args.resume, args.frame_weighting
-    (['a.wav'], 'f', True, 16, False, 'all')
+    >>> args.inputs, args.frames, args.plot, args.batch_size, args.resume, args.frame_weighting, args.precision
+    (['a.wav'], 'f', True, 16, False, 'all', 'float32')
     """
     parser = subparsers.add_parser(
         "score",
@@ -486,6 +486,10 @@ def _add_score_parser(subparsers):
     parser.add_argument("--frame-weighting", choices=("all", "speech"), default="all",
                         help="VQScore: average every frame (all, the paper's definition) or only the "
                         "frames with speech (speech)")
+    parser.add_argument("--precision", choices=("float32", "bfloat16", "auto"), default="float32",
+                        help="VQScore: arithmetic of the encoder's convolutions (float32, the default: "
+                        "exact scores; bfloat16: 1.8x faster convolutions on CPUs with AVX512-BF16/AMX "
+                        "and on CUDA, scores within 5e-4; auto: bfloat16 where it is fast)")
     parser.add_argument("--frames", default=None, metavar="FOLDER",
                         help="write per-frame scores (one CSV per file) into FOLDER")
     parser.add_argument("--plot", action="store_true",
@@ -579,6 +583,10 @@ def _check_scorer(args, scorer):
         if not hasattr(scorer, "frame_weighting"):
             return f"{type(scorer).__name__} has no frame weighting (--frame-weighting)"
         scorer.frame_weighting = args.frame_weighting
+    if args.precision != "float32":
+        if not hasattr(scorer, "set_precision"):
+            return f"{type(scorer).__name__} has no precision choice (--precision)"
+        scorer.set_precision(args.precision)
     return None
 
 
@@ -815,6 +823,10 @@ def _add_enhance_parser(subparsers):
                         help="a method option of the model, repeatable (the VQ enhancer: mix=R, the "
                         "share of the noisy input blended back in, 0..1; default: the model's own); "
                         "an unknown name lists the model's options")
+    parser.add_argument("--segment-seconds", type=_segment_seconds, default="model", metavar="S",
+                        help="enhance inputs longer than S seconds in overlapping windows of S s, "
+                        "crossfaded (memory of one window, time linear in the length); 'none': whole "
+                        "files however long (default: the model's own, 30 s unless its folder says)")
     parser.add_argument("--limit", type=_positive_int, default=None, metavar="N",
                         help="enhance only the first N files")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
@@ -855,6 +867,27 @@ def _plan_enhance(args):
     return {"error": None, "files": files, "outputs": outputs, "total": total, "done": done}
 
 
+def _segment_seconds(text):
+    """``--segment-seconds``: a positive number, ``none`` (whole files) or ``model`` (its own)."""
+    if text in ("none", "model"):
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds or 'none', got {text!r}")
+    return value
+
+
+def _configure_enhancer(args, enhancer):
+    """The method options of ``--option`` (parsed; ValueError names a bad one), after applying
+    ``--segment-seconds`` to ``enhancer``."""
+    if args.segment_seconds != "model":
+        enhancer.segment_seconds = None if args.segment_seconds == "none" else args.segment_seconds
+    return enhancer.parse_options(args.option)
+
+
 def _run_enhance(args):
     """Runs ``sqe enhance``: in this process, or as one rank of a ``torchrun`` launch."""
     from speechbrain_sqe.inference.batch_enhancement import (
@@ -880,7 +913,7 @@ def _run_enhance(args):
             return 0
     enhancer = _load_model(args, "enhancement")
     try:
-        options = enhancer.parse_options(args.option)
+        options = _configure_enhancer(args, enhancer)
     except ValueError as error:
         print(f"sqe enhance: {error}", file=sys.stderr)
         return 2
@@ -949,7 +982,7 @@ def _run_enhance_distributed(args, job):
         problem = None
         try:
             enhancer = _load_model(args, "enhancement")
-            options = enhancer.parse_options(args.option)
+            options = _configure_enhancer(args, enhancer)
         except Exception as error:  # noqa: BLE001 -- every rank must hear of it, or they wait
             problem = _load_problem(error, ValueError)
         problems = [p for p in job.gather(problem) if p]

@@ -108,3 +108,23 @@ def test_vq_enhance_recipe_front_end_is_a_spectral_front_end():
     frontend = hparams["frontend"]
     assert isinstance(frontend, SpectralFrontEnd) and frontend.log1p
     assert (frontend.n_fft, frontend.hop_length, frontend.win_length) == (512, 128, 512)
+
+
+def test_stft_magnitude_matches_the_plain_formula_with_and_without_gradients():
+    """The magnitude is computed in torch.stft's memory order, in place when no gradient is needed:
+    the same values as ``sqrt(clamp(re^2 + im^2))`` either way, and gradients reach the waveform."""
+    from speechbrain_sqe.lobes.frontend import MAGNITUDE_FLOOR, stft_magnitude
+
+    wav = torch.randn(2, 4000)
+    window = torch.hann_window(512)
+    spectrum = torch.view_as_real(torch.stft(wav, 512, 256, 512, window, center=True, pad_mode="reflect",
+                                             return_complex=True)).transpose(1, 2)
+    plain = torch.sqrt(torch.clamp(spectrum.pow(2).sum(-1), min=MAGNITUDE_FLOOR))
+    with torch.no_grad():
+        assert torch.allclose(stft_magnitude(wav), plain, atol=1e-6)
+        assert torch.allclose(stft_magnitude(wav, log1p=True), torch.log1p(plain), atol=1e-6)
+    leaf = wav.clone().requires_grad_(True)
+    spec = stft_magnitude(leaf, log1p=True)
+    assert torch.allclose(spec.detach(), torch.log1p(plain), atol=1e-6)
+    spec.sum().backward()
+    assert torch.isfinite(leaf.grad).all() and float(leaf.grad.abs().sum()) > 0

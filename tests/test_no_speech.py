@@ -126,3 +126,19 @@ def test_score_frame_weighting_option(model_folder, tmp_path):
     assert values["speech"] == pytest.approx(float(scorer.score_batch(wav[None], frame_weighting="speech")[0]), abs=1e-5)
     assert values["all"] == pytest.approx(scorer.score_file(str(path)), abs=1e-5)
     assert values["all"] != pytest.approx(values["speech"], abs=1e-4)
+
+
+def test_score_precision_option(model_folder, tmp_path):
+    """``--precision float32`` gives the exact scores of the API; bfloat16 stays within 1e-3."""
+    path = tmp_path / "speech.wav"
+    soundfile.write(path, speech_like(2.0, seed=9).astype(np.float32), RATE)
+    values = {}
+    for precision in ("float32", "bfloat16"):
+        out = tmp_path / f"{precision}.csv"
+        assert cli.main(["score", str(path), "--model", model_folder, "--csv", str(out), "--no-progress",
+                         "--precision", precision]) == 0
+        with open(out, newline="", encoding="utf-8") as stream:
+            values[precision] = float(next(csv.DictReader(stream))["vqscore"])
+    exact = VQScore.from_hparams(source=model_folder, precision="float32").score_file(str(path))
+    assert values["float32"] == pytest.approx(exact, abs=1e-6)
+    assert values["bfloat16"] == pytest.approx(exact, abs=1e-3)

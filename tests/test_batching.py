@@ -1,0 +1,54 @@
+"""Length-sorted batches with a budget of padded audio (``inference.batching.budget_batches``)."""
+
+import numpy as np
+import soundfile
+import torch
+
+from speechbrain_sqe.inference.batching import budget_batches, length_sorted_loader
+from speechbrain_sqe.inference.distributed_jobs import batch_shard
+
+
+def _random_durations(seed, count=60):
+    rng = np.random.default_rng(seed)
+    short = rng.uniform(1, 20, count).tolist()
+    long = rng.uniform(100, 4000, count // 4).tolist()  # recordings of minutes to an hour
+    return [float(x) for x in rng.permutation(short + long)]
+
+
+def test_budget_batches_keep_order_size_and_budget():
+    for seed in range(5):
+        durations = sorted(_random_durations(seed))
+        batches = budget_batches(durations, 8, max_seconds=600.0)
+        assert [i for batch in batches for i in batch] == list(range(len(durations)))
+        for batch in batches:
+            assert 1 <= len(batch) <= 8
+            assert len(batch) == 1 or len(batch) * durations[batch[-1]] <= 600.0
+            assert batch[0] // 8 == batch[-1] // 8  # never across a group of batch_size
+    assert budget_batches([1.0] * 5, 2, max_seconds=None) == [[0, 1], [2, 3], [4]]
+
+
+def test_ranks_of_a_distributed_job_batch_as_one_process():
+    """Each rank's share (``batch_shard``), batched alone, gives exactly the one-process batches."""
+    for seed in range(5):
+        durations = _random_durations(seed)
+        order = sorted(range(len(durations)), key=lambda i: durations[i])
+        alone = [[order[i] for i in batch] for batch in budget_batches([durations[i] for i in order], 8)]
+        for world in (2, 3):
+            together = []
+            for share in batch_shard(durations, 8, world):
+                mine = sorted(share, key=lambda i: durations[i])
+                together += [[mine[i] for i in batch] for batch in budget_batches([durations[i] for i in mine], 8)]
+            assert sorted(together) == sorted(alone), (seed, world)
+
+
+def test_loader_splits_batches_of_long_files(tmp_path):
+    paths = []
+    for name, seconds in [("a", 1.0), ("b", 1.0), ("c", 3.0), ("d", 3.0), ("e", 3.0)]:
+        path = tmp_path / f"{name}.wav"
+        soundfile.write(path, np.zeros(int(seconds * 16000), dtype=np.float32), 16000)
+        paths.append(str(path))
+    load = lambda path: torch.as_tensor(soundfile.read(path, dtype="float32")[0])  # noqa: E731
+    sizes = [len(batch[0]) for batch in length_sorted_loader(paths, load, 4, max_batch_seconds=7.0)]
+    assert sizes == [2, 2, 1]  # a b | c d (a b c would pad to 3 x 3 s = 9 s > 7 s) | e (next group of 4)
+    sizes = [len(batch[0]) for batch in length_sorted_loader(paths, load, 4, max_batch_seconds=None)]
+    assert sizes == [4, 1]
