@@ -90,6 +90,20 @@ def test_same_manifests_as_every_corpus_split_by_speaker_and_conditions(corpus, 
     assert all("small" in name for name in pools["rirs_train"]) and all("hall" in n for n in pools["rirs_test"])
 
 
+def test_synthetic_noise_is_added_to_the_training_noise_only(corpus, tmp_path):
+    plain = _prepare(corpus, tmp_path / "data")
+    added = _prepare(corpus, tmp_path / "data", synthetic_train_noise=1)
+    assert os.path.dirname(plain["test"]) != os.path.dirname(added["test"])  # its own configuration folder
+    train = read_manifest(added["noise_train"])
+    names = {os.path.basename(row["wav"]) for row in train}
+    assert {"hum_train.wav", "hiss_train.wav"} < names and len(train) == 2 + 8  # + one file per family
+    babble = next(row["wav"] for row in train if "babble" in row["ID"])
+    assert float(load_audio(babble, 16000).pow(2).mean().sqrt()) > 0.01  # made of training speech
+    for name in ("noise_valid", "noise_test", "valid", "test"):  # the conditions measured stay the same
+        assert [{k: v for k, v in row.items() if not k.endswith("wav")} for row in read_manifest(added[name])] == \
+            [{k: v for k, v in row.items() if not k.endswith("wav")} for row in read_manifest(plain[name])]
+
+
 def test_configurations_get_their_own_folders_and_reruns_skip_work(corpus, tmp_path):
     first = _prepare(corpus, tmp_path / "data")
     stamp = os.path.join(os.path.dirname(first["test"]), "manifest_prep.json")

@@ -457,16 +457,19 @@ class FolderPlanner:
             return list(NOISE_FAMILIES)
         return list(range(len(self.noise[split])))
 
+    def _synthetic_noise_spec(self, family, talker_pool, target):
+        spec = {"family": family}
+        if family == "babble":
+            pool = [p for p in talker_pool if p != target]
+            if len(pool) < 3:
+                pool += [p for p in self.fallback_talkers if p != target and p not in pool][: 6 - len(pool)]
+            count = min(len(pool), int(self.rng.integers(3, 7)))
+            spec["talkers"] = [pool[i] for i in self.rng.choice(len(pool), size=count, replace=False)]
+        return spec, family
+
     def _noise_spec(self, split, level, talker_pool, target):
         if self.noise is None:
-            spec = {"family": level}
-            if level == "babble":
-                pool = [p for p in talker_pool if p != target]
-                if len(pool) < 3:
-                    pool += [p for p in self.fallback_talkers if p != target and p not in pool][: 6 - len(pool)]
-                count = min(len(pool), int(self.rng.integers(3, 7)))
-                spec["talkers"] = [pool[i] for i in self.rng.choice(len(pool), size=count, replace=False)]
-            return spec, level
+            return self._synthetic_noise_spec(level, talker_pool, target)
         source = self.noise[split][level]
         return {"file": source["file"], "start": source["start"], "end": source["end"]}, source["name"]
 
@@ -537,7 +540,7 @@ class FolderPlanner:
                                   rir=rir, outputs=outputs, row=row))
         return jobs
 
-    def noise_jobs(self, split, talker_pool, per_family=2):
+    def noise_jobs(self, split, talker_pool, per_family=2, added_per_family=0):
         """The ``noise/<split>`` pool: the split's noise sources (in place or copied), or synthetic families.
 
         Arguments
@@ -548,6 +551,8 @@ class FolderPlanner:
             Clean files for synthetic babble.
         per_family : int
             Synthetic files per family (without noise sources).
+        added_per_family : int
+            Synthetic files per family added to the noise sources (with noise sources).
 
         Returns
         -------
@@ -567,12 +572,14 @@ class FolderPlanner:
                     job = self._job(name, index, kind="copy", file=source["file"], start=source["start"],
                                     end=source["end"], outputs=[out], row={"ID": uid, "wav": out})
                 jobs.append(job)
-            return jobs
+            if not added_per_family:
+                return jobs
+            per_family = added_per_family
         for family in NOISE_FAMILIES:
             for k in range(per_family):
                 uid = f"{name}_{family}_{k:03d}"
                 out = os.path.join(self.folder, "noise", split, uid + ".wav")
-                spec, _ = self._noise_spec(split, family, talker_pool, None)
+                spec, _ = self._synthetic_noise_spec(family, talker_pool, None)
                 jobs.append(self._job(name, len(jobs), kind="noise_synth", noise=spec, seconds=self.cfg["noise_seconds"],
                                       outputs=[out], row={"ID": uid, "wav": out}))
         return jobs

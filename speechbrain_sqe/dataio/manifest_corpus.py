@@ -23,7 +23,11 @@ It is prepared into the same SpeechBrain manifests as every other corpus (the ke
 - ``valid`` pairs: validation speakers mixed with **training** noises and rooms (a ``valid`` split
   in a list is used when present): the checkpoint is chosen without hearing any test condition;
 - ``test`` pairs: test speakers, test noises and test rooms only;
-- without a noise (room) list, synthetic noise families (rooms) are used.
+- without a noise (room) list, synthetic noise families (rooms) are used; with one,
+  ``synthetic_train_noise`` > 0 adds that many synthetic files per family
+  (:data:`~speechbrain_sqe.dataio.noise.NOISE_FAMILIES`, babble from training speakers) to the
+  TRAINING noise only: a short list of real noises (8 files in ``../shared/data/real``) is too
+  narrow a training set for noises never heard (README, BSSE); valid and test keep their own.
 
 Bad rows (a missing file, an unknown split, an empty speaker, a speaker in two splits) are all
 reported in one error naming the CSV and its line numbers, or skipped with a warning
@@ -270,6 +274,7 @@ def prepare_from_manifest(
     skip_bad_rows=False,
     num_workers=2,
     skip_prep=False,
+    synthetic_train_noise=0,
 ):
     """Prepares the manifests of a ``manifest`` corpus (see the module doc).
 
@@ -302,6 +307,9 @@ def prepare_from_manifest(
         Worker processes.
     skip_prep : bool
         Only return the manifest paths.
+    synthetic_train_noise : int
+        With a noise list: synthetic files per noise family added to the training noise
+        (``noise_seconds`` each; babble from the training speakers). 0: the list's noise only.
 
     Returns
     -------
@@ -332,6 +340,8 @@ def prepare_from_manifest(
         "noise_seconds": noise_seconds, "synthetic_rirs": synthetic_rirs, "valid_fraction": valid_fraction,
         "test_fraction": test_fraction, "skip_bad_rows": bool(skip_bad_rows),
     }
+    if synthetic_train_noise:  # only when set: folders prepared without the option keep their names
+        cfg["synthetic_train_noise"] = int(synthetic_train_noise)
     folder = os.path.join(os.path.abspath(data_folder), config_folder_name(manifest, cfg))
     if skip_prep:
         return manifest_paths(folder, ["train_clean", "valid", "test"] + [f"{k}_{s}" for k in ("noise", "rirs")
@@ -352,7 +362,8 @@ def prepare_from_manifest(
     jobs += planner.mix_jobs("test", files["test"], root, test_pairs, files["test"])
     for split in SPLITS:
         if noise is not None or noise_per_family > 0:
-            jobs += planner.noise_jobs(split, files[split], noise_per_family)
+            jobs += planner.noise_jobs(split, files[split], noise_per_family,
+                                       added_per_family=synthetic_train_noise if split == "train" else 0)
         jobs += planner.rir_jobs(split)
     speaker_of = {path: speaker for split in SPLITS for path, speaker in speech[split]}
     for job in jobs:  # the manifest's speakers, not the folder layout, name the voices
