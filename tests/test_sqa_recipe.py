@@ -195,3 +195,36 @@ def test_bad_label_csv_is_refused_naming_file_and_column(runs, tmp_path, damage,
     path.write_text(damage(path.read_text()))
     with pytest.raises(SystemExit, match=message):
         train.main(_args(data, tmp_path / "out", 1, f"--label_source=folder --label_folder={labels}"))
+
+
+def test_distillmos_upstream_with_cached_states_trains_and_exports(runs, tmp_path, monkeypatch):
+    """--ssl_upstream=distillmos --cache_states=True: the upstream runs once per file, the loss goes
+    down, the hub folder holds no copy of Distill-MOS's weights and scores as the report did."""
+    pytest.importorskip("distillmos")
+    from speechbrain_sqe.brains.state_cache import UpstreamStateCache
+
+    data, _, _ = runs
+    out = tmp_path / "distillmos"
+    seen = []
+    fill = UpstreamStateCache._fill
+
+    def counting_fill(self, ids, wavs, lengths):
+        seen.extend(key for key in ids if key not in self.states)
+        return fill(self, ids, wavs, lengths)
+
+    monkeypatch.setattr(UpstreamStateCache, "_fill", counting_fill)
+    train.main(_args(data, out, 3, f"--label_source=folder --label_folder={data}_labels "
+                                   "--ssl_upstream=distillmos --cache_states=True"))
+    assert len(seen) == len(set(seen)) > 0  # each file through the upstream once over 3 epochs
+    losses = _losses(out, "train loss")
+    assert losses[-1] < losses[0]
+    hub = out / "hub"
+    assert os.path.getsize(hub / "ssl.ckpt") < 10_000  # a fingerprint, not the 16 MB weights
+    assert "DistillMOSEncoder" in (hub / "hyperparams.yaml").read_text()
+    scorer = load_model(str(hub), task="quality")
+    metrics = list(scorer.metric_names)
+    _, rows = _rows(out / "report" / "predictions.csv")
+    for row in rows[:3]:
+        ours = scorer.score_file_metrics(row["wav"])
+        assert [ours[name] for name in metrics] == pytest.approx(
+            [float(row[f"{name}_predicted"]) for name in metrics], abs=1e-4)

@@ -14,6 +14,10 @@ most ``crop_seconds`` (whole files below), the SSL upstream frozen (no gradient,
 masked scaled MSE of :func:`~speechbrain_sqe.lobes.sqa_predictor.masked_metric_mse`, AdamW with a
 linear warm-up over ``warmup_steps`` updates, gradients clipped to ``max_grad_norm`` (1.0).
 
+``cache_states: True`` keeps each file's upstream states in memory after its first pass
+(:class:`~speechbrain_sqe.brains.state_cache.UpstreamStateCache`): training then reads whole files and
+cuts the random crop from their states (and the matching samples), not from the waveform.
+
 Checkpoint selection: the lowest validation loss (the same masked scaled MSE on whole valid files).
 Why not a correlation such as the mean utterance SRCC: the loss is what the model optimises, covers
 every metric by its own scale, and stays defined on a tiny valid set where a correlation over a few
@@ -37,11 +41,12 @@ import torch
 from speechbrain.utils.distributed import run_on_main
 
 from speechbrain_sqe.brains.base import RecipeBrain
+from speechbrain_sqe.brains.state_cache import UpstreamStateCache
 from speechbrain_sqe.dataio.audio import load_audio
 from speechbrain_sqe.dataio.pipelines import random_crop_and_gain
 from speechbrain_sqe.dataio.sqa_labels import read_label_manifest
 from speechbrain_sqe.inference.quality import LearnedQualityPredictor
-from speechbrain_sqe.lobes.bsse import configure_ssl_finetuning
+from speechbrain_sqe.lobes.bsse import configure_ssl_finetuning, upstream_hop_samples
 from speechbrain_sqe.lobes.sqa_predictor import sqa_forward
 from speechbrain_sqe.metrics.correlation import correlation
 from speechbrain_sqe.utils.safe_load import safe_torch_recovery
@@ -193,8 +198,10 @@ class SQABrain(RecipeBrain):
         """Training crops and whole valid/test files with their labels."""
         hp = self.hparams
         limits = self.limits()
+        # With cached states, training reads whole files and crops their states (compute_forward).
+        crop = None if self.state_cache is not None else hp.crop_seconds
         return {
-            "train": label_dataset(manifests["train"], self.metrics, limits, hp.sample_rate, hp.crop_seconds),
+            "train": label_dataset(manifests["train"], self.metrics, limits, hp.sample_rate, crop),
             "valid": label_dataset(manifests["valid"], self.metrics, limits, hp.sample_rate),
             "test": label_dataset(manifests["test"], self.metrics, limits, hp.sample_rate),
         }
@@ -207,6 +214,20 @@ class SQABrain(RecipeBrain):
             pretrainer.add_custom_hooks({name: safe_torch_recovery for name in pretrainer.loadables})
             pretrainer.load_collected()
         configure_ssl_finetuning(self.module("ssl"), "frozen")
+
+    @property
+    def state_cache(self):
+        """The cache of upstream states (``cache_states: True``), else None; built on first use."""
+        if not getattr(self.hparams, "cache_states", False):
+            return None
+        if getattr(self, "_state_cache", None) is None:
+            upstream = self.module("ssl")
+            hop = upstream_hop_samples(upstream, self.hparams.sample_rate)
+            if hop is None:
+                raise ValueError(f"cache_states needs the upstream's frame hop; {type(upstream).__name__} "
+                                 "gives neither frame_hop_seconds nor features.hop_length")
+            self._state_cache = UpstreamStateCache(upstream, hop)
+        return self._state_cache
 
     def init_optimizers(self):
         """The optimizer over the predictor only (the upstream is frozen)."""
@@ -233,7 +254,14 @@ class SQABrain(RecipeBrain):
         batch = batch.to(self.device)
         wavs, lens = batch.sig
         self.module("ssl").eval()  # frozen: SpeechBrain sets every module to train mode each epoch
-        return sqa_forward(self.modules["predictor"], self.modules["ssl"], wavs, lens)
+        cache = self.state_cache
+        if cache is None:
+            return sqa_forward(self.modules["predictor"], self.modules["ssl"], wavs, lens)
+        crop = None
+        if stage == sb.Stage.TRAIN and self.hparams.crop_seconds:
+            crop = max(1, round(self.hparams.crop_seconds * self.hparams.sample_rate / cache.hop_samples))
+        states, counts, wavs, lens = cache.batch(list(batch.id), wavs, lens, crop)
+        return self.modules["predictor"](states, counts, wavs, lens)
 
     def compute_objectives(self, predictions, batch, stage):
         """The masked scaled MSE; validation and test keep the predictions for the statistics."""

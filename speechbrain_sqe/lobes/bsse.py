@@ -339,6 +339,23 @@ def ssl_hidden_states(upstream, wavs, lengths=None):
     return states, counts.to(states.device)
 
 
+def upstream_hop_samples(upstream, sample_rate=16000):
+    """An upstream's frame hop in samples: ``frame_hop_seconds`` (the SSL encoder contract) or
+    ``features.hop_length`` (TERA); None when it says neither.
+
+    Example
+    -------
+    >>> from speechbrain_sqe.lobes.tera import TERAModel
+    >>> upstream_hop_samples(TERAModel.small()), upstream_hop_samples(torch.nn.Identity())
+    (160, None)
+    """
+    if hasattr(upstream, "frame_hop_seconds"):
+        return round(float(upstream.frame_hop_seconds) * sample_rate)
+    if hasattr(getattr(upstream, "features", None), "hop_length"):
+        return int(upstream.features.hop_length)
+    return None
+
+
 def check_ssl_hop(upstream, ssl_hop_length, sample_rate=16000):
     """Refuses a model that would align an upstream's frames with another hop than the upstream's.
 
@@ -366,11 +383,7 @@ def check_ssl_hop(upstream, ssl_hop_length, sample_rate=16000):
     ...
     ValueError: the SSL upstream's frame hop is 160 samples but the model aligns 320 (set ssl_hop_length)
     """
-    hop = None
-    if hasattr(upstream, "frame_hop_seconds"):
-        hop = round(float(upstream.frame_hop_seconds) * sample_rate)
-    elif hasattr(getattr(upstream, "features", None), "hop_length"):
-        hop = int(upstream.features.hop_length)
+    hop = upstream_hop_samples(upstream, sample_rate)
     if hop is not None and hop != int(ssl_hop_length):
         raise ValueError(f"the SSL upstream's frame hop is {hop} samples but the model aligns {ssl_hop_length} "
                          "(set ssl_hop_length)")

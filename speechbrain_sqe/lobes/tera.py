@@ -347,8 +347,8 @@ class TERAModel(nn.Module):
     >>> model(feats, flens).shape
     torch.Size([2, 51, 80])
     >>> states = model.hidden_states(wav, torch.tensor([1.0, 0.5]))
-    >>> len(states), states[-1].shape
-    (4, torch.Size([2, 51, 192]))
+    >>> len(states), states[-1].shape, model.layer_count
+    (4, torch.Size([2, 51, 192]), 4)
     >>> model.init_args["hidden_size"], model.init_args["n_fft"]
     (192, 400)
     """
@@ -366,6 +366,11 @@ class TERAModel(nn.Module):
                                    initializer_range)
         self.head = TERAPredictionHead(hidden_size, input_dim, activation, layer_norm_eps)
         _init_weights(self.head, initializer_range)
+
+    @property
+    def layer_count(self):
+        """Hidden states :meth:`hidden_states` gives: the input representation and each layer."""
+        return self.num_layers + 1
 
     @property
     def config(self):
