@@ -81,3 +81,10 @@ def test_wrong_rate_and_shape_are_refused(encoder):
         DistillMOSEncoder(sample_rate=8000)
     with pytest.raises(ValueError, match=r"\[batch, samples\]"):
         encoder.hidden_states(torch.randn(16000))
+
+
+
+def test_states_carry_no_gradient(encoder):
+    """Its compressed STFT's derivative is infinite at the padding's zeros: no graph is built."""
+    wav = _speechlike(1.0).requires_grad_(True)
+    assert not encoder.hidden_states(wav[None])[-1].requires_grad

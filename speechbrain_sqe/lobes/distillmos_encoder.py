@@ -194,6 +194,9 @@ class DistillMOSEncoder(nn.Module):
                 piece = torch.nn.functional.pad(piece, (0, self.WINDOW - piece.shape[0]))
                 windows.append(piece / (piece.abs().max() + 1e-8))  # Distill-MOS's peak normalization
                 owners.append(index)
+        # No gradient, not even to the input: the wheel's compressed STFT (|X| ** 0.3 from a square
+        # root) has an infinite derivative at exact zeros, which the window padding always has, so a
+        # gradient would be NaN. Hence this upstream cannot drive a quality-guided enhancer (yet).
         with torch.no_grad():
             window_states = self._window_states(torch.stack(windows))
         frames = int(counts.max())
