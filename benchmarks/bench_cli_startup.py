@@ -51,8 +51,8 @@ def commands(wav):
         ("DNSMOS: speechmos dnsmos.run (peer)",
          [python, "-c", f"{read}; from speechmos import dnsmos; dnsmos.run(x, 16000)"], "speechmos"),
         ("Distill-MOS: ConvTransformerSQAModel (peer)",
-         [python, "-c", f"{read}; import torch, distillmos; m = distillmos.ConvTransformerSQAModel().eval(); "
-                        "torch.no_grad().__enter__(); m(torch.from_numpy(x)[None])"], "distillmos"),
+         [python, "-c", (f"{read}; import torch, distillmos; m = distillmos.ConvTransformerSQAModel().eval(); "
+                        "torch.no_grad().__enter__(); m(torch.from_numpy(x)[None])")], "distillmos"),
     ]
 
 

@@ -69,7 +69,7 @@ def main(argv=None):
     with open(args.manifest, newline="", encoding="utf-8") as stream:
         rows = list(csv.DictReader(stream))[: args.limit]
     systems = sorted(name for name in os.listdir(args.folder) if name != "noisy")
-    print(f"| system | files | pauses: output/input (dB, median) | speech: output/input (dB, median) |")
+    print("| system | files | pauses: output/input (dB, median) | speech: output/input (dB, median) |")
     print("|---|---|---|---|")
     for system in systems:
         results = []

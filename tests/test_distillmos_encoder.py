@@ -7,11 +7,11 @@ import torch
 
 pytest.importorskip("distillmos")
 
-from speechbrain_sqe.lobes.distillmos_encoder import (  # noqa: E402
+from speechbrain_sqe.lobes.distillmos_encoder import (
     DistillMOSEncoder,
     DistillMOSEncoderError,
 )
-from speechbrain_sqe.metrics.distillmos import distillmos  # noqa: E402
+from speechbrain_sqe.metrics.distillmos import distillmos
 
 
 @pytest.fixture(scope="module")

@@ -110,7 +110,7 @@ class DistillMOSEncoder(nn.Module):
         path = weights or package.DEFAULT_WEIGHTS_CHKPT
         state = torch.load(path, map_location="cpu", weights_only=True)
         try:
-            model.load_state_dict(state["model"] if "model" in state else state)
+            model.load_state_dict(state.get("model", state))
         except RuntimeError as error:
             raise DistillMOSEncoderError(f"{path} is not a Distill-MOS checkpoint: {error}") from error
         model.eval().requires_grad_(False)
