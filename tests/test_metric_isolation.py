@@ -114,7 +114,8 @@ def test_a_crash_while_reading_fails_that_file_only(tmp_path, monkeypatch):
     monkeypatch.setattr(audio, "load_audio", crashing_loader)
     registry.register_metric("rms_probe", _rms, needs_reference=False, replace=True)
     try:
-        result = runner.evaluate(None, str(tmp_path), ["rms_probe"], jobs=1, progress=False)
+        # fork: the worker must inherit the monkeypatched loader (a fresh one would not)
+        result = runner.evaluate(None, str(tmp_path), ["rms_probe"], jobs=1, progress=False, start_method="fork")
     finally:
         registry.unregister_metric("rms_probe")
     assert [row["file"] for row in result.rows] == ["a.wav", "c.wav"]
@@ -360,3 +361,38 @@ def test_a_killed_supervisor_leaves_no_worker_behind(five_files, tmp_path):
     if orphan:
         os.kill(worker, signal.SIGKILL)  # do not leave it running when the test fails
     assert not orphan  # the worker stuck in its metric died too
+
+
+def _worker_parent_pid(ref, deg, sample_rate, cache):
+    return float(os.getppid())
+
+
+def test_workers_are_not_forks_of_a_multithreaded_caller(five_files, caplog):
+    """Workers come from a single-threaded fork server, not from this threaded process (whose
+    locks, held by its other threads at a fork, a forked worker would inherit locked); a metric
+    that cannot travel to a fresh process (a lambda) still runs, in a forked worker, with a warning."""
+    import threading
+
+    import torch
+
+    torch.nn.functional.conv1d(torch.randn(2, 8, 4000), torch.randn(8, 8, 5))  # warm torch's threads
+    idle = threading.Event()
+    busy = threading.Thread(target=idle.wait, daemon=True)  # a thread of the caller's own
+    busy.start()
+    names = {"parent_pid": _worker_parent_pid,
+             "lambda_rms": lambda ref, deg, sample_rate, cache: float(np.sqrt(np.mean(deg**2)))}
+    for name, compute in names.items():
+        registry.register_metric(name, compute, needs_reference=False, replace=True)
+    try:
+        assert runner.default_start_method([registry.METRICS["parent_pid"]]) == "forkserver"
+        result = runner.evaluate(None, str(five_files), ["parent_pid"], jobs=2, progress=False)
+        assert not result.failures and len(result.rows) == 5
+        assert all(row["parent_pid"] != os.getpid() for row in result.rows)  # forked by the server
+        assert runner.default_start_method([registry.METRICS["lambda_rms"]]) == "fork"
+        result = runner.evaluate(None, str(five_files), ["lambda_rms", "parent_pid"], jobs=1, progress=False)
+        assert not result.failures and all(row["parent_pid"] == os.getpid() for row in result.rows)
+        assert "forking this process instead" in caplog.text
+    finally:
+        idle.set()
+        for name in names:
+            registry.unregister_metric(name)

@@ -476,8 +476,8 @@ def evaluate_pairs(
         Unused (files are handed out one at a time so that a death loses one file); kept for
         callers of the earlier pool-based runner.
     start_method : str, optional
-        Multiprocessing start method; default ``fork`` where available (fast start), else
-        ``spawn``.
+        Multiprocessing start method; default :func:`default_start_method` (``forkserver``
+        where available, else ``spawn``).
     timeout : float, optional
         Seconds one file may take in a worker (reading and all its metrics); ``None``: no limit.
     max_memory_mb : float, optional
@@ -549,20 +549,75 @@ def evaluate_pairs(
     return rows, failures
 
 
+#: Modules the ``forkserver`` process imports once, so that each worker starts in milliseconds.
+FORKSERVER_PRELOAD = ("numpy", "torch", "speechbrain_sqe.dataio.audio", "speechbrain_sqe.metrics.runner")
+
+
+def default_start_method(specs=()):
+    """The start method of the supervised workers: ``forkserver`` where available, else ``spawn``.
+
+    Workers are not forked from the calling process because it is usually multi-threaded by then
+    (torch's OpenMP pool, OpenBLAS, onnxruntime, a caller's own threads): ``fork`` copies
+    whatever locks those threads held, and a CI run of the test suite once hung for over an hour
+    in such a forked worker. The fork server is a fresh single-threaded process that forks clean
+    workers. Metrics registered at run time travel to the workers by pickling; a metric whose
+    function cannot be pickled (a lambda, a closure) or is defined in the ``__main__`` script
+    keeps the old ``fork`` (with a warning).
+
+    Arguments
+    ---------
+    specs : list of MetricSpec
+        The metrics the workers will compute.
+
+    Returns
+    -------
+    str
+        ``"forkserver"``, ``"spawn"`` or ``"fork"``.
+
+    Example
+    -------
+    >>> from speechbrain_sqe.metrics.registry import METRICS
+    >>> default_start_method([METRICS["stoi"]]) in ("forkserver", "spawn")
+    True
+    """
+    import multiprocessing
+    import pickle
+
+    problem = None
+    for spec in specs:
+        for function in (spec.compute, spec.available):
+            if getattr(function, "__module__", None) == "__main__":  # a fresh process has another __main__
+                problem = f"{spec.name}: {function.__qualname__} is defined in __main__"
+    if problem is None:
+        try:
+            pickle.dumps(list(specs))
+        except Exception as error:  # noqa: BLE001 - any pickling failure means the same thing
+            problem = str(error)
+    if problem is not None:
+        if "fork" in multiprocessing.get_all_start_methods():
+            logger.warning("a metric cannot be sent to a fresh worker (%s): forking this process instead",
+                           problem)
+            return "fork"
+        raise ValueError(f"the metrics cannot be sent to a worker process: {problem}")
+    return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+
+
 def _supervise(tasks, jobs, start_method, timeout, max_memory_mb, finish):
     """Runs ``tasks`` in ``jobs`` supervised workers; calls ``finish(index, row, failures)``."""
     import multiprocessing
     import time
     from multiprocessing.connection import wait
 
-    if start_method is None:
-        methods = multiprocessing.get_all_start_methods()
-        start_method = "fork" if "fork" in methods else "spawn"
-    context = multiprocessing.get_context(start_method)
-    if start_method == "fork":  # workers inherit the loaded audio stack instead of importing it
-        import speechbrain_sqe.dataio.audio  # noqa: F401
     metrics = tasks[0][1]
-    specs = [METRICS[name] for name in metrics] if start_method != "fork" else []
+    specs = [METRICS[name] for name in metrics]
+    start_method = start_method or default_start_method(specs)
+    context = multiprocessing.get_context(start_method)
+    if start_method == "forkserver":  # the server imports the audio stack once; workers inherit it
+        context.set_forkserver_preload(list(FORKSERVER_PRELOAD))
+    elif start_method == "fork":  # workers inherit the loaded audio stack instead of importing it
+        import speechbrain_sqe.dataio.audio  # noqa: F401
+    if start_method == "fork":  # a forked worker inherits the registry as it is
+        specs = []
     pending = list(range(len(tasks)))[::-1]  # a stack: pop() gives the next in order
     work = {index: task for index, task in enumerate(tasks)}
     lost = {}  # index -> ([metric names lost to deaths], [Failure, ...])
