@@ -157,6 +157,8 @@ def _add_evaluate_parser(subparsers):
 
 def _register_predictors(items):
     """Registers each ``NAME=FOLDER`` quality predictor; returns ``{NAME: [its metric names]}``."""
+    if not items:  # nothing to load: keep torch out of this process (the workers import it)
+        return {}
     from speechbrain_sqe.inference.hub import InterfaceError
     from speechbrain_sqe.inference.quality import register_quality_model
 

@@ -52,3 +52,22 @@ assert cli.main(["score", {str(tmp_path / "a.wav")!r}, "--no-progress"]) == 0
 """
     loaded = _modules_after(code)
     assert "torch" in loaded and "speechbrain" in loaded and "matplotlib" not in loaded
+
+
+def test_evaluate_keeps_torch_in_the_workers(tmp_path):
+    """`sqe evaluate` with reference metrics imports no torch in the supervising process: its
+    workers (started by a fork server) load the audio stack, so it is not imported twice."""
+    rng = np.random.default_rng(0)
+    clean = (0.1 * rng.standard_normal(16000)).astype(np.float32)
+    for side, wav in (("ref", clean), ("deg", clean + 0.02 * rng.standard_normal(16000).astype(np.float32))):
+        (tmp_path / side).mkdir()
+        soundfile.write(tmp_path / side / "a.wav", wav, 16000)
+    code = f"""
+import contextlib, io
+from speechbrain_sqe import cli
+with contextlib.redirect_stdout(io.StringIO()) as out:
+    assert cli.main(["evaluate", "--ref", {str(tmp_path / "ref")!r}, "--deg", {str(tmp_path / "deg")!r},
+                     "--metrics", "stoi", "si_sdr", "--no-progress"]) == 0
+assert "stoi" in out.getvalue()
+"""
+    assert "torch" not in _modules_after(code)
