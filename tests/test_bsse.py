@@ -24,6 +24,7 @@ from speechbrain_sqe.lobes.bsse import (
     check_ssl_hop,
     configure_ssl_finetuning,
     log1p_l1_loss,
+    log_magnitude_l1_loss,
     ssl_front_end,
     ssl_hidden_states,
 )
@@ -267,3 +268,33 @@ def test_ssl_model_without_its_upstream_is_refused():
     folder = BSSEEnhancer.export(tempfile.mkdtemp(), {"enhancer": _model("cross")})
     with pytest.raises(ValueError, match="no 'ssl' module"):
         BSSEEnhancer.from_hparams(source=folder)
+
+
+def test_log_magnitude_loss_counts_noise_left_in_pauses():
+    """log1p L1 hardly sees a residual 20 dB above a pause's floor (magnitudes near 0), the log
+    magnitude L1 counts it as it counts the same ratio in loud speech; both are 0 when equal."""
+    pause, loud = torch.full((1, 5, 4), 1e-2), torch.full((1, 5, 4), 2.0)
+    as_log1p = torch.log1p
+    residual_in_pause = log_magnitude_l1_loss(as_log1p(pause * 10), as_log1p(pause))
+    residual_in_speech = log_magnitude_l1_loss(as_log1p(loud * 10), as_log1p(loud))
+    assert float(residual_in_pause) == pytest.approx(float(residual_in_speech), rel=0.05)
+    assert float(log1p_l1_loss(as_log1p(pause * 10), as_log1p(pause))) < 0.1 * float(
+        log1p_l1_loss(as_log1p(loud * 10), as_log1p(loud)))
+    assert float(log_magnitude_l1_loss(as_log1p(loud), as_log1p(loud))) == 0.0
+    # Padding does not count, and the loss trains a mask toward suppressing the pause.
+    mask = torch.full((1, 5, 4), 0.9, requires_grad=True)
+    noisy = as_log1p(pause * 10)
+    log_magnitude_l1_loss(mask * noisy, as_log1p(pause), torch.tensor([1.0])).backward()
+    assert bool((mask.grad > 0).all())  # a smaller mask lowers the loss
+
+
+def test_recipe_loss_adds_the_weighted_log_magnitude_term():
+    from speechbrain_sqe.brains.bsse import BSSEBrain
+
+    enhanced, target = torch.rand(2, 6, 5), torch.rand(2, 6, 5)
+    lengths = torch.tensor([1.0, 0.5])
+    plain = log1p_l1_loss(enhanced, target, lengths)
+    for weight in (0.0, 0.25):
+        brain = BSSEBrain(modules={}, hparams={"log_magnitude_weight": weight, "log_magnitude_floor": 1e-3})
+        expected = plain + weight * log_magnitude_l1_loss(enhanced, target, lengths, 1e-3)
+        assert torch.allclose(brain.compute_objectives((enhanced, target, lengths), None, None), expected)

@@ -6,7 +6,9 @@ it would clip); with probability ``reverb_prob`` the crop is reverberated with a
 manifest), then a training noise is added at an SNR in [``snr_low``, ``snr_high``] dB
 (:class:`~speechbrain.augment.time_domain.AddNoise` on ``noise_train``). The target is the DRY
 clean crop (as the corpus's valid/test pairs: the enhancer also dereverberates). Loss: L1 between
-the masked noisy log1p magnitudes and the clean ones (:func:`~speechbrain_sqe.lobes.bsse.log1p_l1_loss`).
+the masked noisy log1p magnitudes and the clean ones (:func:`~speechbrain_sqe.lobes.bsse.log1p_l1_loss`),
+plus, with ``log_magnitude_weight`` > 0 (not the reference's), the L1 of their log magnitudes
+(:func:`~speechbrain_sqe.lobes.bsse.log_magnitude_l1_loss`), which counts noise left in pauses.
 
 Validation: the same loss on the corpus's noisy/clean valid pairs (whole files); the checkpoint of
 lowest validation loss is kept, as in the reference. Why not PESQ: the loss is what the model
@@ -63,6 +65,7 @@ from speechbrain_sqe.lobes.bsse import (
     check_ssl_hop,
     configure_ssl_finetuning,
     log1p_l1_loss,
+    log_magnitude_l1_loss,
     ssl_hidden_states,
 )
 from speechbrain_sqe.lobes.tera import TERAModel
@@ -192,9 +195,15 @@ class BSSEBrain(RecipeBrain):
         return enhanced, target, frame_lens
 
     def compute_objectives(self, predictions, batch, stage):
-        """L1 between enhanced and clean log1p magnitudes over the valid frames."""
+        """L1 between enhanced and clean log1p magnitudes over the valid frames, plus
+        ``log_magnitude_weight`` times the L1 of their log magnitudes (0 by default: the reference)."""
         enhanced, target, frame_lens = predictions
-        return log1p_l1_loss(enhanced, target, frame_lens)
+        loss = log1p_l1_loss(enhanced, target, frame_lens)
+        weight = getattr(self.hparams, "log_magnitude_weight", 0.0)
+        if weight:
+            floor = getattr(self.hparams, "log_magnitude_floor", 1e-3)
+            loss = loss + weight * log_magnitude_l1_loss(enhanced, target, frame_lens, floor)
+        return loss
 
     # ------------------------------------------------------------------ test, report, export
     def test_best(self, test_set):
