@@ -107,7 +107,16 @@ def test_labels_are_resumed_not_recomputed(runs, monkeypatch, tmp_path):
     def same_place(line):  # the copied rows keep their first folder's paths, the remade ones name this one
         return line.replace(str(labels), "LABELS").replace(f"{data}_labels", "LABELS")
 
-    assert [same_place(line) for line in path.read_text().splitlines()] == [same_place(line) for line in lines]
+    remade, before = path.read_text().splitlines(), lines
+    assert remade[:-2] == before[:-2]  # the rows already labelled are kept as they were, byte for byte
+    for new, old in zip(remade[-2:], before[-2:], strict=True):
+        # the two remade rows: the same text, and the same numbers up to the last bit or so (a metric's
+        # BLAS reductions may sum in another order in another process; 1e-16 apart was seen on CI)
+        new_fields, old_fields = same_place(new).split(","), same_place(old).split(",")
+        assert len(new_fields) == len(old_fields)
+        for a, b in zip(new_fields, old_fields):
+            assert a == b or math.isclose(float(a), float(b), rel_tol=1e-9), (a, b)
+    assert len(remade) == len(before)
     with pytest.raises(ValueError, match="other settings .*degraded_per_file"):
         sqa_labels.prepare_embedded_sqa_labels(str(labels), str(data), **{**options, "degraded_per_file": 3})
 
