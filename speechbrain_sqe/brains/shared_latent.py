@@ -316,6 +316,7 @@ class SharedLatentBrain(RecipeBrain):
             manifests, results,
             {"schedule": hp.schedule + (f" (SAE alone for {hp.sae_epochs} epochs)" if hp.schedule == "staged" else ""),
              "shared layer": model.shared_layer_mode, "phase decoder": model.sae.phase,
+             "linear bypass": "yes" if model.sae.encoder_bypass is not None else "no (SSE)",
              "loss weights": f"recon {hp.recon_weight}, KL {hp.kl_weight}, cycle {hp.cycle_weight}, "
                              f"latent {hp.latent_weight}, phase {hp.phase_weight}, multi-resolution {hp.multires_weight}",
              "unpaired data": ", ".join(f"{name}: {part['files']} files of {len(part['speakers'])} speakers"

@@ -43,6 +43,12 @@ What differs (each a choice the references leave open or a defect not reproduced
   deterministic.
 - Padded frames are zeroed after every layer and the time means are over valid frames, so a padded
   batch gives each utterance's own output (eval mode).
+- ``linear_bypass`` (ours, off by default = SSE): every encoder, decoder and the shared layer also
+  gets a linear path (a kernel-1 Conv1d from its input to its output, added before the output
+  activation). Why: measured on real clean speech, SSE's block stack learns slowly: the SAE alone
+  reconstructed held-out speech at -1.8 dB SI-SNR after 400 updates and 1.3 dB after 1,900 (clean
+  phase), where a linear 513-64-513 autoencoder reached 12 dB in 800 and a 64-component PCA gives
+  18 dB; with the bypass (no shared layer) the same SAE reached 9.4 dB in 800 updates.
 - The cycle re-encodes the compressed magnitude the SAE decoder gave (SSE goes through an inverse
   STFT with the noisy phase and an STFT again); the phase decoder is trained on clean speech only.
 
@@ -177,6 +183,21 @@ def _run(blocks, x, mask):
     return x
 
 
+def _bypass(in_channels, out_channels, enabled):
+    """The linear path of ``linear_bypass`` (a kernel-1 Conv1d), or None."""
+    return nn.Conv1d(in_channels, out_channels, 1) if enabled else None
+
+
+def _run_with_bypass(blocks, bypass, x, mask, out_activation=False):
+    """The blocks' output plus the linear path from their input (then softplus if
+    ``out_activation``: a bypassed output block is built without its own activation)."""
+    out = _run(blocks, x, mask)
+    if bypass is None:
+        return out
+    out = out + bypass(x * mask)
+    return F.softplus(out) * mask if out_activation else out * mask
+
+
 @record_init_args
 class SharedLatentLayer(nn.Module):
     """The layer both autoencoders pass through: Conv1d + softplus + mean normalisation over time
@@ -190,6 +211,8 @@ class SharedLatentLayer(nn.Module):
         Latent width.
     kernel_size : int
         Convolution kernel over frames.
+    linear_bypass : bool
+        Add a linear path (module docstring).
 
     Example
     -------
@@ -198,14 +221,15 @@ class SharedLatentLayer(nn.Module):
     torch.Size([2, 4, 10])
     """
 
-    def __init__(self, in_channels=64, out_channels=64, kernel_size=1):
+    def __init__(self, in_channels=64, out_channels=64, kernel_size=1, linear_bypass=False):
         super().__init__()
         self.block = _Block(in_channels, out_channels, kernel_size, batch_norm=False, activation=True,
                             mean_normalize=True)
+        self.bypass = _bypass(in_channels, out_channels, linear_bypass)
 
     def forward(self, x, mask):
         """``[batch, in_channels, frames]`` -> ``[batch, out_channels, frames]`` (0 on padded frames)."""
-        return self.block(x, mask)
+        return _run_with_bypass([self.block], self.bypass, x, mask)
 
 
 @record_init_args
@@ -226,6 +250,8 @@ class SpeechAutoencoder(nn.Module):
     encoder_layers : int, optional
         How many of ``channels`` the encoder makes itself (default all; one less when the last
         encoder layer is shared).
+    linear_bypass : bool
+        Add a linear path to the encoder and to each decoder (module docstring).
 
     Example
     -------
@@ -237,7 +263,7 @@ class SpeechAutoencoder(nn.Module):
     """
 
     def __init__(self, n_bins=513, channels=(512, 256, 128, 64), kernel_size=7, phase="cos_sin",
-                 encoder_layers=None):
+                 encoder_layers=None, linear_bypass=False):
         super().__init__()
         if phase not in PHASE_MODES:
             raise ValueError(f"phase must be one of {PHASE_MODES}, got {phase!r}")
@@ -245,25 +271,29 @@ class SpeechAutoencoder(nn.Module):
         own = len(channels) if encoder_layers is None else encoder_layers
         self.phase = phase
         self.encoder = _encoder(widths[: own + 1], kernel_size)
+        self.encoder_bypass = _bypass(n_bins, widths[own], linear_bypass)
         hidden = list(reversed(channels))
-        self.amplitude_decoder = _decoder(hidden, n_bins, kernel_size, out_activation=True)
-        self.phase_decoder = None
+        self.amplitude_decoder = _decoder(hidden, n_bins, kernel_size, out_activation=not linear_bypass)
+        self.amplitude_bypass = _bypass(channels[-1], n_bins, linear_bypass)
+        self.phase_decoder = self.phase_bypass = None
         if phase != "none":
-            self.phase_decoder = _decoder(hidden, n_bins * (2 if phase == "cos_sin" else 1), kernel_size, False)
+            phase_channels = n_bins * (2 if phase == "cos_sin" else 1)
+            self.phase_decoder = _decoder(hidden, phase_channels, kernel_size, False)
+            self.phase_bypass = _bypass(channels[-1], phase_channels, linear_bypass)
 
     def encode(self, spec, mask):
         """``[batch, bins, frames]`` -> the encoder's output ``[batch, channels, frames]``."""
-        return _run(self.encoder, spec, mask)
+        return _run_with_bypass(self.encoder, self.encoder_bypass, spec, mask)
 
     def decode_amplitude(self, z, mask):
         """Latent -> compressed magnitudes ``[batch, bins, frames]``."""
-        return _run(self.amplitude_decoder, z, mask)
+        return _run_with_bypass(self.amplitude_decoder, self.amplitude_bypass, z, mask, out_activation=True)
 
     def decode_phase(self, z, mask):
         """Latent -> unit phasors ``[batch, bins, frames, 2]`` (cos, sin), or None without a phase decoder."""
         if self.phase_decoder is None:
             return None
-        out = _run(self.phase_decoder, z, mask)
+        out = _run_with_bypass(self.phase_decoder, self.phase_bypass, z, mask)
         if self.phase == "angle":
             return torch.stack([torch.cos(out), torch.sin(out)], dim=-1) * mask.unsqueeze(-1)
         bins = out.shape[1] // 2
@@ -286,6 +316,8 @@ class MixtureAutoencoder(nn.Module):
     encoder_channels : sequence of int, optional
         The widths the encoder itself makes (default ``channels``; with a shared last layer, all
         but the last, the penultimate set to the shared layer's input).
+    linear_bypass : bool
+        Add a linear path to the encoder and the decoder (module docstring).
 
     Example
     -------
@@ -296,19 +328,22 @@ class MixtureAutoencoder(nn.Module):
     (torch.Size([2, 8, 10]), torch.Size([2, 17, 10]))
     """
 
-    def __init__(self, n_bins=513, channels=(512, 400, 300, 200, 100, 64), kernel_size=7, encoder_channels=None):
+    def __init__(self, n_bins=513, channels=(512, 400, 300, 200, 100, 64), kernel_size=7, encoder_channels=None,
+                 linear_bypass=False):
         super().__init__()
         own = list(channels if encoder_channels is None else encoder_channels)
         self.encoder = _encoder([n_bins, *own], kernel_size)
-        self.decoder = _decoder(list(reversed(channels)), n_bins, kernel_size, out_activation=True)
+        self.encoder_bypass = _bypass(n_bins, own[-1], linear_bypass)
+        self.decoder = _decoder(list(reversed(channels)), n_bins, kernel_size, out_activation=not linear_bypass)
+        self.decoder_bypass = _bypass(channels[-1], n_bins, linear_bypass)
 
     def encode(self, spec, mask):
         """``[batch, bins, frames]`` -> the encoder's output ``[batch, channels, frames]``."""
-        return _run(self.encoder, spec, mask)
+        return _run_with_bypass(self.encoder, self.encoder_bypass, spec, mask)
 
     def decode(self, z, mask):
         """Latent -> compressed noisy magnitudes ``[batch, bins, frames]``."""
-        return _run(self.decoder, z, mask)
+        return _run_with_bypass(self.decoder, self.decoder_bypass, z, mask, out_activation=True)
 
 
 @record_init_args
@@ -335,6 +370,8 @@ class SharedLatentModel(nn.Module):
         ``none`` (SSE), ``cos_sin`` or ``angle``.
     latent_noise : float
         Standard deviation of the Gaussian added to the latent in training (SSE: 1).
+    linear_bypass : bool
+        A linear path in every encoder, decoder and the shared layer (module docstring; SSE: none).
 
     Example
     -------
@@ -349,7 +386,8 @@ class SharedLatentModel(nn.Module):
     """
 
     def __init__(self, n_bins=513, sae_channels=(512, 256, 128, 64), mae_channels=(512, 400, 300, 200, 100, 64),
-                 kernel_size=7, shared_layer="latent", shared_kernel=1, phase="cos_sin", latent_noise=1.0):
+                 kernel_size=7, shared_layer="latent", shared_kernel=1, phase="cos_sin", latent_noise=1.0,
+                 linear_bypass=False):
         super().__init__()
         if shared_layer not in SHARED_LAYERS:
             raise ValueError(f"shared_layer must be one of {SHARED_LAYERS}, got {shared_layer!r}")
@@ -364,13 +402,15 @@ class SharedLatentModel(nn.Module):
         sae_own = None
         self.shared = None
         if shared_layer == "latent":
-            self.shared = SharedLatentLayer(latent, latent, shared_kernel)
+            self.shared = SharedLatentLayer(latent, latent, shared_kernel, linear_bypass)
         elif shared_layer == "encoder_last":
-            self.shared = SharedLatentLayer(sae_channels[-2], latent, shared_kernel)
+            self.shared = SharedLatentLayer(sae_channels[-2], latent, shared_kernel, linear_bypass)
             sae_own = len(sae_channels) - 1
             mae_own = [*mae_channels[:-2], sae_channels[-2]]
-        self.sae = SpeechAutoencoder(n_bins, sae_channels, kernel_size, phase, encoder_layers=sae_own)
-        self.mae = MixtureAutoencoder(n_bins, mae_channels, kernel_size, encoder_channels=mae_own)
+        self.sae = SpeechAutoencoder(n_bins, sae_channels, kernel_size, phase, encoder_layers=sae_own,
+                                     linear_bypass=linear_bypass)
+        self.mae = MixtureAutoencoder(n_bins, mae_channels, kernel_size, encoder_channels=mae_own,
+                                      linear_bypass=linear_bypass)
 
     @property
     def has_phase_decoder(self):
