@@ -47,7 +47,8 @@ def test_loader_splits_batches_of_long_files(tmp_path):
         path = tmp_path / f"{name}.wav"
         soundfile.write(path, np.zeros(int(seconds * 16000), dtype=np.float32), 16000)
         paths.append(str(path))
-    load = lambda path: torch.as_tensor(soundfile.read(path, dtype="float32")[0])  # noqa: E731
+    def load(path):
+        return torch.as_tensor(soundfile.read(path, dtype="float32")[0])
     sizes = [len(batch[0]) for batch in length_sorted_loader(paths, load, 4, max_batch_seconds=7.0)]
     assert sizes == [2, 2, 1]  # a b | c d (a b c would pad to 3 x 3 s = 9 s > 7 s) | e (next group of 4)
     sizes = [len(batch[0]) for batch in length_sorted_loader(paths, load, 4, max_batch_seconds=None)]

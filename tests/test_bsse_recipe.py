@@ -103,7 +103,7 @@ def test_layer_weight_reports_of_runs_compared(runs, tmp_path, capsys):
     assert layer_weights.main([f"ef={report}", f"again={report / 'layer_weights.csv'}",
                                "--output", str(tmp_path / "compared")]) == 0
     markdown = (tmp_path / "compared" / "layer_weights_compared.md").read_text()
-    rows = [line for line in markdown.splitlines() if line.startswith("| ef ") or line.startswith("| again ")]
+    rows = [line for line in markdown.splitlines() if line.startswith(("| ef ", "| again "))]
     assert len(rows) == 2 and rows[0].split("|")[2:] == rows[1].split("|")[2:]
     weights = [float(w) for w in rows[0].split("|")[2].split("/")]
     assert len(weights) == 4 and sum(weights) == pytest.approx(1.0, abs=2e-3)

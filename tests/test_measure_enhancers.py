@@ -86,8 +86,8 @@ def test_seeded_checkpoint_starts_step1_from_the_weights(tmp_path):
     loaded = torch.load(os.path.join(target, "vqvae.ckpt"))
     assert all(torch.equal(loaded[k], trained[k]) for k in trained)
     assert torch.load(os.path.join(target, "optimizer.ckpt"))["state"] == {}
-    assert open(os.path.join(target, "counter.ckpt")).read() == "0"
-    assert json.load(open(os.path.join(target, "phase.ckpt"))) == {"phase": 1}
+    with open(os.path.join(target, "counter.ckpt")) as counter, open(os.path.join(target, "phase.ckpt")) as phase:
+        assert counter.read() == "0" and json.load(phase) == {"phase": 1}
     with pytest.raises(SystemExit):  # never over an existing run
         module.seed(str(template), str(tmp_path / "weights.ckpt"), str(tmp_path / "save"))
     torch.save(torch.nn.Linear(4, 2).state_dict(), tmp_path / "other.ckpt")

@@ -110,8 +110,8 @@ def test_ablation_table_rows(tmp_path):
         writer.writeheader()
         writer.writerows([{**r, "vqscore_noisy": -r["vqscore_noisy"]} for r in rows])  # ranks reversed
     results = table.main(["--output", str(tmp_path / "out"), "--reference", "m", f"m={report}", f"w={worse}"])
-    assert "| w | speakers | -2.000 |" in open(tmp_path / "out" / "paired.md").read()
+    assert "| w | speakers | -2.000 |" in (tmp_path / "out" / "paired.md").read_text()
     assert list(results["m"]) == ["speakers"]
     assert results["m"]["speakers"]["vqscore_spearman_pesq_wb"] == pytest.approx(1.0)
-    assert "| m | speakers | 6 | 100.0% | 1.000 |" in open(tmp_path / "out" / "ablation.md").read()
+    assert "| m | speakers | 6 | 100.0% | 1.000 |" in (tmp_path / "out" / "ablation.md").read_text()
     assert os.path.getsize(tmp_path / "out" / "ablation.png") > 0

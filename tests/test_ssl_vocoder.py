@@ -146,7 +146,7 @@ def test_discriminators_and_losses_are_speechbrains():
     mag_small, sc_small = loss(clean + 0.03 * torch.randn(2, 8000), clean)
     assert float(mag_small) < float(mag) and float(sc_small) < float(sc)
     a, b = random_segments(torch.randn(3, 100), torch.randn(3, 100), None)
-    assert a.shape == (3, 100)
+    assert a.shape == b.shape == (3, 100)
 
 
 def test_export_loads_and_keeps_length_and_speech_level():

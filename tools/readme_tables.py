@@ -139,16 +139,16 @@ TABLES = [
     ),
     Table(
         "VQScore on the real-speech test sets (shipped model)", "**On the real-speech test sets**",
-        REAL_TEST + ("python recipes/RealSpeech/measure_models.py --testsets data/real_test --enhancer '' "
-                     "--output results/vqreal/measure/shipped --jobs 1",),
+        (*REAL_TEST, ("python recipes/RealSpeech/measure_models.py --testsets data/real_test --enhancer '' "
+                      "--output results/vqreal/measure/shipped --jobs 1")),
         rows={"`speakers`": _real_shipped_row("speakers"), "`cross_source`": _real_shipped_row("cross_source")},
         reports={"shipped": "results/vqreal/measure/shipped/summary.json"},
     ),
     Table(
         "VQScore trained on real speech (ablation)", "**Trained on real speech: the ablation",
         ("# the training commands of the README's VQScore ablation, then for each <config>:",
-         "python recipes/RealSpeech/measure_models.py --vqscore results/vqreal/<config>/hub --enhancer '' "
-         "--output results/vqreal/measure/<config> --jobs 1"),
+         ("python recipes/RealSpeech/measure_models.py --vqscore results/vqreal/<config>/hub --enhancer '' "
+          "--output results/vqreal/measure/<config> --jobs 1")),
         rows={"shipped": lambda r: [c for t in REAL_SETS for c in real_quality_cells(r["shipped"], t, peers=False)],
               **{label: _real_ablation_row(config) for label, config in REAL_ABLATION.items()}},
         reports={"shipped": "results/vqreal/measure/shipped/summary.json",

@@ -366,7 +366,8 @@ def main(argv=None):
         except (OSError, ValueError) as error:
             parser.error(str(error))
     paths = compare_layer_weight_reports(tables, args.output)
-    print(open(paths["markdown"], encoding="utf-8").read().rstrip())
+    with open(paths["markdown"], encoding="utf-8") as stream:
+        print(stream.read().rstrip())
     print(f"written: {paths['markdown']}, {paths['plot']}")
     return 0
 
