@@ -49,8 +49,9 @@ What differs (each a choice the references leave open or a defect not reproduced
   reconstructed held-out speech at -1.8 dB SI-SNR after 400 updates and 1.3 dB after 1,900 (clean
   phase), where a linear 513-64-513 autoencoder reached 12 dB in 800 and a 64-component PCA gives
   18 dB; with the bypass (and the shared latent layer, latent noise, mean normalisation as SSE)
-  the same SAE reached 10.7 dB in 800 updates. It also makes the SAE decoder able to output more
-  than speech, which is what the unpaired training relies on (README: measured on enhancement).
+  the same SAE reached 10.7 dB in 800 updates. It also lets the SAE decoder output more than
+  speech, which weakens what the unpaired training relies on (a decoder that can express only
+  speech); on enhancement it did not help (README, "Shared latent space").
 - The cycle re-encodes the compressed magnitude the SAE decoder gave (SSE goes through an inverse
   STFT with the noisy phase and an STFT again); the phase decoder is trained on clean speech only.
 
