@@ -113,3 +113,23 @@ def test_tagged_override_reaches_the_recipe(tmp_path):
         hparams = load_hyperpyyaml(stream, overrides)
     assert type(hparams["clean_augment"]).__name__ == "CleanRealism"
     assert hparams["clean_augment"].reverb_prob == 0.0
+
+
+def test_time_budget_stops_training_and_the_same_command_resumes(run_folder, tmp_path):
+    """max_train_minutes=0: training stops after the first epoch (its checkpoint, test and export
+    done as after a full run); the same command again trains one more epoch; the budget may change
+    on resume without --resume_with_changes."""
+    data, _ = run_folder
+    out = tmp_path / "budget"
+    args = _args(data, out, 3, "--max_train_minutes=0")
+    brain = train.main(args)
+    assert brain.hparams.epoch_counter.current == 1 and brain.stopped_by_budget
+    log = (out / "log.txt").read_text()  # SpeechBrain's experiment log
+    assert "max_train_minutes=0 reached" in log and "after epoch 1 of 3" in log
+    assert (out / "hub" / "hyperparams.yaml").exists()
+    assert "stopped by max_train_minutes=0 after epoch 1" in (out / "hub" / "README.md").read_text()
+    brain = train.main(args)
+    assert brain.hparams.epoch_counter.current == 2
+    # Another budget is not a change of the run; the unlimited default trains to number_of_epochs.
+    brain = train.main(_args(data, out, 3))
+    assert brain.hparams.epoch_counter.current == 3 and not getattr(brain, "stopped_by_budget", False)

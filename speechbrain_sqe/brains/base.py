@@ -29,6 +29,12 @@ renamed. ``SQE_KILL_AT`` (``train:<epoch>:<step>``,
 ``valid:<epoch>:<batch>``, ``save:<epoch>`` (inside a checkpoint save, its other files written) or
 ``export``) sends the process SIGKILL at that point: the hook of the
 kill/resume soak (``tests/test_soak.py``, ``benchmarks/soak.py``).
+
+``max_train_minutes`` (any recipe; null: no limit) ends training after the first validation that
+finishes past that many minutes of this process's fit (a budget, e.g. a lent GPU's time): the
+epoch counter stops there, the best checkpoint is tested and exported as after a full run, and the
+same command run again resumes and trains on towards ``number_of_epochs``. SpeechBrain has epoch
+and step limits but no wall-clock one.
 """
 
 import logging
@@ -199,7 +205,7 @@ class RecipeBrain(sb.Brain):
         dict or None
             The report summary (None on the other ranks).
         """
-        start = time.time()
+        start = self.fit_start = time.time()
         data = self.datasets(manifests)
         data["train"] = self.training_stream(data["train"])
         self.prepare(manifests, data)
@@ -330,10 +336,37 @@ class RecipeBrain(sb.Brain):
                 num_to_keep=getattr(self.hparams, "keep_checkpoints", 1),
                 **self.keep_policy(),
             )
+            self.stop_when_over_budget()
         else:
             self.hparams.train_logger.log_stats(
                 stats_meta={"epoch loaded": self.hparams.epoch_counter.current}, test_stats=stats
             )
+
+    def stop_when_over_budget(self):
+        """Ends training here when ``max_train_minutes`` of fit have passed (after the epoch's
+        checkpoint; the main process decides for every rank, so all stop at the same epoch).
+
+        Returns
+        -------
+        bool
+            Whether training stops at this epoch.
+        """
+        budget = getattr(self.hparams, "max_train_minutes", None)
+        counter = self.hparams.epoch_counter
+        if budget is None or counter.current >= counter.limit:
+            return False
+        used = (time.time() - getattr(self, "fit_start", time.time())) / 60.0
+        over = torch.tensor([float(used >= float(budget))])
+        if torch.distributed.is_initialized():
+            over = over.to(self.device)
+            torch.distributed.broadcast(over, src=0)
+        if not bool(over.item()):
+            return False
+        logger.info("max_train_minutes=%s reached (%.1f min): training stops after epoch %d of %d; the "
+                    "same command resumes it", budget, used, counter.current, counter.limit)
+        counter.limit = counter.current
+        self.stopped_by_budget = True
+        return True
 
     def epoch_meta(self):
         """More fields of the epoch's log line (e.g. the training step); default none."""
@@ -425,7 +458,10 @@ class RecipeBrain(sb.Brain):
             **facts,
             "seed": getattr(self.hparams, "seed", None),
             "training time": f"{getattr(self, 'train_minutes', 0.0):.1f} min "
-                             f"({torch.get_num_threads()} torch threads, {self.device})",
+                             f"({torch.get_num_threads()} torch threads, {self.device})"
+                             + (f"; stopped by max_train_minutes={self.hparams.max_train_minutes} after "
+                                f"epoch {self.hparams.epoch_counter.current}"
+                                if getattr(self, "stopped_by_budget", False) else ""),
         }
 
 

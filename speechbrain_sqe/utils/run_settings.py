@@ -8,8 +8,9 @@ overrides, references resolved) with the ``hyperparams.yaml`` that ``sb.create_e
 saved for the checkpointed run, and refuses with the differing keys named, unless the user asks for
 a new output folder (``new_run``) or accepts the change (``accept_changes``).
 
-Allowed without asking: a larger ``number_of_epochs`` (more epochs of the same run) and another
-``output_folder`` (a run folder that was copied or moved).
+Allowed without asking: a larger ``number_of_epochs`` (more epochs of the same run), another
+``output_folder`` (a run folder that was copied or moved) and another ``max_train_minutes`` (the
+time budget of this process's training).
 """
 
 import io
@@ -26,6 +27,7 @@ logger = logging.getLogger(__name__)
 #: The keys that may change on resume; the comparison uses the checkpointed run's values for them.
 EPOCHS_KEY = "number_of_epochs"
 FOLDER_KEY = "output_folder"
+BUDGET_KEY = "max_train_minutes"
 
 
 class RunSettingsChanged(ValueError):
@@ -217,9 +219,11 @@ def check_resume(hparams_file, overrides, new_run=False, accept_changes=False):
     with open(saved, encoding="utf-8") as stream:
         old = read_settings(stream.read())
     # Compare with the checkpointed run's folder and epoch count: moving a run folder and asking for
-    # more epochs are not changes of the run.
+    # more epochs or another time budget are not changes of the run.
     same = {key: old[key] for key in (FOLDER_KEY, EPOCHS_KEY) if key in old}
-    changed = differences(old, resolved_settings(hparams_file, {**overrides, **same}))
+    now = resolved_settings(hparams_file, {**overrides, **same})
+    changed = differences({k: v for k, v in old.items() if k != BUDGET_KEY},
+                          {k: v for k, v in now.items() if k != BUDGET_KEY})
     if EPOCHS_KEY in old and isinstance(new.get(EPOCHS_KEY), int) and new[EPOCHS_KEY] < old[EPOCHS_KEY]:
         changed.insert(0, f"{EPOCHS_KEY}: {old[EPOCHS_KEY]} in the checkpointed run, {new[EPOCHS_KEY]} now "
                           "(fewer epochs; more are allowed)")
