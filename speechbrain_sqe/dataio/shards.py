@@ -428,9 +428,12 @@ def _rank_and_world(rank, world_size):
         if not 0 <= rank < world_size:
             raise ShardError(f"rank {rank} is not in 0..{world_size - 1}")
         return int(rank), int(world_size)
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
+    # SpeechBrain's helpers for the process group and the rank; it has none for the world size.
+    from speechbrain.utils.distributed import get_rank, is_distributed_initialized
+
+    if is_distributed_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    return get_rank() or 0, int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def main(argv=None):
