@@ -31,7 +31,8 @@ renamed. ``SQE_KILL_AT`` (``train:<epoch>:<step>``,
 kill/resume soak (``tests/test_soak.py``, ``benchmarks/soak.py``).
 
 ``max_train_minutes`` (any recipe; null: no limit) ends training after the first validation that
-finishes past that many minutes of this process's fit (a budget, e.g. a lent GPU's time): the
+finishes past that many minutes of this process's run of the recipe (a budget, e.g. a lent GPU's
+time): the
 epoch counter stops there, the best checkpoint is tested and exported as after a full run, and the
 same command run again resumes and trains on towards ``number_of_epochs``. SpeechBrain has epoch
 and step limits but no wall-clock one.
@@ -343,7 +344,7 @@ class RecipeBrain(sb.Brain):
             )
 
     def stop_when_over_budget(self):
-        """Ends training here when ``max_train_minutes`` of fit have passed (after the epoch's
+        """Ends training here when ``max_train_minutes`` of this run have passed (after the epoch's
         checkpoint; the main process decides for every rank, so all stop at the same epoch).
 
         Returns
