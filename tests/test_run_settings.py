@@ -123,7 +123,7 @@ def test_time_budget_stops_training_and_the_same_command_resumes(run_folder, tmp
     out = tmp_path / "budget"
     args = _args(data, out, 3, "--max_train_minutes=0")
     brain = train.main(args)
-    assert brain.hparams.epoch_counter.current == 1 and brain.stopped_by_budget
+    assert brain.hparams.epoch_counter.current == 1 and brain.stopped_by_budget == 1
     log = (out / "log.txt").read_text()  # SpeechBrain's experiment log
     assert "max_train_minutes=0 reached" in log and "after epoch 1 of 3" in log
     assert (out / "hub" / "hyperparams.yaml").exists()

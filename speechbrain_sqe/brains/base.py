@@ -366,7 +366,7 @@ class RecipeBrain(sb.Brain):
         logger.info("max_train_minutes=%s reached (%.1f min): training stops after epoch %d of %d; the "
                     "same command resumes it", budget, used, counter.current, counter.limit)
         counter.limit = counter.current
-        self.stopped_by_budget = True
+        self.stopped_by_budget = counter.current  # the test stage then recovers the best epoch
         return True
 
     def epoch_meta(self):
@@ -461,8 +461,7 @@ class RecipeBrain(sb.Brain):
             "training time": f"{getattr(self, 'train_minutes', 0.0):.1f} min "
                              f"({torch.get_num_threads()} torch threads, {self.device})"
                              + (f"; stopped by max_train_minutes={self.hparams.max_train_minutes} after "
-                                f"epoch {self.hparams.epoch_counter.current}"
-                                if getattr(self, "stopped_by_budget", False) else ""),
+                                f"epoch {self.stopped_by_budget}" if getattr(self, "stopped_by_budget", 0) else ""),
         }
 
 
