@@ -47,6 +47,7 @@ import time
 
 import speechbrain as sb
 import torch
+from speechbrain.dataio.sampler import ReproducibleRandomSampler
 from speechbrain.utils.distributed import (
     if_main_process,
     main_process_only,
@@ -311,6 +312,21 @@ class RecipeBrain(sb.Brain):
         if hasattr(stream, "set_epoch"):  # shards: this epoch's order; after a mid-epoch resume, the
             stream.set_epoch(epoch, skip=self.step * (getattr(train_set, "batch_size", 1) or 1))  # rest
         return super()._fit_train(train_set, epoch, enable)
+
+    def _train_loader_specifics(self, dataset, loader_kwargs):
+        # SpeechBrain's, with ``epoch_updates`` (any recipe's YAML): an epoch is that many batches
+        # in a seeded random order, new each epoch (ReproducibleRandomSampler; passes chained when
+        # the set holds fewer), so a small corpus does not validate every few updates and a large
+        # one validates often. Shuffled map-style loaders only: under DDP or for shard streams an
+        # epoch stays one pass (SpeechBrain's distributed sampler has no sample count).
+        updates = getattr(self.hparams, "epoch_updates", None)
+        if updates and loader_kwargs.get("shuffle") and not self.distributed_launch:
+            loader_kwargs = dict(loader_kwargs)
+            del loader_kwargs["shuffle"]
+            self.train_sampler = ReproducibleRandomSampler(
+                dataset, seed=int(self.hparams.seed), num_samples=int(updates) * int(loader_kwargs["batch_size"]))
+            loader_kwargs["sampler"] = self.train_sampler
+        return super()._train_loader_specifics(dataset, loader_kwargs)
 
     def _save_intra_epoch_ckpt(self):
         # SpeechBrain's intra-epoch save runs on every rank: gather the generators first.

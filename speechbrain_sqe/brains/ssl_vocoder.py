@@ -33,7 +33,6 @@ import logging
 
 import speechbrain as sb
 import torch
-from speechbrain.dataio.sampler import ReproducibleRandomSampler
 
 from speechbrain_sqe.analysis.enhancement_report import format_enhancement_markdown
 from speechbrain_sqe.brains.bsse import BSSEBrain
@@ -88,17 +87,6 @@ class SSLVocoderBrain(BSSEBrain):
                 self.checkpointer.add_recoverable(name, obj)
             if marker is not None:
                 self.checkpointer.recoverables[COMPLETE_MARKER] = marker
-
-    def _train_loader_specifics(self, dataset, loader_kwargs):
-        """SpeechBrain's, with ``epoch_updates`` batches per epoch (a new random draw each epoch)."""
-        updates = getattr(self.hparams, "epoch_updates", None)
-        if updates and loader_kwargs.get("shuffle") and not self.distributed_launch:
-            loader_kwargs = dict(loader_kwargs)
-            del loader_kwargs["shuffle"]
-            self.train_sampler = ReproducibleRandomSampler(
-                dataset, seed=int(self.hparams.seed), num_samples=int(updates) * int(loader_kwargs["batch_size"]))
-            loader_kwargs["sampler"] = self.train_sampler
-        return super()._train_loader_specifics(dataset, loader_kwargs)
 
     # ------------------------------------------------------------------ training
     def generate(self, noisy, lens, train=False):

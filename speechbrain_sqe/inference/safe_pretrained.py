@@ -155,6 +155,8 @@ class SafePretrained(Pretrained):
         pretrainer.collect_files(default_source=source, local_strategy=local_strategy)
         pretrainer.add_custom_hooks({name: safe_torch_recovery for name in pretrainer.loadables})
         pretrainer.load_collected()
+        if run_opts and str(run_opts.get("device")) == "cuda":  # SpeechBrain warns on "cuda" without an index
+            run_opts = {**run_opts, "device": "cuda:0"}
         return cls(modules=hparams["modules"], hparams=hparams, run_opts=run_opts, **kwargs)
 
     def load_file(self, path):
