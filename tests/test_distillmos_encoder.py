@@ -84,7 +84,26 @@ def test_wrong_rate_and_shape_are_refused(encoder):
 
 
 
-def test_states_carry_no_gradient(encoder):
-    """Its compressed STFT's derivative is infinite at the padding's zeros: no graph is built."""
-    wav = _speechlike(1.0).requires_grad_(True)
-    assert not encoder.hidden_states(wav[None])[-1].requires_grad
+def test_compressed_spectrum_matches_the_wheel(encoder):
+    from distillmos.sqa import _complex_compressed
+
+    windows = torch.stack([_speechlike(1.0, seed=1), torch.nn.functional.pad(_speechlike(0.5, seed=2), (0, 8000))])
+    ours = encoder.compressed_spectrum(windows)
+    wheel = _complex_compressed(windows, 160, 320).permute(0, 3, 1, 2)
+    assert ours.shape == wheel.shape == (2, 2, 161, 100)
+    assert torch.allclose(ours, wheel, rtol=1e-5, atol=1e-6)
+    assert torch.allclose(torch.flatten(encoder.model.cnn.cnn(ours), 1, -2), encoder.model.cnn(windows), atol=1e-5)
+
+
+def test_states_give_a_finite_gradient_to_the_input_through_the_padding(encoder):
+    """The wheel's square root would make it NaN at the window padding's exact zeros."""
+    wav = _speechlike(1.0).requires_grad_(True)  # 1 s in a 7.68 s window: 6.68 s of zeros
+    states = encoder.hidden_states(wav[None])
+    assert states[-1].requires_grad
+    states[-1].pow(2).mean().backward()
+    assert torch.isfinite(wav.grad).all() and wav.grad.abs().sum() > 0
+    assert not any(p.requires_grad for p in encoder.model.parameters())  # the weights stay frozen
+
+
+def test_states_build_no_graph_for_an_input_without_gradient(encoder):
+    assert not encoder.hidden_states(_speechlike(1.0)[None])[-1].requires_grad

@@ -74,6 +74,24 @@ def test_gradient_reaches_the_waveform_through_the_frozen_predictor_and_its_tera
     assert all(p.grad is None and not p.requires_grad for p in [*predictor.parameters(), *tera.parameters()])
 
 
+def test_gradient_reaches_the_waveform_through_a_distillmos_upstream():
+    """The Distill-MOS encoder (``--ssl_upstream=distillmos``) can drive guidance: a finite gradient,
+    although its 7.68 s windows are mostly zero padding (the wheel's own STFT would give NaN)."""
+    pytest.importorskip("distillmos")
+    from speechbrain_sqe.lobes.distillmos_encoder import DistillMOSEncoder
+
+    upstream = DistillMOSEncoder()
+    torch.manual_seed(0)
+    predictor = SQAPredictor(list(DEFAULT_METRICS), ssl_layers=upstream.layer_count, ssl_size=upstream.hidden_size,
+                             d_model=16, num_layers=1, num_heads=2, ffn_size=32, dropout=0.0)
+    wavs = (0.1 * torch.randn(2, 16000)).requires_grad_(True)
+    loss, _ = QualityGuidanceLoss(predictor, upstream)(wavs, torch.tensor([1.0, 0.6]))
+    loss.backward()
+    grad = wavs.grad
+    assert torch.isfinite(grad).all() and grad[0].abs().sum() > 0 and grad[1, :9600].abs().sum() > 0
+    assert grad[1, 9600:].abs().sum() == 0  # padding is never read
+
+
 def test_guidance_trains_the_enhancer_and_leaves_the_predictor_unchanged():
     predictor, tera = _tiny_predictor()
     guidance = QualityGuidanceLoss(predictor, tera, weights={"pesq_wb": 1.0, "si_sdr": 2.0})

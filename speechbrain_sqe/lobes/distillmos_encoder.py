@@ -24,7 +24,9 @@ What matches Distill-MOS: the windowing of a short file (zero-padded to 7.68 s, 
 after padding, attention over the whole window as in its training), the weights, eval-mode
 BatchNorm. What differs: a longer file is cut into consecutive windows (Distill-MOS uses overlapping
 hops and averages window scores; states need one frame per 20 ms, so the windows do not overlap);
-the states are taken before Distill-MOS's own pooling and head, which are not used.
+the states are taken before Distill-MOS's own pooling and head, which are not used; the compressed
+STFT is computed here (``compressed_spectrum``: the same values, and a finite gradient to the input
+where the wheel's square root gives NaN), then the wheel's convolutions run on it.
 
 The weights are read from the installed wheel (or ``weights``, a file of the same layout) when the
 module is built; the wrapped model is not registered as a child module, so checkpoints and hub
@@ -147,12 +149,31 @@ class DistillMOSEncoder(nn.Module):
         samples = torch.as_tensor(samples)
         return torch.div(samples + self.HOP - 1, self.HOP, rounding_mode="floor").clamp(min=1)
 
+    def compressed_spectrum(self, windows):
+        """Distill-MOS's power-law compressed complex STFT of ``[W, samples]`` -> ``[W, 2, 161, frames]``.
+
+        The values of the wheel's ``_complex_compressed`` (reflect padding, 320 / 160 Hann STFT,
+        ``X * max(|X|, 1e-12) ** -0.7``) with a gradient: the wheel takes ``|X|`` as the square root
+        of the power, whose derivative is infinite where a bin is exactly 0 (a window's zero
+        padding always has such bins), so any gradient through it is NaN. Here the power is
+        clamped at 1e-24 before the root: the same values, a zero gradient below the clamp.
+        """
+        cnn = self.model.cnn
+        pad = (cnn.win_length - cnn.hop_length) // 2
+        padded = torch.nn.functional.pad(windows, (pad, pad), mode="reflect")
+        window = torch.hann_window(cnn.win_length, device=windows.device, dtype=windows.dtype)
+        spectrum = torch.view_as_real(torch.stft(padded, n_fft=cnn.win_length, hop_length=cnn.hop_length,
+                                                 win_length=cnn.win_length, center=False, window=window,
+                                                 return_complex=True))
+        magnitude = spectrum.pow(2).sum(-1, keepdim=True).clamp_min(1e-24).sqrt()
+        return (spectrum * magnitude.pow(-0.7)).permute(0, 3, 1, 2)
+
     def _window_states(self, windows):
         """The 8 states of a batch of peak-normalized windows ``[W, WINDOW]`` -> list of ``[W, 384, 200]``."""
         model = self.model
         head = model.transformer_pool_attn
         wrapper = head.transformer
-        feats = model.cnn(windows).permute(0, 2, 1)
+        feats = torch.flatten(model.cnn.cnn(self.compressed_spectrum(windows)), 1, -2).permute(0, 2, 1)
         x = head.norm_input(feats.transpose(1, 2)).transpose(1, 2)
         x = wrapper.norm(x.transpose(1, 2)).transpose(1, 2)
         x = wrapper.position_encoding(wrapper.linear_proj(x))
@@ -194,11 +215,9 @@ class DistillMOSEncoder(nn.Module):
                 piece = torch.nn.functional.pad(piece, (0, self.WINDOW - piece.shape[0]))
                 windows.append(piece / (piece.abs().max() + 1e-8))  # Distill-MOS's peak normalization
                 owners.append(index)
-        # No gradient, not even to the input: the wheel's compressed STFT (|X| ** 0.3 from a square
-        # root) has an infinite derivative at exact zeros, which the window padding always has, so a
-        # gradient would be NaN. Hence this upstream cannot drive a quality-guided enhancer (yet).
-        with torch.no_grad():
-            window_states = self._window_states(torch.stack(windows))
+        # The weights are frozen; a gradient reaches the input when it asks for one (a quality-guided
+        # enhancer's training signal), finite thanks to compressed_spectrum.
+        window_states = self._window_states(torch.stack(windows))
         frames = int(counts.max())
         states = [wavs.new_zeros(batch, frames, self.hidden_size) for _ in range(self.layer_count)]
         for layer, values in enumerate(window_states):

@@ -16,7 +16,9 @@ the predictor's labels stop being informative (they are clipped to 50 dB in trai
 predictor's parameters never change, but the gradient flows through it and its upstream to the
 waveform: TERA's log-mel front end (:class:`~speechbrain_sqe.lobes.frontend.TERAFeatures`: RMS
 level scaling, ``torch.stft``, power, mel matrix, log, per-utterance CMVN) and its Transformer are
-differentiable w.r.t. the waveform (the tests check the gradient reaches it, finite). Note that
+differentiable w.r.t. the waveform (the tests check the gradient reaches it, finite), and so is the
+Distill-MOS encoder (``--ssl_upstream=distillmos``: its compressed STFT is computed with a finite
+gradient, :meth:`~speechbrain_sqe.lobes.distillmos_encoder.DistillMOSEncoder.compressed_spectrum`). Note that
 :func:`~speechbrain_sqe.lobes.sqa_predictor.sqa_forward` runs a frozen upstream WITHOUT a graph (the
 predictor's own training needs none), so this module calls
 :func:`~speechbrain_sqe.lobes.bsse.ssl_hidden_states` and the predictor itself, with the graph.
