@@ -5,13 +5,8 @@
 #   bash tools/gpu_session/profile_training.sh                      # on the device
 #   OUT=/tmp/out DEV=cpu UPD=3 bash tools/gpu_session/profile_training.sh   # dry run here
 set -u
-OUT=${OUT:-/tmp/out}; mkdir -p $OUT; DEV=${DEV:-cuda}; CARRY=${CARRY:-.gpu}; UPD=${UPD:-20}; STEP_S=${STEP_S:-110}
-t0=$(date +%s); stamp() { echo "[$(( $(date +%s) - t0 )) s] $*" | tee -a $OUT/steps.txt; }
-if [ -d .whl ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl > $OUT/pip.txt 2>&1
-  export PYTHONPATH=/tmp/site:$PWD
-fi
-export PYTHONUNBUFFERED=1
+source tools/gpu_session/common.sh
+UPD=${UPD:-20}; STEP_S=${STEP_S:-110}
 command -v nvidia-smi >/dev/null && { nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -l 1 > $OUT/gpu_util.csv 2>&1 & }
 python3 -c "import torch; print('threads', torch.get_num_threads(), 'cudnn', torch.backends.cudnn.is_available(), torch.backends.cudnn.enabled)" | tee $OUT/env.txt
 # The mask network's compute alone (a 2-layer BLSTM 256 as BSSE's, batch 16 x 1.28 s), no data path.
@@ -27,8 +22,7 @@ for i in range(25):
 torch.cuda.synchronize() if dev == "cuda" else None
 print(f"BLSTM fwd+bwd on {dev}: {(time.time() - t) / 20 * 1000:.1f} ms/step")
 PY
-DATA="--device=$DEV --corpus=manifest --source_folder=$CARRY/speech/manifest.csv --noise_folder=$CARRY/real/splits.csv \
-  --rir_folder=$CARRY/real/splits.csv --valid_pairs=8 --test_pairs=2 --test_metrics=[stoi] --metric_jobs=1"
+DATA="$CARRY_DATA --valid_pairs=8 --test_pairs=2 --test_metrics=[stoi] --metric_jobs=1"
 profile() {  # name, recipe, args...
   local name=$1; shift
   (sleep 45; top -b -n 1 -w 200 | head -25 > $OUT/top_$name.txt) &

@@ -10,16 +10,9 @@
 # Times (seconds) are chosen for one 600 s call: pip ~5, bench <= BENCH_S, training <= TRAIN_S
 # (FIT_MIN minutes of fit, at most one epoch more, then the test split and the export).
 set -u
-OUT=${OUT:-/tmp/out}; mkdir -p $OUT
-DEV=${DEV:-cuda}; FIT_MIN=${FIT_MIN:-7}; BENCH_S=${BENCH_S:-0}; TRAIN_S=${TRAIN_S:-500}
-BSSE_MIN=${BSSE_MIN:-7.3}; BUPD=${BUPD:-200}; CARRY=${CARRY:-.gpu}; UPD=${UPD:-300}; WARM=${WARM:-5}; BFILES=${BFILES:-300}; BATCH=${BATCH:-16}
-t0=$(date +%s); stamp() { echo "[$(( $(date +%s) - t0 )) s] $*" | tee -a $OUT/steps.txt; }
-if [ -d .whl ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-    > $OUT/pip.txt 2>&1 || { stamp "pip failed"; tail -5 $OUT/pip.txt; }
-  export PYTHONPATH=/tmp/site:$PWD
-fi
-export PYTHONUNBUFFERED=1
+source tools/gpu_session/common.sh
+FIT_MIN=${FIT_MIN:-7}; BENCH_S=${BENCH_S:-0}; TRAIN_S=${TRAIN_S:-500}
+BSSE_MIN=${BSSE_MIN:-7.3}; BUPD=${BUPD:-200}; UPD=${UPD:-300}; WARM=${WARM:-5}; BFILES=${BFILES:-300}; BATCH=${BATCH:-16}
 stamp "installed"
 (nvidia-smi; python3 -c "import torch, speechbrain, soundfile; print(torch.__version__, speechbrain.__version__, soundfile.__version__, torch.cuda.is_available())") > $OUT/env.txt 2>&1
 cat $OUT/env.txt | tail -2
@@ -36,8 +29,7 @@ export OMP_NUM_THREADS=${THREADS:-4}
 # ran alone): the paper's size (proj/hidden 256), spectrum-only and cross (TERA frozen), time-budgeted.
 bsse() {  # feature
   local B=/tmp/bsse/$1_frozen/1234
-  timeout $TRAIN_S python3 train.py hparams/bsse.yaml --device=$DEV --corpus=manifest --feature=$1 \
-    --source_folder=$CARRY/speech/manifest.csv --noise_folder=$CARRY/real/splits.csv --rir_folder=$CARRY/real/splits.csv \
+  timeout $TRAIN_S python3 train.py hparams/bsse.yaml $CARRY_DATA --feature=$1 \
     --data_folder=/tmp/sqe_data_$1 --valid_pairs=48 --test_pairs=8 --test_metrics=[stoi] --metric_jobs=1 \
     --proj_size=256 --hidden_size=256 --number_of_epochs=2000 --epoch_updates=$BUPD --max_train_minutes=$BSSE_MIN --num_workers=3 \
     --layer_analysis=False --output_folder=$B > $OUT/train_bsse_$1.txt 2>&1; stamp "bsse $1 rc=$?"
@@ -47,8 +39,7 @@ bsse() {  # feature
   [ -d $B/hub ] && tar -C $B -cf $OUT/hub_bsse_$1.tar --exclude=hub/ssl.ckpt --exclude='*.png' hub report/*.txt report/*.csv 2>/dev/null
 }
 if [ "$BSSE_MIN" != "0" ]; then bsse spectrum & bsse cross & fi
-timeout $TRAIN_S python3 train.py hparams/ssl_vocoder.yaml --device=$DEV --corpus=manifest \
-  --source_folder=$CARRY/speech/manifest.csv --noise_folder=$CARRY/real/splits.csv --rir_folder=$CARRY/real/splits.csv \
+timeout $TRAIN_S python3 train.py hparams/ssl_vocoder.yaml $CARRY_DATA \
   --data_folder=/tmp/sqe_data --valid_pairs=48 --test_pairs=8 --test_metrics=[stoi] --metric_jobs=4 \
   --batch_size=$BATCH --epoch_updates=$UPD --warmup_epochs=$WARM --number_of_epochs=200 --max_train_minutes=$FIT_MIN \
   --disc_periods=[2,3,5,7,11] --disc_scales=3 --segment_seconds=0.5 --num_workers=4 \
