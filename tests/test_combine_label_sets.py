@@ -59,3 +59,15 @@ def test_a_speaker_in_two_splits_is_refused_before_writing(tmp_path):
     assert not (tmp_path / "out").exists()
     with pytest.raises(SystemExit, match="at least two"):
         combine.main([str(tmp_path / "out"), str(tmp_path / "first")])
+
+
+def test_relative_cells_are_resolved_against_their_own_set(tmp_path):
+    """Audio a set made is named relative to that set's folder; the combined CSVs name it from
+    wherever they are, and two sets' equal relative cells are different files (both kept)."""
+    _label_set(tmp_path / "first", {"train": [("a_c0", "train/audio/a_c0.wav", "a")]})
+    _label_set(tmp_path / "second", {"train": [("a_c0", "train/audio/a_c0.wav", "a")]})
+    out = tmp_path / "both"
+    combine.combine_label_sets(str(out), [str(tmp_path / "first"), str(tmp_path / "second")])
+    rows = read_label_manifest(str(out / "train.csv"), ["pesq_wb"])
+    assert [row["wav"] for row in rows] == [str(tmp_path / name / "train" / "audio" / "a_c0.wav")
+                                            for name in ("first", "second")]

@@ -20,6 +20,7 @@ from speechbrain_sqe.dataio.sqa_labels import (
     LABEL_COLUMNS_WITH_REFERENCE,
     prepare_sqa_labels,
     read_label_manifest,
+    resolve_label_path,
 )
 
 SR = 16000
@@ -136,12 +137,14 @@ def test_rows_are_labelled_against_the_dry_clean_file(labels):
         counts[split] = len(rows)
         read_label_manifest(path, METRICS)  # the trainer's reader accepts it
         for row in rows:
-            assert os.path.isfile(row["wav"]) and os.path.isfile(row["clean_wav"])
+            wav, clean = resolve_label_path(row["wav"], str(folder)), row["clean_wav"]
+            assert os.path.isfile(wav) and os.path.isabs(clean) and os.path.isfile(clean)
             assert row["stoi"] != "" and row["si_sdr"] != "" and row["pesq_wb"] == ""
             if row["system"] == "clean":
-                assert row["wav"] == row["clean_wav"] and float(row["stoi"]) > 0.99
+                assert row["wav"] == clean and float(row["stoi"]) > 0.99  # a source file: absolute
             else:
-                assert row["wav"].startswith(str(folder))
+                # Audio made for the set: relative to its folder, so the folder can move.
+                assert not os.path.isabs(row["wav"]) and wav.startswith(str(folder))
                 # Noise and rooms always degrade; a band limit or clipping can leave a synthetic
                 # signal almost intact (its draw depends on the absolute path: it varies by run).
                 if "noise" in row["condition"] or "room" in row["condition"]:
@@ -194,6 +197,21 @@ def _add_outputs_module():
     return module
 
 
+def test_a_moved_label_set_reads_its_own_audio(labels, tmp_path):
+    """The CSVs name the set's audio relative to its folder: a copy (or a moved folder) is read from
+    where it is now, and its source files by their absolute paths."""
+    import shutil
+
+    folder, manifests = labels
+    moved = tmp_path / "elsewhere" / "set"
+    shutil.copytree(folder, moved)
+    rows = read_label_manifest(str(moved / "train.csv"), METRICS)
+    original = {row["ID"]: row["wav"] for row in read_label_manifest(manifests["train"], METRICS)}
+    made = [row for row in rows if not row["ID"].endswith("_clean")]
+    assert made and all(row["wav"].startswith(str(moved)) and os.path.isfile(row["wav"]) for row in made)
+    assert all(original[row["ID"]] == row["wav"] for row in rows if row["ID"].endswith("_clean"))
+
+
 def test_enhancer_outputs_are_added_as_systems_resumably(labels, tmp_path, monkeypatch):
     import shutil
 
@@ -221,7 +239,8 @@ def test_enhancer_outputs_are_added_as_systems_resumably(labels, tmp_path, monke
         assert source["system"] == "degraded"
         assert (row["speaker"], row["condition"], row["clean_wav"]) == (source["speaker"], source["condition"],
                                                                        source["clean_wav"])
-        assert os.path.isfile(row["wav"]) and row["stoi"] != "" and row["si_sdr"] != ""
+        assert not os.path.isabs(row["wav"]) and row["wav"].startswith(os.path.join("train", "enhanced"))
+        assert os.path.isfile(folder / row["wav"]) and row["stoi"] != "" and row["si_sdr"] != ""
     assert _lines(folder / "test.csv") == before["test"]  # not asked for
     asked = []
     monkeypatch.setattr(runner, "evaluate_pairs", lambda pairs, *a, **k: asked.extend(pairs) or ([], []))
@@ -269,5 +288,6 @@ def test_a_label_csv_without_clean_wav_is_resumed_in_its_own_format(tmp_path):
              ({"ID": "new", "duration": 1.0, "wav": "b.wav", "system": "clean", "condition": "clean",
                "speaker": "s"}, "b.wav", None)]
     label_items(str(tmp_path), "train", items, [], 1, None)
+    # A source file given relative to the working directory is written absolute (outside the set).
     assert _lines(path) == [",".join(LABEL_COLUMNS), "old,1.0,a.wav,clean,clean,s,,,,,,",
-                            "new,1.0,b.wav,clean,clean,s,,,,,,"]
+                            f"new,1.0,{os.path.abspath('b.wav')},clean,clean,s,,,,,,"]

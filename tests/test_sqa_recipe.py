@@ -18,6 +18,7 @@ from speechbrain_sqe import cli
 from speechbrain_sqe.dataio.sqa_labels import (
     LABEL_COLUMNS,
     LABEL_COLUMNS_WITH_REFERENCE,
+    resolve_label_path,
 )
 from speechbrain_sqe.inference.hub import load_model
 from speechbrain_sqe.inference.quality import LearnedQualityPredictor
@@ -69,8 +70,9 @@ def test_label_set_has_the_manifest_columns_and_labels(runs):
         assert columns == list(LABEL_COLUMNS_WITH_REFERENCE)  # the label columns + clean_wav
         assert {row["system"] for row in rows} >= {"clean", "noisy"}
         for row in rows:
-            assert os.path.isfile(row["wav"]) and os.path.isfile(row["clean_wav"])
-            assert row["system"] != "clean" or os.path.abspath(row["wav"]) == row["clean_wav"]
+            wav = resolve_label_path(row["wav"], labels)
+            assert os.path.isfile(wav) and os.path.isfile(row["clean_wav"])
+            assert row["system"] != "clean" or wav == row["clean_wav"]
             assert all(row[name] != "" for name in LABELLED), row
             assert row["dnsmos_ovrl"] == "" and row["distillmos"] == ""  # not asked for: missing labels
     _, test = _rows(os.path.join(labels, "test.csv"))

@@ -37,6 +37,8 @@ from speechbrain_sqe.dataio.sqa_labels import (
     REFERENCE_COLUMN,
     SPLITS,
     label_manifests,
+    label_path_cell,
+    resolve_label_path,
 )
 
 logger = logging.getLogger(__name__)
@@ -171,14 +173,17 @@ def add_enhancer_outputs(label_folder, systems, max_rows=None, seed=1234, metric
             for row, name, uid in chunk:
                 out = os.path.abspath(os.path.join(label_folder, split, "enhanced", name, f"{uid}.wav"))
                 if not os.path.isfile(out):
-                    noisy = load_audio(row["wav"], 16000, warn=False)
+                    noisy = load_audio(resolve_label_path(row["wav"], label_folder), 16000, warn=False)
                     enhanced = systems[name](noisy)
                     save_atomic(out, np.asarray(torch.as_tensor(enhanced).detach().cpu().numpy(), dtype=np.float32))
                 cells = {column: row.get(column, "") for column in columns}
-                cells.update({"ID": uid, "wav": out, "system": name, **{m: None for m in LABEL_METRICS}})
+                cells.update({"ID": uid, "wav": label_path_cell(out, label_folder), "system": name,
+                              **{m: None for m in LABEL_METRICS}})
                 new.append(cells)
-            scored, failures = evaluate_pairs([Pair(c["ID"], c[REFERENCE_COLUMN], c["wav"]) for c in new], metrics,
-                                              16000, jobs=metric_jobs, progress=False) if metrics else ([], [])
+            pairs = [Pair(c["ID"], resolve_label_path(c[REFERENCE_COLUMN], label_folder),
+                          resolve_label_path(c["wav"], label_folder)) for c in new]
+            scored, failures = evaluate_pairs(pairs, metrics, 16000, jobs=metric_jobs, progress=False) \
+                if metrics else ([], [])
             for failure in failures:
                 logger.warning("%s: %s (%s)", failure.file, failure.reason, failure.message)
             by_id = {result["file"]: result for result in scored}

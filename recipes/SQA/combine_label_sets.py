@@ -6,7 +6,8 @@
 
 Each input is a label folder (``hparams/sqa.yaml``'s label preparation, possibly with
 ``add_enhancer_outputs.py`` rows). Rows are copied split by split, the audio stays where it is (the
-CSVs name absolute paths); each ID gets its folder's name as a prefix (``real_enh__<ID>``) so IDs
+combined CSVs name it by absolute path; a relative cell of an input is resolved against that input's
+folder first); each ID gets its folder's name as a prefix (``real_enh__<ID>``) so IDs
 of different sets never collide; a file already taken from an earlier input (the same ``wav``, e.g.
 the clean row of a file both sets drew) is left out, so no audio counts twice. Refused, before
 anything is written: inputs with different columns, and a speaker found in two different splits
@@ -18,7 +19,13 @@ import csv
 import os
 import sys
 
-from speechbrain_sqe.dataio.sqa_labels import SPLITS, label_manifests
+from speechbrain_sqe.dataio.sqa_labels import (
+    REFERENCE_COLUMN,
+    SPLITS,
+    label_manifests,
+    label_path_cell,
+    resolve_label_path,
+)
 
 
 def combine_label_sets(output, inputs):
@@ -57,10 +64,13 @@ def combine_label_sets(output, inputs):
                     if other != split:
                         raise ValueError(f"{path}: speaker {row['speaker']!r} is in {split} here and in {other} "
                                          "in another set: the splits would share a speaker")
-                    if row["wav"] in seen:
+                    # The audio stays in the input folder: its relative cells become paths from the output.
+                    paths = {column: label_path_cell(resolve_label_path(row[column], folder), output)
+                             for column in ("wav", REFERENCE_COLUMN) if row.get(column)}
+                    if paths["wav"] in seen:
                         continue
-                    seen.add(row["wav"])
-                    rows[split].append({**row, "ID": f"{name}__{row['ID']}"})
+                    seen.add(paths["wav"])
+                    rows[split].append({**row, **paths, "ID": f"{name}__{row['ID']}"})
     os.makedirs(output, exist_ok=True)
     for split, path in label_manifests(output).items():
         with open(path + ".tmp", "w", newline="") as stream:

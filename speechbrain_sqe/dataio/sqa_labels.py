@@ -14,6 +14,11 @@ column ``clean_wav``, the clean reference of the row's labels (what
 ``recipes/SQA/add_enhancer_outputs.py`` needs); it is optional: a file without it is read, and
 resumed without it (:func:`label_columns`).
 
+Paths: a file inside the label folder (the audio made for it) is written relative to that folder,
+any other (the source corpora's clean files) absolute (:func:`label_path_cell`); readers resolve a
+relative cell against the CSV's folder (:func:`resolve_label_path`). A label set can so be moved or
+copied whole; label sets written before this (absolute paths everywhere) read as they did.
+
 :func:`prepare_embedded_sqa_labels` is the stand-in label set until the full label-set recipe (many
 degradations and enhancement systems) exists: for each clean utterance of the embedded corpus (the
 training voices for ``train``, the held-out voices of the valid/test pairs for ``valid``/``test``)
@@ -53,7 +58,9 @@ __all__ = [
     "label_manifests",
     "prepare_embedded_sqa_labels",
     "prepare_sqa_labels",
+    "label_path_cell",
     "read_label_manifest",
+    "resolve_label_path",
 ]
 
 #: Columns of a label manifest, in order.
@@ -96,6 +103,63 @@ def label_manifests(label_folder):
     return {split: os.path.join(label_folder, f"{split}.csv") for split in SPLITS}
 
 
+def label_path_cell(path, label_folder):
+    """How a label CSV stores a file path: relative to the label folder for a file inside it (the
+    folder can then be moved or copied), absolute for any other (source corpora stay where they are).
+
+    Arguments
+    ---------
+    path : str
+        The file.
+    label_folder : str
+        The folder of the label CSVs.
+
+    Returns
+    -------
+    str
+        The cell.
+
+    Example
+    -------
+    >>> label_path_cell("/data/labels/train/audio/a.wav", "/data/labels")
+    'train/audio/a.wav'
+    >>> label_path_cell("/corpus/clean/a.wav", "/data/labels")
+    '/corpus/clean/a.wav'
+    """
+    absolute, folder = os.path.abspath(path), os.path.abspath(label_folder)
+    if os.path.commonpath([absolute, folder]) == folder:
+        return os.path.relpath(absolute, folder)
+    return absolute
+
+
+def resolve_label_path(cell, label_folder):
+    """The file a label CSV's path cell names (the inverse of :func:`label_path_cell`): a relative
+    cell is relative to the label folder; an absolute or empty one is returned as it is.
+
+    Arguments
+    ---------
+    cell : str
+        The cell.
+    label_folder : str
+        The folder of the CSV it was read from.
+
+    Returns
+    -------
+    str
+        The path.
+
+    Example
+    -------
+    >>> resolve_label_path("train/audio/a.wav", "/data/labels")
+    '/data/labels/train/audio/a.wav'
+    >>> resolve_label_path("/corpus/clean/a.wav", "/data/labels"), resolve_label_path("", "/data/labels")
+    ('/corpus/clean/a.wav', '')
+    """
+    if not cell or os.path.isabs(cell):
+        return cell
+    return os.path.normpath(os.path.join(os.path.abspath(label_folder), cell))
+
+
 def read_label_manifest(path, metrics=LABEL_METRICS):
     """Reads and checks a label manifest; returns its rows with the labels as floats (NaN: missing).
 
@@ -109,7 +173,8 @@ def read_label_manifest(path, metrics=LABEL_METRICS):
     Returns
     -------
     list of dict
-        Rows with ``ID``, ``duration`` (float), ``wav`` and each metric as a float (NaN where empty).
+        Rows with ``ID``, ``duration`` (float), ``wav`` (resolved: :func:`resolve_label_path`) and each
+        metric as a float (NaN where empty).
 
     Raises
     ------
@@ -145,7 +210,7 @@ def read_label_manifest(path, metrics=LABEL_METRICS):
             if row["ID"] in seen:
                 raise LabelManifestError(f"{path}: row {line}: ID {row['ID']!r} repeated (column 'ID')")
             seen.add(row["ID"])
-            parsed = {"ID": row["ID"], "wav": row["wav"]}
+            parsed = {"ID": row["ID"], "wav": resolve_label_path(row["wav"], os.path.dirname(path))}
             for column in ("duration", *metrics):
                 text = (row.get(column) or "").strip()
                 if column != "duration" and text == "":
@@ -375,7 +440,8 @@ def label_items(label_folder, split, items, metrics, metric_jobs, make_audio, pr
             logger.warning("SQA labels: %s: %s (%s)", failure.file, failure.reason, failure.message)
         for row, clean, _ in chunk:
             labels = by_id.get(row["ID"], {})
-            table.append({**row, "clean_wav": os.path.abspath(clean), **{name: labels.get(name) for name in metrics}})
+            table.append({**row, "wav": label_path_cell(row["wav"], label_folder),
+                          "clean_wav": label_path_cell(clean, label_folder), **{name: labels.get(name) for name in metrics}})
     table.finalize([item[0]["ID"] for item in items])
     return path
 
