@@ -56,9 +56,9 @@ __all__ = [
     "label_columns",
     "label_items",
     "label_manifests",
+    "label_path_cell",
     "prepare_embedded_sqa_labels",
     "prepare_sqa_labels",
-    "label_path_cell",
     "read_label_manifest",
     "resolve_label_path",
 ]
