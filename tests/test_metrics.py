@@ -1,5 +1,6 @@
 """Tests of the intrusive metrics, the registry, DNSMOS's optional import and the correlations."""
 
+import importlib.util
 import math
 import sys
 import time
@@ -280,6 +281,17 @@ def test_dnsmos_unavailable_gives_the_install_hint(monkeypatch, speech):
     with pytest.raises(dnsmos_module.DnsmosUnavailableError, match=r"speechbrain-sqe\[eval\]"):
         registry.compute_nonintrusive_metrics(speech)
     assert issubclass(dnsmos_module.DnsmosUnavailableError, ImportError)
+
+
+def test_shipped_learned_predictor_without_distillmos_is_unavailable_with_the_hint(monkeypatch):
+    """The shipped learned predictor is built on the Distill-MOS encoder: without the distillmos
+    package its metrics are reported unavailable, naming the package, before any file is read."""
+    if importlib.util.find_spec("distillmos") is not None:
+        assert registry.split_available(["sqa_pesq_wb"]) == (["sqa_pesq_wb"], {})
+    monkeypatch.setitem(sys.modules, "distillmos", None)  # import now fails
+    names, reasons = registry.split_available(["si_sdr", *SQA])
+    assert names == ["si_sdr"] and set(reasons) == set(SQA)
+    assert "Distill-MOS encoder" in reasons["sqa_stoi"] and "speechbrain-sqe[eval]" in reasons["sqa_stoi"]
 
 
 def test_dnsmos_scores_when_available(speech):

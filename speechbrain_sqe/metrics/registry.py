@@ -496,6 +496,17 @@ class Predictor:
         looks_local = os.path.isabs(source) or source.startswith((".", "~"))
         if looks_local and not os.path.isdir(os.path.expanduser(source)):
             raise MetricUnavailableError(f"{self._names()}: model folder {source} does not exist")
+        # A folder built on the Distill-MOS encoder (the shipped learned predictor) reads its weights
+        # from the distillmos wheel: without it, say so here rather than when the first file loads.
+        hparams_file = os.path.join(os.path.expanduser(source), "hyperparams.yaml")
+        if os.path.isfile(hparams_file):
+            with open(hparams_file, encoding="utf-8") as stream:
+                if "distillmos_encoder.DistillMOSEncoder" in stream.read():
+                    try:
+                        distillmos_module.require_distillmos()
+                    except MetricUnavailableError as error:
+                        raise MetricUnavailableError(f"{self._names()}: {source} is built on the Distill-MOS "
+                                                     f"encoder: {error}") from error
 
     def is_available(self):
         """Returns ``(True, "")`` or ``(False, why)``."""
