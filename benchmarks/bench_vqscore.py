@@ -2,9 +2,10 @@
 Distill-MOS, with float32 (exact) and bfloat16 convolutions (``VQScore(precision=...)``).
 
     python benchmarks/bench_vqscore.py [--files N] [--seconds S] [--model FOLDER] [--batch-size B]
-        [--dnsmos-files N] [--repeats R]
+        [--dnsmos-files N] [--repeats R] [--sqa-model FOLDER]
 
-Each configuration runs in a fresh subprocess so that its peak memory (max RSS) is its own.
+The learned multi-metric predictor (``--sqa-model``, the shipped one by default) is timed on the
+peers' subset, as a peer of the same job. Each configuration runs in a fresh subprocess so that its peak memory (max RSS) is its own.
 Prints a markdown table.
 """
 
@@ -44,11 +45,14 @@ def run_one(config):
 
     torch.set_num_threads(config["threads"])
     start = time.perf_counter()
-    if config["method"] == "vqscore":
+    if config["method"] in ("vqscore", "sqa"):
         from speechbrain_sqe.inference.batch_scoring import score_files
-        from speechbrain_sqe.inference.quality import VQScore
+        from speechbrain_sqe.inference.quality import LearnedQualityPredictor, VQScore
 
-        scorer = VQScore.from_hparams(source=config["model"], precision=config["precision"])
+        if config["method"] == "vqscore":
+            scorer = VQScore.from_hparams(source=config["model"], precision=config["precision"])
+        else:  # every metric of the learned predictor comes from one pass
+            scorer = LearnedQualityPredictor.from_hparams(source=config["sqa_model"])
 
         def run(paths):
             _, failures = score_files(scorer, paths, batch_size=config["batch_size"],
@@ -80,6 +84,8 @@ def main():
     parser.add_argument("--files", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--model", default=None, help="VQScore folder (default: the shipped model)")
+    parser.add_argument("--sqa-model", default=None,
+                        help="learned multi-metric predictor folder (default: the shipped one; '' to skip)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--dnsmos-files", type=int, default=40, help="the peers are slow: a subset")
     parser.add_argument("--repeats", type=int, default=3, help="timed passes per configuration (best kept)")
@@ -88,9 +94,10 @@ def main():
     if args.child:
         print(json.dumps(run_one(json.loads(args.child))))
         return
-    from speechbrain_sqe.inference.quality import DEFAULT_MODEL
+    from speechbrain_sqe.inference.quality import DEFAULT_MODEL, LearnedQualityPredictor
 
     model = args.model or DEFAULT_MODEL
+    sqa_model = LearnedQualityPredictor.DEFAULT_SOURCE if args.sqa_model is None else args.sqa_model
     folder = tempfile.mkdtemp()
     paths = make_files(folder, args.files, args.seconds)
     audio_seconds = args.files * args.seconds
@@ -104,14 +111,19 @@ def main():
         ("DNSMOS P.835", "dnsmos", 2, 0, "float32", peers),
         ("Distill-MOS", "distillmos", 1, 0, "float32", peers),
         ("Distill-MOS", "distillmos", 2, 0, "float32", peers),
+        ("Learned predictor (6 metrics)", "sqa", 1, 0, "float32", peers),
+        ("Learned predictor (6 metrics)", "sqa", 2, 0, "float32", peers),
     ]
+    if not sqa_model:
+        configs = [config for config in configs if config[1] != "sqa"]
     print(f"{args.files} files x {args.seconds:.1f} s ({audio_seconds / 60:.1f} min), batch {args.batch_size}")
     print()
     print("| method | precision | torch threads | decode workers | files | seconds | x real time | peak RSS (MB) |")
     print("|---|---|---|---|---|---|---|---|")
     for name, method, threads, workers, precision, subset in configs:
         config = {"method": method, "threads": threads, "workers": workers, "paths": subset, "model": model,
-                  "batch_size": args.batch_size, "precision": precision, "repeats": args.repeats}
+                  "batch_size": args.batch_size, "precision": precision, "repeats": args.repeats,
+                  "sqa_model": sqa_model}
         out = subprocess.run([sys.executable, __file__, "--child", json.dumps(config)],
                              capture_output=True, text=True, check=False)
         if out.returncode != 0:
