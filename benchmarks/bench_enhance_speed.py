@@ -2,6 +2,7 @@
 
     python benchmarks/bench_enhance_speed.py [--files N] [--folder DIR | --synthetic] [--seconds S]
         [--enhancer NAME=SOURCE ...] [--model SOURCE] [--peers [NAME ...]] [--threads 1 2] [--batch-sizes 1 8]
+        [--batch-threads auto 1]
 
 Systems, measured in the same run: one per ``--enhancer NAME=SOURCE`` (any enhancer hub folder or
 hub id, loaded with :func:`speechbrain_sqe.inference.hub.load_model` by the interface it names: the
@@ -13,7 +14,8 @@ peers of ``benchmarks/peer_enhancers.py`` (default ``noisereduce rnnoise``, thos
 Enhances the first N files of --folder (default data/embedded/train30min_seed1234/test/noisy when
 present; otherwise N synthetic speech-like files of S seconds). An enhancer runs ``enhance_files``
 (what ``sqe enhance`` runs: decoding, padded length-sorted batches, writing 16-bit wav), once per
-(torch threads, batch size); a peer reads each file with the project's loader, enhances it and
+(torch threads, batch size, batch threads: ``enhance_files(threads=...)``, ``auto`` by default,
+one batch per torch thread side by side; 1: one batch at a time); a peer reads each file with the project's loader, enhances it and
 writes it, one file at a time, once per thread count (torch and BLAS threads). Each configuration
 runs in a fresh subprocess so that its peak memory (max RSS) is its own; the model load is timed
 apart. Prints a markdown table, with the load average before and after (the CPU may be shared):
@@ -117,8 +119,8 @@ def run_one(config):
         load_time = time.perf_counter() - start
         cpu_start = _cpu_seconds()
         start = time.perf_counter()
-        written, failures = enhance_files(enhancer, config["paths"], outputs,
-                                          batch_size=config["batch_size"], progress=False)
+        written, failures = enhance_files(enhancer, config["paths"], outputs, batch_size=config["batch_size"],
+                                          progress=False, threads=config["batch_threads"])
         elapsed = time.perf_counter() - start
         cpu = _cpu_seconds() - cpu_start
         assert not failures, failures
@@ -195,6 +197,9 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8],
                         help="files per batch of the enhancers (the peers take one file at a time)")
+    parser.add_argument("--batch-threads", nargs="+", default=["auto"], metavar="N",
+                        type=lambda text: text if text == "auto" else int(text),
+                        help="enhance_files' batch threads of the enhancers (auto: one per torch thread)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -219,33 +224,38 @@ def main(argv=None):
         print(f"- {name}: " + (f"enhancer {spec['source']} (load_model, enhance_files)" if "source" in spec
                                else f"peer {spec['peer']} (benchmarks/peer_enhancers.py), one file at a time"))
     print()
-    print("| system | torch threads | batch size | files | audio (s) | model load (s) | seconds | x real time "
-          "| CPU s | audio s per CPU s | peak RSS (MB) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| system | torch threads | batch size | batch threads | files | audio (s) | model load (s) | seconds "
+          "| x real time | CPU s | audio s per CPU s | peak RSS (MB) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     rows = []
     for name, spec in systems:
         for threads in args.threads:
             for batch_size in (args.batch_sizes if "source" in spec else [None]):
-                config = {**spec, "threads": threads, "batch_size": batch_size, "paths": paths}
-                out = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", json.dumps(config)],
-                                     capture_output=True, text=True, check=False)
-                batch = "-" if batch_size is None else batch_size
-                if out.returncode != 0:
-                    lines = out.stderr.strip().splitlines() or ["no output"]
-                    print(f"| {name} | {threads} | {batch} | failed: {lines[-1]} |", flush=True)
-                    rows.append({"system": name, "threads": threads, "batch_size": batch_size, "error": lines[-1]})
-                    continue
-                result = json.loads(out.stdout.strip().splitlines()[-1])
-                speed = result["audio"] / result["elapsed"]
-                print(f"| {name} | {threads} | {batch} | {len(paths)} | {result['audio']:.1f} | "
-                      f"{result['load']:.2f} | {result['elapsed']:.2f} | {speed:.0f} | {result['cpu']:.2f} | "
-                      f"{result['audio'] / max(result['cpu'], 1e-9):.0f} | {result['peak_mb']:.0f} |",
-                      flush=True)
-                rows.append({"system": name, "threads": threads, "batch_size": batch_size, "x_real_time": speed,
-                             **result})
+                for batch_threads in (args.batch_threads if "source" in spec else [None]):
+                    rows.append(_measure(name, spec, paths, threads, batch_size, batch_threads))
     print()
     print(f"load average {os.getloadavg()[0]:.2f} (1 min) at the end")
     return rows
+
+
+def _measure(name, spec, paths, threads, batch_size, batch_threads):
+    """Runs one configuration in a fresh process, prints its table row and returns it as a dict."""
+    config = {**spec, "threads": threads, "batch_size": batch_size, "batch_threads": batch_threads, "paths": paths}
+    out = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", json.dumps(config)],
+                         capture_output=True, text=True, check=False)
+    batch = "-" if batch_size is None else batch_size
+    shown = "-" if batch_threads is None else batch_threads
+    row = {"system": name, "threads": threads, "batch_size": batch_size, "batch_threads": batch_threads}
+    if out.returncode != 0:
+        lines = out.stderr.strip().splitlines() or ["no output"]
+        print(f"| {name} | {threads} | {batch} | {shown} | failed: {lines[-1]} |", flush=True)
+        return {**row, "error": lines[-1]}
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    speed = result["audio"] / result["elapsed"]
+    print(f"| {name} | {threads} | {batch} | {shown} | {len(paths)} | {result['audio']:.1f} | "
+          f"{result['load']:.2f} | {result['elapsed']:.2f} | {speed:.0f} | {result['cpu']:.2f} | "
+          f"{result['audio'] / max(result['cpu'], 1e-9):.0f} | {result['peak_mb']:.0f} |", flush=True)
+    return {**row, "x_real_time": speed, **result}
 
 
 if __name__ == "__main__":

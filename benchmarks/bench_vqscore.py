@@ -5,8 +5,11 @@ Distill-MOS, with float32 (exact) and bfloat16 convolutions (``VQScore(precision
         [--dnsmos-files N] [--repeats R] [--sqa-model FOLDER]
 
 The learned multi-metric predictor (``--sqa-model``, the shipped one by default) is timed on the
-peers' subset, as a peer of the same job. Each configuration runs in a fresh subprocess so that its peak memory (max RSS) is its own.
-Prints a markdown table.
+peers' subset, as a peer of the same job. "batch threads" is ``score_files(threads=...)``: 1 runs one
+batch at a time with every torch thread inside each operator (the only way before session 17);
+``auto`` (the default of ``score_files`` and ``sqe score``) runs one batch per torch thread side by
+side, one thread each. Each configuration runs in a fresh subprocess so that its peak memory (max
+RSS) is its own. Prints a markdown table.
 """
 
 import argparse
@@ -56,7 +59,8 @@ def run_one(config):
 
         def run(paths):
             _, failures = score_files(scorer, paths, batch_size=config["batch_size"],
-                                      num_workers=config["workers"], progress=False)
+                                      num_workers=config["workers"], progress=False,
+                                      threads=config["batch_threads"])
             assert not failures, failures
     else:
         from speechbrain_sqe.dataio.audio import load_audio
@@ -102,38 +106,46 @@ def main():
     paths = make_files(folder, args.files, args.seconds)
     audio_seconds = args.files * args.seconds
     peers = paths[: args.dnsmos_files]
-    configs = [  # (name, method, torch threads, decode workers, precision, files)
-        ("VQScore", "vqscore", 1, 0, "float32", paths),
-        ("VQScore", "vqscore", 2, 0, "float32", paths),
-        ("VQScore", "vqscore", 2, 1, "float32", paths),
-        ("VQScore", "vqscore", 1, 0, "bfloat16", paths),
-        ("VQScore", "vqscore", 2, 0, "bfloat16", paths),
-        ("DNSMOS P.835", "dnsmos", 2, 0, "float32", peers),
-        ("Distill-MOS", "distillmos", 1, 0, "float32", peers),
-        ("Distill-MOS", "distillmos", 2, 0, "float32", peers),
-        ("Learned predictor (6 metrics)", "sqa", 1, 0, "float32", peers),
-        ("Learned predictor (6 metrics)", "sqa", 2, 0, "float32", peers),
+    # (name, method, torch threads, batch threads (score_files' threads; "auto" = one per torch
+    # thread, the default of score_files and sqe score), decode workers, precision, files)
+    configs = [
+        ("VQScore", "vqscore", 1, 1, 0, "float32", paths),
+        ("VQScore", "vqscore", 2, 1, 0, "float32", paths),
+        ("VQScore", "vqscore", 2, "auto", 0, "float32", paths),
+        ("VQScore", "vqscore", 2, 1, 1, "float32", paths),
+        ("VQScore", "vqscore", 1, 1, 0, "bfloat16", paths),
+        ("VQScore", "vqscore", 2, 1, 0, "bfloat16", paths),
+        ("VQScore", "vqscore", 2, "auto", 0, "bfloat16", paths),
+        ("DNSMOS P.835", "dnsmos", 2, "-", 0, "float32", peers),
+        ("Distill-MOS", "distillmos", 1, "-", 0, "float32", peers),
+        ("Distill-MOS", "distillmos", 2, "-", 0, "float32", peers),
+        ("Learned predictor (6 metrics)", "sqa", 1, 1, 0, "float32", peers),
+        ("Learned predictor (6 metrics)", "sqa", 2, 1, 0, "float32", peers),
+        ("Learned predictor (6 metrics)", "sqa", 2, "auto", 0, "float32", peers),
     ]
     if not sqa_model:
         configs = [config for config in configs if config[1] != "sqa"]
     print(f"{args.files} files x {args.seconds:.1f} s ({audio_seconds / 60:.1f} min), batch {args.batch_size}")
     print()
-    print("| method | precision | torch threads | decode workers | files | seconds | x real time | peak RSS (MB) |")
-    print("|---|---|---|---|---|---|---|---|")
-    for name, method, threads, workers, precision, subset in configs:
+    print("| method | precision | torch threads | batch threads | decode workers | files | seconds | x real time "
+          "| peak RSS (MB) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, method, threads, batch_threads, workers, precision, subset in configs:
         config = {"method": method, "threads": threads, "workers": workers, "paths": subset, "model": model,
+                  "batch_threads": batch_threads,
                   "batch_size": args.batch_size, "precision": precision, "repeats": args.repeats,
                   "sqa_model": sqa_model}
         out = subprocess.run([sys.executable, __file__, "--child", json.dumps(config)],
                              capture_output=True, text=True, check=False)
         if out.returncode != 0:
-            print(f"| {name} | {precision} | {threads} | {workers} | failed: "
+            print(f"| {name} | {precision} | {threads} | {batch_threads} | {workers} | failed: "
                   f"{out.stderr.strip().splitlines()[-1]} |")
             continue
         result = json.loads(out.stdout.strip().splitlines()[-1])
         seconds = len(subset) * args.seconds
         shown = {"vqscore": threads, "dnsmos": f"{threads} (onnxruntime: its own)"}.get(method, threads)
-        print(f"| {name} | {precision if method == 'vqscore' else '-'} | {shown} | {workers} | {len(subset)} | "
+        print(f"| {name} | {precision if method == 'vqscore' else '-'} | {shown} | {batch_threads} | {workers} | "
+              f"{len(subset)} | "
               f"{result['elapsed']:.2f} | {seconds / result['elapsed']:.0f} | {result['peak_mb']:.0f} |")
 
 if __name__ == "__main__":

@@ -436,6 +436,21 @@ def _add_model_options(parser, task, batch_size, batch_unit="files"):
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
+def _batch_threads(text):
+    """``--batch-threads``: ``auto`` or a positive number."""
+    return text if text == "auto" else _positive_int(text)
+
+
+def _add_batch_threads_option(parser):
+    """``--batch-threads``: whole batches side by side, one torch thread each (see ``map_batches``)."""
+    parser.add_argument(
+        "--batch-threads", type=_batch_threads, default="auto", metavar="N",
+        help="batches processed side by side, one torch thread each (auto, the default: one per torch "
+        "thread on a CPU, i.e. per core; 1 on a GPU or with --workers; 1: one batch at a time using "
+        "every thread). Faster for these small models; the results are the same",
+    )
+
+
 def _add_distributed_option(parser):
     """``--dist-timeout``: how long the ranks of a ``torchrun`` launch wait for a silent rank."""
     parser.add_argument(
@@ -503,6 +518,7 @@ def _add_score_parser(subparsers):
     parser.add_argument("--limit", type=_positive_int, default=None, metavar="N",
                         help="score only the first N files")
     _add_model_options(parser, "quality", batch_size=16)
+    _add_batch_threads_option(parser)
     _add_distributed_option(parser)
     parser.set_defaults(func=_run_score)
 
@@ -557,7 +573,8 @@ def _run_score(args):
             results, failures = score_files(
                 scorer, files, batch_size=args.batch_size, frames=bool(args.frames),
                 num_workers=args.workers, progress=not args.no_progress, detect_speech=True,
-                on_batch=(lambda batch, bad: table.append(batch)) if table else None)
+                on_batch=(lambda batch, bad: table.append(batch)) if table else None,
+                threads=args.batch_threads)
         except ScoresCSVError as error:
             stopped = error
     if table is not None and stopped is None:
@@ -699,7 +716,8 @@ def _run_score_distributed(args, job):
             local["results"], failures = score_files(
                 scorer, mine, batch_size=args.batch_size, frames=bool(args.frames),
                 num_workers=args.workers, progress=not args.no_progress and job.is_main,
-                detect_speech=True, on_batch=(lambda batch, bad: table.append(batch)) if table else None)
+                detect_speech=True, on_batch=(lambda batch, bad: table.append(batch)) if table else None,
+                threads=args.batch_threads)
             return [{k: v for k, v in r.items() if k != "frames"} for r in local["results"]], failures
 
         outcomes = job.run(work)
@@ -836,6 +854,7 @@ def _add_enhance_parser(subparsers):
                         help="skip inputs whose output exists and is a complete, readable file "
                         "(after an interruption); not with --overwrite")
     _add_model_options(parser, "enhancement", batch_size=8)
+    _add_batch_threads_option(parser)
     _add_distributed_option(parser)
     parser.set_defaults(func=_run_enhance)
 
@@ -927,7 +946,7 @@ def _run_enhance(args):
     start = time.perf_counter()
     try:
         written, failures = enhance_files(enhancer, files, outputs, batch_size=args.batch_size,
-                                          progress=not args.no_progress, **options)
+                                          progress=not args.no_progress, threads=args.batch_threads, **options)
     except OutputWriteError as error:
         print(f"sqe enhance: {error}", file=sys.stderr)
         return 2
@@ -996,7 +1015,8 @@ def _run_enhance_distributed(args, job):
         start = time.perf_counter()
         outcomes = job.run(lambda: enhance_files(
             enhancer, [files[i] for i in mine], [outputs[i] for i in mine], batch_size=args.batch_size,
-            progress=not args.no_progress and job.is_main, **options) if mine else ([], []))
+            progress=not args.no_progress and job.is_main, threads=args.batch_threads, **options)
+            if mine else ([], []))
         failed = job.failures(outcomes)
         if failed:
             return _finish_ranks(job, 2, failed)

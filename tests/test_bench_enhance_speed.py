@@ -11,15 +11,17 @@ def test_rows_per_enhancer_and_peer(tmp_path, capsys):
     pytest.importorskip("noisereduce")
     bench = load_benchmark_module("bench_enhance_speed")
     bsse = build_bsse_hub(str(tmp_path / "bsse"))
-    rows = bench.main(["--synthetic", "--files", "2", "--seconds", "1", "--threads", "1", "--batch-sizes", "2",
-                       "--enhancer", f"x={bsse}", "--peers", "noisereduce"])
-    assert [(row["system"], row["batch_size"]) for row in rows] == [("x", 2), ("noisereduce", None)]
+    rows = bench.main(["--synthetic", "--files", "3", "--seconds", "1", "--threads", "1", "--batch-sizes", "2",
+                       "--batch-threads", "auto", "2", "--enhancer", f"x={bsse}", "--peers", "noisereduce"])
+    assert [(row["system"], row["batch_size"], row["batch_threads"]) for row in rows] == [
+        ("x", 2, "auto"), ("x", 2, 2), ("noisereduce", None, None)]
     for row in rows:
         assert "error" not in row, row
-        assert row["audio"] == pytest.approx(2.0) and row["x_real_time"] > 0 and row["cpu"] > 0
+        assert row["audio"] == pytest.approx(3.0) and row["x_real_time"] > 0 and row["cpu"] > 0
         assert np.isfinite(row["peak_mb"])
     table = capsys.readouterr().out
-    assert "| x | 1 | 2 | 2 | 2.0 |" in table and "| noisereduce | 1 | - | 2 | 2.0 |" in table
+    assert "| x | 1 | 2 | auto | 3 | 3.0 |" in table and "| x | 1 | 2 | 2 | 3 | 3.0 |" in table
+    assert "| noisereduce | 1 | - | - | 3 | 3.0 |" in table
 
 
 def test_default_systems_and_model_option(tmp_path):

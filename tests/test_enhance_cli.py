@@ -93,6 +93,24 @@ def test_padded_batches_equal_single_files(model_folder, audio_folder, tmp_path)
         assert np.abs(batched - alone).max() <= LSB  # float noise may flip one 16-bit rounding
 
 
+def test_batch_threads_write_what_one_batch_at_a_time_writes(model_folder, audio_folder, tmp_path):
+    """``--batch-threads 3`` (batches side by side, one torch thread each, batch size 1: four
+    batches) writes the same files as ``--batch-threads 1``; a bad value is refused."""
+    (audio_folder / "broken.wav").write_bytes(b"RIFFxxxxWAVEjunk")
+    before, restore = 2, torch.get_num_threads()
+    torch.set_num_threads(before)  # (the suite runs with 1: a count the job must give back)
+    for threads in ("1", "3"):
+        assert enhance(audio_folder, "--out-dir", tmp_path / threads, "--batch-size", "1", "--batch-threads",
+                       threads, "--no-progress", model=model_folder) == 1  # the broken file fails the exit code
+    assert torch.get_num_threads() == before
+    torch.set_num_threads(restore)
+    for output in GOOD.values():
+        assert np.abs(read(tmp_path / "3" / output) - read(tmp_path / "1" / output)).max() <= LSB
+    assert not (tmp_path / "3" / "broken.wav").exists()
+    with pytest.raises(SystemExit):
+        enhance(audio_folder, "--out-dir", tmp_path / "0", "--batch-threads", "0", model=model_folder)
+
+
 def test_mix_one_gives_the_input_back(model_folder, audio_folder, tmp_path):
     assert enhance(audio_folder, "--out-dir", tmp_path / "mix1", "--option", "mix=1.0", "--no-progress",
                    model=model_folder) == 0

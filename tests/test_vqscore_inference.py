@@ -55,6 +55,42 @@ def test_from_hparams_scores_files_and_batches(hub_folder, tmp_path):
     assert np.allclose([r["vqscore"] for r in results], single, atol=1e-5)
 
 
+def test_batch_threads_give_the_serial_scores_in_order(hub_folder, tmp_path):
+    """Batches side by side (``threads=3``, one torch thread each) give the rows, scores, failures and
+    ``on_batch`` calls of one batch at a time, in input order; the torch thread count is restored,
+    also when ``on_batch`` stops the job."""
+    scorer = VQScore.from_hparams(source=hub_folder, savedir=str(tmp_path / "save"))
+    paths = []
+    for index, seconds in enumerate((1.0, 0.6, 1.3, 0.8, 2.0, 0.5, 1.1)):
+        paths.append(str(tmp_path / f"u{index}.wav"))
+        soundfile.write(paths[-1], _speechlike(seconds, index + 20), 16000)
+    paths.insert(3, str(tmp_path / "corrupt.wav"))
+    (tmp_path / "corrupt.wav").write_bytes(b"RIFFxxxxWAVEjunk")
+    runs, (before, restore) = {}, (2, torch.get_num_threads())
+    torch.set_num_threads(before)  # (the suite runs with 1: a count the job must give back)
+    for threads in (1, 3):
+        calls = []
+        results, failures = score_files(scorer, paths, batch_size=2, progress=False, threads=threads,
+                                        on_batch=lambda batch, bad: calls.append(([r["path"] for r in batch], bad)))
+        runs[threads] = results, failures, calls
+        assert torch.get_num_threads() == before
+    (serial, serial_bad, serial_calls), (threaded, threaded_bad, threaded_calls) = runs[1], runs[3]
+    assert [r["path"] for r in threaded] == [r["path"] for r in serial] == [p for p in paths if "corrupt" not in p]
+    assert np.allclose([r["vqscore"] for r in threaded], [r["vqscore"] for r in serial], atol=1e-6)
+    assert threaded_bad == serial_bad and "cannot read as audio" in threaded_bad[0][1]
+    assert threaded_calls == serial_calls and len(serial_calls) == 4
+
+    def stop(batch, bad):
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        score_files(scorer, paths, batch_size=2, progress=False, threads=3, on_batch=stop)
+    assert torch.get_num_threads() == before
+    torch.set_num_threads(restore)
+    with pytest.raises(ValueError, match="batch threads must be"):
+        score_files(scorer, paths, progress=False, threads=0)
+
+
 def test_score_frames_locates_a_noise_burst(hub_folder, tmp_path):
     """A 0.2 s noise burst at 1.0-1.2 s: the frame scores dip there, more than anywhere else."""
     scorer = VQScore.from_hparams(source=hub_folder, savedir=str(tmp_path / "save"))

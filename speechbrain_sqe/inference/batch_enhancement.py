@@ -9,6 +9,7 @@ padded batch with its relative lengths (each file comes out as if enhanced alone
 16-bit wav files; bad files are reported, not fatal.
 """
 
+import contextlib
 import errno
 import os
 import tempfile
@@ -18,7 +19,7 @@ from tqdm import tqdm
 
 from speechbrain_sqe.dataio.audio import wav_bytes
 from speechbrain_sqe.dataio.files import expand_audio_inputs
-from speechbrain_sqe.inference.batching import length_sorted_loader
+from speechbrain_sqe.inference.batching import batch_threads, map_batches
 
 
 class OutputPathError(ValueError):
@@ -276,7 +277,7 @@ def _enhance(enhancer, names, wavs, lens, options):
     return results
 
 
-def enhance_files(enhancer, files, out_paths, batch_size=8, progress=True, **options):
+def enhance_files(enhancer, files, out_paths, batch_size=8, progress=True, threads="auto", **options):
     """Enhances audio files in length-sorted batches and writes each as a 16-bit wav.
 
     Arguments
@@ -291,6 +292,10 @@ def enhance_files(enhancer, files, out_paths, batch_size=8, progress=True, **opt
         Files per batch. A padded batch gives each file the same output as alone.
     progress : bool
         Show a tqdm progress bar.
+    threads : int or str
+        Batch threads (:func:`~speechbrain_sqe.inference.batching.map_batches`): ``"auto"`` (one
+        per torch thread on a CPU, serial on a GPU), or a number (1: serial). Files are written
+        here, in batch order, while the threads enhance the next batches.
     **options : dict
         The enhancer's method options (its ``OPTIONS``, e.g. the VQ enhancer's ``mix``), checked
         before any file is read.
@@ -331,15 +336,22 @@ def enhance_files(enhancer, files, out_paths, batch_size=8, progress=True, **opt
         raise ValueError("two files would be written to the same output path")
     options = enhancer.parse_options(f"{name}={value}" for name, value in options.items() if value is not None)
     source_of = dict(zip(out_paths, files))
-    loader = length_sorted_loader(out_paths, enhancer.load_file, batch_size, source_of=source_of)
     rate = enhancer.sample_rate
+
+    def enhance_batch(names, wavs, lens, bad):
+        return names, (_enhance(enhancer, names, wavs, lens, options) if names else []), bad
+
+    batches = map_batches(out_paths, enhancer.load_file, enhance_batch, batch_size,
+                          batch_threads(threads, getattr(enhancer, "device", "cpu")), source_of=source_of)
     written, failed = {}, {}
-    with tqdm(total=len(files), desc="enhancing", unit="file", disable=not progress) as bar:
-        for names, wavs, lens, bad in loader:
+    # closing: a stop (a write error, Ctrl-C) ends the batch threads at once, not when collected
+    with contextlib.closing(batches), tqdm(total=len(files), desc="enhancing", unit="file",
+                                           disable=not progress) as bar:
+        for names, enhanced, bad in batches:
             for out, message in bad:
                 failed[out] = _reason(source_of[out], message)
             if names:
-                for out, wav in zip(names, _enhance(enhancer, names, wavs, lens, options)):
+                for out, wav in zip(names, enhanced):
                     if isinstance(wav, str):
                         failed[out] = wav
                         continue

@@ -6,11 +6,13 @@ interrupted run keeps what was finished; ``detect_speech`` gives files without s
 offset, noise alone) an empty score instead of a number that reads as quality.
 """
 
+import contextlib
+
 import torch
 from tqdm import tqdm
 
 from speechbrain_sqe.dataio.activity import has_speech
-from speechbrain_sqe.inference.batching import length_sorted_loader
+from speechbrain_sqe.inference.batching import batch_threads, map_batches
 
 #: The reason listed for a file in which :func:`~speechbrain_sqe.dataio.activity.has_speech` finds none.
 NO_SPEECH = "no speech found (silence, a DC offset or noise alone); not scored"
@@ -46,7 +48,7 @@ def _score(scorer, wavs, lens, frames):
 
 
 def score_files(scorer, paths, batch_size=16, frames=False, num_workers=0, progress=True,
-                detect_speech=False, on_batch=None):
+                detect_speech=False, on_batch=None, threads="auto"):
     """Scores audio files in length-sorted batches.
 
     Arguments
@@ -60,14 +62,17 @@ def score_files(scorer, paths, batch_size=16, frames=False, num_workers=0, progr
     frames : bool
         Also return per-frame scores.
     num_workers : int
-        DataLoader processes decoding audio (0 decodes in the main process).
+        DataLoader processes decoding audio (0 decodes in this process); they imply serial batches.
     progress : bool
         Show a tqdm progress bar.
     detect_speech : bool
         Check each file for speech (:func:`speechbrain_sqe.dataio.activity.has_speech`): a file
         without any gets ``"speech": False`` and ``None`` as its score; others ``"speech": True``.
     on_batch : callable, optional
-        Called with each batch's ``(results, failures)`` as soon as it is scored.
+        Called with each batch's ``(results, failures)`` as soon as it is scored (in batch order).
+    threads : int or str
+        Batch threads (:func:`~speechbrain_sqe.inference.batching.map_batches`): ``"auto"`` (one
+        per torch thread on a CPU; serial on a GPU or with ``num_workers``), or a number (1: serial).
 
     Returns
     -------
@@ -79,36 +84,42 @@ def score_files(scorer, paths, batch_size=16, frames=False, num_workers=0, progr
     failures : list of tuple
         ``(path, reason)`` of files that could not be scored.
     """
-    loader = length_sorted_loader(paths, scorer.load_file, batch_size, num_workers)
     columns = list(scorer.metric_names)
-    results, failures = {}, []
     rate = scorer.hparams.sample_rate
-    with tqdm(total=len(paths), desc="scoring", unit="file", disable=not progress) as bar:
-        for names, wavs, lens, bad in loader:
-            failures += bad
-            batch, unscored = [], []
-            if names:
-                scores, frame_scores = _score(scorer, wavs, lens, frames)
-                for row, name in enumerate(names):
-                    samples = round(float(lens[row]) * wavs.shape[1])
-                    if isinstance(scores[row], str):
-                        unscored.append((name, scores[row]))
-                        continue
-                    result = {"path": name, **{column: float(value) for column, value in zip(columns, scores[row])},
-                              "duration": samples / rate}
-                    if detect_speech:
-                        result["speech"] = has_speech(wavs[row, :samples], rate)
-                        for column in columns:
-                            if not result["speech"] or result[column] != result[column]:  # NaN: no speech frame
-                                result[column] = None
-                    if frames:
-                        count = round(result["duration"] / scorer.frame_hop_seconds) + 1
-                        result["frames"] = frame_scores[row, :count]
-                    results[name] = result
-                    batch.append(result)
-            failures += unscored
+
+    def score_batch(names, wavs, lens, bad):
+        batch, unscored = [], []
+        if names:
+            scores, frame_scores = _score(scorer, wavs, lens, frames)
+            for row, name in enumerate(names):
+                samples = round(float(lens[row]) * wavs.shape[1])
+                if isinstance(scores[row], str):
+                    unscored.append((name, scores[row]))
+                    continue
+                result = {"path": name, **{column: float(value) for column, value in zip(columns, scores[row])},
+                          "duration": samples / rate}
+                if detect_speech:
+                    result["speech"] = has_speech(wavs[row, :samples], rate)
+                    for column in columns:
+                        if not result["speech"] or result[column] != result[column]:  # NaN: no speech frame
+                            result[column] = None
+                if frames:
+                    count = round(result["duration"] / scorer.frame_hop_seconds) + 1
+                    result["frames"] = frame_scores[row, :count]
+                batch.append(result)
+        return batch, bad + unscored
+
+    threads = batch_threads(threads, getattr(scorer, "device", "cpu"), num_workers)
+    results, failures = {}, []
+    batches = map_batches(paths, scorer.load_file, score_batch, batch_size, threads, num_workers)
+    # closing: a stop (an error in on_batch, Ctrl-C) ends the batch threads at once, not when collected
+    with contextlib.closing(batches), tqdm(total=len(paths), desc="scoring", unit="file",
+                                           disable=not progress) as bar:
+        for batch, failed in batches:
+            results.update((result["path"], result) for result in batch)
+            failures += failed
             if on_batch is not None:
-                on_batch(batch, bad + unscored)
-            bar.update(len(names) + len(bad))
+                on_batch(batch, failed)
+            bar.update(len(batch) + len(failed))
     ordered = [results[p] for p in paths if p in results]
     return ordered, failures

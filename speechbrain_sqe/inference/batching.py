@@ -1,10 +1,23 @@
 """What every batch job of the interfaces shares: read files with the interface's loader, sort them by
 length, pad them into batches, and report unreadable files instead of stopping.
 
-Files are decoded in a DataLoader (optionally in worker processes) while the model works on the
-previous batch. Batches hold files of similar length so padding costs little; the interfaces' masked
-processing makes a padded batch give each file exactly its result alone.
+Batches hold files of similar length so padding costs little; the interfaces' masked processing
+makes a padded batch give each file exactly its result alone. :func:`map_batches` runs a job's
+per-batch work over them in one of two ways:
+
+- **batch threads** (the default on a multi-core CPU): ``N`` threads each decode and process whole
+  batches with one torch thread apiece (torch releases the GIL inside its operators). Small models
+  on short frames scale poorly inside one operator (one 2-thread convolution, norm or STFT waits
+  for its slower half); whole batches side by side keep every core busy, and decoding overlaps the
+  model. Each batch's numbers are those of a one-thread run (the same within float rounding as
+  any thread count);
+- **serial** (one batch at a time, the operators using every torch thread; decoding optionally in
+  DataLoader worker processes): on a GPU, with ``num_workers``, or where there is one batch.
 """
+
+import collections
+import contextlib
+from concurrent.futures import ThreadPoolExecutor
 
 import soundfile
 import torch
@@ -12,8 +25,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from speechbrain_sqe.dataio.audio import AudioLoadError
 
-__all__ = ["MAX_BATCH_SECONDS", "AudioFileDataset", "budget_batches", "collate_padded", "duration_seconds",
-           "length_sorted_loader"]
+__all__ = ["MAX_BATCH_SECONDS", "AudioFileDataset", "batch_threads", "budget_batches", "collate_padded",
+           "duration_seconds", "length_sorted_loader", "map_batches"]
 
 
 class AudioFileDataset(Dataset):
@@ -183,13 +196,137 @@ def length_sorted_loader(paths, load, batch_size, num_workers=0, source_of=None,
     torch.utils.data.DataLoader
         Batches ``(paths, wavs, lens, failures)``.
     """
+    dataset, batches = _sorted_batches(paths, load, batch_size, source_of, max_batch_seconds)
+    return DataLoader(dataset, batch_sampler=batches, collate_fn=collate_padded, num_workers=num_workers)
+
+
+def _sorted_batches(paths, load, batch_size, source_of, max_batch_seconds):
+    """The dataset of ``paths`` sorted by duration and its batches (positions), as the loader uses."""
     duration = {key: duration_seconds(key if source_of is None else source_of[key]) for key in paths}
     ordered = sorted(paths, key=duration.__getitem__)
     if source_of is not None:
         load = _LoadSource(load, source_of)
-    batches = budget_batches([duration[key] for key in ordered], batch_size, max_batch_seconds)
-    return DataLoader(AudioFileDataset(ordered, load), batch_sampler=batches, collate_fn=collate_padded,
-                      num_workers=num_workers)
+    return AudioFileDataset(ordered, load), budget_batches([duration[key] for key in ordered], batch_size,
+                                                           max_batch_seconds)
+
+
+def batch_threads(threads, device="cpu", num_workers=0):
+    """How many batch threads :func:`map_batches` uses for a ``threads`` setting.
+
+    Arguments
+    ---------
+    threads : int or str
+        ``"auto"``: one per torch thread (``torch.get_num_threads()``) on a CPU, 1 on a GPU or with
+        decoding processes (``num_workers``); a number: that many (1: serial).
+    device : str or torch.device
+        The model's device.
+    num_workers : int
+        DataLoader decoding processes asked for (they take the serial path).
+
+    Returns
+    -------
+    int
+        Batch threads (1: serial).
+
+    Example
+    -------
+    >>> batch_threads(3), batch_threads("auto", "cuda:0"), batch_threads("auto", num_workers=2)
+    (3, 1, 1)
+    """
+    if threads == "auto":
+        if torch.device(device).type != "cpu" or num_workers:
+            return 1
+        return max(1, torch.get_num_threads())
+    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+        raise ValueError(f"batch threads must be 'auto' or a positive number, got {threads!r}")
+    return threads
+
+
+@contextlib.contextmanager
+def one_torch_thread():
+    """Runs the block with one intra-op torch thread (the batch threads' setting), then restores the
+    previous count."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def map_batches(paths, load, work, batch_size, threads=1, num_workers=0, source_of=None,
+                max_batch_seconds=MAX_BATCH_SECONDS):
+    """Yields ``work(names, wavs, lens, failures)`` of every length-sorted padded batch, in batch order.
+
+    With ``threads`` > 1 and more than one batch, that many threads each decode and process whole
+    batches, one torch thread each (see the module docstring); at most ``2 * threads`` batches are
+    in flight (memory stays flat over any folder), and the results come back in order. Otherwise
+    the batches come one at a time from :func:`length_sorted_loader` (``num_workers`` decoding
+    processes) and ``work`` runs here.
+
+    ``work`` must be safe to call from several threads at once (an interface's inference in eval
+    mode is); where the caller stops early (an exception, ``close()``), batches not started are
+    dropped and those running are finished first.
+
+    Arguments
+    ---------
+    paths : list of str
+        The files (or keys, with ``source_of``).
+    load : callable
+        The interface's ``load_file``.
+    work : callable
+        ``(names, wavs, lens, failures) -> result`` of one :func:`collate_padded` batch.
+    batch_size : int
+        Files per batch.
+    threads : int
+        Batch threads (:func:`batch_threads` turns ``"auto"`` into a number); 1: serial.
+    num_workers : int
+        Decoding processes of the serial path.
+    source_of : dict, optional
+        ``key -> input file`` when ``paths`` are keys.
+    max_batch_seconds : float, optional
+        As in :func:`length_sorted_loader`.
+
+    Yields
+    ------
+    object
+        ``work``'s result of each batch.
+
+    Example
+    -------
+    >>> load = lambda name: torch.ones(len(name))  # names, not files: each reads as 0 s, order kept
+    >>> shapes = lambda names, wavs, lens, bad: (names, tuple(wavs.shape))  # wavs: [batch, time]
+    >>> list(map_batches(["a", "bbb", "cc", "dddd"], load, shapes, batch_size=2, threads=2))
+    [(['a', 'bbb'], (2, 3)), (['cc', 'dddd'], (2, 4))]
+    """
+    if threads > 1:
+        dataset, batches = _sorted_batches(paths, load, batch_size, source_of, max_batch_seconds)
+        if len(batches) > 1:
+            yield from _threaded(dataset, batches, work, threads)
+            return
+    for batch in length_sorted_loader(paths, load, batch_size, num_workers, source_of, max_batch_seconds):
+        yield work(*batch)
+
+
+def _threaded(dataset, batches, work, threads):
+    """:func:`map_batches`' batch threads (written here: torch's DataLoader decodes in threads or
+    processes but runs the model in the caller's thread only)."""
+
+    def task(positions):
+        return work(*collate_padded([dataset[index] for index in positions]))
+
+    with one_torch_thread():
+        pool = ThreadPoolExecutor(threads, thread_name_prefix="sqe-batch")
+        pending = collections.deque()
+        try:
+            for positions in batches:
+                pending.append(pool.submit(task, positions))
+                if len(pending) >= 2 * threads:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 class _LoadSource:
