@@ -71,7 +71,8 @@ def test_batch_threads_give_the_serial_scores_in_order(hub_folder, tmp_path):
     for threads in (1, 3):
         calls = []
         results, failures = score_files(scorer, paths, batch_size=2, progress=False, threads=threads,
-                                        on_batch=lambda batch, bad: calls.append(([r["path"] for r in batch], bad)))
+                                        on_batch=lambda batch, bad, calls=calls: calls.append(
+                                            ([r["path"] for r in batch], bad)))
         runs[threads] = results, failures, calls
         assert torch.get_num_threads() == before
     (serial, serial_bad, serial_calls), (threaded, threaded_bad, threaded_calls) = runs[1], runs[3]

@@ -294,7 +294,8 @@ def enhance_files(enhancer, files, out_paths, batch_size=8, progress=True, threa
         Show a tqdm progress bar.
     threads : int or str
         Batch threads (:func:`~speechbrain_sqe.inference.batching.map_batches`): ``"auto"`` (one
-        per torch thread on a CPU, serial on a GPU), or a number (1: serial). Files are written
+        per torch thread on a CPU; serial on a GPU or for an interface whose
+        ``SIDE_BY_SIDE_BATCHES`` is False), or a number (1: serial). Files are written
         here, in batch order, while the threads enhance the next batches.
     **options : dict
         The enhancer's method options (its ``OPTIONS``, e.g. the VQ enhancer's ``mix``), checked
@@ -342,7 +343,9 @@ def enhance_files(enhancer, files, out_paths, batch_size=8, progress=True, threa
         return names, (_enhance(enhancer, names, wavs, lens, options) if names else []), bad
 
     batches = map_batches(out_paths, enhancer.load_file, enhance_batch, batch_size,
-                          batch_threads(threads, getattr(enhancer, "device", "cpu")), source_of=source_of)
+                          batch_threads(threads, getattr(enhancer, "device", "cpu"),
+                                        side_by_side=getattr(enhancer, "SIDE_BY_SIDE_BATCHES", True)),
+                          source_of=source_of)
     written, failed = {}, {}
     # closing: a stop (a write error, Ctrl-C) ends the batch threads at once, not when collected
     with contextlib.closing(batches), tqdm(total=len(files), desc="enhancing", unit="file",

@@ -72,7 +72,8 @@ def score_files(scorer, paths, batch_size=16, frames=False, num_workers=0, progr
         Called with each batch's ``(results, failures)`` as soon as it is scored (in batch order).
     threads : int or str
         Batch threads (:func:`~speechbrain_sqe.inference.batching.map_batches`): ``"auto"`` (one
-        per torch thread on a CPU; serial on a GPU or with ``num_workers``), or a number (1: serial).
+        per torch thread on a CPU; serial on a GPU, with ``num_workers`` or for an interface whose
+        ``SIDE_BY_SIDE_BATCHES`` is False), or a number (1: serial).
 
     Returns
     -------
@@ -109,7 +110,8 @@ def score_files(scorer, paths, batch_size=16, frames=False, num_workers=0, progr
                 batch.append(result)
         return batch, bad + unscored
 
-    threads = batch_threads(threads, getattr(scorer, "device", "cpu"), num_workers)
+    threads = batch_threads(threads, getattr(scorer, "device", "cpu"), num_workers,
+                            getattr(scorer, "SIDE_BY_SIDE_BATCHES", True))
     results, failures = {}, []
     batches = map_batches(paths, scorer.load_file, score_batch, batch_size, threads, num_workers)
     # closing: a stop (an error in on_batch, Ctrl-C) ends the batch threads at once, not when collected

@@ -210,18 +210,21 @@ def _sorted_batches(paths, load, batch_size, source_of, max_batch_seconds):
                                                            max_batch_seconds)
 
 
-def batch_threads(threads, device="cpu", num_workers=0):
+def batch_threads(threads, device="cpu", num_workers=0, side_by_side=True):
     """How many batch threads :func:`map_batches` uses for a ``threads`` setting.
 
     Arguments
     ---------
     threads : int or str
-        ``"auto"``: one per torch thread (``torch.get_num_threads()``) on a CPU, 1 on a GPU or with
-        decoding processes (``num_workers``); a number: that many (1: serial).
+        ``"auto"``: one per torch thread (``torch.get_num_threads()``) on a CPU; 1 on a GPU, with
+        decoding processes (``num_workers``) or for a model that prefers one batch at a time
+        (``side_by_side``); a number: that many (1: serial).
     device : str or torch.device
         The model's device.
     num_workers : int
         DataLoader decoding processes asked for (they take the serial path).
+    side_by_side : bool
+        The interface's ``SIDE_BY_SIDE_BATCHES`` (what ``"auto"`` does for it on a CPU).
 
     Returns
     -------
@@ -232,9 +235,11 @@ def batch_threads(threads, device="cpu", num_workers=0):
     -------
     >>> batch_threads(3), batch_threads("auto", "cuda:0"), batch_threads("auto", num_workers=2)
     (3, 1, 1)
+    >>> batch_threads("auto", side_by_side=False)
+    1
     """
     if threads == "auto":
-        if torch.device(device).type != "cpu" or num_workers:
+        if torch.device(device).type != "cpu" or num_workers or not side_by_side:
             return 1
         return max(1, torch.get_num_threads())
     if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:

@@ -405,6 +405,9 @@ class LearnedQualityPredictor(QualityPredictor):
     DEFAULT_SOURCE = os.path.join(PRETRAINED_FOLDER, "sqa")
     MIN_SECONDS = 0.1
     METRIC_NAME = "sqa"
+    # Its Transformers' products use both threads well: batches side by side measured no faster
+    # (22 against 23 x real time, 2-core CPU) for 1.4 GB more memory (benchmarks/RESULTS.md).
+    SIDE_BY_SIDE_BATCHES = False
     HUB_TITLE = ("Learned multi-metric speech quality predictor (a Transformer over weighted SSL layers;\n"
                  "URGENT 2026 track 2 baseline layout), trained with speechbrain-sqe's hparams/sqa.yaml.")
 

@@ -39,6 +39,10 @@ class SafePretrained(Pretrained):
     MIN_SECONDS = 0.1
     #: Header of the hyperparams file of an exported folder.
     HUB_TITLE = ""
+    #: Whether batch jobs' ``threads="auto"`` runs whole batches side by side on a CPU, one torch
+    #: thread each (:func:`~speechbrain_sqe.inference.batching.batch_threads`): faster for small
+    #: models; a model whose large matrix products use every thread well sets False.
+    SIDE_BY_SIDE_BATCHES = True
     #: Constructor-argument changes for inference, by module (e.g. no DDP codebook sync).
     INFERENCE_OVERRIDES: ClassVar[dict] = {}
     #: Comments written above the settings of an exported hyperparams file.
