@@ -270,7 +270,9 @@ def map_batches(paths, load, work, batch_size, threads=1, num_workers=0, source_
     processes) and ``work`` runs here.
 
     ``work`` must be safe to call from several threads at once (an interface's inference in eval
-    mode is); where the caller stops early (an exception, ``close()``), batches not started are
+    mode is). torch's thread count is process-wide: while batch threads run it is 1 for the whole
+    process (another thread of the caller using torch meanwhile gets one thread too) and it is
+    restored at the end. Where the caller stops early (an exception, ``close()``), batches not started are
     dropped and those running are finished first.
 
     Arguments
