@@ -248,7 +248,7 @@ def batch_threads(threads, device="cpu", num_workers=0, side_by_side=True):
 
 
 @contextlib.contextmanager
-def one_torch_thread():
+def _one_torch_thread():
     """Runs the block with one intra-op torch thread (the batch threads' setting), then restores the
     previous count."""
     previous = torch.get_num_threads()
@@ -266,8 +266,8 @@ def map_batches(paths, load, work, batch_size, threads=1, num_workers=0, source_
     With ``threads`` > 1 and more than one batch, that many threads each decode and process whole
     batches, one torch thread each (see the module docstring); at most ``2 * threads`` batches are
     in flight (memory stays flat over any folder), and the results come back in order. Otherwise
-    the batches come one at a time from :func:`length_sorted_loader` (``num_workers`` decoding
-    processes) and ``work`` runs here.
+    the batches come one at a time from a DataLoader (as :func:`length_sorted_loader`'s;
+    ``num_workers`` decoding processes) and ``work`` runs here.
 
     ``work`` must be safe to call from several threads at once (an interface's inference in eval
     mode is). torch's thread count is process-wide: while batch threads run it is 1 for the whole
@@ -306,12 +306,12 @@ def map_batches(paths, load, work, batch_size, threads=1, num_workers=0, source_
     >>> list(map_batches(["a", "bbb", "cc", "dddd"], load, shapes, batch_size=2, threads=2))
     [(['a', 'bbb'], (2, 3)), (['cc', 'dddd'], (2, 4))]
     """
-    if threads > 1:
-        dataset, batches = _sorted_batches(paths, load, batch_size, source_of, max_batch_seconds)
-        if len(batches) > 1:
-            yield from _threaded(dataset, batches, work, threads)
-            return
-    for batch in length_sorted_loader(paths, load, batch_size, num_workers, source_of, max_batch_seconds):
+    dataset, batches = _sorted_batches(paths, load, batch_size, source_of, max_batch_seconds)
+    if threads > 1 and len(batches) > 1:
+        yield from _threaded(dataset, batches, work, threads)
+        return
+    loader = DataLoader(dataset, batch_sampler=batches, collate_fn=collate_padded, num_workers=num_workers)
+    for batch in loader:
         yield work(*batch)
 
 
@@ -322,7 +322,7 @@ def _threaded(dataset, batches, work, threads):
     def task(positions):
         return work(*collate_padded([dataset[index] for index in positions]))
 
-    with one_torch_thread():
+    with _one_torch_thread():
         pool = ThreadPoolExecutor(threads, thread_name_prefix="sqe-batch")
         pending = collections.deque()
         try:
