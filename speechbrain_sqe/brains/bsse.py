@@ -164,13 +164,20 @@ class BSSEBrain(RecipeBrain):
 
     # ------------------------------------------------------------------ training
     def corrupt(self, clean, lens):
-        """Noisy training input: maybe a room (per utterance, ``reverb_prob``), then noise."""
+        """Noisy training input: maybe a room (per utterance, ``reverb_prob``), then noise (varied with
+        ``noise_variation_prob``, :class:`~speechbrain_sqe.dataio.noise_variation.NoiseVariation`)."""
         noisy = clean
         if self.add_reverb is not None:
             pick = torch.rand(clean.shape[0], device=clean.device) < self.hparams.reverb_prob
             if bool(pick.any()):
                 noisy = torch.where(pick.unsqueeze(1), self.add_reverb(clean), clean)
-        noisy = self.add_noise(noisy, lens)
+        variation = getattr(self.hparams, "noise_variation", None)
+        if variation is not None and variation.prob > 0:
+            # AddNoise adds the scaled noise to its input: the difference is that noise alone.
+            before = noisy
+            noisy = before + variation(self.add_noise(noisy, lens) - before)
+        else:
+            noisy = self.add_noise(noisy, lens)
         return noisy * (torch.arange(clean.shape[1], device=clean.device)[None, :]
                         < torch.round(lens * clean.shape[1])[:, None]).to(noisy.dtype)
 
@@ -317,5 +324,7 @@ class BSSEBrain(RecipeBrain):
              "SSL fine-tuning": hp.ssl_finetune if self.uses_ssl else "no SSL",
              "epochs": f"{hp.number_of_epochs} (lowest validation loss kept)",
              "training mixtures": f"SNR U[{hp.snr_low}, {hp.snr_high}] dB, reverberation p={hp.reverb_prob}, "
-                                  f"{hp.crop_seconds} s crops, gain U{list(hp.gain_range)}"},
+                                  f"{hp.crop_seconds} s crops, gain U{list(hp.gain_range)}"
+                                  + (f", noise varied with p={hp.noise_variation_prob} (colour, speed, level)"
+                                     if getattr(hp, "noise_variation_prob", 0) else "")},
         )

@@ -126,6 +126,7 @@ RECIPE_POLICY = dataclasses.replace(
         "speechbrain_sqe.dataio.prepare.prepare_corpus",
         "speechbrain_sqe.dataio.sqa_labels.prepare_sqa_labels",
         "speechbrain_sqe.dataio.realism.CleanRealism",
+        "speechbrain_sqe.dataio.noise_variation.NoiseVariation",
         "speechbrain.utils.checkpoints.Checkpointer",
         "speechbrain.utils.epoch_loop.EpochCounter",
         "speechbrain.utils.epoch_loop.EpochCounterWithStopper",
