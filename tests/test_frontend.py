@@ -5,6 +5,7 @@ import torch
 
 from speechbrain_sqe.lobes import spectral, tera
 from speechbrain_sqe.lobes.frontend import (
+    MAGNITUDE_FLOOR,
     SpectralFrontEnd,
     STFTMagnitude,
     TERAFeatures,
@@ -128,3 +129,29 @@ def test_stft_magnitude_matches_the_plain_formula_with_and_without_gradients():
     assert torch.allclose(spec.detach(), torch.log1p(plain), atol=1e-6)
     spec.sum().backward()
     assert torch.isfinite(leaf.grad).all() and float(leaf.grad.abs().sum()) > 0
+
+
+def test_centred_frames_equal_torch_stft_with_lengths_in_the_convolutions_layout():
+    """The front end pads the waveform itself (then ``center=False``): the frames of ``torch.stft``'s
+    centred transform, exactly, for each utterance of a batch with lengths (zeros after its end),
+    and the result is the transposed view of a ``[batch, freq, frames]`` buffer, the layout the
+    first convolution reads without a copy."""
+    wav = _wavs(batch=4, samples=9000)
+    lengths = torch.tensor([1.0, 0.5, 0.5, 0.8])
+    window = torch.hamming_window(400)
+    with torch.no_grad():
+        spec = stft_magnitude(wav, n_fft=400, hop_length=160, win_length=400, lengths=lengths, window="hamming")
+    assert spec.transpose(1, 2).is_contiguous()
+    for row, length in enumerate(lengths.tolist()):
+        n = round(length * wav.shape[1])
+        alone = torch.stft(wav[row, :n], 400, 160, 400, window, center=True, pad_mode="reflect",
+                           return_complex=True).abs().pow(2).clamp(min=MAGNITUDE_FLOOR).sqrt().T
+        assert torch.allclose(spec[row, : alone.shape[0]], alone, atol=1e-6)
+        assert float(spec[row, alone.shape[0]:].abs().sum()) == 0.0
+
+
+def test_a_waveform_too_short_for_the_reflect_padding_is_refused_clearly():
+    with pytest.raises(ValueError, match="100 samples is too short for the STFT's reflect padding"):
+        stft_magnitude(torch.randn(2, 100))
+    with pytest.raises(ValueError, match="too short"):  # one utterance of a batch too
+        stft_magnitude(torch.randn(2, 4000), lengths=torch.tensor([1.0, 0.02]))
