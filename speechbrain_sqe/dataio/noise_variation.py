@@ -7,8 +7,10 @@ utterance, in the ways real noises differ from one another:
 
 - **colour**: a random equalizer, gains U[-``eq_db``, ``eq_db``] dB at ``eq_bands`` log-spaced
   frequencies (50 Hz to Nyquist), linear in log frequency between them (zero phase);
-- **speed**: resampled by a factor U[1/``max_speed``, ``max_speed``] (pitch, spectral centre and
-  rhythm move together; the noise is continued by its time reversal when it runs short);
+- **speed**: resampled by a log-uniform factor in [1/``max_speed``, ``max_speed``] (pitch, spectral
+  centre and rhythm move together; the noise is continued by its time reversal when it runs short;
+  linear interpolation without an anti-aliasing filter, so a speed-up folds what lies above the new
+  Nyquist frequency back into the band: still noise, one more way for it to differ);
 - **level fluctuation**: multiplied by ``exp(depth * m(t))``, ``m`` a smooth random modulation of
   unit peak at 0.5-4 Hz, depth U[0, ``max_modulation``] nepers (steady noises come and go).
 
