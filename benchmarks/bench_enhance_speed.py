@@ -2,7 +2,7 @@
 
     python benchmarks/bench_enhance_speed.py [--files N] [--folder DIR | --synthetic] [--seconds S]
         [--enhancer NAME=SOURCE ...] [--model SOURCE] [--peers [NAME ...]] [--threads 1 2] [--batch-sizes 1 8]
-        [--batch-threads auto 1]
+        [--batch-threads auto 1] [--allocator kept|default]
 
 Systems, measured in the same run: one per ``--enhancer NAME=SOURCE`` (any enhancer hub folder or
 hub id, loaded with :func:`speechbrain_sqe.inference.hub.load_model` by the interface it names: the
@@ -37,7 +37,12 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from bench_vqscore import make_files  # benchmarks/ is not a package
+from bench_vqscore import (  # benchmarks/ is not a package
+    ALLOCATOR_HELP,
+    ALLOCATOR_NAMES,
+    ALLOCATORS,
+    make_files,
+)
 
 #: The test noisy speech of the embedded corpus, used when it exists.
 DEFAULT_FOLDER = os.path.join(os.path.dirname(HERE), "data", "embedded", "train30min_seed1234", "test", "noisy")
@@ -89,7 +94,10 @@ def run_one(config):
     import torch
 
     from speechbrain_sqe.metrics.runner import limit_blas_threads
+    from speechbrain_sqe.utils.allocator import keep_freed_memory
 
+    if config["allocator"] == "kept":  # as `sqe` does at start (the peers get it too)
+        keep_freed_memory()
     torch.set_num_threads(config["threads"])
     limit_blas_threads(config["threads"])
     out_dir = tempfile.mkdtemp()
@@ -200,6 +208,7 @@ def main(argv=None):
     parser.add_argument("--batch-threads", nargs="+", default=["auto"], metavar="N",
                         type=lambda text: text if text == "auto" else int(text),
                         help="enhance_files' batch threads of the enhancers (auto: one per torch thread)")
+    parser.add_argument("--allocator", choices=ALLOCATORS, default="kept", help=ALLOCATOR_HELP)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -219,7 +228,8 @@ def main(argv=None):
         source = f"{len(paths)} synthetic files x {args.seconds:.1f} s"
     if not paths:
         sys.exit(f"no audio files in {folder}")
-    print(f"{source}; {os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.2f} (1 min) at the start")
+    print(f"{source}; {os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.2f} (1 min) at the start; "
+          f"allocator: {ALLOCATOR_NAMES[args.allocator]}")
     for name, spec in systems:
         print(f"- {name}: " + (f"enhancer {spec['source']} (load_model, enhance_files)" if "source" in spec
                                else f"peer {spec['peer']} (benchmarks/peer_enhancers.py), one file at a time"))
@@ -232,7 +242,8 @@ def main(argv=None):
         for threads in args.threads:
             for batch_size in (args.batch_sizes if "source" in spec else [None]):
                 for batch_threads in (args.batch_threads if "source" in spec else [None]):
-                    rows.append(_measure(name, spec, paths, threads, batch_size, batch_threads))
+                    rows.append(_measure(name, {**spec, "allocator": args.allocator}, paths, threads,
+                                         batch_size, batch_threads))
     print()
     print(f"load average {os.getloadavg()[0]:.2f} (1 min) at the end")
     return rows

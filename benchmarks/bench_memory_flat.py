@@ -1,12 +1,13 @@
 """Peak memory against folder size: scoring and enhancing folders of 0.5 to 10 hours.
 
     python benchmarks/bench_memory_flat.py [--hours 0.5 2 10] [--enhancer NAME=FOLDER ...]
-        [--no-scoring] [--file-minutes M]
+        [--no-scoring] [--file-minutes M] [--allocator kept|default]
 
 Makes 60 distinct speech-like files of 60 s (one hour; harmonic tones with noise bursts; of M
 minutes each with ``--file-minutes``, e.g. 60 for hour-long recordings) and folders
 of the requested sizes from hard links to them (no extra disk for the inputs), then runs, each in a
-fresh process so its peak RSS is its own: ``score_files`` with the shipped VQScore (as ``sqe score``)
+fresh process so its peak RSS is its own, with glibc's allocator set as ``sqe`` sets it
+(``--allocator default``: glibc's defaults): ``score_files`` with the shipped VQScore (as ``sqe score``)
 and ``enhance_files`` with each enhancer (as ``sqe enhance``; outputs written, then deleted).
 Prints a markdown table: hours, files, seconds, x real time, peak RSS (MB). Flat memory means the
 peak RSS does not grow with the hours.
@@ -25,11 +26,21 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
+from bench_vqscore import (  # benchmarks/ is not a package
+    ALLOCATOR_HELP,
+    ALLOCATOR_NAMES,
+    ALLOCATORS,
+    make_files,
+)
 
 
 def run_child(config):
     import torch
 
+    from speechbrain_sqe.utils.allocator import keep_freed_memory
+
+    if config["allocator"] == "kept":  # as `sqe` does at start
+        keep_freed_memory()
     torch.set_num_threads(config["threads"])
     from speechbrain_sqe.inference.hub import load_model
 
@@ -61,12 +72,12 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-scoring", action="store_true", help="enhancement only")
     parser.add_argument("--file-minutes", type=float, default=1.0, help="length of each input file")
+    parser.add_argument("--allocator", choices=ALLOCATORS, default="kept", help=ALLOCATOR_HELP)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(run_child(json.loads(args.child))))
         return
-    from bench_vqscore import make_files
 
     enhancers = [item.split("=", 1) for item in (args.enhancer or ["bsse=speechbrain_sqe/pretrained/bsse"])]
     work = tempfile.mkdtemp()
@@ -76,7 +87,7 @@ def main():
         sources = make_files(os.path.join(work, "src"), min(60, per_hour * int(max(1, max(args.hours)))),
                              60.0 * args.file_minutes)
         print(f"{args.threads} torch threads; inputs: hard links to {len(sources)} files of "
-              f"{args.file_minutes:g} min\n")
+              f"{args.file_minutes:g} min; allocator: {ALLOCATOR_NAMES[args.allocator]}\n")
         print("| task | model | hours | files | seconds | x real time | peak RSS (MB) |")
         print("|---|---|---|---|---|---|---|")
         jobs = [] if args.no_scoring else [("score", "VQScore", args.scorer)]
@@ -93,7 +104,8 @@ def main():
                         os.link(sources[number % len(sources)], path)
                     paths.append(path)
                 out = os.path.join(work, "out")
-                config = {"task": task, "model": model, "paths": paths, "out": out, "threads": args.threads}
+                config = {"task": task, "model": model, "paths": paths, "out": out, "threads": args.threads,
+                          "allocator": args.allocator}
                 result = subprocess.run([sys.executable, __file__, "--child", json.dumps(config)],
                                         capture_output=True, text=True, check=False)
                 shutil.rmtree(out, ignore_errors=True)

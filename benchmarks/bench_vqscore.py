@@ -2,14 +2,16 @@
 Distill-MOS, with float32 (exact) and bfloat16 convolutions (``VQScore(precision=...)``).
 
     python benchmarks/bench_vqscore.py [--files N] [--seconds S] [--model FOLDER] [--batch-size B]
-        [--dnsmos-files N] [--repeats R] [--sqa-model FOLDER]
+        [--dnsmos-files N] [--repeats R] [--sqa-model FOLDER] [--allocator kept|default]
+        [--folder DIR ...]
 
 The learned multi-metric predictor (``--sqa-model``, the shipped one by default) is timed on the
 peers' subset, as a peer of the same job. "batch threads" is ``score_files(threads=...)``: 1 runs one
 batch at a time with every torch thread inside each operator (the only way before session 17);
 ``auto`` (the default of ``score_files`` and ``sqe score``) runs one batch per torch thread side by
 side, one thread each. Each configuration runs in a fresh subprocess so that its peak memory (max
-RSS) is its own. Prints a markdown table.
+RSS) is its own, with glibc's allocator set as ``sqe`` sets it (``--allocator default``: glibc's
+defaults, see :mod:`speechbrain_sqe.utils.allocator`). Prints a markdown table.
 """
 
 import argparse
@@ -23,6 +25,13 @@ import time
 
 import numpy as np
 import soundfile
+
+#: ``--allocator``: ``kept`` = glibc keeps freed memory for reuse, as ``sqe`` sets it
+#: (:func:`speechbrain_sqe.utils.allocator.keep_freed_memory`); ``default`` = glibc's own thresholds.
+ALLOCATORS = ("kept", "default")
+ALLOCATOR_NAMES = {"kept": "freed memory kept (as sqe)", "default": "glibc defaults"}
+ALLOCATOR_HELP = ("kept (default): glibc keeps freed memory for reuse, as `sqe` sets it at start "
+                  "(speechbrain_sqe.utils.allocator); default: glibc's own thresholds")
 
 
 def make_files(folder, count, seconds, rate=16000):
@@ -46,6 +55,10 @@ def run_one(config):
     after one untimed pass over a few files that loads everything)."""
     import torch
 
+    from speechbrain_sqe.utils.allocator import keep_freed_memory
+
+    if config["allocator"] == "kept":  # as `sqe` does at start
+        keep_freed_memory()
     torch.set_num_threads(config["threads"])
     start = time.perf_counter()
     if config["method"] in ("vqscore", "sqa"):
@@ -87,12 +100,16 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--files", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--folder", nargs="+", default=None, metavar="DIR",
+                        help="score the first --files audio files of these folders (e.g. real recordings of "
+                             "varied lengths) instead of synthetic files of --seconds")
     parser.add_argument("--model", default=None, help="VQScore folder (default: the shipped model)")
     parser.add_argument("--sqa-model", default=None,
                         help="learned multi-metric predictor folder (default: the shipped one; '' to skip)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--dnsmos-files", type=int, default=40, help="the peers are slow: a subset")
     parser.add_argument("--repeats", type=int, default=3, help="timed passes per configuration (best kept)")
+    parser.add_argument("--allocator", choices=ALLOCATORS, default="kept", help=ALLOCATOR_HELP)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -102,9 +119,18 @@ def main():
 
     model = args.model or DEFAULT_MODEL
     sqa_model = LearnedQualityPredictor.DEFAULT_SOURCE if args.sqa_model is None else args.sqa_model
-    folder = tempfile.mkdtemp()
-    paths = make_files(folder, args.files, args.seconds)
-    audio_seconds = args.files * args.seconds
+    if args.folder:
+        from speechbrain_sqe.dataio.files import expand_audio_inputs
+
+        paths = expand_audio_inputs(args.folder)[: args.files]
+        if not paths:
+            sys.exit(f"no audio files in {' '.join(args.folder)}")
+        source = f"{len(paths)} files of {' '.join(args.folder)}"
+    else:
+        paths = make_files(tempfile.mkdtemp(), args.files, args.seconds)
+        source = f"{args.files} files x {args.seconds:.1f} s"
+    duration = {path: soundfile.info(path).duration for path in paths}
+    audio_seconds = sum(duration.values())
     peers = paths[: args.dnsmos_files]
     # (name, method, torch threads, batch threads (score_files' threads; "auto" = one per torch
     # thread, the default of score_files and sqe score), decode workers, precision, files)
@@ -125,7 +151,8 @@ def main():
     ]
     if not sqa_model:
         configs = [config for config in configs if config[1] != "sqa"]
-    print(f"{args.files} files x {args.seconds:.1f} s ({audio_seconds / 60:.1f} min), batch {args.batch_size}")
+    print(f"{source} ({audio_seconds / 60:.1f} min), batch {args.batch_size}, "
+          f"allocator: {ALLOCATOR_NAMES[args.allocator]}")
     print()
     print("| method | precision | torch threads | batch threads | decode workers | files | seconds | x real time "
           "| peak RSS (MB) |")
@@ -134,7 +161,7 @@ def main():
         config = {"method": method, "threads": threads, "workers": workers, "paths": subset, "model": model,
                   "batch_threads": batch_threads,
                   "batch_size": args.batch_size, "precision": precision, "repeats": args.repeats,
-                  "sqa_model": sqa_model}
+                  "sqa_model": sqa_model, "allocator": args.allocator}
         out = subprocess.run([sys.executable, __file__, "--child", json.dumps(config)],
                              capture_output=True, text=True, check=False)
         if out.returncode != 0:
@@ -142,7 +169,7 @@ def main():
                   f"{out.stderr.strip().splitlines()[-1]} |")
             continue
         result = json.loads(out.stdout.strip().splitlines()[-1])
-        seconds = len(subset) * args.seconds
+        seconds = sum(duration[path] for path in subset)
         shown = {"vqscore": threads, "dnsmos": f"{threads} (onnxruntime: its own)"}.get(method, threads)
         print(f"| {name} | {precision if method == 'vqscore' else '-'} | {shown} | {batch_threads} | {workers} | "
               f"{len(subset)} | "

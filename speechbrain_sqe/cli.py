@@ -19,6 +19,7 @@ import time
 
 from speechbrain_sqe import __version__
 from speechbrain_sqe.metrics import registry
+from speechbrain_sqe.utils.allocator import keep_freed_memory
 
 
 def _metric_help():
@@ -1162,6 +1163,8 @@ def main(argv=None):
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 2
+    # Batches reuse freed memory instead of page-faulting it back in (speechbrain_sqe.utils.allocator).
+    keep_freed_memory()
     try:
         return args.func(args)
     except _user_errors() as error:

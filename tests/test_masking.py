@@ -59,6 +59,27 @@ def test_masked_statistics_equal_the_utterance_alone():
     torch.testing.assert_close(masked_mean_removal(x), x - x.mean(-1, keepdim=True))
 
 
+def test_masked_norms_inference_path_equals_the_autograd_path():
+    """Without autograd the norms take their faster path (batched matrix-vector sums); it gives the
+    values of the autograd path, including padded frames at 0, an all-padded row and constant
+    channels (zero variance)."""
+    torch.manual_seed(0)
+    x = torch.randn(4, 8, 50) * 3 + 1
+    x[2, 3] = 5.0  # a constant channel
+    mask = relative_lengths_to_mask(torch.tensor([1.0, 0.62, 0.3, 0.0]), 50)
+    fast = masked_instance_norm(x, mask)
+    exact = masked_instance_norm(x.clone().requires_grad_(), mask)
+    assert exact.requires_grad and not fast.requires_grad
+    torch.testing.assert_close(fast, exact.detach(), atol=1e-5, rtol=1e-5)
+    assert float(fast[1, :, 31:].abs().sum()) == 0.0 and float(fast[3].abs().sum()) == 0.0
+    assert torch.isfinite(fast).all() and float(fast[2, 3].abs().max()) == 0.0
+    exact.square().sum().backward()  # the autograd path still trains
+    fast = masked_mean_removal(x, mask)
+    exact = masked_mean_removal(x.clone().requires_grad_(), mask)
+    torch.testing.assert_close(fast, exact.detach(), atol=1e-5, rtol=1e-5)
+    assert float(fast[1, :, 31:].abs().sum()) == 0.0 and float(fast[3].abs().sum()) == 0.0
+
+
 def test_masked_mean():
     values = torch.randn(3, 10)
     mask = relative_lengths_to_mask(LENGTHS, 10)

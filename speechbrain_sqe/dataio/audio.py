@@ -19,7 +19,7 @@ import numpy as np
 import soundfile
 import torch
 import torchaudio
-from speechbrain.dataio import audio_io
+from speechbrain.dataio.audio_io import load as speechbrain_load
 
 logger = logging.getLogger(__name__)
 
@@ -99,13 +99,16 @@ def load_audio(path, sample_rate=16000, min_duration=None, warn=True):
     """
     source = io.BytesIO(path.data) if isinstance(path, AudioBytes) else os.fspath(path)
     path = os.fspath(path)
-    if not isinstance(source, io.BytesIO) and not os.path.exists(path):
-        raise AudioLoadError(f"{path}: file not found")
-    if os.path.isdir(path):
-        raise AudioLoadError(f"{path}: is a folder, not an audio file")
     try:
-        audio, file_rate = audio_io.load(source, channels_first=True, always_2d=True)
+        # The function imported itself: ``speechbrain.dataio.audio_io`` is a lazy module whose every
+        # attribute access inspects the caller's stack frame (60 us, a tenth of a short file's read).
+        audio, file_rate = speechbrain_load(source, channels_first=True, always_2d=True)
     except Exception as error:  # soundfile raises several types for bad files
+        # What is wrong is asked only now: the checks cost two file-system calls per good file.
+        if not isinstance(source, io.BytesIO) and not os.path.exists(path):
+            raise AudioLoadError(f"{path}: file not found") from None
+        if os.path.isdir(path):
+            raise AudioLoadError(f"{path}: is a folder, not an audio file") from None
         known = ", ".join(sorted(soundfile.available_formats()))
         raise AudioLoadError(
             f"{path}: cannot read as audio ({_root_cause(error)}). "
@@ -139,14 +142,14 @@ def load_audio(path, sample_rate=16000, min_duration=None, warn=True):
 
 
 def _warn_on_level(path, wav):
-    magnitude = wav.abs()
-    peak = float(magnitude.max())
+    low, high = torch.aminmax(wav)  # one pass, no |wav| buffer
+    peak = max(-float(low), float(high))
     if peak < SILENCE_PEAK:
         logger.warning("%s: digital silence (peak %.2e); scores will be meaningless", path, peak)
         return
     if peak < CLIP_LEVEL:  # nothing can be clipped: spare the count
         return
-    clipped = float((magnitude >= CLIP_LEVEL).float().mean())
+    clipped = float((wav.abs() >= CLIP_LEVEL).float().mean())
     if clipped > CLIP_FRACTION:
         logger.warning("%s: %.2f%% of samples are clipped", path, 100 * clipped)
 
