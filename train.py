@@ -27,6 +27,7 @@ from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import run_on_main
 
 from speechbrain_sqe.dataio.tts import MissingToolError
+from speechbrain_sqe.utils.allocator import keep_freed_memory
 from speechbrain_sqe.utils.determinism import deterministic_mode
 from speechbrain_sqe.utils.run_settings import RunSettingsChanged, check_resume
 from speechbrain_sqe.utils.safe_load import RECIPE_POLICY, check_hyperparams_file
@@ -45,6 +46,8 @@ def main(argv=None):
     flags = {flag for flag in FLAGS if flag in argv}
     argv = [arg for arg in argv if arg not in FLAGS]
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    # Batches reuse freed memory instead of page-faulting it back in (speechbrain_sqe.utils.allocator).
+    keep_freed_memory()
     # The overrides are checked with the file: they are merged into it before anything is built.
     check_hyperparams_file(hparams_file, trust_hparams=TRUST_FLAG in flags, policy=RECIPE_POLICY,
                            overrides=overrides)

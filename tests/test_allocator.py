@@ -69,3 +69,14 @@ def test_the_cli_sets_it_before_running_a_command():
             "print(status, allocator.allocator_tuned())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["2", "True"], out
+
+
+@pytest.mark.skipif(not GLIBC, reason="the setting applies to glibc only")
+def test_train_py_sets_it_before_the_recipe():
+    """``train.py`` sets it first thing (here the recipe file is missing, refused after it)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = ("import sys; sys.path.insert(0, '.'); import train; from speechbrain_sqe.utils import allocator\n"
+            "try:\n    train.main(['no_such_recipe.yaml'])\nexcept (OSError, ValueError) as error:\n"
+            "    print(type(error).__name__)\nprint(allocator.allocator_tuned())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
+    assert out.stdout.split()[-1] == "True", out
