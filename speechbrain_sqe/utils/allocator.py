@@ -13,8 +13,8 @@ its maximum (32 MiB on 64-bit systems: larger blocks are still mapped) and the t
 1 GiB. Written here: neither torch nor SpeechBrain sets the allocator.
 
 What it costs: freed memory stays in the process for the next batch, so the resident size stays near
-its peak between batches instead of falling back (the peak itself does not grow:
-``benchmarks/bench_memory_flat.py``). ``SQE_DEFAULT_ALLOCATOR=1`` in the environment keeps glibc's
+its peak between batches instead of falling back, and the peak is 15-110 MB higher
+(``benchmarks/bench_memory_flat.py``, ``benchmarks/RESULTS.md``). ``SQE_DEFAULT_ALLOCATOR=1`` in the environment keeps glibc's
 defaults. Elsewhere than glibc (macOS, Windows, musl) nothing is changed.
 """
 
