@@ -1,7 +1,7 @@
 """Peak memory against folder size: scoring and enhancing folders of 0.5 to 10 hours.
 
     python benchmarks/bench_memory_flat.py [--hours 0.5 2 10] [--enhancer NAME=FOLDER ...]
-        [--no-scoring] [--file-minutes M] [--allocator kept|default]
+        [--no-scoring] [--file-minutes M] [--allocator kept|default] [--batch-threads auto|1]
 
 Makes 60 distinct speech-like files of 60 s (one hour; harmonic tones with noise bursts; of M
 minutes each with ``--file-minutes``, e.g. 60 for hour-long recordings) and folders
@@ -49,14 +49,16 @@ def run_child(config):
         from speechbrain_sqe.inference.batch_scoring import score_files
 
         model = load_model(config["model"], task="quality")
-        rows, failures = score_files(model, config["paths"], batch_size=16, progress=False)
+        rows, failures = score_files(model, config["paths"], batch_size=16, progress=False,
+                                     threads=config["batch_threads"])
         done = len(rows)
     else:
         from speechbrain_sqe.inference.batch_enhancement import enhance_files
 
         model = load_model(config["model"], task="enhancement")
         outs = [os.path.join(config["out"], f"{n:06d}.wav") for n in range(len(config["paths"]))]
-        written, failures = enhance_files(model, config["paths"], outs, batch_size=8, progress=False)
+        written, failures = enhance_files(model, config["paths"], outs, batch_size=8, progress=False,
+                                          threads=config["batch_threads"])
         done = len(written)
     assert not failures, failures[:3]
     return {"seconds": time.perf_counter() - start, "done": done,
@@ -70,6 +72,8 @@ def main():
     parser.add_argument("--enhancer", action="append", default=None,
                         help="NAME=FOLDER (repeatable; default bsse=speechbrain_sqe/pretrained/bsse)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch-threads", default="auto",
+                        help="whole batches side by side (auto: one per torch thread, as sqe) or 1: one at a time")
     parser.add_argument("--no-scoring", action="store_true", help="enhancement only")
     parser.add_argument("--file-minutes", type=float, default=1.0, help="length of each input file")
     parser.add_argument("--allocator", choices=ALLOCATORS, default="kept", help=ALLOCATOR_HELP)
@@ -86,7 +90,7 @@ def main():
         per_hour = max(1, round(60 / args.file_minutes))
         sources = make_files(os.path.join(work, "src"), min(60, per_hour * int(max(1, max(args.hours)))),
                              60.0 * args.file_minutes)
-        print(f"{args.threads} torch threads; inputs: hard links to {len(sources)} files of "
+        print(f"{args.threads} torch threads, batch threads {args.batch_threads}; inputs: hard links to {len(sources)} files of "
               f"{args.file_minutes:g} min; allocator: {ALLOCATOR_NAMES[args.allocator]}\n")
         print("| task | model | hours | files | seconds | x real time | peak RSS (MB) |")
         print("|---|---|---|---|---|---|---|")
@@ -105,7 +109,8 @@ def main():
                     paths.append(path)
                 out = os.path.join(work, "out")
                 config = {"task": task, "model": model, "paths": paths, "out": out, "threads": args.threads,
-                          "allocator": args.allocator}
+                          "allocator": args.allocator,
+                          "batch_threads": args.batch_threads if args.batch_threads == "auto" else int(args.batch_threads)}
                 result = subprocess.run([sys.executable, __file__, "--child", json.dumps(config)],
                                         capture_output=True, text=True, check=False)
                 shutil.rmtree(out, ignore_errors=True)

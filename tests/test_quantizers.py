@@ -44,6 +44,20 @@ def test_shapes_and_fields(distance):
     assert torch.equal(out.indices, best)
 
 
+@pytest.mark.parametrize("distance", ["cosine", "euclidean"])
+def test_search_in_blocks_picks_the_codes_of_one_score_matrix(distance):
+    """More frames than one search block (SEARCH_CHUNK): the same codes as the whole matrix."""
+    from speechbrain_sqe.lobes.quantizers import SEARCH_CHUNK
+
+    torch.manual_seed(0)
+    vq = _initted(VectorQuantizer(dim=8, codebook_size=64, distance=distance), torch.randn(64, 8))
+    vq.eval()
+    z = torch.randn(3, SEARCH_CHUNK, 8)  # 3 blocks
+    flat = vq._transform(z).reshape(-1, 8)
+    whole = vq._scores(flat, vq.codebook).argmax(-1).reshape(3, -1)
+    assert torch.equal(vq(z).indices, whole)
+
+
 def test_straight_through_gradients_reach_encoder():
     torch.manual_seed(0)
     encoder = torch.nn.Linear(5, 4)
