@@ -383,7 +383,7 @@ class VectorQuantizer(torch.nn.Module):
         (torch.Size([2500]), True)
         """
         if self.use_cosine:
-            return torch.cat([(block @ codebook.t()).argmax(-1) for block in flat.split(SEARCH_CHUNK)])
+            return torch.cat([self._scores(block, codebook).argmax(-1) for block in flat.split(SEARCH_CHUNK)])
         return torch.cat([torch.cdist(block, codebook).argmin(-1) for block in flat.split(SEARCH_CHUNK)])
 
     def _best_scores(self, flat, codebook):
