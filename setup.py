@@ -37,5 +37,5 @@ setup(
         # Peer enhancers of benchmarks/bench_enhance_peers.py.
         "bench": ["noisereduce>=3.0", "pyroomacoustics>=0.7", "pyrnnoise>=0.4.5,<0.5"],
     },
-    entry_points={"console_scripts": ["sqe=speechbrain_sqe.cli:main"]},
+    entry_points={"console_scripts": ["sqe=speechbrain_sqe.cli:run"]},
 )

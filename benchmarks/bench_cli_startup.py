@@ -36,18 +36,26 @@ def speech_like(path, seconds=3.0, rate=16000, seed=0):
 
 
 def commands(wav):
-    """(label, argv, needs) of every measured command; ``needs`` is a module the row needs."""
+    """(label, argv, needs, env) of every measured command; ``needs`` is a module the row needs, ``env``
+    variables added to the environment."""
     python = sys.executable
     sqe = shutil.which("sqe") or os.path.join(os.path.dirname(python), "sqe")
     read = f"import soundfile; x, _ = soundfile.read({wav!r}, dtype='float32')"
     return [
         ("python -c pass (the interpreter)", [python, "-c", "pass"], None),
         ("python -c 'import torch' (floor)", [python, "-c", "import torch"], None),
+        ("python -c 'import torch; os._exit(0)' (floor without teardown)",
+         [python, "-c", "import os, torch; os._exit(0)"], None),
         ("python -c 'import torch, speechbrain'", [python, "-c", "import torch, speechbrain"], None),
         ("python -c 'import speechbrain.inference.interfaces' (floor of a SpeechBrain interface)",
          [python, "-c", "import speechbrain.inference.interfaces"], None),
         ("sqe --help", [sqe, "--help"], None),
         ("sqe score x.wav (shipped VQScore)", [sqe, "score", wav, "--no-progress"], None),
+        # The same command with the interpreter's full teardown, then also with scipy.stats imported
+        # at start: each step of speechbrain_sqe.cli.run / utils.deferred_imports undone.
+        ("SQE_FULL_EXIT=1 sqe score x.wav", [sqe, "score", wav, "--no-progress"], None, {"SQE_FULL_EXIT": "1"}),
+        ("SQE_FULL_EXIT=1 SQE_EAGER_IMPORTS=1 sqe score x.wav", [sqe, "score", wav, "--no-progress"], None,
+         {"SQE_FULL_EXIT": "1", "SQE_EAGER_IMPORTS": "1"}),
         ("DNSMOS: speechmos dnsmos.run (peer)",
          [python, "-c", f"{read}; from speechmos import dnsmos; dnsmos.run(x, 16000)"], "speechmos"),
         ("Distill-MOS: ConvTransformerSQAModel (peer)",
@@ -56,10 +64,11 @@ def commands(wav):
     ]
 
 
-def timed(argv):
+def timed(argv, env=None):
     """Wall seconds of one run (its output is discarded; a failure stops the benchmark)."""
     start = time.perf_counter()
-    result = subprocess.run(argv, capture_output=True, text=True, check=False)
+    result = subprocess.run(argv, capture_output=True, text=True, check=False,
+                            env={**os.environ, **env} if env else None)
     elapsed = time.perf_counter() - start
     if result.returncode != 0:
         sys.exit(f"bench_cli_startup: {' '.join(argv)} failed ({result.returncode}):\n{result.stderr[-2000:]}")
@@ -77,11 +86,12 @@ def main(argv=None):
     wav = os.path.join(folder, "x.wav")
     speech_like(wav)
     rows = []
-    for label, command, needs in commands(wav):
+    for label, command, needs, *env in commands(wav):
+        env = env[0] if env else None
         if needs and (args.skip_peers or importlib.util.find_spec(needs) is None):
             continue
-        first = timed(command)
-        warm = [timed(command) for _ in range(args.repeats)]
+        first = timed(command, env)
+        warm = [timed(command, env) for _ in range(args.repeats)]
         rows.append((label, first, statistics.median(warm), min(warm)))
         print(f"{label}: first {first:.2f} s, warm median {statistics.median(warm):.2f} s", file=sys.stderr)
     shutil.rmtree(folder, ignore_errors=True)

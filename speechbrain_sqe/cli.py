@@ -20,6 +20,7 @@ import time
 from speechbrain_sqe import __version__
 from speechbrain_sqe.metrics import registry
 from speechbrain_sqe.utils.allocator import keep_freed_memory
+from speechbrain_sqe.utils.deferred_imports import defer_scipy_stats
 
 
 def _metric_help():
@@ -1165,6 +1166,8 @@ def main(argv=None):
         return 2
     # Batches reuse freed memory instead of page-faulting it back in (speechbrain_sqe.utils.allocator).
     keep_freed_memory()
+    # SpeechBrain imports scipy.stats at import (0.5 s) for a sampler a one-file job never uses.
+    defer_scipy_stats()
     try:
         return args.func(args)
     except _user_errors() as error:
@@ -1172,6 +1175,62 @@ def main(argv=None):
             raise
         print(f"sqe {args.command}: {error}", file=sys.stderr)
         return 2
+
+
+#: Environment variable that, set to 1, makes ``sqe`` exit the usual way (see :func:`run`).
+FULL_EXIT = "SQE_FULL_EXIT"
+
+
+def run():
+    """The ``sqe`` console script: :func:`main`, then a quick exit of the process.
+
+    Why: tearing the interpreter down once torch is imported takes 0.3-0.35 s on the 2-core CPU
+    (its modules' objects freed one by one), a fifth of scoring one file (``benchmarks/RESULTS.md``).
+    Every file a command writes is closed by then (context managers and atomic renames;
+    ``tests/test_cli_exit.py`` checks that no file is left open), so ``sqe`` runs the ``atexit``
+    handlers (logging, multiprocessing), flushes stdout and stderr and ends with ``os._exit``. It
+    exits the usual way when torch was never imported (nothing to gain), when a non-daemon thread is
+    still alive, under torchrun (``WORLD_SIZE`` above 1), or with ``SQE_FULL_EXIT=1``. Errors
+    raised out of :func:`main` (``--debug``) propagate as always. ``python -m speechbrain_sqe.cli``
+    and calls of :func:`main` from Python never exit early.
+    """
+    status = main()
+    if _quick_exit_allowed():
+        import atexit
+
+        atexit._run_exitfuncs()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):  # a closed pipe (sqe ... | head): nothing more to deliver
+                pass
+        os._exit(status if isinstance(status, int) else 1)
+    sys.exit(status)
+
+
+def _quick_exit_allowed():
+    """Whether :func:`run` may end the process with ``os._exit`` (see there).
+
+    Returns
+    -------
+    bool
+        False with ``SQE_FULL_EXIT=1``, without torch imported, under torchrun or while a
+        non-daemon thread other than the main one is alive.
+
+    Example
+    -------
+    >>> _quick_exit_allowed() == ("torch" in sys.modules and os.environ.get(FULL_EXIT) != "1"
+    ...                           and int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1)
+    True
+    """
+    import threading
+
+    if os.environ.get(FULL_EXIT) == "1" or "torch" not in sys.modules:
+        return False
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+        return False
+    main_thread = threading.main_thread()
+    return not any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not main_thread)
 
 
 def _user_errors():
