@@ -1166,8 +1166,6 @@ def main(argv=None):
         return 2
     # Batches reuse freed memory instead of page-faulting it back in (speechbrain_sqe.utils.allocator).
     keep_freed_memory()
-    # SpeechBrain imports scipy.stats at import (0.5 s) for a sampler a one-file job never uses.
-    defer_scipy_stats()
     try:
         return args.func(args)
     except _user_errors() as error:
@@ -1193,7 +1191,12 @@ def run():
     still alive, under torchrun (``WORLD_SIZE`` above 1), or with ``SQE_FULL_EXIT=1``. Errors
     raised out of :func:`main` (``--debug``) propagate as always. ``python -m speechbrain_sqe.cli``
     and calls of :func:`main` from Python never exit early.
+
+    Before :func:`main`, it defers ``scipy.stats`` (0.5-0.7 s that SpeechBrain's import spends on a
+    module a one-file job never uses; :mod:`speechbrain_sqe.utils.deferred_imports`), as
+    ``python -m speechbrain_sqe.cli`` does; a Python caller of :func:`main` keeps its imports as they are.
     """
+    defer_scipy_stats()
     status = main()
     if _quick_exit_allowed():
         import atexit
@@ -1245,4 +1248,5 @@ def _user_errors():
 
 
 if __name__ == "__main__":
+    defer_scipy_stats()  # as the console script does (see run)
     sys.exit(main())

@@ -18,26 +18,45 @@ def _run(code, env=None):
 
 
 def test_score_of_one_file_never_imports_scipy_stats_and_scores_the_same(tmp_path):
-    """A one-file `sqe score` (torch, SpeechBrain's Pretrained, the shipped VQScore) leaves the stand-in
-    in place, and its score equals the score of a run with eager imports."""
+    """The console script's entry (``cli.run``) scoring one file (torch, SpeechBrain's Pretrained, the
+    shipped VQScore) leaves the stand-in in place until its exit (an ``atexit`` handler, which the
+    quick exit still runs, reports it), and its score equals the score with eager imports."""
     rng = np.random.default_rng(3)
     t = np.arange(24000) / 16000
     wav = 0.2 * np.sin(2 * np.pi * 180 * t) + 0.02 * rng.standard_normal(t.size)
     soundfile.write(tmp_path / "a.wav", wav.astype(np.float32), 16000)
     code = f"""
+import atexit, json, sys
+sys.argv = ["sqe", "score", {str(tmp_path / "a.wav")!r}, "--no-progress"]
+def report():
+    stats = sys.modules.get("scipy.stats")
+    print(json.dumps({{"stats": type(stats).__name__ if stats is not None else None}}), flush=True)
+atexit.register(report)
+from speechbrain_sqe.cli import run
+run()
+"""
+    runs = {}
+    for name, env in (("deferred", {}), ("eager", {"SQE_EAGER_IMPORTS": "1"})):
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                                env={**os.environ, **env})
+        lines = result.stdout.strip().splitlines()
+        runs[name] = (json.loads(lines[-1])["stats"], lines[0].split()[0])
+    assert runs["deferred"][0] == "_DeferredModule", runs
+    assert runs["eager"][0] == "module", runs
+    assert runs["deferred"][1] == runs["eager"][1]
+
+
+def test_calling_main_from_python_leaves_imports_alone(tmp_path):
+    """Only the command defers: a Python caller of ``cli.main`` keeps an untouched ``sys.modules``."""
+    soundfile.write(tmp_path / "a.wav", (0.1 * np.sin(np.arange(16000) / 8)).astype(np.float32), 16000)
+    code = f"""
 import contextlib, io, json, sys
 from speechbrain_sqe import cli
-with contextlib.redirect_stdout(io.StringIO()) as out:
-    assert cli.main(["score", {str(tmp_path / "a.wav")!r}, "--no-progress"]) == 0
-stats = sys.modules.get("scipy.stats")
-print(json.dumps({{"stats": type(stats).__name__ if stats is not None else None,
-                  "score": out.getvalue().split()[0]}}))
+with contextlib.redirect_stdout(io.StringIO()):
+    status = cli.main(["score", {str(tmp_path / "a.wav")!r}, "--no-progress"])
+print(json.dumps({{"status": status, "stats": type(sys.modules.get("scipy.stats")).__name__}}))
 """
-    deferred = _run(code)
-    eager = _run(code, env={"SQE_EAGER_IMPORTS": "1"})
-    assert deferred["stats"] == "_DeferredModule", deferred
-    assert eager["stats"] == "module", eager
-    assert deferred["score"] == eager["score"]
+    assert _run(code) == {"status": 0, "stats": "module"}
 
 
 def test_speechbrain_sampler_gets_scipy_lognorm_on_first_use():
@@ -65,23 +84,28 @@ print(json.dumps({"before": before, "after": scipy_stats_deferred(),
 
 
 def test_any_other_name_imports_the_real_module():
-    """Reading a name SpeechBrain does not defer (``spearmanr``) imports the real scipy.stats at once,
-    puts it in ``sys.modules`` and in the ``scipy`` package; dunder probes never import it."""
+    """Reading a name SpeechBrain does not defer (``spearmanr``, or ``import *``) imports the real
+    scipy.stats at once, puts it in ``sys.modules`` and in the ``scipy`` package; dunder probes such
+    as ``__file__`` never import it."""
     code = """
 import json, sys
 from speechbrain_sqe.utils.deferred_imports import defer_scipy_stats, scipy_stats_deferred
 defer_scipy_stats()
 stand_in = sys.modules["scipy.stats"]
 probe = [getattr(stand_in, "__file__", None) is None, scipy_stats_deferred()]
+namespace = {}
+exec("from scipy.stats import *", namespace)
 from scipy.stats import spearmanr
 import scipy, scipy.stats
 print(json.dumps({"probe": probe, "deferred": scipy_stats_deferred(),
                   "same": scipy.stats is sys.modules["scipy.stats"] and scipy.stats.spearmanr is spearmanr,
                   "rho": float(spearmanr([1, 2, 3, 4], [1, 3, 2, 4])[0]),
-                  "forwarded": stand_in.norm is scipy.stats.norm, "again": defer_scipy_stats()}))
+                  "forwarded": stand_in.norm is scipy.stats.norm, "again": defer_scipy_stats(),
+                  "star": len([name for name in namespace if not name.startswith("__")])}))
 """
     result = _run(code)
     assert result["probe"] == [True, True]
+    assert result["star"] > 100  # ``from scipy.stats import *`` through the stand-in gets SciPy's names
     assert result["deferred"] is False and result["same"] is True and result["forwarded"] is True
     assert abs(result["rho"] - 0.8) < 1e-12
     assert result["again"] is False  # the real module is imported: nothing to defer any more

@@ -14,8 +14,8 @@ to the real object; reading any other name imports the real module at once, puts
 functions, only later. ``importlib.util.LazyLoader`` cannot do this: ``from scipy.stats import
 lognorm`` reads the attribute during the import, which would execute the module there and then.
 
-Only the ``sqe`` command calls it (in ``cli.main``, like :mod:`speechbrain_sqe.utils.allocator`);
-importing the package changes nothing. ``SQE_EAGER_IMPORTS=1`` in the environment turns it off.
+Only the ``sqe`` command calls it (``cli.run``, the console script, and ``python -m
+speechbrain_sqe.cli``); importing the package or calling ``cli.main`` from Python changes nothing. ``SQE_EAGER_IMPORTS=1`` in the environment turns it off.
 Written here: neither SpeechBrain nor SciPy offers a lazy ``scipy.stats``.
 """
 
@@ -54,6 +54,8 @@ class _DeferredModule(types.ModuleType):
     """Stands in for ``scipy.stats`` until a name other than :data:`DEFERRED_NAMES` is read."""
 
     def __getattr__(self, name):
+        if name == "__all__":  # ``from scipy.stats import *`` needs the real names
+            return _real_module().__all__
         if name.startswith("__") and name.endswith("__"):
             # Module walkers (inspect, traceback, torch at import) probe dunders such as __file__ on
             # every module in sys.modules: answering "absent" keeps them from importing SciPy here.
@@ -61,6 +63,9 @@ class _DeferredModule(types.ModuleType):
         if name in DEFERRED_NAMES and isinstance(sys.modules.get(MODULE), _DeferredModule):
             return _DeferredAttribute(name)
         return getattr(_real_module(), name)
+
+    def __dir__(self):
+        return dir(_real_module())
 
 
 class _DeferredAttribute:
