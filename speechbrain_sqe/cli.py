@@ -1201,13 +1201,13 @@ def run():
     if _quick_exit_allowed():
         import atexit
 
-        atexit._run_exitfuncs()
+        atexit._run_exitfuncs()  # what the interpreter would run at exit (logging, multiprocessing)
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
             except (OSError, ValueError):  # a closed pipe (sqe ... | head): nothing more to deliver
                 pass
-        os._exit(status if isinstance(status, int) else 1)
+        os._exit(0 if status is None else status if isinstance(status, int) else 1)  # as sys.exit reads it
     sys.exit(status)
 
 
@@ -1222,9 +1222,13 @@ def _quick_exit_allowed():
 
     Example
     -------
-    >>> _quick_exit_allowed() == ("torch" in sys.modules and os.environ.get(FULL_EXIT) != "1"
-    ...                           and int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1)
-    True
+    >>> from unittest import mock
+    >>> with mock.patch.dict(os.environ, {FULL_EXIT: "1"}):
+    ...     _quick_exit_allowed()
+    False
+    >>> with mock.patch.dict(os.environ, {"WORLD_SIZE": "2"}):
+    ...     _quick_exit_allowed()
+    False
     """
     import threading
 

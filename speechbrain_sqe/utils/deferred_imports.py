@@ -33,7 +33,8 @@ DEFERRED_NAMES = ("lognorm",)
 #: Environment variable that keeps imports eager when set to 1.
 OPT_OUT = "SQE_EAGER_IMPORTS"
 
-_lock = threading.Lock()
+# Reentrant: an attribute read of the stand-in during the real import (same thread) must not deadlock.
+_lock = threading.RLock()
 
 
 def _real_module():
