@@ -12,16 +12,9 @@ import sys
 import numpy as np
 import pytest
 import soundfile
+from speech import add_white_noise, speech_like
 
 SQE = shutil.which("sqe") or os.path.join(os.path.dirname(sys.executable), "sqe")
-
-
-def _speech_like(path, seconds, seed):
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * 16000)) / 16000
-    phase = 2 * np.pi * np.cumsum(120 + 20 * np.sin(2 * np.pi * 0.5 * t)) / 16000
-    voiced = sum(np.sin(k * phase) / k for k in range(1, 8)) * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t))
-    soundfile.write(path, (0.1 * voiced + 0.01 * rng.standard_normal(t.size)).astype(np.float32), 16000)
 
 
 @pytest.fixture()
@@ -29,10 +22,9 @@ def folders(tmp_path):
     for side in ("clean", "noisy"):
         (tmp_path / side).mkdir()
     for k in range(3):
-        _speech_like(tmp_path / "clean" / f"u{k}.wav", 1.5 + 0.5 * k, k)
-        clean, rate = soundfile.read(tmp_path / "clean" / f"u{k}.wav", dtype="float32")
-        noise = 0.05 * np.random.default_rng(10 + k).standard_normal(clean.size).astype(np.float32)
-        soundfile.write(tmp_path / "noisy" / f"u{k}.wav", clean + noise, rate)
+        clean = speech_like(1.5 + 0.5 * k, seed=k)
+        soundfile.write(tmp_path / "clean" / f"u{k}.wav", clean.astype(np.float32), 16000)
+        soundfile.write(tmp_path / "noisy" / f"u{k}.wav", add_white_noise(clean, 5, seed=10 + k).astype(np.float32), 16000)
     return tmp_path
 
 
