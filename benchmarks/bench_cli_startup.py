@@ -42,25 +42,25 @@ def commands(wav):
     sqe = shutil.which("sqe") or os.path.join(os.path.dirname(python), "sqe")
     read = f"import soundfile; x, _ = soundfile.read({wav!r}, dtype='float32')"
     return [
-        ("python -c pass (the interpreter)", [python, "-c", "pass"], None),
-        ("python -c 'import torch' (floor)", [python, "-c", "import torch"], None),
+        ("python -c pass (the interpreter)", [python, "-c", "pass"], None, None),
+        ("python -c 'import torch' (floor)", [python, "-c", "import torch"], None, None),
         ("python -c 'import torch; os._exit(0)' (floor without teardown)",
-         [python, "-c", "import os, torch; os._exit(0)"], None),
-        ("python -c 'import torch, speechbrain'", [python, "-c", "import torch, speechbrain"], None),
+         [python, "-c", "import os, torch; os._exit(0)"], None, None),
+        ("python -c 'import torch, speechbrain'", [python, "-c", "import torch, speechbrain"], None, None),
         ("python -c 'import speechbrain.inference.interfaces' (floor of a SpeechBrain interface)",
-         [python, "-c", "import speechbrain.inference.interfaces"], None),
-        ("sqe --help", [sqe, "--help"], None),
-        ("sqe score x.wav (shipped VQScore)", [sqe, "score", wav, "--no-progress"], None),
+         [python, "-c", "import speechbrain.inference.interfaces"], None, None),
+        ("sqe --help", [sqe, "--help"], None, None),
+        ("sqe score x.wav (shipped VQScore)", [sqe, "score", wav, "--no-progress"], None, None),
         # The same command with the interpreter's full teardown, then also with scipy.stats imported
         # at start: each step of speechbrain_sqe.cli.run / utils.deferred_imports undone.
         ("SQE_FULL_EXIT=1 sqe score x.wav", [sqe, "score", wav, "--no-progress"], None, {"SQE_FULL_EXIT": "1"}),
         ("SQE_FULL_EXIT=1 SQE_EAGER_IMPORTS=1 sqe score x.wav", [sqe, "score", wav, "--no-progress"], None,
          {"SQE_FULL_EXIT": "1", "SQE_EAGER_IMPORTS": "1"}),
         ("DNSMOS: speechmos dnsmos.run (peer)",
-         [python, "-c", f"{read}; from speechmos import dnsmos; dnsmos.run(x, 16000)"], "speechmos"),
+         [python, "-c", f"{read}; from speechmos import dnsmos; dnsmos.run(x, 16000)"], "speechmos", None),
         ("Distill-MOS: ConvTransformerSQAModel (peer)",
          [python, "-c", (f"{read}; import torch, distillmos; m = distillmos.ConvTransformerSQAModel().eval(); "
-                        "torch.no_grad().__enter__(); m(torch.from_numpy(x)[None])")], "distillmos"),
+                        "torch.no_grad().__enter__(); m(torch.from_numpy(x)[None])")], "distillmos", None),
     ]
 
 
@@ -86,8 +86,7 @@ def main(argv=None):
     wav = os.path.join(folder, "x.wav")
     speech_like(wav)
     rows = []
-    for label, command, needs, *env in commands(wav):
-        env = env[0] if env else None
+    for label, command, needs, env in commands(wav):
         if needs and (args.skip_peers or importlib.util.find_spec(needs) is None):
             continue
         first = timed(command, env)
