@@ -39,8 +39,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from bench_vqscore import (  # benchmarks/ is not a package
     ALLOCATOR_HELP,
-    ALLOCATOR_NAMES,
     ALLOCATORS,
+    allocator_description,
     make_files,
 )
 
@@ -229,7 +229,7 @@ def main(argv=None):
     if not paths:
         sys.exit(f"no audio files in {folder}")
     print(f"{source}; {os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.2f} (1 min) at the start; "
-          f"allocator: {ALLOCATOR_NAMES[args.allocator]}")
+          f"allocator: {allocator_description(args.allocator)}")
     for name, spec in systems:
         print(f"- {name}: " + (f"enhancer {spec['source']} (load_model, enhance_files)" if "source" in spec
                                else f"peer {spec['peer']} (benchmarks/peer_enhancers.py), one file at a time"))

@@ -30,6 +30,14 @@ import soundfile
 #: (:func:`speechbrain_sqe.utils.allocator.keep_freed_memory`); ``default`` = glibc's own thresholds.
 ALLOCATORS = ("kept", "default")
 ALLOCATOR_NAMES = {"kept": "freed memory kept (as sqe)", "default": "glibc defaults"}
+
+
+def allocator_description(choice):
+    """The allocator setting of a run, for its header (a MALLOC_ARENA_MAX from the environment named)."""
+    arenas = os.environ.get("MALLOC_ARENA_MAX")
+    return ALLOCATOR_NAMES[choice] + (f"; MALLOC_ARENA_MAX={arenas} from the environment" if arenas else "")
+
+
 ALLOCATOR_HELP = ("kept (default): glibc keeps freed memory for reuse, as `sqe` sets it at start "
                   "(speechbrain_sqe.utils.allocator); default: glibc's own thresholds")
 
@@ -152,7 +160,7 @@ def main():
     if not sqa_model:
         configs = [config for config in configs if config[1] != "sqa"]
     print(f"{source} ({audio_seconds / 60:.1f} min), batch {args.batch_size}, "
-          f"allocator: {ALLOCATOR_NAMES[args.allocator]}")
+          f"allocator: {allocator_description(args.allocator)}")
     print()
     print("| method | precision | torch threads | batch threads | decode workers | files | seconds | x real time "
           "| peak RSS (MB) |")
