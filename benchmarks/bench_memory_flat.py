@@ -55,6 +55,10 @@ def run_child(config):
 
     start = time.perf_counter()
     scored = [0]  # files scored so far (the trace's count for scoring)
+
+    def count_scored(batch, failed):
+        scored[0] += len(batch)
+
     sampler = _Sampler(lambda: scored[0] if config["task"] == "score" else _outputs_written(config["out"]))
     if config.get("trace"):
         sampler.start()
@@ -64,7 +68,7 @@ def run_child(config):
         model = load_model(config["model"], task="quality")
         rows, failures = score_files(model, config["paths"], batch_size=16, progress=False,
                                      threads=config["batch_threads"],
-                                     on_batch=lambda batch, failed: scored.__setitem__(0, scored[0] + len(batch)))
+                                     on_batch=count_scored)
         done = len(rows)
     else:
         from speechbrain_sqe.inference.batch_enhancement import enhance_files

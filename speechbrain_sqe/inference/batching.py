@@ -129,10 +129,11 @@ def duration_seconds(path):
 #: Most padded audio in one batch, in seconds (files x the longest): a batch of long recordings is
 #: split so that memory does not grow with the length of the files times the batch size. Two
 #: minutes, not ten as before session 22: with batches side by side, ten-minute batches of
-#: one-minute files fragmented the allocator's heap (the peak RSS of a 20-hour job kept rising,
-#: VQScore 1.32 -> 1.54 GB, BSSE 1.82 -> 1.98 GB), two-minute ones keep it flat (1.00-1.02 GB,
-#: 1.10-1.17 GB) and run as fast or faster (cache-sized work; the VQ enhancer 1.15 times faster
-#: on real files of 1.6-17 s); batches of short files (16 x 5 s) are unchanged (benchmarks/RESULTS.md).
+#: one-minute files fragmented the allocator's heaps (the peak RSS of a 20-hour job kept rising,
+#: VQScore 1.46 -> 1.62 GB, BSSE 1.94 -> 2.05 GB from 0.5 to 20 hours), two-minute ones keep it
+#: flat (1.04-1.05 GB and 1.18-1.19 GB from 0.5 to 10 hours) and run as fast or faster (cache-sized
+#: work; the VQ enhancer 1.15 times faster on real files of 1.6-17 s); batches of short files
+#: (16 x 5 s) are unchanged (benchmarks/RESULTS.md).
 MAX_BATCH_SECONDS = 120.0
 
 
