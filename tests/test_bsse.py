@@ -25,6 +25,7 @@ from speechbrain_sqe.lobes.bsse import (
     configure_ssl_finetuning,
     log1p_l1_loss,
     log_magnitude_l1_loss,
+    residual_noise_loss,
     ssl_front_end,
     ssl_hidden_states,
 )
@@ -298,3 +299,60 @@ def test_recipe_loss_adds_the_weighted_log_magnitude_term():
         brain = BSSEBrain(modules={}, hparams={"log_magnitude_weight": weight, "log_magnitude_floor": 1e-3})
         expected = plain + weight * log_magnitude_l1_loss(enhanced, target, lengths, 1e-3)
         assert torch.allclose(brain.compute_objectives((enhanced, target, lengths), None, None), expected)
+
+
+def test_residual_noise_loss_counts_the_noise_the_mask_lets_through():
+    """No mask: the whole noise; a closed mask: none; in between the noise scaled by the mask's linear
+    gain; one-sided (a smaller mask always lowers it) and padding does not count."""
+    noisy = torch.full((2, 5, 4), 3.0).log1p()
+    noise = torch.full((2, 5, 4), 1.0).log1p()
+    assert float(residual_noise_loss(noisy, noisy, noise)) == pytest.approx(float(noise.mean()))
+    assert float(residual_noise_loss(torch.zeros_like(noisy), noisy, noise)) == 0.0
+    third = torch.full((2, 5, 4), 1.0).log1p()  # |Y| = |X| / 3: a gain of 1/3 on the noise too
+    assert float(residual_noise_loss(third, noisy, noise)) == pytest.approx(float(torch.tensor(1 / 3).log1p()))
+    padded = noisy.clone()
+    padded[1, 3:] = 100.0  # beyond the second utterance's length
+    lengths = torch.tensor([1.0, 0.6])
+    assert float(residual_noise_loss(padded, noisy, noise, lengths)) == pytest.approx(float(noise.mean()))
+    mask = torch.full((2, 5, 4), 0.8, requires_grad=True)
+    residual_noise_loss(mask * noisy, noisy, noise, lengths).backward()
+    assert bool((mask.grad[0] > 0).all()) and bool((mask.grad[1, 3:] == 0).all())
+
+
+def test_recipe_loss_adds_the_weighted_residual_noise_term_in_training_only():
+    from speechbrain_sqe.brains.bsse import BSSEBrain
+
+    enhanced, target, noisy, noise = (torch.rand(2, 6, 5) for _ in range(4))
+    lengths = torch.tensor([1.0, 0.5])
+    brain = BSSEBrain(modules={}, hparams={"residual_noise_weight": 0.5})
+    plain = brain.compute_objectives((enhanced, target, lengths), None, None)  # validation: no noise
+    assert torch.allclose(plain, log1p_l1_loss(enhanced, target, lengths))
+    with_noise = brain.compute_objectives((enhanced, target, lengths, noisy, noise), None, None)
+    assert torch.allclose(with_noise, plain + 0.5 * residual_noise_loss(enhanced, noisy, noise, lengths))
+
+
+def test_training_mixture_is_the_speech_plus_the_noise_it_reports(tmp_path):
+    """The recipe's on-the-fly mixture (SpeechBrain's AddNoise on a noise manifest, noise varied) is
+    the speech plus the noise :meth:`corrupt_with_noise` returns, both zero past each length."""
+    import soundfile as sf
+    from speechbrain.augment.time_domain import AddNoise
+
+    from speechbrain_sqe.brains.bsse import BSSEBrain
+    from speechbrain_sqe.dataio.noise_variation import NoiseVariation
+
+    noise_file = tmp_path / "noise.wav"
+    sf.write(noise_file, 0.1 * torch.randn(32000, generator=torch.Generator().manual_seed(1)).numpy(), 16000)
+    manifest = tmp_path / "noise.csv"
+    manifest.write_text(f"ID,duration,wav,wav_format,wav_opts\nn0,2.0,{noise_file},wav,\n")
+    brain = BSSEBrain(modules={}, hparams={"reverb_prob": 0.0, "noise_variation": NoiseVariation(prob=1.0)})
+    brain.add_reverb = None
+    brain.add_noise = AddNoise(csv_file=str(manifest), snr_low=0, snr_high=0, noise_sample_rate=16000,
+                               clean_sample_rate=16000)
+    t = torch.arange(16000) / 16000
+    clean = torch.stack([0.3 * torch.sin(2 * torch.pi * 200 * t), 0.2 * torch.sin(2 * torch.pi * 300 * t)])
+    lens = torch.tensor([1.0, 0.5])
+    noisy, noise = brain.corrupt_with_noise(clean, lens)
+    valid = torch.ones_like(clean)
+    valid[1, 8000:] = 0
+    assert torch.allclose(noisy, clean * valid + noise, atol=1e-6)
+    assert float(noise[:, :8000].abs().mean()) > 0.01 and float(noise[1, 8000:].abs().max()) == 0.0

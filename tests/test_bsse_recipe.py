@@ -134,9 +134,10 @@ def test_export_loads_and_gives_the_recipes_output_at_the_speech_level(runs):
 def test_spectrum_mode_runs_and_exports_without_an_upstream(runs, tmp_path):
     data, _, _ = runs
     out = tmp_path / "spectrum"
-    # epoch_updates (the template's, any recipe): the epoch is 5 updates, not one pass of the corpus.
+    # epoch_updates (the template's, any recipe): the epoch is 5 updates, not one pass of the corpus;
+    # the residual-noise term trains from the mixtures' own noise.
     brain = train.main(_args(data, out, 1, "--feature=spectrum --ssl_pretrainer=null --layer_analysis=True "
-                                           "--epoch_updates=5"))
+                                           "--epoch_updates=5 --residual_noise_weight=0.5"))
     steps = {int(state["step"]) for state in brain.optimizer.state.values()}
     assert steps == {5}
     assert sorted(p.name for p in (out / "hub").glob("*.ckpt")) == ["enhancer.ckpt"]

@@ -8,7 +8,10 @@ manifest), then a training noise is added at an SNR in [``snr_low``, ``snr_high`
 clean crop (as the corpus's valid/test pairs: the enhancer also dereverberates). Loss: L1 between
 the masked noisy log1p magnitudes and the clean ones (:func:`~speechbrain_sqe.lobes.bsse.log1p_l1_loss`),
 plus, with ``log_magnitude_weight`` > 0 (not the reference's), the L1 of their log magnitudes
-(:func:`~speechbrain_sqe.lobes.bsse.log_magnitude_l1_loss`), which counts noise left in pauses.
+(:func:`~speechbrain_sqe.lobes.bsse.log_magnitude_l1_loss`), which counts noise left in pauses, and,
+with ``residual_noise_weight`` > 0 (not the reference's either), the noise the mask lets through in
+every bin (:func:`~speechbrain_sqe.lobes.bsse.residual_noise_loss`; the mixtures' noise is known in
+training).
 
 Validation: the same loss on the corpus's noisy/clean valid pairs (whole files); the checkpoint of
 lowest validation loss is kept, as in the reference. Why not PESQ: the loss is what the model
@@ -66,6 +69,7 @@ from speechbrain_sqe.lobes.bsse import (
     configure_ssl_finetuning,
     log1p_l1_loss,
     log_magnitude_l1_loss,
+    residual_noise_loss,
     ssl_hidden_states,
 )
 from speechbrain_sqe.lobes.tera import TERAModel
@@ -166,50 +170,63 @@ class BSSEBrain(RecipeBrain):
     def corrupt(self, clean, lens):
         """Noisy training input: maybe a room (per utterance, ``reverb_prob``), then noise (varied with
         ``noise_variation_prob``, :class:`~speechbrain_sqe.dataio.noise_variation.NoiseVariation`)."""
-        noisy = clean
+        return self.corrupt_with_noise(clean, lens)[0]
+
+    def corrupt_with_noise(self, clean, lens):
+        """:meth:`corrupt`'s noisy input and the noise alone in it (the input minus the possibly
+        reverberant speech), both zero past each utterance's length."""
+        speech = clean
         if self.add_reverb is not None:
             pick = torch.rand(clean.shape[0], device=clean.device) < self.hparams.reverb_prob
             if bool(pick.any()):
-                noisy = torch.where(pick.unsqueeze(1), self.add_reverb(clean), clean)
+                speech = torch.where(pick.unsqueeze(1), self.add_reverb(clean), clean)
+        # AddNoise adds the scaled noise to its input: the difference is that noise alone.
+        noise = self.add_noise(speech, lens) - speech
         variation = getattr(self.hparams, "noise_variation", None)
         if variation is not None and variation.prob > 0:
-            # AddNoise adds the scaled noise to its input: the difference is that noise alone.
-            before = noisy
-            noisy = before + variation(self.add_noise(noisy, lens) - before)
-        else:
-            noisy = self.add_noise(noisy, lens)
-        return noisy * (torch.arange(clean.shape[1], device=clean.device)[None, :]
-                        < torch.round(lens * clean.shape[1])[:, None]).to(noisy.dtype)
+            noise = variation(noise)
+        valid = (torch.arange(clean.shape[1], device=clean.device)[None, :]
+                 < torch.round(lens * clean.shape[1])[:, None]).to(speech.dtype)
+        return (speech + noise) * valid, noise * valid
 
     def compute_forward(self, batch, stage):
-        """Enhanced log1p magnitudes of the noisy input, clean log1p target, frame lengths."""
+        """Enhanced log1p magnitudes of the noisy input, clean log1p target, frame lengths; in training
+        with ``residual_noise_weight`` > 0 also the noisy input's and its noise's log1p magnitudes."""
         batch = batch.to(self.device)
+        noise = None
         if stage == sb.Stage.TRAIN:
             clean, lens = batch.sig
             with torch.no_grad():
-                noisy = self.corrupt(clean, lens)
+                noisy, noise = self.corrupt_with_noise(clean, lens)
         else:
             noisy, lens = batch.noisy_sig
             clean, _ = batch.clean_sig
         if not self.trains_ssl:
             self.module("ssl").eval()  # SpeechBrain sets every module to train mode each epoch
-        _, enhanced, frame_lens = bsse_forward(
+        noisy_log1p, enhanced, frame_lens = bsse_forward(
             self.modules["enhancer"], self.hparams.frontend, noisy, lens, self.modules["ssl"],
             train_ssl=stage == sb.Stage.TRAIN and self.trains_ssl,
         )
         with torch.no_grad():
             target = self.hparams.frontend(clean, lens)
+            if noise is not None and getattr(self.hparams, "residual_noise_weight", 0.0):
+                return enhanced, target, frame_lens, noisy_log1p, self.hparams.frontend(noise, lens)
         return enhanced, target, frame_lens
 
     def compute_objectives(self, predictions, batch, stage):
         """L1 between enhanced and clean log1p magnitudes over the valid frames, plus
-        ``log_magnitude_weight`` times the L1 of their log magnitudes (0 by default: the reference)."""
-        enhanced, target, frame_lens = predictions
+        ``log_magnitude_weight`` times the L1 of their log magnitudes and, in training,
+        ``residual_noise_weight`` times the noise the mask lets through (both 0 by default: the
+        reference's loss; validation is always the plain L1, the quantity the checkpoint is picked by)."""
+        enhanced, target, frame_lens = predictions[:3]
         loss = log1p_l1_loss(enhanced, target, frame_lens)
         weight = getattr(self.hparams, "log_magnitude_weight", 0.0)
         if weight:
             floor = getattr(self.hparams, "log_magnitude_floor", 1e-3)
             loss = loss + weight * log_magnitude_l1_loss(enhanced, target, frame_lens, floor)
+        if len(predictions) == 5:
+            noisy, noise = predictions[3:]
+            loss = loss + self.hparams.residual_noise_weight * residual_noise_loss(enhanced, noisy, noise, frame_lens)
         return loss
 
     # ------------------------------------------------------------------ test, report, export

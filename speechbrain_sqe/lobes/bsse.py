@@ -71,6 +71,7 @@ __all__ = [
     "configure_ssl_finetuning",
     "log1p_l1_loss",
     "log_magnitude_l1_loss",
+    "residual_noise_loss",
     "ssl_front_end",
     "ssl_hidden_states",
 ]
@@ -320,6 +321,46 @@ def log_magnitude_l1_loss(estimate, target, lengths=None, floor=1e-3):
         return torch.log(torch.expm1(log1p_magnitude).clamp_min(0.0) + floor)
 
     return log1p_l1_loss(log_magnitude(estimate), log_magnitude(target), lengths)
+
+
+def residual_noise_loss(enhanced, noisy, noise, lengths=None):
+    """The noise a mask lets through, as log1p magnitudes averaged over bins and valid frames (not
+    the reference's; ``hparams/bsse.yaml``'s ``residual_noise_weight`` adds it to :func:`log1p_l1_loss`).
+
+    With the noisy phase, an enhanced log1p magnitude ``m * log1p|X|`` is the mixture times a real
+    gain ``G = expm1(m * log1p|X|) / |X|`` (at most 1), so the output is ``G S + G N``: the speech
+    it keeps and the noise ``G N`` it leaves (the decomposition of Xia et al., "Weighted speech
+    distortion losses for neural-network-based real-time speech enhancement", ICASSP 2020). The
+    reference's L1 to the clean magnitude counts a residual only where it shows above the speech
+    (pauses, near-linearly at their small magnitudes); this term counts it in every bin, one-sided
+    (only a smaller gain lowers it), so its weight trades speech distortion for noise removal.
+
+    Arguments
+    ---------
+    enhanced, noisy, noise : torch.Tensor
+        log1p magnitudes ``[batch, frames, bins]`` of the enhanced output, of its noisy input and
+        of the noise alone in that input (known for mixtures made in training).
+    lengths : torch.Tensor, optional
+        Relative frame lengths ``[batch]``.
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar loss.
+
+    Example
+    -------
+    >>> noisy = torch.full((1, 4, 3), 2.0).log1p()
+    >>> noise = torch.full((1, 4, 3), 1.0).log1p()  # half of |X| is noise
+    >>> round(float(residual_noise_loss(noisy, noisy, noise)), 4)  # no mask: all of it, log1p(1)
+    0.6931
+    >>> half = torch.full((1, 4, 3), 1.0).log1p()  # |Y| = |X| / 2
+    >>> round(float(residual_noise_loss(half, noisy, noise)), 4)  # log1p(0.5)
+    0.4055
+    """
+    # At most 1 for a mask in [0, 1]; clamped so that padding (any values) cannot overflow to NaN.
+    gain = (torch.expm1(enhanced) / torch.expm1(noisy).clamp_min(1e-6)).clamp(0.0, 1.0)
+    return log1p_l1_loss(torch.log1p(gain * torch.expm1(noise).clamp_min(0.0)), torch.zeros_like(noise), lengths)
 
 
 def _upstream_frame_count(upstream, num_samples):
