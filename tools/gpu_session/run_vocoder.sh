@@ -26,12 +26,13 @@ fi
 # alone (session 15: ~1 s per BSSE update against 0.12 s alone; tools/gpu_session/parallel_check.sh).
 export OMP_NUM_THREADS=${THREADS:-4}
 # Two BSSE enhancers (issue 13) train beside the vocoder on the same GPU (small models; the bench above
-# ran alone): the paper's size (proj/hidden 256), spectrum-only and cross (TERA frozen), time-budgeted.
+# ran alone): the paper's size (proj/hidden 256), spectrum-only and cross (TERA frozen), time-budgeted,
+# with the shipped model's noise variation (p 0.8; README, BSSE) so that they compare with it.
 bsse() {  # feature
   local B=/tmp/bsse/$1_frozen/1234
   timeout $TRAIN_S python3 train.py hparams/bsse.yaml $CARRY_DATA --feature=$1 \
     --data_folder=/tmp/sqe_data_$1 --valid_pairs=48 --test_pairs=8 --test_metrics=[stoi] --metric_jobs=1 \
-    --proj_size=256 --hidden_size=256 --number_of_epochs=2000 --epoch_updates=$BUPD --max_train_minutes=$BSSE_MIN --num_workers=3 \
+    --proj_size=256 --hidden_size=256 --noise_variation_prob=0.8 --number_of_epochs=2000 --epoch_updates=$BUPD --max_train_minutes=$BSSE_MIN --num_workers=3 \
     --layer_analysis=False --output_folder=$B > $OUT/train_bsse_$1.txt 2>&1; stamp "bsse $1 rc=$?"
   cp $B/train_log.txt $OUT/train_log_bsse_$1.txt 2>/dev/null
   # $OUT brings back 8 files of 16 MiB at most: the hub without ssl.ckpt (TERA frozen: the shipped
