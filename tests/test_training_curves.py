@@ -32,7 +32,7 @@ def test_table_and_plot_of_two_runs(tmp_path, capsys):
     tool = _tool()
     _run(tmp_path / "a", 0, [0.55, 0.61, 0.60])
     _run(tmp_path / "b", 10, [0.50, 0.52])
-    png = tmp_path / "curves.png"
+    png = tmp_path / "new_folder" / "curves.png"  # its folder is made
     tool.main([f"a={tmp_path / 'a'}", f"b={tmp_path / 'b'}", "--key", "valid stoi", "--plot", str(png)])
     out = capsys.readouterr().out
     assert "| a | 2 | 4.5 | 0.61 (best) |" in out and "| b | 2 | 4.5 | 0.52 (best) |" in out

@@ -103,6 +103,7 @@ def plot_curves(runs, key, path):
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
