@@ -142,6 +142,28 @@ def test_degrade_noise_and_room_use_the_project_mixer(speech, tmp_path):
     assert measure_snr(speech, wet - speech) < 10  # reverberation is a degradation of the dry speech
 
 
+def test_varied_noise_keeps_the_snr_changes_the_noise_and_is_seeded(speech, tmp_path):
+    from speechbrain_sqe.dataio.audio import save_audio
+
+    noise_path = str(tmp_path / "pink.wav")
+    save_audio(noise_path, 0.1 * pink_noise(3 * SR), SR)
+    plain = {"kind": "noise", "snr": 5.0, "path": noise_path}
+    varied = {**plain, "vary": 11}
+    noisy = degrade(speech, varied, np.random.default_rng(0))
+    assert measure_snr(speech, noisy - speech) == pytest.approx(5.0, abs=0.1)
+    np.testing.assert_array_equal(noisy, degrade(speech, varied, np.random.default_rng(0)))
+    other = degrade(speech, {**plain, "vary": 12}, np.random.default_rng(0))
+    unvaried = degrade(speech, plain, np.random.default_rng(0))
+    # the noise itself differs (not only its level): its spectrum's shape moves
+    def shape(wav):
+        spectrum = np.abs(np.fft.rfft(wav - speech)) ** 2
+        bands = np.array([band.sum() for band in np.array_split(spectrum, 16)])
+        return np.log(bands / bands.sum())
+    assert np.abs(shape(noisy) - shape(unvaried)).max() > 0.5
+    assert np.abs(shape(noisy) - shape(other)).max() > 0.5
+    assert describe(varied) == "noise_pink_varied_snr5.0" and describe(plain) == "noise_pink_snr5.0"
+
+
 def test_degrade_rejects_unknown_kind_and_missing_keys(speech):
     with pytest.raises(ValueError, match="unknown degradation kind 'echo'"):
         degrade(speech, {"kind": "echo"})

@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 import pytest
+import yaml
 from speech import pink_noise, speech_like
 
 from speechbrain_sqe.dataio.audio import save_audio
@@ -117,6 +118,25 @@ def test_condition_weights_and_snr_range_shape_the_plan(corpus):
         plan_real_sqa_labels(*args, condition_weights={"thunder": 1})
     with pytest.raises(ValueError, match="no usable kind"):
         plan_real_sqa_labels(*args, condition_weights={"noise": 0})
+
+
+def test_noise_variation_varies_drawn_noises_and_leaves_the_default_plan_as_it_was(corpus):
+    args = (str(corpus / "manifest.csv"), str(corpus / "splits.csv"), str(corpus / "splits.csv"))
+    weights = {"noise": 1, "room_noise": 1}
+    plain, _ = plan_real_sqa_labels(*args, seed=1, conditions_per_file=20, condition_weights=weights)
+    varied, _ = plan_real_sqa_labels(*args, seed=1, conditions_per_file=20, condition_weights=weights,
+                                     noise_variation=0.5)
+    again, _ = plan_real_sqa_labels(*args, seed=1, conditions_per_file=20, condition_weights=weights)
+    assert plain == again  # without the option the draws are those of the earlier label sets
+
+    def noises(items):
+        return [step for split in items.values() for _, _, spec in split if spec is not None
+                for step in spec.get("steps", [spec]) if step["kind"] == "noise"]
+    assert not any("vary" in step for step in noises(plain))
+    flags = ["vary" in step for step in noises(varied)]
+    assert 0.25 < sum(flags) / len(flags) < 0.75  # about half of the noises at 0.5
+    conditions = [row["condition"] for split in varied.values() for row, _, _ in split]
+    assert any("_varied_" in condition for condition in conditions)
 
 
 @pytest.fixture(scope="module")
@@ -264,13 +284,22 @@ def test_sqa_yaml_label_source_manifest_reaches_the_real_preparation(corpus, tmp
     overrides = {"label_source": "manifest", "source_folder": str(corpus / "manifest.csv"), "noise_folder": splits,
                  "rir_folder": splits, "label_folder": str(tmp_path / "labels"), "max_train_files": 1,
                  "max_valid_files": 2, "conditions_per_file": 1, "label_metrics": ["si_sdr"], "metric_jobs": 1,
-                 "metrics": ["si_sdr"], "output_folder": str(tmp_path / "out")}
+                 "metrics": ["si_sdr"], "output_folder": str(tmp_path / "out"),
+                 "noise_variation": 1.0}
+    # a mapping on the command line (--condition_weights="{noise: 1}") merges into the YAML's default
+    overrides = yaml.safe_dump(overrides) + "condition_weights: {noise: 1}\n"
     with open(os.path.join(ROOT, "hparams", "sqa.yaml"), encoding="utf-8") as stream:
         hparams = load_hyperpyyaml(stream, overrides)
     manifests = hparams["prepare_data"]()
     rows = {split: read_label_manifest(path, ["si_sdr"]) for split, path in manifests.items()}
     assert [len(rows[split]) for split in ("train", "valid", "test")] == [2, 2, 2]
     assert all(row["ID"].startswith(("tr_", "va_")) for split_rows in rows.values() for row in split_rows)
+    conditions = []
+    for path in manifests.values():
+        with open(path, newline="") as stream:
+            conditions += [row["condition"] for row in csv.DictReader(stream)]
+    degraded = [condition for condition in conditions if condition != "clean"]
+    assert len(degraded) == 3 and all("_varied_snr" in condition for condition in degraded)
 
 
 def test_a_label_csv_without_clean_wav_is_resumed_in_its_own_format(tmp_path):

@@ -372,7 +372,19 @@ def _load(path, sample_rate):
 
 def _noise(wav, spec, rng, sample_rate):
     noise = _load(spec["path"], sample_rate) if "path" in spec else rng.standard_normal(len(wav))
-    return add_noise(wav, noise, float(spec["snr"]), rng)
+    if spec.get("vary") is None:
+        return add_noise(wav, noise, float(spec["snr"]), rng)
+    # "vary": the seed of a noise variation (colour, speed, level fluctuation; the training
+    # augmentation of the enhancers, speechbrain_sqe/dataio/noise_variation.py) applied to the
+    # segment that is mixed in: more kinds of noise from a few real ones, at the same SNR.
+    import torch
+
+    from speechbrain_sqe.dataio.noise_variation import NoiseVariation
+
+    segment = torch.from_numpy(fit_length(noise, len(wav), rng).astype(np.float32))[None]
+    generator = torch.Generator().manual_seed(int(spec["vary"]))
+    varied = NoiseVariation(sample_rate, prob=1.0)(segment, generator)[0].double().numpy()
+    return add_noise(wav, varied, float(spec["snr"]))
 
 
 def _room(wav, spec, rng, sample_rate):
@@ -406,7 +418,9 @@ DEGRADATIONS = {
 def degrade(wav, spec, rng=None, sample_rate=16000):
     """Applies the degradation a spec dict describes (see :data:`DEGRADATIONS` for the kinds).
 
-    Specs: ``{"kind": "noise", "snr": 5, "path": NOISE}`` (white noise without ``path``),
+    Specs: ``{"kind": "noise", "snr": 5, "path": NOISE}`` (white noise without ``path``; with
+    ``"vary": SEED`` the noise segment is recoloured, resampled and made to fluctuate in level by
+    :class:`~speechbrain_sqe.dataio.noise_variation.NoiseVariation`, at the same SNR),
     ``{"kind": "room", "path": RIR}`` (or ``"t60": 0.6`` for a synthetic room),
     ``{"kind": "band_limit", "cutoff_hz": 4000}``, ``{"kind": "clip", "threshold": 0.3}``,
     ``{"kind": "codec", "name": "opus", "setting": 0.5}``, ``{"kind": "packet_loss", "loss_rate": 0.1}``,
@@ -484,7 +498,8 @@ def describe(spec):
         return "+".join(describe(step) for step in spec["steps"])
     if kind == "noise":
         source = os.path.splitext(os.path.basename(spec["path"]))[0] if "path" in spec else "white"
-        return f"noise_{source}_snr{float(spec['snr']):.1f}"
+        varied = "" if spec.get("vary") is None else "_varied"
+        return f"noise_{source}{varied}_snr{float(spec['snr']):.1f}"
     if kind == "room":
         return "room_" + (os.path.splitext(os.path.basename(spec["path"]))[0] if "path" in spec
                           else f"t60_{float(spec['t60']):g}")

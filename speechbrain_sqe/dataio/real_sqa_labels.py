@@ -72,7 +72,7 @@ def _seed(*parts):
     return int.from_bytes(hashlib.sha256(":".join(str(p) for p in parts).encode()).digest()[:8], "little")
 
 
-def draw_condition(rng, noises, rooms, codecs, weights=None, snr_range=SNR_RANGE):
+def draw_condition(rng, noises, rooms, codecs, weights=None, snr_range=SNR_RANGE, noise_variation=0.0):
     """Draws one degradation spec of :data:`PLAN`.
 
     Arguments
@@ -88,6 +88,10 @@ def draw_condition(rng, noises, rooms, codecs, weights=None, snr_range=SNR_RANGE
         likely (the draw of the first label sets, kept bit-identical).
     snr_range : tuple of float
         Noise SNRs are drawn uniformly in ``[low, high]`` dB.
+    noise_variation : float
+        Probability that a noise gets a variation seed (``"vary"``: recoloured, resampled and
+        fluctuating, :class:`~speechbrain_sqe.dataio.noise_variation.NoiseVariation`); 0 draws
+        nothing more (the draws of the earlier label sets, kept bit-identical).
 
     Returns
     -------
@@ -101,6 +105,8 @@ def draw_condition(rng, noises, rooms, codecs, weights=None, snr_range=SNR_RANGE
     True
     >>> draw_condition(np.random.default_rng(0), ["n.wav"], ["r.wav"], [], {"noise": 1}, (0, 5))["kind"]
     'noise'
+    >>> "vary" in draw_condition(np.random.default_rng(0), ["n.wav"], [], [], {"noise": 1}, (0, 5), 1.0)
+    True
     """
     kinds = [k for k in PLAN if (noises or "noise" not in k) and (rooms or "room" not in k)
              and (codecs or "codec" not in k)]
@@ -113,8 +119,11 @@ def draw_condition(rng, noises, rooms, codecs, weights=None, snr_range=SNR_RANGE
         kind = kinds[int(rng.choice(len(kinds), p=p / p.sum()))]
 
     def noise():
-        return {"kind": "noise", "path": noises[int(rng.integers(len(noises)))],
+        spec = {"kind": "noise", "path": noises[int(rng.integers(len(noises)))],
                 "snr": round(float(rng.uniform(*snr_range)), 2)}
+        if noise_variation > 0 and rng.uniform() < noise_variation:
+            spec["vary"] = int(rng.integers(2**31))
+        return spec
 
     def room():
         return {"kind": "room", "path": rooms[int(rng.integers(len(rooms)))]}
@@ -171,7 +180,7 @@ def _pick(files, limit, seed, split):
 
 def plan_real_sqa_labels(manifest, noise_list, rir_list, seed=1234, conditions_per_file=3, max_train_files=None,
                          max_valid_files=None, skip_bad_rows=False, codecs=None, condition_weights=None,
-                         snr_range=SNR_RANGE):
+                         snr_range=SNR_RANGE, noise_variation=0.0):
     """The items of each label split and what must never enter them.
 
     Arguments
@@ -192,9 +201,11 @@ def plan_real_sqa_labels(manifest, noise_list, rir_list, seed=1234, conditions_p
     codecs : list of str, optional
         Codecs drawn (default: every available one).
     condition_weights : dict, optional
-        ``kind -> weight`` over :data:`PLAN` (see :func:`draw_condition`); None: equally likely.
+        ``kind -> weight`` over :data:`PLAN` (see :func:`draw_condition`); None or empty: equally likely.
     snr_range : tuple of float
         Range of the noise SNRs in dB.
+    noise_variation : float
+        Probability that a drawn noise is varied (see :func:`draw_condition`).
 
     Returns
     -------
@@ -204,6 +215,7 @@ def plan_real_sqa_labels(manifest, noise_list, rir_list, seed=1234, conditions_p
         ``{"speakers": set, "paths": set}``: the test speakers and every test file (speech, noise,
         room) of the inputs.
     """
+    condition_weights = dict(condition_weights) if condition_weights else None  # {} (the YAML's): equally
     speech = read_speech_manifest(manifest, seed, skip_bad_rows=skip_bad_rows)
     noises = read_source_list(noise_list, "noise", skip_bad_rows)
     rooms = read_source_list(rir_list, "rir", skip_bad_rows)
@@ -231,7 +243,8 @@ def plan_real_sqa_labels(manifest, noise_list, rir_list, seed=1234, conditions_p
                                   "condition": "clean"}, path, None))
             for k in range(int(conditions_per_file)):
                 rng = np.random.default_rng(_seed(seed, "condition", path, k))
-                spec = draw_condition(rng, noises["train"], rooms["train"], codecs, condition_weights, snr_range)
+                spec = draw_condition(rng, noises["train"], rooms["train"], codecs, condition_weights, snr_range,
+                                      noise_variation)
                 spec = {**spec, "seed": _seed(seed, "degrade", path, k) % 2**32}
                 items[split].append(({**base, "ID": f"{uid}_c{k}", "system": "degraded",
                                       "condition": describe(spec)}, path, spec))
@@ -286,7 +299,8 @@ def _make_audio(path, clean_path, spec):
 def prepare_real_sqa_labels(label_folder, source_folder, noise_folder, rir_folder=None, seed=1234,
                             conditions_per_file=3, max_train_files=None, max_valid_files=None,
                             label_metrics=LABEL_METRICS, metric_jobs=2, skip_bad_rows=False, progress=True,
-                            skip_prep=False, condition_weights=None, snr_range=SNR_RANGE, **unused):
+                            skip_prep=False, condition_weights=None, snr_range=SNR_RANGE, noise_variation=0.0,
+                            **unused):
     """Makes (or completes) the real-speech label set (see the module doc); returns its manifests.
 
     Arguments
@@ -311,6 +325,10 @@ def prepare_real_sqa_labels(label_folder, source_folder, noise_folder, rir_folde
         reverberant noisy speech) from training speakers, noises and rooms.
     snr_range : tuple of float
         Range of the noise SNRs in dB.
+    noise_variation : float
+        Probability that a drawn noise is recoloured, resampled and made to fluctuate (the enhancers'
+        training augmentation): more kinds of noise than the eight real training ones, which the
+        real test sets' noises are not among. 0: the noises as they are.
     label_metrics : sequence of str
         Metrics computed (others left empty).
     metric_jobs : int
@@ -342,9 +360,10 @@ def prepare_real_sqa_labels(label_folder, source_folder, noise_folder, rir_folde
         raise ValueError(f"label_metrics {unknown} are not label columns ({', '.join(LABEL_METRICS)})")
     rir_folder = rir_folder or noise_folder
     snr_range = tuple(float(v) for v in snr_range)
+    condition_weights = dict(condition_weights) if condition_weights else None  # {} (the YAML's): equally
     items, excluded = plan_real_sqa_labels(source_folder, noise_folder, rir_folder, seed, conditions_per_file,
                                            max_train_files, max_valid_files, skip_bad_rows, None,
-                                           condition_weights, snr_range)
+                                           condition_weights, snr_range, float(noise_variation))
     check_plan_excludes(items, excluded)
     config = {"source": "manifest", "manifest": os.path.abspath(source_folder),
               "noise_list": os.path.abspath(noise_folder), "rir_list": os.path.abspath(rir_folder), "seed": seed,
@@ -356,6 +375,8 @@ def prepare_real_sqa_labels(label_folder, source_folder, noise_folder, rir_folde
         config["condition_weights"] = {k: float(v) for k, v in sorted(dict(condition_weights).items())}
     if snr_range != SNR_RANGE:
         config["snr_range"] = list(snr_range)
+    if noise_variation:
+        config["noise_variation"] = float(noise_variation)
     os.makedirs(label_folder, exist_ok=True)
     _check_stamp(label_folder, config)
     metrics, reasons = split_available(list(label_metrics))
