@@ -1,5 +1,6 @@
 """Every ``train.py hparams/<recipe>.yaml ...`` command the documentation shows, and every override a
-recipe's comments suggest, parses as ``train.py`` parses it and merges into that recipe's YAML.
+recipe's comments suggest, parses as ``train.py`` parses it and merges into that recipe's YAML; every
+``sqe ...`` command it shows is accepted by the ``sqe`` parser.
 
 The commands are read from the README files, the model cards and the recipes' own comments; each is
 split like a shell line (quotes, continuation lines, trailing comments), SpeechBrain's
@@ -22,6 +23,8 @@ from recipe_args import ROOT
 import train
 
 COMMAND = re.compile(r"train\.py\s+(hparams/[\w.-]+\.yaml)(?=\s|$)(.*)")
+#: ``sqe <command> ...`` or ``-m speechbrain_sqe.cli <command> ...`` (torchrun).
+CLI_COMMAND = re.compile(r"(?:(?<![\w./(-])sqe|-m speechbrain_sqe\.cli)\s+(evaluate|score|enhance|analyze-ssl)(?=\s|$)(.*)")
 #: Shell words after which the rest of a line is not the command's arguments.
 STOP_WORDS = {"|", "||", "&&", ";", "&", ">", ">>", "2>&1"}
 
@@ -99,6 +102,26 @@ def documented_commands():
 COMMANDS = documented_commands()
 
 
+def documented_cli_commands():
+    """``(where, argument words)`` of every ``sqe`` command in a fenced code block of the documentation
+    (prose names commands in part, "`sqe score` prints..."; lines with shell variables are left out)."""
+    found = []
+    for path in _documents():
+        with open(path, encoding="utf-8") as stream:
+            blocks = stream.read().split("```")[1::2]
+        for line in _joined_lines("\n".join(blocks)):
+            if line.startswith("#"):  # a comment in a block mentions commands in prose
+                continue
+            for match in CLI_COMMAND.finditer(line):
+                words = _arguments(match.group(2))
+                if not any("$" in word for word in words):
+                    found.append((os.path.relpath(path, ROOT), [match.group(1)] + words))
+    return found
+
+
+CLI_COMMANDS = documented_cli_commands()
+
+
 def test_the_documentation_shows_commands_of_every_recipe():
     recipes = {recipe for _, recipe, _ in COMMANDS}
     shipped = {os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "hparams", "*.yaml"))}
@@ -132,3 +155,20 @@ def test_the_check_fails_on_a_mistyped_key_and_a_mapping_over_null(tmp_path):
     with pytest.raises(ValueError, match="structure of the overrides"):
         _check(str(recipe), ["--weights={a: 1}"])
     _check("hparams/sqa.yaml", ["--condition_weights={noise: 1, room_noise: 1}", "--snr_range=[-5,20]"])
+
+
+def test_the_documentation_shows_every_sqe_command():
+    assert {words[0] for _, words in CLI_COMMANDS} == {"evaluate", "score", "enhance", "analyze-ssl"}
+    assert len(CLI_COMMANDS) > 20
+
+
+@pytest.mark.parametrize("where, words", CLI_COMMANDS,
+                         ids=[f"{where}:{words[0]}:{index}" for index, (where, words) in enumerate(CLI_COMMANDS)])
+def test_documented_sqe_commands_parse(where, words):
+    from speechbrain_sqe import cli
+
+    try:
+        args = cli.build_parser().parse_args(words)
+    except SystemExit:
+        pytest.fail(f"{where}: sqe {' '.join(words)} is refused by the parser")
+    assert args.func is not None
