@@ -205,7 +205,8 @@ def main(argv=None):
     parser.add_argument("--metrics", nargs="*", default=None, help=f"labels computed (default {' '.join(LABEL_METRICS)})")
     parser.add_argument("--systems", nargs="*", default=None, help="systems of the rows enhanced (noisy degraded)")
     parser.add_argument("--splits", nargs="*", default=list(SPLITS))
-    parser.add_argument("--metric_jobs", type=int, default=1)
+    parser.add_argument("--metric_jobs", type=int, default=2,
+                        help="metric worker processes (default 2, as the label preparation)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     systems = load_systems(args.enhancer, args.peers)
