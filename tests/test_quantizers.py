@@ -58,6 +58,24 @@ def test_search_in_blocks_picks_the_codes_of_one_score_matrix(distance):
     assert torch.equal(vq(z).indices, whole)
 
 
+@pytest.mark.parametrize("distance", ["cosine", "euclidean"])
+def test_best_score_search_in_blocks_equals_one_score_matrix(distance):
+    """The scoring search (one reused block buffer in cosine mode) over several blocks and a partial
+    last one: each frame's best score and nearest code as from the whole matrix, bit for bit."""
+    from speechbrain_sqe.lobes.quantizers import SEARCH_CHUNK
+
+    torch.manual_seed(1)
+    vq = _initted(VectorQuantizer(dim=8, codebook_size=64, distance=distance), torch.randn(64, 8))
+    for frames in (2 * SEARCH_CHUNK + 37, 5, 0):
+        flat = vq._transform(torch.randn(frames, 8))
+        whole = vq._scores(flat, vq.codebook)
+        best = vq._best_scores(flat, vq.codebook)
+        nearest = vq._nearest_indices(flat, vq.codebook)
+        assert best.shape == (frames,) and nearest.shape == (frames,) and nearest.dtype == torch.long
+        if frames:
+            assert torch.equal(best, whole.amax(-1)) and torch.equal(nearest, whole.argmax(-1))
+
+
 def test_straight_through_gradients_reach_encoder():
     torch.manual_seed(0)
     encoder = torch.nn.Linear(5, 4)
