@@ -402,8 +402,9 @@ class VectorQuantizer(torch.nn.Module):
     def _cosine_blocks(flat, codebook, reduce, dtype):
         """``reduce(flat @ codebook.t(), dim=-1)`` block by block into one output, every block's
         products written into one reused ``[SEARCH_CHUNK, K]`` buffer: a fresh buffer per block
-        (8 MB for 1,024 x 2,048 codes) made the VQScore search's products 1.4 times slower (313
-        against 436 ms, one thread, 576 real test files, session 25; the same results)."""
+        (8 MB for 1,024 x 2,048 codes) made the VQScore search's products slower and uneven (0.30-0.52
+        s against 0.27 s for 576 real test files on one thread, page faults; the same results;
+        benchmarks/RESULTS.md, session 25)."""
         codes = codebook.t()
         block_scores = flat.new_empty(min(flat.shape[0], SEARCH_CHUNK), codebook.shape[0])
         out = torch.empty(flat.shape[0], dtype=dtype, device=flat.device)
