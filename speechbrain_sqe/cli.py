@@ -426,7 +426,8 @@ def _add_model_options(parser, task, batch_size, batch_unit="files"):
     parser.add_argument(
         "--model", default=None, metavar="SOURCE",
         help=f"{_TASK_MODELS[task]}: a hub folder (or hub id) of any method of this task, loaded by the "
-        "interface its hyperparams.yaml names (default: the model shipped with the package)",
+        "interface its hyperparams.yaml names, or a model shipped with the package by name (vqscore, sqa, "
+        "vq_enhancer, bsse, sqa_guided, tera; default: the package's model of this task)",
     )
     parser.add_argument("--savedir", default=None, metavar="DIR", help="where a hub model is fetched to")
     parser.add_argument("--device", default="cpu", metavar="DEVICE", help="cpu or cuda[:N] (default cpu)")

@@ -18,6 +18,7 @@ from speechbrain_sqe.inference.hub import (
     InterfaceError,
     build_model_card,
     load_model,
+    shipped_models,
     write_hub_folder,
 )
 from speechbrain_sqe.inference.quality import VQScore
@@ -129,6 +130,32 @@ def test_sqe_score_refuses_an_enhancer_in_one_line(tmp_path, capsys):
     assert cli.main(["score", str(wav), "--model", DEFAULT_SOURCES["enhancement"]]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "holds a speech enhancer" in err
+
+
+def test_shipped_models_load_by_bare_name_from_any_working_directory(tmp_path, monkeypatch, capsys):
+    """`--model bsse` works wherever the package is installed; a user's own folder of that name wins."""
+    monkeypatch.chdir(tmp_path)
+    assert load_model("bsse", task="enhancement").__class__.__name__ == "BSSEEnhancer"
+    wav = tmp_path / "a.wav"
+    save_audio(str(wav), torch.from_numpy(speech_like(1.0)).float())
+    assert cli.main(["enhance", str(wav), "--out-dir", str(tmp_path / "out"), "--model", "bsse",
+                     "--no-progress"]) == 0
+    assert (tmp_path / "out" / "a.wav").is_file()
+    assert cli.main(["score", str(wav), "--model", "vq_enhancer"]) == 2  # still checked for its task
+    assert "holds a speech enhancer" in capsys.readouterr().err
+    (tmp_path / "bsse").mkdir()  # a local folder of the same name is what the user means
+    with pytest.raises(InterfaceError, match="not a model folder"):
+        load_model("bsse", task="enhancement")
+    with pytest.raises(InterfaceError, match="nor a shipped model: .*bsse.*vqscore"):
+        load_model("bssse", task="enhancement")
+
+
+def test_the_help_names_every_shipped_model(capsys):
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["enhance", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    names = text.split("shipped with the package by name (")[1].split(";")[0]
+    assert sorted(name.strip() for name in names.split(",")) == shipped_models()
 
 
 def test_hub_spec_refuses_a_module_that_cannot_be_rebuilt():

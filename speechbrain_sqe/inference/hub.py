@@ -447,6 +447,55 @@ DEFAULT_SOURCES = {
     "enhancement": os.path.join(PRETRAINED_FOLDER, "vq_enhancer"),
     "ssl_encoder": os.path.join(PRETRAINED_FOLDER, "tera"),
 }
+
+
+def shipped_models():
+    """The names of the models shipped inside the package (``bsse``, ``vqscore``...).
+
+    Returns
+    -------
+    list of str
+        Sorted names of the folders of :data:`PRETRAINED_FOLDER` that hold a ``hyperparams.yaml``.
+
+    Example
+    -------
+    >>> {"vqscore", "vq_enhancer", "tera"} <= set(shipped_models())
+    True
+    """
+    if not os.path.isdir(PRETRAINED_FOLDER):
+        return []
+    return sorted(name for name in os.listdir(PRETRAINED_FOLDER)
+                  if os.path.isfile(os.path.join(PRETRAINED_FOLDER, name, "hyperparams.yaml")))
+
+
+def resolve_shipped_name(source):
+    """A shipped model's bare name (``"bsse"``) as its folder inside the package; any other source
+    unchanged. A file or folder of that name in the working directory wins, so a user's own folder
+    is never shadowed; hub ids (``owner/name``) contain a slash and never match.
+
+    Arguments
+    ---------
+    source : str
+        What the user gave (``--model``, ``source=``).
+
+    Returns
+    -------
+    str
+        The folder to load, or ``source`` itself.
+
+    Example
+    -------
+    >>> resolve_shipped_name("vqscore") == DEFAULT_SOURCES["quality"]
+    True
+    >>> resolve_shipped_name("owner/model")
+    'owner/model'
+    """
+    if "/" in source or os.sep in source or os.path.exists(source):
+        return source
+    folder = os.path.join(PRETRAINED_FOLDER, source)
+    return folder if os.path.isfile(os.path.join(folder, "hyperparams.yaml")) else source
+
+
 #: The interface of folders that name none (written before interfaces were named), by task.
 LEGACY_INTERFACES = {
     "quality": "speechbrain_sqe.inference.quality.VQScore",
@@ -461,7 +510,8 @@ def load_model(source=None, task=None, hparams_file="hyperparams.yaml", savedir=
     Arguments
     ---------
     source : str, optional
-        A local folder or a model hub id; None: the model shipped for ``task``.
+        A local folder, a model hub id, or the name of a model shipped in the package
+        (:func:`shipped_models`: ``"bsse"``, ``"sqa"``...); None: the model shipped for ``task``.
     task : str, optional
         ``"quality"``, ``"enhancement"`` or ``"ssl_encoder"``; None accepts any task.
     hparams_file : str
@@ -487,6 +537,8 @@ def load_model(source=None, task=None, hparams_file="hyperparams.yaml", savedir=
     -------
     >>> load_model(task="quality").__class__.__name__
     'VQScore'
+    >>> load_model("bsse", task="enhancement").__class__.__name__
+    'BSSEEnhancer'
     >>> load_model(DEFAULT_SOURCES["quality"], task="enhancement")
     Traceback (most recent call last):
     ...
@@ -496,13 +548,14 @@ def load_model(source=None, task=None, hparams_file="hyperparams.yaml", savedir=
         if task not in DEFAULT_SOURCES:
             raise InterfaceError("give a model folder or hub id (no task, so no shipped default)")
         source = DEFAULT_SOURCES[task]
-    source = os.fspath(source)
+    source = resolve_shipped_name(os.fspath(source))
     if os.path.isdir(source):
         hparams_path = os.path.join(source, hparams_file)
         if not os.path.isfile(hparams_path):
             raise InterfaceError(f"{source}: not a model folder (no {hparams_file} in it)")
     elif os.path.exists(source) or source.startswith((".", "/")) or source.count("/") != 1:
-        raise InterfaceError(f"{source}: no such model folder (nor a hub id of the form owner/name)")
+        raise InterfaceError(f"{source}: no such model folder (nor a hub id of the form owner/name, "
+                             f"nor a shipped model: {', '.join(shipped_models())})")
     else:  # a hub id: fetch the hyperparams file first to learn its interface
         from speechbrain.utils.fetching import fetch
 
