@@ -356,3 +356,43 @@ def test_training_mixture_is_the_speech_plus_the_noise_it_reports(tmp_path):
     valid[1, 8000:] = 0
     assert torch.allclose(noisy, clean * valid + noise, atol=1e-6)
     assert float(noise[:, :8000].abs().mean()) > 0.01 and float(noise[1, 8000:].abs().max()) == 0.0
+
+
+def test_two_noise_mixture_keeps_the_snr_and_sums_two_draws(tmp_path):
+    """``noise_mixture_prob``: the noise is the sum of two training-noise draws at the first draw's
+    power (the SNR the mixer chose), and the mixture is still the speech plus that noise."""
+    import soundfile as sf
+    from speechbrain.augment.time_domain import AddNoise
+
+    from speechbrain_sqe.brains.bsse import BSSEBrain
+
+    rows = ["ID,duration,wav,wav_format,wav_opts"]
+    for index, freq in enumerate((500.0, 3000.0)):  # two tonal "noises" whose sum is recognisable
+        path = tmp_path / f"n{index}.wav"
+        sf.write(path, (0.1 * torch.sin(2 * torch.pi * freq * torch.arange(32000) / 16000)).numpy(), 16000)
+        rows.append(f"n{index},2.0,{path},wav,")
+    manifest = tmp_path / "noise.csv"
+    manifest.write_text("\n".join(rows) + "\n")
+    clean = 0.2 * torch.randn(8, 16000, generator=torch.Generator().manual_seed(0))
+    lens = torch.ones(8)
+
+    def corrupt(prob):
+        torch.manual_seed(3)
+        brain = BSSEBrain(modules={}, hparams={"reverb_prob": 0.0, "noise_mixture_prob": prob})
+        brain.add_reverb = None
+        brain.add_noise = AddNoise(csv_file=str(manifest), snr_low=5, snr_high=5, noise_sample_rate=16000,
+                                   clean_sample_rate=16000)
+        return brain.corrupt_with_noise(clean, lens)
+
+    _, noise_one = corrupt(0.0)
+    noisy_two, noise_two = corrupt(1.0)
+    assert torch.allclose(noisy_two, clean + noise_two, atol=1e-6)
+    # same power as the single draw (the SNR the mixer drew: 5 dB for both)
+    assert torch.allclose(noise_two.pow(2).mean(1), noise_one.pow(2).mean(1), rtol=1e-3)
+    # every utterance now holds both tones (energy at 500 Hz and at 3 kHz), none did before
+    spectrum = torch.fft.rfft(noise_two, dim=1).abs()
+    both = (spectrum[:, 500] > 0.1 * spectrum.max(1).values) & (spectrum[:, 3000] > 0.1 * spectrum.max(1).values)
+    assert bool(both.all())
+    spectrum_one = torch.fft.rfft(noise_one, dim=1).abs()
+    assert not bool(((spectrum_one[:, 500] > 0.1 * spectrum_one.max(1).values)
+                     & (spectrum_one[:, 3000] > 0.1 * spectrum_one.max(1).values)).any())

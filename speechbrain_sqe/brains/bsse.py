@@ -169,7 +169,8 @@ class BSSEBrain(RecipeBrain):
     # ------------------------------------------------------------------ training
     def corrupt(self, clean, lens):
         """Noisy training input: maybe a room (per utterance, ``reverb_prob``), then noise (varied with
-        ``noise_variation_prob``, :class:`~speechbrain_sqe.dataio.noise_variation.NoiseVariation`)."""
+        ``noise_variation_prob``, :class:`~speechbrain_sqe.dataio.noise_variation.NoiseVariation`;
+        with ``noise_mixture_prob``, the sum of two training noises)."""
         return self.corrupt_with_noise(clean, lens)[0]
 
     def corrupt_with_noise(self, clean, lens):
@@ -181,13 +182,33 @@ class BSSEBrain(RecipeBrain):
             if bool(pick.any()):
                 speech = torch.where(pick.unsqueeze(1), self.add_reverb(clean), clean)
         # AddNoise adds the scaled noise to its input: the difference is that noise alone.
-        noise = self.add_noise(speech, lens) - speech
-        variation = getattr(self.hparams, "noise_variation", None)
-        if variation is not None and variation.prob > 0:
-            noise = variation(noise)
+        noise = self._varied(self.add_noise(speech, lens) - speech)
+        mixture_prob = getattr(self.hparams, "noise_mixture_prob", 0.0)
+        if mixture_prob > 0:
+            noise = self._mixed_with_another(noise, speech, lens, mixture_prob)
         valid = (torch.arange(clean.shape[1], device=clean.device)[None, :]
                  < torch.round(lens * clean.shape[1])[:, None]).to(speech.dtype)
         return (speech + noise) * valid, noise * valid
+
+    def _varied(self, noise):
+        """``noise`` through the recipe's :class:`NoiseVariation` where it has one switched on."""
+        variation = getattr(self.hparams, "noise_variation", None)
+        return variation(noise) if variation is not None and variation.prob > 0 else noise
+
+    def _mixed_with_another(self, noise, speech, lens, prob):
+        """With probability ``prob`` per utterance, ``noise`` plus a second training noise (its own
+        draw, SNR and variation), rescaled to ``noise``'s power so the mixture's SNR is unchanged:
+        sums of the eight real training noises (hum under a tap, traffic-like rumble under clatter)
+        as one more way to meet noises never trained on (ours; SpeechBrain's AddNoise adds one)."""
+        pick = torch.rand(noise.shape[0], device=noise.device) < prob
+        if not bool(pick.any()):
+            return noise
+        # Rolled by one utterance: AddNoise fills a batch by repeating its loader's order of noise
+        # files, and a second call may repeat the same order, which would add a file to itself.
+        second = self._varied(self.add_noise(speech, lens) - speech).roll(1, dims=0)
+        summed = noise + second
+        scale = (noise.pow(2).sum(1, keepdim=True) / summed.pow(2).sum(1, keepdim=True).clamp(min=1e-12)).sqrt()
+        return torch.where(pick.unsqueeze(1), summed * scale, noise)
 
     def compute_forward(self, batch, stage):
         """Enhanced log1p magnitudes of the noisy input, clean log1p target, frame lengths; in training
