@@ -17,7 +17,8 @@ def test_means_per_system_and_snr_and_the_figure(tmp_path):
     table.write_text("\n".join(lines) + "\n")
     import csv
 
-    rows = list(csv.DictReader(open(table)))
+    with open(table, newline="") as handle:
+        rows = list(csv.DictReader(handle))
     means = plot_peers.means_by(rows, "pesq_wb")
     assert [system for system in means] == ["noisy", "bsse"]
     assert means["bsse"][0][0] == -5.0 and abs(means["bsse"][0][1] - 1.55) < 1e-9
