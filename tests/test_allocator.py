@@ -44,11 +44,19 @@ def _run(mode, env=None):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _run_glibc_defaults(env=None, runs=3):
+    """The run of most faults among ``runs`` with glibc's own thresholds: those move with the sizes
+    freed (its dynamic mmap threshold), and now and then one run keeps its memory by chance (0 faults
+    in 1 of 12 runs, session 27); the others fault thousands of times."""
+    results = [_run("default" if env is None else "kept", env) for _ in range(runs)]
+    return max(results, key=lambda result: result["faults"])
+
+
 @pytest.mark.skipif(not GLIBC, reason="the setting applies to glibc only")
 def test_kept_freed_memory_stops_the_page_faults_of_repeated_batches():
-    """With glibc's defaults every pass maps its large tensors afresh (thousands of minor faults);
-    with the thresholds set they come from memory the process already holds."""
-    default, kept = _run("default"), _run("kept")
+    """With glibc's defaults the passes map their large tensors afresh (thousands of minor faults, in
+    all but the odd run); with the thresholds set they come from memory the process already holds."""
+    default, kept = _run_glibc_defaults(), _run("kept")
     assert (default["applied"], default["tuned"]) == (False, False)
     assert (kept["applied"], kept["tuned"]) == (True, True)
     assert default["faults"] > 2000, default
@@ -57,7 +65,7 @@ def test_kept_freed_memory_stops_the_page_faults_of_repeated_batches():
 
 @pytest.mark.skipif(not GLIBC, reason="the setting applies to glibc only")
 def test_opt_out_keeps_glibc_defaults():
-    result = _run("kept", env={"SQE_DEFAULT_ALLOCATOR": "1"})
+    result = _run_glibc_defaults(env={"SQE_DEFAULT_ALLOCATOR": "1"})
     assert (result["applied"], result["tuned"]) == (False, False)
     assert result["faults"] > 2000, result
 

@@ -35,6 +35,26 @@ def test_flac_and_round_trip(tmp_path):
     assert torch.allclose(load_audio(out), torch.from_numpy(_tone(0.25)), atol=1e-4)
 
 
+@pytest.mark.parametrize("subtype, extension", [("PCM_16", "wav"), ("PCM_16", "flac"), ("PCM_24", "wav"),
+                                                ("FLOAT", "wav"), ("PCM_U8", "wav")])
+def test_samples_equal_speechbrains_reader_exactly(tmp_path, subtype, extension):
+    """16-bit PCM is read as int16 and scaled in torch (faster): every one of the 65,536 values,
+    in both channels, must equal what SpeechBrain's soundfile reader gives; other encodings too."""
+    from speechbrain.dataio.audio_io import load
+
+    from speechbrain_sqe.dataio.audio import _read_channels_first
+
+    every_value = np.arange(-32768, 32768, dtype=np.int16)
+    path = tmp_path / f"all_values_{subtype}.{extension}"
+    soundfile.write(path, np.stack([every_value, every_value[::-1]], axis=1), 16000, subtype=subtype)
+    ours, rate = _read_channels_first(str(path))
+    theirs, their_rate = load(str(path), channels_first=True, always_2d=True)
+    assert rate == their_rate == 16000
+    assert ours.dtype == theirs.dtype == torch.float32 and ours.shape == theirs.shape == (2, 65536)
+    assert torch.equal(ours, theirs)
+    assert torch.equal(load_audio(path, sample_rate=16000), theirs.mean(dim=0))
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(AudioLoadError, match="nope.wav: file not found"):
         load_audio(tmp_path / "nope.wav")

@@ -50,6 +50,7 @@ def test_loader_splits_batches_of_long_files(tmp_path):
     def load(path):
         return torch.as_tensor(soundfile.read(path, dtype="float32")[0])
     sizes = [len(batch[0]) for batch in length_sorted_loader(paths, load, 4, max_batch_seconds=7.0)]
-    assert sizes == [2, 2, 1]  # a b | c d (a b c would pad to 3 x 3 s = 9 s > 7 s) | e (next group of 4)
+    # a b | c d (a b c would pad to 3 x 3 s = 9 s > 7 s) | e (next group of 4), the longest first
+    assert sizes == [1, 2, 2]
     sizes = [len(batch[0]) for batch in length_sorted_loader(paths, load, 4, max_batch_seconds=None)]
-    assert sizes == [4, 1]
+    assert sizes == [1, 4]

@@ -131,17 +131,18 @@ def test_stft_magnitude_matches_the_plain_formula_with_and_without_gradients():
     assert torch.isfinite(leaf.grad).all() and float(leaf.grad.abs().sum()) > 0
 
 
-def test_centred_frames_equal_torch_stft_with_lengths_in_the_convolutions_layout():
-    """The front end pads the waveform itself (then ``center=False``): the frames of ``torch.stft``'s
-    centred transform, exactly, for each utterance of a batch with lengths (zeros after its end),
-    and the result is the transposed view of a ``[batch, freq, frames]`` buffer, the layout the
-    first convolution reads without a copy."""
+def test_centred_frames_equal_torch_stft_with_lengths():
+    """The front end pads each utterance of a batch itself (its own reflect padding, then one
+    ``center=False`` transform of the whole batch): the frames of ``torch.stft``'s centred transform
+    of that utterance alone, for every utterance (zeros after its end), whatever the garbage
+    beyond an utterance's end in the padded batch."""
     wav = _wavs(batch=4, samples=9000)
+    wav[1, 4500:] = 1e3  # beyond utterance 1's end: must not leak into its frames
     lengths = torch.tensor([1.0, 0.5, 0.5, 0.8])
     window = torch.hamming_window(400)
     with torch.no_grad():
         spec = stft_magnitude(wav, n_fft=400, hop_length=160, win_length=400, lengths=lengths, window="hamming")
-    assert spec.transpose(1, 2).is_contiguous()
+    assert spec.shape == (4, 1 + 9000 // 160, 201)
     for row, length in enumerate(lengths.tolist()):
         n = round(length * wav.shape[1])
         alone = torch.stft(wav[row, :n], 400, 160, 400, window, center=True, pad_mode="reflect",

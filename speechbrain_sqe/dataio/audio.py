@@ -1,7 +1,7 @@
 """The one audio loader of the package (training, inference and CLI all read through it).
 
-It reads with soundfile through ``speechbrain.dataio.audio_io`` (never ``torchaudio.load``, which
-needs FFmpeg), then:
+It reads with soundfile (as ``speechbrain.dataio.audio_io`` does; 16-bit PCM through int16, see
+:func:`_read_channels_first`; never ``torchaudio.load``, which needs FFmpeg), then:
 
 - downmixes multi-channel audio to mono by averaging the channels (documented behaviour);
 - resamples to the requested rate with ``torchaudio.functional.resample``;
@@ -19,7 +19,6 @@ import numpy as np
 import soundfile
 import torch
 import torchaudio
-from speechbrain.dataio.audio_io import load as speechbrain_load
 
 logger = logging.getLogger(__name__)
 
@@ -100,9 +99,7 @@ def load_audio(path, sample_rate=16000, min_duration=None, warn=True):
     source = io.BytesIO(path.data) if isinstance(path, AudioBytes) else os.fspath(path)
     path = os.fspath(path)
     try:
-        # The function imported itself: ``speechbrain.dataio.audio_io`` is a lazy module whose every
-        # attribute access inspects the caller's stack frame (60 us, a tenth of a short file's read).
-        audio, file_rate = speechbrain_load(source, channels_first=True, always_2d=True)
+        audio, file_rate = _read_channels_first(source)
     except Exception as error:  # soundfile raises several types for bad files
         # What is wrong is asked only now: the checks cost two file-system calls per good file.
         if not isinstance(source, io.BytesIO) and not os.path.exists(path):
@@ -139,6 +136,21 @@ def load_audio(path, sample_rate=16000, min_duration=None, warn=True):
     if warn:
         _warn_on_level(path, wav)
     return wav
+
+
+def _read_channels_first(source):
+    """``[channels, frames]`` float32 samples and the rate, as SpeechBrain's
+    ``speechbrain.dataio.audio_io.load(source, channels_first=True, always_2d=True)`` (soundfile)
+    gives them, with one difference in how: 16-bit PCM (most speech files) is read as int16 and
+    scaled by 2^-15 in torch, the same values as libsndfile's float conversion (its normalisation
+    is that product) at 2.2 times the speed (200 real 16 kHz files: 24 against 52 ms; session 27).
+    Other encodings are read as float32 as SpeechBrain reads them."""
+    with soundfile.SoundFile(source) as handle:
+        if handle.subtype == "PCM_16":
+            samples = torch.from_numpy(handle.read(dtype="int16", always_2d=True)).float().mul_(2.0 ** -15)
+        else:
+            samples = torch.from_numpy(handle.read(dtype="float32", always_2d=True))
+        return samples.T, handle.samplerate
 
 
 def _warn_on_level(path, wav):

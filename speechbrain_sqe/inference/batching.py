@@ -207,13 +207,18 @@ def length_sorted_loader(paths, load, batch_size, num_workers=0, source_of=None,
 
 
 def _sorted_batches(paths, load, batch_size, source_of, max_batch_seconds):
-    """The dataset of ``paths`` sorted by duration and its batches (positions), as the loader uses."""
+    """The dataset of ``paths`` sorted by duration and its batches (positions), as the loader uses,
+    the batch of the longest files first: batches side by side then end together (with the longest
+    last, one thread ran it alone while the others idled; VQScore on 576 real files of 1.6-17 s, 2
+    threads: 1,916-1,942 x against 1,896-1,912 x, alternating runs, session 27). The groups are those
+    of the ascending order (a partial group holds the longest files), as a rank's share of
+    :func:`~speechbrain_sqe.inference.distributed_jobs.batch_shard` batches them."""
     duration = {key: duration_seconds(key if source_of is None else source_of[key]) for key in paths}
     ordered = sorted(paths, key=duration.__getitem__)
     if source_of is not None:
         load = _LoadSource(load, source_of)
-    return AudioFileDataset(ordered, load), budget_batches([duration[key] for key in ordered], batch_size,
-                                                           max_batch_seconds)
+    batches = budget_batches([duration[key] for key in ordered], batch_size, max_batch_seconds)
+    return AudioFileDataset(ordered, load), batches[::-1]
 
 
 def batch_threads(threads, device="cpu", num_workers=0, side_by_side=True):
@@ -267,7 +272,8 @@ def _one_torch_thread():
 
 def map_batches(paths, load, work, batch_size, threads=1, num_workers=0, source_of=None,
                 max_batch_seconds=MAX_BATCH_SECONDS):
-    """Yields ``work(names, wavs, lens, failures)`` of every length-sorted padded batch, in batch order.
+    """Yields ``work(names, wavs, lens, failures)`` of every length-sorted padded batch, in batch order
+    (the batch of the longest files first).
 
     With ``threads`` > 1 and more than one batch, that many threads each decode and process whole
     batches, one torch thread each (see the module docstring); at most ``2 * threads`` batches are
@@ -310,7 +316,7 @@ def map_batches(paths, load, work, batch_size, threads=1, num_workers=0, source_
     >>> load = lambda name: torch.ones(len(name))  # names, not files: each reads as 0 s, order kept
     >>> shapes = lambda names, wavs, lens, bad: (names, tuple(wavs.shape))  # wavs: [batch, time]
     >>> list(map_batches(["a", "bbb", "cc", "dddd"], load, shapes, batch_size=2, threads=2))
-    [(['a', 'bbb'], (2, 3)), (['cc', 'dddd'], (2, 4))]
+    [(['cc', 'dddd'], (2, 4)), (['a', 'bbb'], (2, 3))]
     """
     dataset, batches = _sorted_batches(paths, load, batch_size, source_of, max_batch_seconds)
     if threads > 1 and len(batches) > 1:

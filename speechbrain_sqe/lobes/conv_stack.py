@@ -210,6 +210,13 @@ class ConvEncoderStack(torch.nn.Module):
         out = F.conv1d(x.to(dtype), conv.weight.to(dtype), bias, padding=conv.padding)
         return out.to(x.dtype)
 
+    def _act(self, x):
+        # Without autograd the activation overwrites the convolution's fresh output: one buffer
+        # less per layer (session 27).
+        if x.requires_grad:
+            return self.activation(x)
+        return F.leaky_relu_(x, self.activation.negative_slope)
+
     def _norm(self, x, mask):
         if self.norm == "instance":
             return masked_instance_norm(x, mask, self.norm_eps)
@@ -235,11 +242,11 @@ class ConvEncoderStack(torch.nn.Module):
         h = self._norm(h, mask) if self.input_norm else apply_mask(h, mask)
         num_stages = len(self.convs) // 2
         for stage in range(num_stages if self.residual_last_stage else num_stages - 1):
-            a = self._norm(self.activation(self._conv(2 * stage, h)), mask)
-            b = self._norm(self.activation(self._conv(2 * stage + 1, a)), mask)
-            h = a + b
+            a = self._norm(self._act(self._conv(2 * stage, h)), mask)
+            b = self._norm(self._act(self._conv(2 * stage + 1, a)), mask)
+            h = a + b if a.requires_grad else a.add_(b)
         if not self.residual_last_stage:
-            e = self._norm(self.activation(self._conv(len(self.convs) - 2, h)), mask)
+            e = self._norm(self._act(self._conv(len(self.convs) - 2, h)), mask)
             h = self._norm(self._conv(len(self.convs) - 1, e), mask)
         if self.transformer is not None:
             z = _run_transformer(self.transformer, h.transpose(1, 2), mask)
@@ -302,6 +309,13 @@ class ConvDecoderStack(torch.nn.Module):
         convs.append(_conv(prev, output_size, kernel_size))
         self.convs = torch.nn.ModuleList(convs)
 
+    def _masked_act(self, x, mask):
+        if x.requires_grad:
+            return apply_mask(self.activation(x), mask)
+        # Without autograd, in the convolution's fresh output: no new buffers (session 27).
+        x = F.leaky_relu_(x, self.activation.negative_slope)
+        return x if mask is None else x.mul_(mask.unsqueeze(1).to(x.dtype))
+
     def forward(self, zq, lengths=None):
         """Decodes codes into a (non-negative) magnitude spectrogram.
 
@@ -323,11 +337,11 @@ class ConvDecoderStack(torch.nn.Module):
             h = _run_transformer(self.transformer, zq, mask).transpose(1, 2)
         else:
             h = apply_mask(zq.transpose(1, 2), mask)
-        h = apply_mask(self.activation(self.convs[0](h)), mask)
+        h = self._masked_act(self.convs[0](h), mask)
         for stage in range((len(self.convs) - 2) // 2):
-            a = apply_mask(self.activation(self.convs[1 + 2 * stage](h)), mask)
-            b = apply_mask(self.activation(self.convs[2 + 2 * stage](a)), mask)
-            h = a + b
+            a = self._masked_act(self.convs[1 + 2 * stage](h), mask)
+            b = self._masked_act(self.convs[2 + 2 * stage](a), mask)
+            h = a + b if a.requires_grad else a.add_(b)
         out = apply_mask(F.relu(self.convs[-1](h)), mask)
         return out.transpose(1, 2)
 

@@ -174,12 +174,16 @@ def masked_instance_norm(x, mask=None, eps=1e-5):
 
 def _centred_inference(x, mask):
     """``x`` minus its mean over the valid frames, 0 on padded frames, and the frame counts
-    ``[batch, 1, 1]``, without autograd and in fewer passes over ``x`` than the autograd path: the
-    masked sum over time as one batched matrix-vector product, the mask applied in place."""
-    m = mask.to(x.dtype)
-    count = m.sum(-1).clamp(min=1.0).view(-1, 1, 1)
-    mean = torch.bmm(x, m.unsqueeze(-1)).div_(count)
-    return (x - mean).mul_(m.unsqueeze(1)), count
+    ``[batch, 1, 1]``, without autograd and in fewer passes over ``x`` than the autograd path: one
+    masked copy of ``x``, centred and masked again in place. (A batched matrix-vector product
+    ``bmm(x, m)`` for the masked sum was 7 times slower than multiply-and-sum on the AMD EPYC CPU
+    with torch's MKL; the whole norm is 2.7 times faster on [16, 128, 313]; benchmarks/RESULTS.md,
+    session 27.)"""
+    m = mask.to(x.dtype).unsqueeze(1)
+    count = m.sum(-1, keepdim=True).clamp(min=1.0)
+    masked = x * m
+    mean = masked.sum(-1, keepdim=True).div_(count)
+    return masked.sub_(mean).mul_(m), count
 
 
 def _masked_instance_norm_inference(x, mask, eps):
