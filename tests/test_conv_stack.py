@@ -140,3 +140,18 @@ def test_shipped_enhancer_outputs_are_the_recorded_ones(tmp_path):
         [0.0006021906738169491, 0.0005987073527649045, 0.0010103831300511956, 0.0, 0.0],
     ])
     torch.testing.assert_close(out[:, 1000:8000:1500], recorded, atol=1e-6, rtol=0)
+
+
+def test_a_partly_frozen_stack_trains():
+    """Inference runs the activations and skip sums in place; with only some convolutions trainable
+    (a partial fine-tuning) the trainable ones still get gradients: nothing they saved is overwritten."""
+    model = VQVAEQualityModel(channels=(16, 8), codebook_dim=8, codebook_size=32)
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    model.encoder.convs[1].weight.requires_grad_(True)  # the second of a stage: its input `a` is saved
+    model.decoder.convs[2].weight.requires_grad_(True)
+    lengths = torch.tensor([1.0, 0.6])
+    model.encoder(torch.rand(2, 20, 257), lengths).square().sum().backward()
+    model.decoder(torch.rand(2, 20, 8), lengths).sum().backward()
+    assert float(model.encoder.convs[1].weight.grad.abs().sum()) > 0
+    assert float(model.decoder.convs[2].weight.grad.abs().sum()) > 0

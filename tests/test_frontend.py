@@ -151,6 +151,21 @@ def test_centred_frames_equal_torch_stft_with_lengths():
         assert float(spec[row, alone.shape[0]:].abs().sum()) == 0.0
 
 
+@pytest.mark.parametrize("log1p", [False, True])
+def test_gradients_through_a_batch_with_lengths_are_each_utterances_own(log1p):
+    """Training through the front end (a loss on enhanced waveforms of different lengths): the
+    gradient of each utterance's frames reaches its own samples as if it were alone, none beyond."""
+    wav = _wavs(batch=3, samples=8000).requires_grad_()
+    lengths = torch.tensor([1.0, 0.7, 0.5])
+    stft_magnitude(wav, lengths=lengths, log1p=log1p).square().sum().backward()
+    for row, length in enumerate(lengths.tolist()):
+        n = round(length * wav.shape[1])
+        alone = wav.detach()[row, :n].clone().requires_grad_()
+        stft_magnitude(alone, log1p=log1p).square().sum().backward()
+        assert torch.allclose(wav.grad[row, :n], alone.grad, rtol=1e-4, atol=1e-4)
+        assert float(wav.grad[row, n:].abs().sum()) == 0.0
+
+
 def test_a_waveform_too_short_for_the_reflect_padding_is_refused_clearly():
     with pytest.raises(ValueError, match="100 samples is too short for the STFT's reflect padding"):
         stft_magnitude(torch.randn(2, 100))

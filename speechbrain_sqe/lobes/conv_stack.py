@@ -244,7 +244,7 @@ class ConvEncoderStack(torch.nn.Module):
         for stage in range(num_stages if self.residual_last_stage else num_stages - 1):
             a = self._norm(self._act(self._conv(2 * stage, h)), mask)
             b = self._norm(self._act(self._conv(2 * stage + 1, a)), mask)
-            h = a + b if a.requires_grad else a.add_(b)
+            h = a + b if a.requires_grad or b.requires_grad else a.add_(b)  # a: a saved conv input
         if not self.residual_last_stage:
             e = self._norm(self._act(self._conv(len(self.convs) - 2, h)), mask)
             h = self._norm(self._conv(len(self.convs) - 1, e), mask)
@@ -341,7 +341,7 @@ class ConvDecoderStack(torch.nn.Module):
         for stage in range((len(self.convs) - 2) // 2):
             a = self._masked_act(self.convs[1 + 2 * stage](h), mask)
             b = self._masked_act(self.convs[2 + 2 * stage](a), mask)
-            h = a + b if a.requires_grad else a.add_(b)
+            h = a + b if a.requires_grad or b.requires_grad else a.add_(b)  # a: a saved conv input
         out = apply_mask(F.relu(self.convs[-1](h)), mask)
         return out.transpose(1, 2)
 

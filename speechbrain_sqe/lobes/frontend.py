@@ -163,9 +163,7 @@ def _reflect_pad_each(wav, abs_samples, pad):
     ``pad`` at each end (as :func:`_reflect_pad` of that utterance alone), then zeros."""
     padded = wav.new_zeros(wav.shape[0], wav.shape[1] + 2 * pad)
     for row, n in enumerate(abs_samples):
-        if n <= pad:
-            raise ValueError(f"a waveform of {n} samples is too short for the STFT's reflect padding "
-                             f"(n_fft {2 * pad}: at least {pad + 1} samples)")
+        _check_reflect_padding(n, pad)
         padded[row, :pad] = wav[row, 1 : pad + 1].flip(0)
         padded[row, pad : pad + n] = wav[row, :n]
         padded[row, pad + n : 2 * pad + n] = wav[row, n - pad - 1 : n - 1].flip(0)
@@ -176,10 +174,14 @@ def _centred_stft(stft, wav):
     """``stft`` (made with ``center=False``) of ``wav`` reflect-padded by ``n_fft // 2``: the frames
     of the centred STFT."""
     pad = stft.n_fft // 2
-    if wav.shape[-1] <= pad:
-        raise ValueError(f"a waveform of {wav.shape[-1]} samples is too short for the STFT's reflect "
-                         f"padding (n_fft {stft.n_fft}: at least {pad + 1} samples)")
+    _check_reflect_padding(wav.shape[-1], pad)
     return stft(_reflect_pad(wav, pad))
+
+
+def _check_reflect_padding(samples, pad):
+    if samples <= pad:
+        raise ValueError(f"a waveform of {samples} samples is too short for the STFT's reflect padding "
+                         f"(n_fft {2 * pad}: at least {pad + 1} samples)")
 
 
 def _magnitude(stft_out, log1p):
@@ -272,8 +274,13 @@ def stft_magnitude(
     # lengths had its own transform, gathered and scattered by index: 2-3 % of VQScore's time on
     # real files of varied lengths.)
     spec = _magnitude(stft(_reflect_pad_each(wav, abs_samples, stft.n_fft // 2)), log1p)
-    for row, n in enumerate(abs_samples):
-        spec[row, num_frames(n, hop_length):] = 0.0
+    counts = [num_frames(n, hop_length) for n in abs_samples]
+    if spec.requires_grad:  # autograd keeps the magnitudes (sqrt's output): a masked copy
+        valid = torch.arange(spec.shape[1], device=spec.device) < torch.tensor(counts, device=spec.device)[:, None]
+        spec = spec * valid.unsqueeze(-1).to(spec.dtype)
+    else:
+        for row, count in enumerate(counts):
+            spec[row, count:] = 0.0
     return spec[0] if squeeze else spec
 
 
