@@ -271,7 +271,7 @@ def stft_magnitude(
     # One transform of the whole batch, each row reflect-padded at its own end: a frame of an
     # utterance sees only its own samples and padding, so its values are those of the utterance
     # alone; the frames beyond its end are then set to 0. (Before session 27 each group of equal
-    # lengths had its own transform, gathered and scattered by index: 2-3 % of VQScore's time on
+    # lengths had its own transform, gathered and scattered by index: about 2 % of VQScore's time on
     # real files of varied lengths.)
     spec = _magnitude(stft(_reflect_pad_each(wav, abs_samples, stft.n_fft // 2)), log1p)
     counts = [num_frames(n, hop_length) for n in abs_samples]
