@@ -1,10 +1,17 @@
-"""Length-sorted batches with a budget of padded audio (``inference.batching.budget_batches``)."""
+"""Length-sorted batches with a budget of padded audio (``inference.batching.budget_batches``), and
+batches padded to a multiple of a length."""
 
 import numpy as np
+import pytest
 import soundfile
 import torch
 
-from speechbrain_sqe.inference.batching import budget_batches, length_sorted_loader
+from speechbrain_sqe.inference.batching import (
+    budget_batches,
+    collate_padded,
+    length_sorted_loader,
+    map_batches,
+)
 from speechbrain_sqe.inference.distributed_jobs import batch_shard
 
 
@@ -54,3 +61,21 @@ def test_loader_splits_batches_of_long_files(tmp_path):
     assert sizes == [1, 2, 2]
     sizes = [len(batch[0]) for batch in length_sorted_loader(paths, load, 4, max_batch_seconds=None)]
     assert sizes == [1, 4]
+
+
+def test_batches_padded_to_a_multiple_keep_each_files_samples():
+    """``length_multiple`` pads the batch, in both the threaded and the serial path, and the relative
+    lengths still give each file's own sample count back."""
+    lengths = {"a": 5, "bb": 9, "ccc": 16, "dddd": 17}
+    load = lambda name: torch.arange(1, lengths[name] + 1, dtype=torch.float32)
+    for threads in (1, 2):
+        seen = list(map_batches(list(lengths), load, lambda names, wavs, lens, bad: (names, wavs, lens),
+                                batch_size=2, threads=threads, length_multiple=8))
+        assert [wavs.shape[1] for _, wavs, _ in seen] == [24, 16]  # 17 -> 24 samples, 9 -> 16
+        for names, wavs, lens in seen:
+            for row, name in enumerate(names):
+                count = round(float(lens[row]) * wavs.shape[1])
+                assert count == lengths[name]
+                assert torch.equal(wavs[row, :count], load(name)) and not wavs[row, count:].any()
+    with pytest.raises(ValueError, match="length_multiple must be a positive"):
+        collate_padded([("a", torch.ones(3), None)], length_multiple=0)

@@ -50,9 +50,12 @@ def test_from_hparams_scores_files_and_batches(hub_folder, tmp_path):
     assert len({round(score, 4) for score in single}) == 3, single
     results, failures = score_files(scorer, paths, batch_size=3, num_workers=0, progress=False)
     assert not failures
-    # A padded batch scores each file exactly as alone (masked normalization, per-file STFT).
+    # A padded batch scores each file exactly as alone (masked normalization, per-file STFT), also
+    # padded to a multiple of 16 frames (4,096 samples here: 1.3 s -> 1.536 s), with its own duration.
+    assert scorer.batch_length_multiple == 16 * 256
     assert [r["path"] for r in results] == paths
     assert np.allclose([r["vqscore"] for r in results], single, atol=1e-5)
+    assert [r["duration"] for r in results] == pytest.approx([1.0, 0.6, 1.3], abs=1e-9)
 
 
 def test_batch_threads_give_the_serial_scores_in_order(hub_folder, tmp_path):

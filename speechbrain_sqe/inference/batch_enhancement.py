@@ -345,7 +345,7 @@ def enhance_files(enhancer, files, out_paths, batch_size=8, progress=True, threa
     batches = map_batches(out_paths, enhancer.load_file, enhance_batch, batch_size,
                           batch_threads(threads, getattr(enhancer, "device", "cpu"),
                                         side_by_side=getattr(enhancer, "SIDE_BY_SIDE_BATCHES", True)),
-                          source_of=source_of)
+                          source_of=source_of, length_multiple=getattr(enhancer, "batch_length_multiple", 1))
     written, failed = {}, {}
     # closing: a stop (a write error, Ctrl-C) ends the batch threads at once, not when collected
     with contextlib.closing(batches), tqdm(total=len(files), desc="enhancing", unit="file",

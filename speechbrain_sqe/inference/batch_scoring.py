@@ -113,7 +113,8 @@ def score_files(scorer, paths, batch_size=16, frames=False, num_workers=0, progr
     threads = batch_threads(threads, getattr(scorer, "device", "cpu"), num_workers,
                             getattr(scorer, "SIDE_BY_SIDE_BATCHES", True))
     results, failures = {}, []
-    batches = map_batches(paths, scorer.load_file, score_batch, batch_size, threads, num_workers)
+    batches = map_batches(paths, scorer.load_file, score_batch, batch_size, threads, num_workers,
+                          length_multiple=getattr(scorer, "batch_length_multiple", 1))
     # closing: a stop (an error in on_batch, Ctrl-C) ends the batch threads at once, not when collected
     with contextlib.closing(batches), tqdm(total=len(paths), desc="scoring", unit="file",
                                            disable=not progress) as bar:

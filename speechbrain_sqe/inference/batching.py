@@ -13,10 +13,16 @@ per-batch work over them in one of two ways:
   any thread count);
 - **serial** (one batch at a time, the operators using every torch thread; decoding optionally in
   DataLoader worker processes): on a GPU, with ``num_workers``, or where there is one batch.
+
+An interface may ask for each batch's length to be padded up to a multiple of some samples
+(``length_multiple``; VQScore: 16 frames): the convolutions' oneDNN kernels are built for each input
+shape the first time it is seen (1.5-3 ms per layer here, about 14 % of a first pass over files of
+new lengths), so fewer distinct lengths let a long job reuse them (benchmarks/RESULTS.md, session 28).
 """
 
 import collections
 import contextlib
+import functools
 from concurrent.futures import ThreadPoolExecutor
 
 import soundfile
@@ -63,13 +69,15 @@ class AudioFileDataset(Dataset):
             return path, None, f"{path}: cannot read ({type(error).__name__}: {str(error).strip()[:200]})"
 
 
-def collate_padded(items):
+def collate_padded(items, length_multiple=1):
     """Pads the readable items into ``[batch, time]`` with relative lengths; keeps the failures.
 
     Arguments
     ---------
     items : list of tuple
         ``(path, waveform or None, error or None)`` from :class:`AudioFileDataset`.
+    length_multiple : int
+        The batch's length is padded up to a multiple of this many samples (1: the longest item's).
 
     Returns
     -------
@@ -88,12 +96,16 @@ def collate_padded(items):
     ...                                           ("c", None, "corrupt")])
     >>> wavs.shape, lens.tolist(), bad
     (torch.Size([2, 4]), [1.0, 0.5], [('c', 'corrupt')])
+    >>> collate_padded([("a", torch.ones(5), None)], length_multiple=4)[1:3]  # padded to 8 samples
+    (tensor([[1., 1., 1., 1., 1., 0., 0., 0.]]), tensor([0.6250]))
     """
+    if not isinstance(length_multiple, int) or isinstance(length_multiple, bool) or length_multiple < 1:
+        raise ValueError(f"length_multiple must be a positive number of samples, got {length_multiple!r}")
     good = [(path, wav) for path, wav, _ in items if wav is not None]
     bad = [(path, error) for path, _, error in items if error is not None]
     if not good:
         return [], None, None, bad
-    longest = max(wav.shape[0] for _, wav in good)
+    longest = -(-max(wav.shape[0] for _, wav in good) // length_multiple) * length_multiple
     wavs = torch.zeros(len(good), longest)
     for row, (_, wav) in enumerate(good):
         wavs[row, : wav.shape[0]] = wav
@@ -178,7 +190,8 @@ def budget_batches(durations, batch_size, max_seconds=MAX_BATCH_SECONDS):
     return batches
 
 
-def length_sorted_loader(paths, load, batch_size, num_workers=0, source_of=None, max_batch_seconds=MAX_BATCH_SECONDS):
+def length_sorted_loader(paths, load, batch_size, num_workers=0, source_of=None, max_batch_seconds=MAX_BATCH_SECONDS,
+                         length_multiple=1):
     """A DataLoader over ``paths`` sorted by duration, giving ``collate_padded`` batches.
 
     Arguments
@@ -196,6 +209,8 @@ def length_sorted_loader(paths, load, batch_size, num_workers=0, source_of=None,
     max_batch_seconds : float, optional
         Most padded seconds of audio per batch (:func:`budget_batches`; None: ``batch_size`` files
         whatever their length).
+    length_multiple : int
+        Each batch's length is padded up to a multiple of this many samples (:func:`collate_padded`).
 
     Returns
     -------
@@ -203,7 +218,8 @@ def length_sorted_loader(paths, load, batch_size, num_workers=0, source_of=None,
         Batches ``(paths, wavs, lens, failures)``.
     """
     dataset, batches = _sorted_batches(paths, load, batch_size, source_of, max_batch_seconds)
-    return DataLoader(dataset, batch_sampler=batches, collate_fn=collate_padded, num_workers=num_workers)
+    collate = functools.partial(collate_padded, length_multiple=length_multiple)
+    return DataLoader(dataset, batch_sampler=batches, collate_fn=collate, num_workers=num_workers)
 
 
 def _sorted_batches(paths, load, batch_size, source_of, max_batch_seconds):
@@ -271,7 +287,7 @@ def _one_torch_thread():
 
 
 def map_batches(paths, load, work, batch_size, threads=1, num_workers=0, source_of=None,
-                max_batch_seconds=MAX_BATCH_SECONDS):
+                max_batch_seconds=MAX_BATCH_SECONDS, length_multiple=1):
     """Yields ``work(names, wavs, lens, failures)`` of every length-sorted padded batch, in batch order
     (the batch of the longest files first).
 
@@ -305,6 +321,8 @@ def map_batches(paths, load, work, batch_size, threads=1, num_workers=0, source_
         ``key -> input file`` when ``paths`` are keys.
     max_batch_seconds : float, optional
         As in :func:`length_sorted_loader`.
+    length_multiple : int
+        As in :func:`length_sorted_loader` (an interface's ``batch_length_multiple``).
 
     Yields
     ------
@@ -319,20 +337,21 @@ def map_batches(paths, load, work, batch_size, threads=1, num_workers=0, source_
     [(['cc', 'dddd'], (2, 4)), (['a', 'bbb'], (2, 3))]
     """
     dataset, batches = _sorted_batches(paths, load, batch_size, source_of, max_batch_seconds)
+    collate = functools.partial(collate_padded, length_multiple=length_multiple)
     if threads > 1 and len(batches) > 1:
-        yield from _threaded(dataset, batches, work, threads)
+        yield from _threaded(dataset, batches, work, threads, collate)
         return
-    loader = DataLoader(dataset, batch_sampler=batches, collate_fn=collate_padded, num_workers=num_workers)
+    loader = DataLoader(dataset, batch_sampler=batches, collate_fn=collate, num_workers=num_workers)
     for batch in loader:
         yield work(*batch)
 
 
-def _threaded(dataset, batches, work, threads):
+def _threaded(dataset, batches, work, threads, collate):
     """:func:`map_batches`' batch threads (written here: torch's DataLoader decodes in threads or
     processes but runs the model in the caller's thread only)."""
 
     def task(positions):
-        return work(*collate_padded([dataset[index] for index in positions]))
+        return work(*collate([dataset[index] for index in positions]))
 
     with _one_torch_thread():
         pool = ThreadPoolExecutor(threads, thread_name_prefix="sqe-batch")

@@ -43,6 +43,10 @@ class SafePretrained(Pretrained):
     #: thread each (:func:`~speechbrain_sqe.inference.batching.batch_threads`): faster for small
     #: models; a model whose large matrix products use every thread well sets False.
     SIDE_BY_SIDE_BATCHES = True
+    #: Batch jobs pad each batch's length up to a multiple of this many hops of the interface's
+    #: ``frontend`` (:attr:`batch_length_multiple`; 1: to its longest file). Worth it where oneDNN
+    #: convolutions dominate: their kernels are built per input shape (VQScore sets 16).
+    BATCH_FRAMES_MULTIPLE = 1
     #: Constructor-argument changes for inference, by module (e.g. no DDP codebook sync).
     INFERENCE_OVERRIDES: ClassVar[dict] = {}
     #: Comments written above the settings of an exported hyperparams file.
@@ -183,6 +187,15 @@ class SafePretrained(Pretrained):
     def sample_rate(self):
         """The rate the model works at (inputs are resampled to it, outputs are at it)."""
         return self.hparams.sample_rate
+
+    @property
+    def batch_length_multiple(self):
+        """Samples to a multiple of which batch jobs pad each batch's length: ``BATCH_FRAMES_MULTIPLE``
+        hops of the ``frontend`` (1 without one). The results are unchanged (masked processing)."""
+        frontend = getattr(self, "frontend", None)
+        if self.BATCH_FRAMES_MULTIPLE == 1 or frontend is None:
+            return 1
+        return self.BATCH_FRAMES_MULTIPLE * int(frontend.hop_length)
 
     def as_batch(self, wavs, wav_lens=None):
         """The checked padded batch every interface method takes: float ``[batch, time]`` and
