@@ -7,6 +7,7 @@ import soundfile
 import torch
 
 from speechbrain_sqe.inference.batching import (
+    MAX_PADDED_SAMPLES,
     budget_batches,
     collate_padded,
     length_sorted_loader,
@@ -79,3 +80,14 @@ def test_batches_padded_to_a_multiple_keep_each_files_samples():
                 assert torch.equal(wavs[row, :count], load(name)) and not wavs[row, count:].any()
     with pytest.raises(ValueError, match="length_multiple must be a positive"):
         collate_padded([("a", torch.ones(3), None)], length_multiple=0)
+    # A batch longer than MAX_PADDED_SAMPLES keeps its length: float32 relative lengths then read
+    # back each file's samples exactly (padded, a 20-minute file could come back a sample off).
+    long = MAX_PADDED_SAMPLES + 3
+    _, wavs, lens, _ = collate_padded([("a", torch.ones(long), None), ("b", torch.ones(5), None)], 4096)
+    assert wavs.shape[1] == long and float(lens[0]) == 1.0
+    for n in range(2**24 + 1, 2**24 + 4096 * 64, 4093):  # why: padded rows past 2**24 do drift
+        target = -(-n // 4096) * 4096
+        if round(float(torch.tensor([n / target])[0]) * target) != n:
+            break
+    else:
+        raise AssertionError("no drift found past 2**24: the limit may be raised")

@@ -69,6 +69,12 @@ class AudioFileDataset(Dataset):
             return path, None, f"{path}: cannot read ({type(error).__name__}: {str(error).strip()[:200]})"
 
 
+#: Longest batch (samples) that ``length_multiple`` pads: relative lengths are float32, so beyond
+#: 2**24 samples a file's length read back from them can be off by one; the longest file of an
+#: unpadded batch is exactly 1.0. (Kernel reuse is worth nothing to a batch of minutes anyway.)
+MAX_PADDED_SAMPLES = 2**23
+
+
 def collate_padded(items, length_multiple=1):
     """Pads the readable items into ``[batch, time]`` with relative lengths; keeps the failures.
 
@@ -77,7 +83,8 @@ def collate_padded(items, length_multiple=1):
     items : list of tuple
         ``(path, waveform or None, error or None)`` from :class:`AudioFileDataset`.
     length_multiple : int
-        The batch's length is padded up to a multiple of this many samples (1: the longest item's).
+        The batch's length is padded up to a multiple of this many samples (1: the longest item's);
+        not beyond :data:`MAX_PADDED_SAMPLES`.
 
     Returns
     -------
@@ -105,7 +112,9 @@ def collate_padded(items, length_multiple=1):
     bad = [(path, error) for path, _, error in items if error is not None]
     if not good:
         return [], None, None, bad
-    longest = -(-max(wav.shape[0] for _, wav in good) // length_multiple) * length_multiple
+    longest = max(wav.shape[0] for _, wav in good)
+    if longest <= MAX_PADDED_SAMPLES:
+        longest = -(-longest // length_multiple) * length_multiple
     wavs = torch.zeros(len(good), longest)
     for row, (_, wav) in enumerate(good):
         wavs[row, : wav.shape[0]] = wav
