@@ -30,7 +30,6 @@ import importlib.util
 import json
 import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,6 +41,8 @@ from bench_vqscore import (  # benchmarks/ is not a package
     ALLOCATORS,
     allocator_description,
     make_files,
+    read_child_config,
+    run_child,
 )
 
 #: The test noisy speech of the embedded corpus, used when it exists.
@@ -212,7 +213,7 @@ def main(argv=None):
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        print(json.dumps(run_one(json.loads(args.child))))
+        print(json.dumps(run_one(read_child_config(args.child))))
         return None
     from speechbrain_sqe.dataio.files import expand_audio_inputs
 
@@ -252,8 +253,7 @@ def main(argv=None):
 def _measure(name, spec, paths, threads, batch_size, batch_threads):
     """Runs one configuration in a fresh process, prints its table row and returns it as a dict."""
     config = {**spec, "threads": threads, "batch_size": batch_size, "batch_threads": batch_threads, "paths": paths}
-    out = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", json.dumps(config)],
-                         capture_output=True, text=True, check=False)
+    out = run_child(__file__, config)
     batch = "-" if batch_size is None else batch_size
     shown = "-" if batch_threads is None else batch_threads
     row = {"system": name, "threads": threads, "batch_size": batch_size, "batch_threads": batch_threads}

@@ -60,6 +60,24 @@ def make_files(folder, count, seconds, rate=16000):
     return paths
 
 
+def run_child(script, config):
+    """Runs ``script --child <file>`` in a fresh process, ``config`` passed in a JSON file (the paths
+    of thousands of files exceed the command line's limit); returns the ``CompletedProcess``."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as file:
+        json.dump(config, file)
+    try:
+        return subprocess.run([sys.executable, os.path.abspath(script), "--child", file.name],
+                              capture_output=True, text=True, check=False)
+    finally:
+        os.unlink(file.name)
+
+
+def read_child_config(path):
+    """The configuration :func:`run_child` wrote."""
+    with open(path) as file:
+        return json.load(file)
+
+
 def run_one(config):
     """Runs one configuration in this process and returns its measurements (best of the repeats,
     after one untimed pass over a few files that loads everything)."""
@@ -123,8 +141,7 @@ def main():
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        with open(args.child) as file:  # a file: thousands of paths exceed the command line's limit
-            print(json.dumps(run_one(json.load(file))))
+        print(json.dumps(run_one(read_child_config(args.child))))
         return
     from speechbrain_sqe.inference.quality import DEFAULT_MODEL, LearnedQualityPredictor
 
@@ -175,13 +192,7 @@ def main():
                   "batch_threads": batch_threads,
                   "batch_size": args.batch_size, "precision": precision, "repeats": args.repeats,
                   "sqa_model": sqa_model, "allocator": args.allocator}
-        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as file:
-            json.dump(config, file)
-        try:
-            out = subprocess.run([sys.executable, __file__, "--child", file.name],
-                                 capture_output=True, text=True, check=False)
-        finally:
-            os.unlink(file.name)
+        out = run_child(__file__, config)
         if out.returncode != 0:
             print(f"| {name} | {precision} | {threads} | {batch_threads} | {workers} | failed: "
                   f"{out.stderr.strip().splitlines()[-1]} |")
