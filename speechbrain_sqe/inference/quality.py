@@ -206,9 +206,9 @@ class VQScore(QualityPredictor):
     HUB_TITLE = ("VQScore: no-reference speech quality from a VQ-VAE trained on clean speech only\n"
                  "(Fu et al., ICLR 2024), trained with speechbrain-sqe's hparams/vqscore.yaml.")
     INFERENCE_OVERRIDES: ClassVar[dict] = {"vqvae": {"sync_distributed": False}}
-    # Batches padded to 16 frames (0.256 s): one pass over 2,479 real files of varied lengths ran
-    # 1,618-1,652 x real time against 1,494-1,519 x, scores within 2e-7 (benchmarks/RESULTS.md,
-    # session 28).
+    # Batches padded to 16 frames (0.256 s), so a long job meets each batch length again and reuses
+    # oneDNN's kernels: the first pass over 2,479 real files ran at 1,668-1,702 x real time against
+    # 1,487-1,555 x, scores within 2e-7 (benchmarks/RESULTS.md, session 28).
     BATCH_FRAMES_MULTIPLE = 16
 
     @classmethod
