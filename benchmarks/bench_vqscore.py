@@ -101,7 +101,8 @@ def run_one(config):
         def run(paths):
             _, failures = score_files(scorer, paths, batch_size=config["batch_size"],
                                       num_workers=config["workers"], progress=False,
-                                      threads=config["batch_threads"])
+                                      threads=config["batch_threads"],
+                                      detect_speech=config.get("detect_speech", False))
             assert not failures, failures
     else:
         from speechbrain_sqe.dataio.audio import load_audio
@@ -166,6 +167,8 @@ def main():
         ("VQScore", "vqscore", 1, 1, 0, "float32", paths),
         ("VQScore", "vqscore", 2, 1, 0, "float32", paths),
         ("VQScore", "vqscore", 2, "auto", 0, "float32", paths),
+        # what `sqe score` runs: also each file checked for speech (dataio.activity.has_speech)
+        ("VQScore + speech check (sqe score)", "vqscore", 2, "auto", 0, "float32", paths),
         ("VQScore", "vqscore", 2, 1, 1, "float32", paths),
         ("VQScore", "vqscore", 1, 1, 0, "bfloat16", paths),
         ("VQScore", "vqscore", 2, 1, 0, "bfloat16", paths),
@@ -191,6 +194,7 @@ def main():
         config = {"method": method, "threads": threads, "workers": workers, "paths": subset, "model": model,
                   "batch_threads": batch_threads,
                   "batch_size": args.batch_size, "precision": precision, "repeats": args.repeats,
+                  "detect_speech": "speech check" in name,
                   "sqa_model": sqa_model, "allocator": args.allocator}
         out = run_child(__file__, config)
         if out.returncode != 0:

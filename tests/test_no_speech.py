@@ -47,6 +47,32 @@ def test_speech_is_found_clean_and_in_noise(snr):
     assert has_speech(torch.from_numpy(wav).float(), RATE)
 
 
+def test_has_speech_reads_blocks_until_it_has_enough_voiced_time():
+    """``has_speech`` stops at the first block of frames that completes the voiced time; speech
+    found only past the first blocks, and voiced frames split across blocks, still count. Its answer
+    is the whole file's (the voiced frames of ``speech_frames``)."""
+    from speechbrain_sqe.dataio import activity
+
+    speech, noise = speech_like(2.0, seed=7), 0.05 * np.random.default_rng(1).standard_normal(8 * RATE)
+    late = np.concatenate([noise, speech]).astype(np.float32)  # speech after 8 s of noise: 8 blocks
+    wav = torch.from_numpy(late)
+    assert has_speech(wav, RATE)
+    voiced = speech_frames(wav, RATE)[1]
+    first = int(voiced.float().argmax())
+    assert first >= 2 * activity.SPEECH_CHECK_FRAMES  # found beyond the first blocks
+    # Only a few voiced frames' samples kept (about the voiced time needed, and one frame less):
+    # the answer is still the whole file's.
+    needed = int(-(-activity.MIN_VOICED_SECONDS * RATE // 256))
+    for keep, expected in ((needed, True), (needed - 1, False)):
+        mask = torch.zeros_like(voiced)
+        mask[first : first + keep] = True  # zero everything but `keep` voiced frames
+        frames_kept = torch.zeros_like(wav)
+        for index in torch.nonzero(voiced & mask).flatten().tolist():
+            frames_kept[index * 256 : index * 256 + 256] = wav[index * 256 : index * 256 + 256]
+        whole = int(speech_frames(frames_kept, RATE)[1].sum()) * 256 / RATE >= activity.MIN_VOICED_SECONDS
+        assert has_speech(frames_kept, RATE) == whole
+
+
 def test_speech_frames_follow_the_speech_and_line_up_with_stft_frames():
     speech = speech_like(2.0, seed=5)
     wav = np.concatenate([np.zeros(RATE), speech, 1e-4 * np.random.default_rng(0).standard_normal(RATE)])
