@@ -119,6 +119,12 @@ def _activity(frames, window, max_lag, sample_rate):
     return level_db, periodicity
 
 
+def _loud_and_voiced(level_db, periodicity):
+    """The frames above the floor, and those of them that are voiced (both ``[frames]`` bool)."""
+    loud = level_db > FLOOR_DBFS
+    return loud, loud & (periodicity < VOICING_THRESHOLD)
+
+
 def speech_frames(wav, sample_rate=16000, hop=256):
     """Which frames hold speech (level above the floor, within the hangover of a voiced frame).
 
@@ -147,8 +153,7 @@ def speech_frames(wav, sample_rate=16000, hop=256):
     (True, False)
     """
     level_db, periodicity = frame_activity(wav, sample_rate, hop)
-    loud = level_db > FLOOR_DBFS
-    voiced = loud & (periodicity < VOICING_THRESHOLD)
+    loud, voiced = _loud_and_voiced(level_db, periodicity)
     reach = max(0, round(HANGOVER_SECONDS * sample_rate / hop))
     near = torch.nn.functional.max_pool1d(voiced.float()[None, None], 2 * reach + 1, stride=1,
                                           padding=reach)[0, 0] > 0
@@ -181,7 +186,7 @@ def has_speech(wav, sample_rate=16000, hop=256):
     voiced_frames = 0
     for start in range(0, frames.shape[0], SPEECH_CHECK_FRAMES):
         level_db, periodicity = _activity(frames[start : start + SPEECH_CHECK_FRAMES], window, max_lag, sample_rate)
-        voiced_frames += int(((level_db > FLOOR_DBFS) & (periodicity < VOICING_THRESHOLD)).sum())
+        voiced_frames += int(_loud_and_voiced(level_db, periodicity)[1].sum())
         if voiced_frames * hop / sample_rate >= MIN_VOICED_SECONDS:
             return True
     return False
