@@ -125,6 +125,10 @@ def run_one(config):
 
         start = time.perf_counter()
         enhancer = load_model(config["source"], task="enhancement")
+        if config.get("convolution", "auto") != "auto":
+            if not hasattr(enhancer, "set_convolution"):
+                raise SystemExit(f"{type(enhancer).__name__} has no convolution choice")
+            enhancer.set_convolution(config["convolution"])
         load_time = time.perf_counter() - start
         cpu_start = _cpu_seconds()
         start = time.perf_counter()
@@ -209,6 +213,9 @@ def main(argv=None):
     parser.add_argument("--batch-threads", nargs="+", default=["auto"], metavar="N",
                         type=lambda text: text if text == "auto" else int(text),
                         help="enhance_files' batch threads of the enhancers (auto: one per torch thread)")
+    parser.add_argument("--convolution", nargs="+", default=["auto"], choices=("auto", "direct", "overlap_save"),
+                        help="convolution algorithms of the enhancers that have the choice (the VQ enhancer; "
+                             "auto: overlap_save on a CPU), each a row; the others run once")
     parser.add_argument("--allocator", choices=ALLOCATORS, default="kept", help=ALLOCATOR_HELP)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -240,14 +247,32 @@ def main(argv=None):
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     rows = []
     for name, spec in systems:
-        for threads in args.threads:
-            for batch_size in (args.batch_sizes if "source" in spec else [None]):
-                for batch_threads in (args.batch_threads if "source" in spec else [None]):
-                    rows.append(_measure(name, {**spec, "allocator": args.allocator}, paths, threads,
-                                         batch_size, batch_threads))
+        for convolution in (args.convolution if "source" in spec and _has_convolution(spec["source"]) else ["auto"]):
+            shown = f"{name} ({convolution})" if len(args.convolution) > 1 and convolution != "auto" else name
+            for threads in args.threads:
+                for batch_size in (args.batch_sizes if "source" in spec else [None]):
+                    for batch_threads in (args.batch_threads if "source" in spec else [None]):
+                        rows.append(_measure(shown, {**spec, "allocator": args.allocator, "convolution": convolution},
+                                             paths, threads, batch_size, batch_threads))
     print()
     print(f"load average {os.getloadavg()[0]:.2f} (1 min) at the end")
     return rows
+
+
+def _has_convolution(source):
+    """Whether the enhancer of hub folder ``source`` has a convolution choice (its interface's
+    ``set_convolution``), read from the folder without loading the model."""
+    from speechbrain_sqe.inference.hub import (
+        read_interface_name,
+        resolve_interface,
+        resolve_shipped_name,
+    )
+
+    try:
+        hparams = os.path.join(resolve_shipped_name(source), "hyperparams.yaml")
+        return hasattr(resolve_interface(read_interface_name(hparams), "enhancement", source), "set_convolution")
+    except (OSError, ValueError):  # a hub id or an unreadable folder: its run reports the problem
+        return False
 
 
 def _measure(name, spec, paths, threads, batch_size, batch_threads):

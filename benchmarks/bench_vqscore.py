@@ -1,5 +1,6 @@
 """VQScore scoring throughput (x real time, decoding included) and peak memory, beside DNSMOS and
-Distill-MOS, with float32 (exact) and bfloat16 convolutions (``VQScore(precision=...)``).
+Distill-MOS, with float32 convolutions by overlap-save (the CPU default) and direct (oneDNN), and
+bfloat16 ones (``VQScore(precision=..., convolution=...)``).
 
     python benchmarks/bench_vqscore.py [--files N] [--seconds S] [--model FOLDER] [--batch-size B]
         [--dnsmos-files N] [--repeats R] [--sqa-model FOLDER] [--allocator kept|default]
@@ -94,7 +95,8 @@ def run_one(config):
         from speechbrain_sqe.inference.quality import LearnedQualityPredictor, VQScore
 
         if config["method"] == "vqscore":
-            scorer = VQScore.from_hparams(source=config["model"], precision=config["precision"])
+            scorer = VQScore.from_hparams(source=config["model"], precision=config["precision"],
+                                          convolution=config["convolution"])
         else:  # every metric of the learned predictor comes from one pass
             scorer = LearnedQualityPredictor.from_hparams(source=config["sqa_model"])
 
@@ -162,23 +164,27 @@ def main():
     audio_seconds = sum(duration.values())
     peers = paths[: args.dnsmos_files]
     # (name, method, torch threads, batch threads (score_files' threads; "auto" = one per torch
-    # thread, the default of score_files and sqe score), decode workers, precision, files)
+    # thread, the default of score_files and sqe score), decode workers, precision, convolution
+    # algorithm (VQScore's convolution=; "auto", the default, is overlap_save on a CPU; bfloat16
+    # convolutions always run directly), files)
     configs = [
-        ("VQScore", "vqscore", 1, 1, 0, "float32", paths),
-        ("VQScore", "vqscore", 2, 1, 0, "float32", paths),
-        ("VQScore", "vqscore", 2, "auto", 0, "float32", paths),
+        ("VQScore", "vqscore", 1, 1, 0, "float32", "overlap_save", paths),
+        ("VQScore", "vqscore", 2, 1, 0, "float32", "overlap_save", paths),
+        ("VQScore", "vqscore", 2, "auto", 0, "float32", "overlap_save", paths),
         # what `sqe score` runs: also each file checked for speech (dataio.activity.has_speech)
-        ("VQScore + speech check (sqe score)", "vqscore", 2, "auto", 0, "float32", paths),
-        ("VQScore", "vqscore", 2, 1, 1, "float32", paths),
-        ("VQScore", "vqscore", 1, 1, 0, "bfloat16", paths),
-        ("VQScore", "vqscore", 2, 1, 0, "bfloat16", paths),
-        ("VQScore", "vqscore", 2, "auto", 0, "bfloat16", paths),
-        ("DNSMOS P.835", "dnsmos", 2, "-", 0, "float32", peers),
-        ("Distill-MOS", "distillmos", 1, "-", 0, "float32", peers),
-        ("Distill-MOS", "distillmos", 2, "-", 0, "float32", peers),
-        ("Learned predictor (6 metrics)", "sqa", 1, 1, 0, "float32", peers),
-        ("Learned predictor (6 metrics)", "sqa", 2, 1, 0, "float32", peers),
-        ("Learned predictor (6 metrics)", "sqa", 2, "auto", 0, "float32", peers),
+        ("VQScore + speech check (sqe score)", "vqscore", 2, "auto", 0, "float32", "overlap_save", paths),
+        ("VQScore", "vqscore", 2, 1, 1, "float32", "overlap_save", paths),
+        ("VQScore", "vqscore", 1, 1, 0, "float32", "direct", paths),
+        ("VQScore", "vqscore", 2, "auto", 0, "float32", "direct", paths),
+        ("VQScore", "vqscore", 1, 1, 0, "bfloat16", "direct", paths),
+        ("VQScore", "vqscore", 2, 1, 0, "bfloat16", "direct", paths),
+        ("VQScore", "vqscore", 2, "auto", 0, "bfloat16", "direct", paths),
+        ("DNSMOS P.835", "dnsmos", 2, "-", 0, "float32", "-", peers),
+        ("Distill-MOS", "distillmos", 1, "-", 0, "float32", "-", peers),
+        ("Distill-MOS", "distillmos", 2, "-", 0, "float32", "-", peers),
+        ("Learned predictor (6 metrics)", "sqa", 1, 1, 0, "float32", "-", peers),
+        ("Learned predictor (6 metrics)", "sqa", 2, 1, 0, "float32", "-", peers),
+        ("Learned predictor (6 metrics)", "sqa", 2, "auto", 0, "float32", "-", peers),
     ]
     if not sqa_model:
         configs = [config for config in configs if config[1] != "sqa"]
@@ -187,24 +193,26 @@ def main():
     print()
     # The first pass is what a job over new files gets: oneDNN builds convolution kernels for each
     # input shape it has not seen (later passes over the same files reuse them).
-    print("| method | precision | torch threads | batch threads | decode workers | files | seconds | x real time "
-          "| first pass, x real time | peak RSS (MB) |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for name, method, threads, batch_threads, workers, precision, subset in configs:
+    print("| method | precision | convolution | torch threads | batch threads | decode workers | files | seconds "
+          "| x real time | first pass, x real time | peak RSS (MB) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for name, method, threads, batch_threads, workers, precision, convolution, subset in configs:
         config = {"method": method, "threads": threads, "workers": workers, "paths": subset, "model": model,
                   "batch_threads": batch_threads,
-                  "batch_size": args.batch_size, "precision": precision, "repeats": args.repeats,
+                  "batch_size": args.batch_size, "precision": precision, "convolution": convolution,
+                  "repeats": args.repeats,
                   "detect_speech": "speech check" in name,
                   "sqa_model": sqa_model, "allocator": args.allocator}
         out = run_child(__file__, config)
         if out.returncode != 0:
-            print(f"| {name} | {precision} | {threads} | {batch_threads} | {workers} | failed: "
+            print(f"| {name} | {precision} | {convolution} | {threads} | {batch_threads} | {workers} | failed: "
                   f"{out.stderr.strip().splitlines()[-1]} |")
             continue
         result = json.loads(out.stdout.strip().splitlines()[-1])
         seconds = sum(duration[path] for path in subset)
         shown = {"vqscore": threads, "dnsmos": f"{threads} (onnxruntime: its own)"}.get(method, threads)
-        print(f"| {name} | {precision if method == 'vqscore' else '-'} | {shown} | {batch_threads} | {workers} | "
+        print(f"| {name} | {precision if method == 'vqscore' else '-'} | {convolution} | {shown} | {batch_threads} | "
+              f"{workers} | "
               f"{len(subset)} | "
               f"{result['elapsed']:.2f} | {seconds / result['elapsed']:.0f} | {seconds / result['first']:.0f} | "
               f"{result['peak_mb']:.0f} |")

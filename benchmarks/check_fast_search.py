@@ -1,9 +1,10 @@
 """How far the faster VQScore arithmetic moves the scores: the bfloat16 nearest-code search
-(``--fast-search``) and/or bfloat16 convolutions (``--precision bfloat16``), against the exact
-float32 scores of the same files.
+(``--fast-search``), bfloat16 convolutions (``--precision bfloat16``) and/or float32 convolutions by
+overlap-save (``--convolution overlap_save``), against the float32 scores of the same files with
+oneDNN's direct convolutions.
 
     python benchmarks/check_fast_search.py FILES_OR_FOLDERS_OR_MANIFESTS... [--model FOLDER]
-        [--fast-search] [--precision bfloat16]
+        [--fast-search] [--precision bfloat16] [--convolution overlap_save]
 
 A ``.csv`` input is a manifest: its ``*_wav`` columns are scored (e.g. the real test sets of
 ``python -m speechbrain_sqe.dataio.real_testsets``). Prints the largest and mean absolute
@@ -42,13 +43,15 @@ def main():
     parser.add_argument("--fast-search", action="store_true", help="bfloat16 nearest-code search")
     parser.add_argument("--precision", default="float32", choices=("float32", "bfloat16"),
                         help="arithmetic of the convolutions of the compared scorer")
+    parser.add_argument("--convolution", default="direct", choices=("direct", "overlap_save"),
+                        help="algorithm of the float32 convolutions of the compared scorer")
     args = parser.parse_args()
-    if not args.fast_search and args.precision == "float32":
-        parser.error("nothing to compare: give --fast-search and/or --precision bfloat16")
+    if not args.fast_search and args.precision == "float32" and args.convolution == "direct":
+        parser.error("nothing to compare: give --fast-search, --precision bfloat16 and/or --convolution overlap_save")
     files = gather_files(args.inputs)
     scores = []
-    for options in ({"fast_search": False, "precision": "float32"},
-                    {"fast_search": args.fast_search, "precision": args.precision}):
+    for options in ({"fast_search": False, "precision": "float32", "convolution": "direct"},
+                    {"fast_search": args.fast_search, "precision": args.precision, "convolution": args.convolution}):
         scorer = VQScore.from_hparams(source=args.model, savedir="/tmp/sqe_check_model", **options)
         results, failures = score_files(scorer, files, progress=False, num_workers=0)
         assert not failures, failures

@@ -24,6 +24,7 @@ from typing import ClassVar
 import torch
 
 from speechbrain_sqe.dataio.activity import speech_frames
+from speechbrain_sqe.inference.convolution import ConvolutionChoice
 from speechbrain_sqe.inference.hub import (
     DEFAULT_SOURCES,
     PRETRAINED_FOLDER,
@@ -182,7 +183,7 @@ class QualityPredictor(SafePretrained):
         return times, scores
 
 
-class VQScore(QualityPredictor):
+class VQScore(ConvolutionChoice, QualityPredictor):
     """Scores speech quality without a reference (VQScore, Fu et al., ICLR 2024).
 
     Load with ``VQScore.from_hparams(source=<folder or hub id>, savedir=...)``. The hub folder holds
@@ -207,8 +208,10 @@ class VQScore(QualityPredictor):
                  "(Fu et al., ICLR 2024), trained with speechbrain-sqe's hparams/vqscore.yaml.")
     INFERENCE_OVERRIDES: ClassVar[dict] = {"vqvae": {"sync_distributed": False}}
     # Batches padded to 16 frames (0.256 s), so a long job meets each batch length again and reuses
-    # oneDNN's kernels: the first pass over 2,479 real files ran at 1,668-1,702 x real time against
-    # 1,487-1,555 x, scores within 2e-7 (benchmarks/RESULTS.md, session 28).
+    # what is prepared per length (oneDNN's kernels for direct convolutions, the STFT's FFT plans):
+    # the first pass over 2,479 real files ran at 1,668-1,702 x real time against 1,487-1,555 x with
+    # direct convolutions (session 28), and on 576 files at 1,766-1,795 x against 1,500-1,558 x with
+    # overlap-save (session 29); scores within 2e-7 (benchmarks/RESULTS.md).
     BATCH_FRAMES_MULTIPLE = 16
 
     @classmethod
@@ -226,7 +229,8 @@ class VQScore(QualityPredictor):
     #: fast (:func:`bf16_is_fast`).
     PRECISIONS = ("float32", "bfloat16", "auto")
 
-    def __init__(self, *args, fast_search=None, precision="float32", frame_weighting="all", **kwargs):
+    def __init__(self, *args, fast_search=None, precision="float32", convolution="auto", frame_weighting="all",
+                 **kwargs):
         """See :class:`speechbrain.inference.interfaces.Pretrained`.
 
         ``frame_weighting`` is ``"all"`` (the paper's definition and the default: every frame
@@ -243,14 +247,20 @@ class VQScore(QualityPredictor):
 
         ``precision`` (one of :attr:`PRECISIONS`) is the arithmetic of the encoder's
         convolutions, most of the scoring time. ``"float32"`` (the default, as SpeechBrain's
-        inference) gives the exact scores, the same on every machine, that the model card's
-        figures and the pinned tests use. ``"bfloat16"`` runs the convolutions 1.8 times faster
+        inference) gives the scores that the model card's figures and the pinned tests use (within
+        2e-7 whichever ``convolution`` algorithm runs). ``"bfloat16"`` runs the convolutions 1.8 times faster
         on CPUs with AVX512-BF16 (AMX, CUDA) and moves scores by at most 5e-4 (mean 1e-4; the
         scores of a test set spread with a standard deviation of about 0.03), leaving the order of
         files unchanged (Spearman 0.99996 with the float32 scores on 576 real test files;
         ``benchmarks/check_fast_search.py --precision bfloat16``); a padded batch then scores each
         file as alone within 1e-4 rather than 1e-5. ``"auto"`` is bfloat16 where it is fast
         (:func:`bf16_is_fast`), float32 elsewhere.
+
+        ``convolution`` is the algorithm of the float32 convolutions
+        (:mod:`speechbrain_sqe.inference.convolution`): ``"auto"`` (the default) runs them by
+        overlap-save on a CPU (1.4-1.6 times faster scoring, scores within 2e-7 of the direct
+        algorithm on 576 real test files) and directly on a GPU; ``"direct"`` is oneDNN's/cuDNN's
+        convolution, the algorithm of the scores published before session 29.
         """
         super().__init__(*args, **kwargs)
         self.frame_weighting = self._check_weighting(frame_weighting)
@@ -258,6 +268,7 @@ class VQScore(QualityPredictor):
             fast_search = str(self.device).startswith("cuda")
         self.search_dtype = torch.bfloat16 if fast_search else None
         self.set_precision(precision)
+        self.set_convolution(convolution)
         # Folders written before the hub spec named the front end ``compute_stft``.
         self.frontend = getattr(self.hparams, "frontend", None) or self.hparams.compute_stft
 

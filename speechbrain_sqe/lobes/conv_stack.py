@@ -43,6 +43,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from speechbrain_sqe.lobes.fft_conv import OverlapSaveConv1d
 from speechbrain_sqe.lobes.init_args import record_init_args
 from speechbrain_sqe.lobes.masking import (
     apply_mask,
@@ -52,11 +53,14 @@ from speechbrain_sqe.lobes.masking import (
 )
 from speechbrain_sqe.lobes.quantizers import QuantizerOutput, VectorQuantizer
 
-__all__ = ["NORMS", "ConvDecoderStack", "ConvEncoderStack", "ConvVQVAE", "VQVAEOutput"]
+__all__ = ["CONVOLUTIONS", "NORMS", "ConvDecoderStack", "ConvEncoderStack", "ConvVQVAE", "VQVAEOutput"]
 
 #: Normalisations of the encoder: ``"instance"`` (masked instance norm, quality model) and
 #: ``"mean"`` (masked mean removal, enhancement model).
 NORMS = ("instance", "mean")
+
+#: Algorithms of the encoder's convolutions at inference (:meth:`ConvEncoderStack.set_convolution`).
+CONVOLUTIONS = ("direct", "overlap_save")
 
 
 def _conv(in_channels, out_channels, kernel_size):
@@ -99,7 +103,53 @@ def _run_transformer(transformer, x, mask):
     return apply_mask(transformer(x, src_key_padding_mask=~mask), mask, time_dim=1)
 
 
-class ConvEncoderStack(torch.nn.Module):
+class _ConvStack(torch.nn.Module):
+    """What the encoder and decoder share: the choice of convolution algorithm at inference."""
+
+    def _init_convolutions(self, convs):
+        self.convs = torch.nn.ModuleList(convs)
+        #: Algorithm of the convolutions at inference (see :meth:`set_convolution`).
+        self.convolution = "direct"
+        # Plain attributes, not submodules: the state dict is unchanged.
+        self._overlap_save = [OverlapSaveConv1d(conv) for conv in self.convs]
+
+    def set_convolution(self, algorithm="direct"):
+        """Picks the algorithm of the convolutions outside training, without autograd.
+
+        ``"direct"``: ``torch.nn.Conv1d`` (oneDNN on CPUs, cuDNN on GPUs); ``"overlap_save"``:
+        :class:`~speechbrain_sqe.lobes.fft_conv.OverlapSaveConv1d` (float32 arithmetic with fewer
+        products; within a few 1e-6 of the direct one; used in the weights' dtype only, so
+        :meth:`set_inference_dtype` with another dtype takes precedence).
+
+        Arguments
+        ---------
+        algorithm : str
+            ``"direct"`` or ``"overlap_save"``.
+
+        Example
+        -------
+        >>> enc = ConvEncoderStack(257, (16,), 8).eval()
+        >>> spec = torch.rand(1, 20, 257)  # [batch, time, channels]
+        >>> exact = enc(spec)
+        >>> enc.set_convolution("overlap_save")
+        >>> with torch.no_grad():
+        ...     fast = enc(spec)
+        >>> fast.shape, bool((fast - exact).abs().max() < 1e-4)
+        (torch.Size([1, 20, 8]), True)
+        """
+        if algorithm not in CONVOLUTIONS:
+            raise ValueError(f"convolution must be one of {CONVOLUTIONS}, got {algorithm!r}")
+        self.convolution = algorithm
+
+    def _fast_conv(self, index, dtype=None):
+        """The overlap-save runner of convolution ``index`` where it applies now, else None."""
+        if (self.convolution == "overlap_save" and not self.training and not torch.is_grad_enabled()
+                and dtype in (None, self.convs[index].weight.dtype)):
+            return self._overlap_save[index]
+        return None
+
+
+class ConvEncoderStack(_ConvStack):
     """Encoder of the VQScore VQ-VAEs: residual conv stages with norms, optional transformer.
 
     Arguments
@@ -170,7 +220,7 @@ class ConvEncoderStack(torch.nn.Module):
         for c in list(channels) + [output_size]:
             convs += [_conv(prev, c, kernel_size), _conv(c, c, kernel_size)]
             prev = c
-        self.convs = torch.nn.ModuleList(convs)
+        self._init_convolutions(convs)
         self.transformer = _transformer(output_size, heads, transformer_layers, dropout)
         #: Dtype of the convolutions at inference (``None``: the weights' own; see
         #: :meth:`set_inference_dtype`).
@@ -204,6 +254,9 @@ class ConvEncoderStack(torch.nn.Module):
     def _conv(self, index, x):
         conv = self.convs[index]
         dtype = self.inference_dtype
+        fast = self._fast_conv(index, dtype)
+        if fast is not None:
+            return fast(x)
         if dtype is None or self.training or dtype == conv.weight.dtype:
             return conv(x)
         bias = None if conv.bias is None else conv.bias.to(dtype)
@@ -254,7 +307,7 @@ class ConvEncoderStack(torch.nn.Module):
         return h.transpose(1, 2)
 
 
-class ConvDecoderStack(torch.nn.Module):
+class ConvDecoderStack(_ConvStack):
     """Decoder of the VQScore VQ-VAEs: optional transformer, conv stages with skip sums, ReLU out.
 
     Arguments
@@ -307,7 +360,11 @@ class ConvDecoderStack(torch.nn.Module):
             convs += [_conv(prev, c, kernel_size), _conv(c, c, kernel_size)]
             prev = c
         convs.append(_conv(prev, output_size, kernel_size))
-        self.convs = torch.nn.ModuleList(convs)
+        self._init_convolutions(convs)
+
+    def _conv(self, index, x):
+        fast = self._fast_conv(index)
+        return self.convs[index](x) if fast is None else fast(x)
 
     def _masked_act(self, x, mask):
         if x.requires_grad:
@@ -337,12 +394,12 @@ class ConvDecoderStack(torch.nn.Module):
             h = _run_transformer(self.transformer, zq, mask).transpose(1, 2)
         else:
             h = apply_mask(zq.transpose(1, 2), mask)
-        h = self._masked_act(self.convs[0](h), mask)
+        h = self._masked_act(self._conv(0, h), mask)
         for stage in range((len(self.convs) - 2) // 2):
-            a = self._masked_act(self.convs[1 + 2 * stage](h), mask)
-            b = self._masked_act(self.convs[2 + 2 * stage](a), mask)
+            a = self._masked_act(self._conv(1 + 2 * stage, h), mask)
+            b = self._masked_act(self._conv(2 + 2 * stage, a), mask)
             h = a + b if a.requires_grad or b.requires_grad else a.add_(b)  # a: a saved conv input
-        out = apply_mask(F.relu(self.convs[-1](h)), mask)
+        out = apply_mask(F.relu(self._conv(len(self.convs) - 1, h)), mask)
         return out.transpose(1, 2)
 
 
@@ -477,6 +534,18 @@ class ConvVQVAE(torch.nn.Module):
     def config(self):
         """The constructor arguments (a copy of ``init_args``), for ``cls(**model.config)``."""
         return dict(self.init_args)
+
+    def set_convolution(self, algorithm="direct"):
+        """Sets the convolution algorithm of the encoder and the decoder at inference
+        (:meth:`ConvEncoderStack.set_convolution`).
+
+        Arguments
+        ---------
+        algorithm : str
+            One of :data:`CONVOLUTIONS`.
+        """
+        self.encoder.set_convolution(algorithm)
+        self.decoder.set_convolution(algorithm)
 
     def forward(self, spec, lengths=None, target_indices=None, freeze_codebook=None, detach_codes=False):
         """Encodes, quantizes (updating the codebook in training unless frozen) and decodes.

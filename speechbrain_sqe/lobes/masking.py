@@ -189,10 +189,16 @@ def _centred_inference(x, mask):
 def _masked_instance_norm_inference(x, mask, eps):
     """:func:`masked_instance_norm` without autograd: :func:`_centred_inference`, then the variance
     as the squared norm of the centred frames (within 1e-6 of the autograd path; 35 % faster on
-    [16, 128, 313], the whole VQScore scoring 3-8 %)."""
+    [16, 128, 313], the whole VQScore scoring 3-8 %). On a channels-last input (time strided: the
+    spectrogram's transposed view, the outputs of overlap-save convolutions) the squared norm is a
+    ``vecdot``: ``vector_norm`` over a strided dimension took 12.6 against 1.5 ms on
+    [16, 257, 613] (one thread, session 29)."""
     centered, count = _centred_inference(x, mask)
-    var = torch.linalg.vector_norm(centered, dim=-1, keepdim=True).square_().div_(count)
-    return centered.mul_(var.add_(eps).rsqrt_())
+    if centered.stride(-1) == 1:
+        squares = torch.linalg.vector_norm(centered, dim=-1, keepdim=True).square_()
+    else:  # time not contiguous (channels-last storage): vector_norm is 8-14 times slower there
+        squares = torch.linalg.vecdot(centered, centered, dim=-1).unsqueeze(-1)
+    return centered.mul_(squares.div_(count).add_(eps).rsqrt_())
 
 
 def masked_mean_removal(x, mask=None):
