@@ -168,3 +168,26 @@ def test_score_precision_option(model_folder, tmp_path):
     exact = VQScore.from_hparams(source=model_folder, precision="float32").score_file(str(path))
     assert values["float32"] == pytest.approx(exact, abs=1e-6)
     assert values["bfloat16"] == pytest.approx(exact, abs=1e-3)
+
+
+def test_periodicity_is_yin_computed_directly():
+    # The FFT-based difference (a circular correlation of 2^a 3^b 5^c samples) against YIN's
+    # definition summed term by term: d(tau) = sum_j (x_j - x_{j+tau})^2 over the window.
+    from speechbrain_sqe.dataio.activity import PITCH_RANGE, _fft_size, frame_activity
+
+    assert [_fft_size(n) for n in (1, 7, 741, 1025)] == [1, 8, 750, 1080]
+    rng = np.random.default_rng(0)
+    t = np.arange(RATE) / RATE
+    wav = (0.3 * np.sin(2 * np.pi * 180 * t) + 0.05 * rng.standard_normal(t.shape)).astype(np.float32)
+    _, periodicity = frame_activity(torch.from_numpy(wav), RATE, hop=256)
+    window, max_lag = 512, int(RATE / PITCH_RANGE[0]) + 1
+    padded = np.pad(wav.astype(np.float64), (window // 2, window // 2 + max_lag + 256))
+    for index in (10, 30, 50):
+        frame = padded[index * 256 : index * 256 + window + max_lag]
+        frame = frame - frame[:window].mean()
+        lags = np.arange(1, max_lag + 1)
+        difference = np.array([np.sum((frame[:window] - frame[lag : lag + window]) ** 2) for lag in lags])
+        normalised = difference / np.maximum(np.cumsum(difference) / lags, 1e-12)
+        expected = normalised[int(RATE / PITCH_RANGE[1]) - 1 :].min()
+        assert float(periodicity[index]) == pytest.approx(expected, abs=1e-4)
+    assert float(periodicity[30]) < 0.2  # a 180 Hz tone is strongly periodic

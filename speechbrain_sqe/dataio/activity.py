@@ -96,6 +96,20 @@ def frame_activity(wav, sample_rate=16000, hop=256):
     return _activity(frames, window, max_lag, sample_rate)
 
 
+def _fft_size(length):
+    """The smallest ``2^a 3^b 5^c`` at or above ``length``, a size pocketfft transforms about as
+    fast as a power of two."""
+    size = length
+    while True:
+        rest = size
+        for factor in (2, 3, 5):
+            while rest % factor == 0:
+                rest //= factor
+        if rest == 1:
+            return size
+        size += 1
+
+
 def _activity(frames, window, max_lag, sample_rate):
     """:func:`frame_activity` of the frames of :func:`_frames` (each row on its own: any block of
     rows gives those rows' values)."""
@@ -103,13 +117,15 @@ def _activity(frames, window, max_lag, sample_rate):
     head = frames[:, :window]
     level_db = 10 * torch.log10(head.pow(2).mean(dim=1) + 1e-12)
     # YIN difference d(tau) = sum x_j^2 + sum x_{j+tau}^2 - 2 sum x_j x_{j+tau}, via FFT.
-    size = 1 << (2 * (window + max_lag) - 1).bit_length()
+    # A circular correlation of any size >= window + max_lag equals the linear one at the lags used
+    # (j + tau < window + max_lag); the power of two above 2 (window + max_lag) was 2,048 here.
+    size = _fft_size(window + max_lag)
     spectrum_a = torch.fft.rfft(head, n=size)
     spectrum_b = torch.fft.rfft(frames, n=size)
     cross = torch.fft.irfft(spectrum_a.conj() * spectrum_b, n=size)[:, 1 : max_lag + 1]
     squares = torch.nn.functional.pad(frames.pow(2).cumsum(dim=1), (1, 0))
     lags = torch.arange(1, max_lag + 1)
-    shifted_energy = squares[:, lags + window] - squares[:, lags]
+    shifted_energy = squares[:, window + 1 : window + max_lag + 1] - squares[:, 1 : max_lag + 1]
     energy = squares[:, window : window + 1]
     difference = (energy + shifted_energy - 2 * cross).clamp_min(0)
     cumulative = difference.cumsum(dim=1) / lags
