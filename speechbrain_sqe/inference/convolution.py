@@ -4,8 +4,8 @@
 ``"auto"`` (the default) runs the convolutions by overlap-save
 (:class:`~speechbrain_sqe.lobes.fft_conv.OverlapSaveConv1d`) on a CPU, where it needs fewer
 products than oneDNN's direct convolution and builds no kernels per input length (VQScore scoring
-1.4-1.6 times faster, scores within 2e-7 of the direct algorithm on 576 real files; the VQ enhancer
-1.2 times faster end to end, outputs within one 16-bit step; benchmarks/RESULTS.md, session 29),
+1.3-1.8 times faster, scores within 2e-7 of the direct algorithm on 576 real files; the VQ enhancer
+1.0-1.35 times faster end to end, outputs within one 16-bit step; benchmarks/RESULTS.md, session 29),
 and directly on a GPU, where cuDNN picks its own algorithm. ``"direct"`` and ``"overlap_save"`` force one.
 
 Authors: speechbrain-sqe contributors

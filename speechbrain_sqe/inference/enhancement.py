@@ -430,8 +430,8 @@ class VQEnhancer(ConvolutionChoice, Enhancer):
     def __init__(self, *args, convolution="auto", **kwargs):
         """See :class:`speechbrain.inference.interfaces.Pretrained`; ``convolution`` is the
         algorithm of the VQ-VAE's convolutions (:mod:`speechbrain_sqe.inference.convolution`:
-        ``"auto"`` = overlap-save on a CPU, 1.2 times faster end to end, outputs within one 16-bit
-        step of the direct algorithm)."""
+        ``"auto"`` = overlap-save on a CPU, 1.0-1.35 times faster end to end, outputs within one
+        16-bit step of the direct algorithm)."""
         super().__init__(*args, **kwargs)
         self.frontend = getattr(self.hparams, "frontend", None)
         if self.frontend is None:  # folders written before the hub spec carried the front end

@@ -258,7 +258,7 @@ class VQScore(ConvolutionChoice, QualityPredictor):
 
         ``convolution`` is the algorithm of the float32 convolutions
         (:mod:`speechbrain_sqe.inference.convolution`): ``"auto"`` (the default) runs them by
-        overlap-save on a CPU (1.4-1.6 times faster scoring, scores within 2e-7 of the direct
+        overlap-save on a CPU (1.3-1.8 times faster scoring, scores within 2e-7 of the direct
         algorithm on 576 real test files) and directly on a GPU; ``"direct"`` is oneDNN's/cuDNN's
         convolution, the algorithm of the scores published before session 29.
         """

@@ -33,7 +33,9 @@ on an utterance alone, the transformer configuration. What differs: padded batch
 padding mask, and every layer's output is zeroed beyond each utterance's end (so the convolutions
 see zeros there, as they see their own zero padding for an utterance alone); each utterance of a
 padded batch therefore gets the same output as alone (up to float rounding; in eval mode where
-there is dropout). The authors process one utterance at a time.
+there is dropout). The authors process one utterance at a time. At inference the convolutions may run
+by overlap-save (:mod:`speechbrain_sqe.lobes.fft_conv`, :meth:`ConvEncoderStack.set_convolution`):
+the same convolution by another float32 algorithm, within a few 1e-6.
 
 Authors: speechbrain-sqe contributors
 """
