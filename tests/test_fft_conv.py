@@ -146,3 +146,16 @@ def test_enhance_cli_convolution_option(tmp_path, capsys):
     assert main(["enhance", str(path), "--out-dir", str(tmp_path / "b"), "--model", "bsse",
                  "--convolution", "direct", "--no-progress"]) == 2
     assert "has no convolution choice (--convolution)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("max_rows", [1, 3, 5, 40])
+def test_long_inputs_are_transformed_in_groups_of_blocks(max_rows):
+    # Groups of whole items (max_rows >= blocks per item) or of one item's blocks: the same output.
+    torch.manual_seed(0)
+    conv = torch.nn.Conv1d(6, 4, 7, padding=3)
+    x = torch.randn(3, 6, 100)  # 4 blocks of 26 frames per item
+    with torch.no_grad():
+        expected = OverlapSaveConv1d(conv)(x)
+        grouped = OverlapSaveConv1d(conv, max_rows=max_rows)(x)
+        torch.testing.assert_close(grouped, expected, atol=1e-6, rtol=0)
+        torch.testing.assert_close(grouped, conv(x), atol=2e-5, rtol=1e-5)

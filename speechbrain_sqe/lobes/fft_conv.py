@@ -58,6 +58,10 @@ class OverlapSaveConv1d:
     block : int
         Frames per block (even, larger than the kernel): 32 suits 7-frame kernels over 100-1,000
         frames (64 and 128 were slower on the VQScore model's layers, session 29).
+    max_rows : int
+        Most blocks transformed at once (a batch of 16 files of 10 s is 384): the temporary
+        buffers of a long input (about three of ``block x max_rows x channels`` floats) stay
+        bounded.
 
     Example
     -------
@@ -71,7 +75,7 @@ class OverlapSaveConv1d:
     (torch.Size([2, 24, 100]), True)
     """
 
-    def __init__(self, conv, block=32):
+    def __init__(self, conv, block=32, max_rows=2048):
         kernel_size = conv.kernel_size[0]
         if (conv.stride[0], conv.dilation[0], conv.groups) != (1, 1, 1) or conv.padding != (kernel_size // 2,):
             raise ValueError("OverlapSaveConv1d runs stride-1, undilated, ungrouped 'same' convolutions")
@@ -81,6 +85,7 @@ class OverlapSaveConv1d:
         self.block = block
         self.kernel_size = kernel_size
         self.step = block - kernel_size + 1
+        self.max_rows = max_rows
         self._key = None
 
     def _prepare(self):
@@ -108,7 +113,7 @@ class OverlapSaveConv1d:
         without a copy) into ``[batch, C_out, time]``, a transposed view of channels-last storage."""
         self._prepare()
         batch, channels, frames = x.shape
-        half, step, pad = self.block // 2, self.step, self.kernel_size // 2
+        step, pad = self.step, self.kernel_size // 2
         blocks_per_item = -(-frames // step)
         # [batch, time, C_in], zero-padded so that every block is whole (only the padding zeroed:
         # F.pad fills the whole buffer before copying)
@@ -116,12 +121,30 @@ class OverlapSaveConv1d:
         padded[:, :pad].zero_()
         padded[:, pad + frames :].zero_()
         padded[:, pad : pad + frames].copy_(x.transpose(1, 2))
-        rows = batch * blocks_per_item
-        blocks = padded.unfold(1, self.block, step).permute(3, 0, 1, 2).reshape(self.block, rows * channels)
+        windows = padded.unfold(1, self.block, step)  # [batch, blocks, C_in, block], a view
+        out = x.new_empty(batch, blocks_per_item * step, self.spectrum_real.shape[-1])
+        # At most max_rows blocks at a time: a long input's temporary buffers stay bounded (whole
+        # items together, or one item's blocks in groups).
+        items = max(1, self.max_rows // blocks_per_item)
+        group = min(blocks_per_item, self.max_rows)
+        for first_item in range(0, batch, items):
+            for first_block in range(0, blocks_per_item, group):
+                chosen = windows[first_item : first_item + items, first_block : first_block + group]
+                count = chosen.shape[1]
+                target = out[first_item : first_item + items, first_block * step : (first_block + count) * step]
+                # [step, items, blocks, C_out] into [items, blocks, step, C_out]: one copy
+                target.view(chosen.shape[0], count, step, -1).copy_(self._blocks(chosen).permute(1, 2, 0, 3))
+        return out[:, :frames].transpose(1, 2)
+
+    def _blocks(self, windows):
+        """The valid outputs ``[step, items, blocks, C_out]`` of blocks ``[items, blocks, C_in, block]``."""
+        items, count, channels, _ = windows.shape
+        half, rows = self.block // 2, items * count
+        blocks = windows.permute(3, 0, 1, 2).reshape(self.block, rows * channels)
         spectra = (self.forward_dft @ blocks).view(self.block, rows, channels)
         real, imag = spectra[: half + 1], spectra[half + 1 :]
         out_channels = self.spectrum_real.shape[-1]
-        product = torch.empty(self.block, rows, out_channels, dtype=x.dtype, device=x.device)
+        product = torch.empty(self.block, rows, out_channels, dtype=windows.dtype, device=windows.device)
         out_real, out_imag = product[: half + 1], product[half + 1 :]
         # (a + ib)(c + id): real ac - bd, imaginary ad + bc; bins 0 and block/2 are real
         torch.bmm(real, self.spectrum_real, out=out_real)
@@ -130,6 +153,4 @@ class OverlapSaveConv1d:
         out_imag.baddbmm_(imag, self.spectrum_real[1:half])
         if self.dc_offset is not None:
             out_real[0].add_(self.dc_offset)
-        out = (self.inverse_dft @ product.view(self.block, rows * out_channels)).view(step, batch, blocks_per_item, out_channels)
-        out = out.permute(1, 2, 0, 3).reshape(batch, blocks_per_item * step, out_channels)[:, :frames]
-        return out.transpose(1, 2)
+        return (self.inverse_dft @ product.view(self.block, rows * out_channels)).view(self.step, items, count, out_channels)
