@@ -58,8 +58,8 @@ SPEECH_CHECK_FRAMES = 64
 def _frames(wav, sample_rate, hop, start=0, count=None):
     """Centred frames ``[frames, window + max_lag]`` (zero padded), one per ``hop`` samples: frames
     ``start`` to ``start + count`` of the ``1 + len // hop`` (all by default), cut from only the
-    samples they cover (a speech check reads the first second of a file: padding the whole file was
-    a tenth of its time)."""
+    samples they cover (a speech check reads the first second of a file: framing the whole padded
+    file took about a third of its time, session 29)."""
     window = round(WINDOW_SECONDS * sample_rate)
     max_lag = int(sample_rate / PITCH_RANGE[0]) + 1
     total = 1 + wav.shape[0] // hop
