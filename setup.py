@@ -33,7 +33,7 @@ setup(
     ],
     extras_require={
         "eval": ["speechmos", "onnxruntime", "librosa", "requests", "distillmos>=0.9.1"],
-        "dev": ["pytest", "pytest-timeout", "ruff"],
+        "dev": ["pytest", "pytest-timeout", "pytest-xdist", "ruff"],
         # Peer enhancers of benchmarks/bench_enhance_peers.py.
         "bench": ["noisereduce>=3.0", "pyroomacoustics>=0.7", "pyrnnoise>=0.4.5,<0.5"],
     },

@@ -4,6 +4,7 @@ import os
 
 import pytest
 import torch
+from disk_faults import tiny_disk  # noqa: F401  (the fixture, for every test module)
 
 torch.set_num_threads(1)
 

@@ -17,7 +17,6 @@ from speechbrain_sqe.inference.quality import DEFAULT_MODEL, VQScore
 from speechbrain_sqe.lobes.spectral import stft_magnitude
 from speechbrain_sqe.lobes.vqvae import VQVAEQualityModel
 
-pytest_plugins = ["disk_faults"]  # the tiny_disk fixture
 
 
 def _tone_speech(seconds, seed):
