@@ -73,6 +73,31 @@ def test_has_speech_reads_blocks_until_it_has_enough_voiced_time():
         assert has_speech(frames_kept, RATE) == whole
 
 
+def test_loudest_frames_first_keep_the_whole_file_answer():
+    """``has_speech`` analyses the file's loudest frames first: they are rows of the file's frames,
+    the loudest ones; where they are a loud noise burst, not speech, the blocks after them still find
+    the quieter speech; any rate, hop and length (an empty file, one sample) gets the whole file's
+    answer."""
+    from speechbrain_sqe.dataio import activity
+
+    rng = np.random.default_rng(5)
+    speech = 0.3 * speech_like(2.0, seed=11)
+    burst = 0.9 * rng.standard_normal(RATE // 2)
+    wav = torch.from_numpy(np.concatenate([speech, burst]).astype(np.float32))
+    loud, window, max_lag = activity._loudest_frames(wav, RATE, 256, activity.LOUDEST_FRAMES)
+    every, _, _ = activity._frames(wav, RATE, 256)
+    rows = [int(((every - row).abs().amax(dim=1) == 0).nonzero()[0]) for row in loud]
+    assert len(rows) == activity.LOUDEST_FRAMES and min(rows) * 256 >= speech.shape[0] - window // 2  # the burst's
+    assert activity._voiced_seconds((loud, window, max_lag), RATE, 256) < activity.MIN_VOICED_SECONDS
+    assert has_speech(wav, RATE)
+    assert not has_speech(torch.from_numpy(burst.astype(np.float32)), RATE)
+    for rate, hop, length in ((16000, 256, 0), (16000, 256, 1), (8000, 100, 12345), (16000, 1024, 3000),
+                              (16000, 64, 40000)):
+        clip = torch.from_numpy(np.resize(speech, length).astype(np.float32))
+        whole = int(speech_frames(clip, rate, hop)[1].sum()) * hop / rate >= activity.MIN_VOICED_SECONDS
+        assert has_speech(clip, rate, hop) == whole, (rate, hop, length)
+
+
 def test_speech_frames_follow_the_speech_and_line_up_with_stft_frames():
     speech = speech_like(2.0, seed=5)
     wav = np.concatenate([np.zeros(RATE), speech, 1e-4 * np.random.default_rng(0).standard_normal(RATE)])

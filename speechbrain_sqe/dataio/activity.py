@@ -53,6 +53,8 @@ PITCH_RANGE = (70.0, 400.0)
 WINDOW_SECONDS = 0.032
 #: Frames :func:`has_speech` analyses at a time before it checks whether it has seen enough.
 SPEECH_CHECK_FRAMES = 64
+#: The loudest frames :func:`has_speech` analyses first (a speech file is loudest in its vowels).
+LOUDEST_FRAMES = 16
 
 
 def _frames(wav, sample_rate, hop, start=0, count=None):
@@ -183,6 +185,34 @@ def speech_frames(wav, sample_rate=16000, hop=256):
     return loud & near, voiced
 
 
+def _loudest_frames(wav, sample_rate, hop, count):
+    """The frames of :func:`_frames` (the same rows, with their ``window`` and ``max_lag``) of about
+    the ``count`` loudest of ``wav``, ranked by the energy of the ``hop``-sample stretches that
+    their windows cover (a ranking only: which frames count as voiced is :func:`_activity`'s)."""
+    window = round(WINDOW_SECONDS * sample_rate)
+    max_lag = int(sample_rate / PITCH_RANGE[0]) + 1
+    total = 1 + wav.shape[0] // hop
+    whole = wav.shape[0] // hop
+    # energy of each stretch of hop samples (contiguous rows: no copy of the file, one pass)
+    stretches = torch.linalg.vector_norm(wav[: whole * hop].view(whole, hop), dim=1).pow(2)
+    stretches = torch.cat([stretches, wav[whole * hop :].pow(2).sum().reshape(1)])  # the rest
+    reach = max(1, round(window / (2 * hop)))  # stretches on each side of a frame's centre
+    energy = torch.nn.functional.avg_pool1d(
+        torch.nn.functional.pad(stretches, (reach, reach - 1))[None, None], 2 * reach, stride=1)[0, 0]
+    chosen = energy[:total].topk(min(count, total)).indices
+    # rows of the zero-padded file's frames (one copy of the file: cheaper than gathering indices)
+    right = max(0, (total - 1) * hop + window + max_lag - wav.shape[0] - window // 2)
+    padded = torch.nn.functional.pad(wav, (window // 2, right))
+    return padded.unfold(0, window + max_lag, hop)[chosen], window, max_lag
+
+
+def _voiced_seconds(framed, sample_rate, hop):
+    """Voiced time (s) of the frames of :func:`_frames` or :func:`_loudest_frames`."""
+    frames, window, max_lag = framed
+    level_db, periodicity = _activity(frames, window, max_lag, sample_rate)
+    return int(_loud_and_voiced(level_db, periodicity)[1].sum()) * hop / sample_rate
+
+
 def has_speech(wav, sample_rate=16000, hop=256):
     """Whether a waveform holds speech: at least :data:`MIN_VOICED_SECONDS` of voiced frames.
 
@@ -200,11 +230,18 @@ def has_speech(wav, sample_rate=16000, hop=256):
     bool
         False for digital silence, a DC offset, stationary noise without speech.
     """
-    # Frames in blocks, stopping at the first block that completes the voiced time: the answer of
-    # the whole file's frames (a speech file is decided in its first second or so). Analysing every
-    # frame halved `sqe score`'s throughput (VQScore on 576 real files: 979-999 x against 1,632-1,900
-    # x without the check; benchmarks/RESULTS.md, session 28).
+    # The answer is the whole file's (voiced frames counted over all of them), but it needs only
+    # enough voiced frames: first the file's loudest frames (those of 564 of 576 real test files
+    # hold enough), then frames in blocks, stopping at the first block that completes the voiced
+    # time (a speech file is decided in its first second or so). Analysing every frame halved `sqe
+    # score`'s throughput (VQScore on 576 real files: 979-999 x against 1,632-1,900 x without the
+    # check; benchmarks/RESULTS.md, session 28); the loudest frames first made the check 1.3-1.5
+    # times faster again (session 30).
     wav = torch.as_tensor(wav, dtype=torch.float32).reshape(-1)
+    if wav.shape[0] == 0:
+        return False
+    if _voiced_seconds(_loudest_frames(wav, sample_rate, hop, LOUDEST_FRAMES), sample_rate, hop) >= MIN_VOICED_SECONDS:
+        return True
     voiced_frames = 0
     for start in range(0, 1 + wav.shape[0] // hop, SPEECH_CHECK_FRAMES):
         frames, window, max_lag = _frames(wav, sample_rate, hop, start, SPEECH_CHECK_FRAMES)
