@@ -72,6 +72,30 @@ def fraction(value):
     return value
 
 
+def seconds(value):
+    """A method option in seconds, ``>= 0`` (0: off, e.g. no limit).
+
+    Arguments
+    ---------
+    value : str or float
+        The value.
+
+    Returns
+    -------
+    float
+        The checked value.
+
+    Example
+    -------
+    >>> seconds("2"), seconds(0)
+    (2.0, 0.0)
+    """
+    value = float(value)
+    if not value >= 0.0 or value == float("inf"):
+        raise ValueError(f"must be a number of seconds >= 0, got {value:g}")
+    return value
+
+
 def speech_energy(wavs, lengths=None, frame=320, noise_quantile=0.1):
     """Energy of the speech in noisy waveforms: frame powers minus a noise floor, summed.
 
@@ -410,7 +434,9 @@ class VQEnhancer(ConvolutionChoice, Enhancer):
     HPARAMS_NEEDED = ("sample_rate", "min_seconds", "mix")
     MODULES_NEEDED = ("vqvae",)
     DEFAULT_SOURCE = DEFAULT_MODEL
-    OPTIONS: ClassVar[dict] = {"mix": (fraction, "share of the noisy input blended back in, 0..1")}
+    OPTIONS: ClassVar[dict] = {"mix": (fraction, "share of the noisy input blended back in, 0..1"),
+                               "attention_seconds": (seconds, "attention within chunks of at most this "
+                                                     "many seconds, 0: over the whole file")}
     HUB_TITLE = ("VQ-VAE speech enhancer trained on clean speech only, with self-distillation under\n"
                  "adversarial attack (Fu et al., ICLR 2024), trained with speechbrain-sqe's hparams/vq_enhance.yaml.")
     INFERENCE_OVERRIDES: ClassVar[dict] = {"vqvae": {"sync_distributed": False}}
@@ -418,6 +444,8 @@ class VQEnhancer(ConvolutionChoice, Enhancer):
         **Enhancer.SETTING_COMMENTS,
         "mix": "Default fraction of the noisy input blended into the output (0: enhanced only);\n"
                "enhance_batch/enhance_file(mix=...) and `sqe enhance --option mix=R` override it.",
+        "attention_seconds": "The transformers attend within consecutive chunks of at most this many seconds\n"
+                             "(0: over the whole file); `sqe enhance --option attention_seconds=S` overrides it.",
     }
 
     @classmethod
@@ -440,7 +468,7 @@ class VQEnhancer(ConvolutionChoice, Enhancer):
         self.set_convolution(convolution)
 
     @torch.no_grad()
-    def enhance_batch(self, wavs, lengths=None, mix=None):
+    def enhance_batch(self, wavs, lengths=None, mix=None, attention_seconds=None):
         """Enhances a padded batch of waveforms.
 
         Arguments
@@ -452,6 +480,10 @@ class VQEnhancer(ConvolutionChoice, Enhancer):
         mix : float, optional
             Fraction of the input kept in the output, in ``[0, 1]``; None: the model's default
             (``hparams.mix``, chosen by the recipe's ablation).
+        attention_seconds : float, optional
+            The transformers attend within consecutive chunks of at most this many seconds
+            (:meth:`~speechbrain_sqe.lobes.conv_stack.ConvVQVAE.set_attention_context`); 0: over
+            the whole file; None: the folder's ``attention_seconds`` (0 where it has none).
 
         Returns
         -------
@@ -460,6 +492,12 @@ class VQEnhancer(ConvolutionChoice, Enhancer):
             for a ``[time]`` input.
         """
         mix = self.hparams.mix if mix is None else mix
+        if attention_seconds is None:
+            attention_seconds = getattr(self.hparams, "attention_seconds", 0.0) or 0.0
+        attention_seconds = seconds(attention_seconds)
+        hop = self.frontend.hop_length
+        self.mods.vqvae.set_attention_context(
+            max(1, round(attention_seconds * self.hparams.sample_rate / hop)) if attention_seconds else None)
         return self.run_chain(wavs, lengths, lambda batch, lens: vq_enhance_keeping_level(
             self.mods.vqvae, self.frontend, batch, lens, mix), min_samples=self.frontend.n_fft // 2 + 1)
 

@@ -98,11 +98,25 @@ def _transformer(d_model, heads, layers, dropout):
     return torch.nn.TransformerEncoder(layer, num_layers=layers, enable_nested_tensor=False)
 
 
-def _run_transformer(transformer, x, mask):
-    """``x`` ``[batch, time, d]`` through a transformer with a key padding mask from ``mask``."""
-    if mask is None:
-        return transformer(x)
-    return apply_mask(transformer(x, src_key_padding_mask=~mask), mask, time_dim=1)
+def _run_transformer(transformer, x, mask, context=None):
+    """``x`` ``[batch, time, d]`` through a transformer with a key padding mask from ``mask``;
+    with ``context`` (frames), in consecutive chunks of at most that many frames, each attending
+    only to itself (equal chunks: ``ceil(time / context)`` of them over the batch's time)."""
+    batch, time, dim = x.shape
+    if context is None or time <= context:
+        if mask is None:
+            return transformer(x)
+        return apply_mask(transformer(x, src_key_padding_mask=~mask), mask, time_dim=1)
+    chunks = -(-time // context)
+    size = -(-time // chunks)
+    extra = chunks * size - time
+    valid = torch.ones(batch, time, dtype=torch.bool, device=x.device) if mask is None else mask
+    valid = F.pad(valid, (0, extra), value=False).reshape(batch * chunks, size)
+    # a chunk of padding only attends to all of itself (no row of -inf scores); its output is zeroed
+    valid = valid | ~valid.any(dim=1, keepdim=True)
+    out = transformer(F.pad(x, (0, 0, 0, extra)).reshape(batch * chunks, size, dim), src_key_padding_mask=~valid)
+    out = out.reshape(batch, chunks * size, dim)[:, :time]
+    return out if mask is None else apply_mask(out, mask, time_dim=1)
 
 
 class _ConvStack(torch.nn.Module):
@@ -114,6 +128,9 @@ class _ConvStack(torch.nn.Module):
         self.convolution = "direct"
         # Plain attributes, not submodules: the state dict is unchanged.
         self._overlap_save = [OverlapSaveConv1d(conv) for conv in self.convs]
+        #: Frames each chunk of the transformer attends to (None: the whole input); see
+        #: :meth:`ConvVQVAE.set_attention_context`.
+        self.attention_context = None
 
     def set_convolution(self, algorithm="direct"):
         """Picks the algorithm of the convolutions outside training, without autograd.
@@ -304,7 +321,7 @@ class ConvEncoderStack(_ConvStack):
             e = self._norm(self._act(self._conv(len(self.convs) - 2, h)), mask)
             h = self._norm(self._conv(len(self.convs) - 1, e), mask)
         if self.transformer is not None:
-            z = _run_transformer(self.transformer, h.transpose(1, 2), mask)
+            z = _run_transformer(self.transformer, h.transpose(1, 2), mask, self.attention_context)
             h = self._norm(z.transpose(1, 2), mask)
         return h.transpose(1, 2)
 
@@ -393,7 +410,7 @@ class ConvDecoderStack(_ConvStack):
         """
         mask = relative_lengths_to_mask(lengths, zq.shape[1], device=zq.device)
         if self.transformer is not None:
-            h = _run_transformer(self.transformer, zq, mask).transpose(1, 2)
+            h = _run_transformer(self.transformer, zq, mask, self.attention_context).transpose(1, 2)
         else:
             h = apply_mask(zq.transpose(1, 2), mask)
         h = self._masked_act(self._conv(0, h), mask)
@@ -548,6 +565,31 @@ class ConvVQVAE(torch.nn.Module):
         """
         self.encoder.set_convolution(algorithm)
         self.decoder.set_convolution(algorithm)
+
+    def set_attention_context(self, frames=None):
+        """Makes the transformers of the encoder and the decoder attend within consecutive chunks of
+        at most ``frames`` frames (equal chunks, each attending only to itself) instead of over the
+        whole input: attention costs ``time x chunk`` instead of ``time^2``, and a model trained on
+        short crops sees at inference the context it was trained with.
+
+        Arguments
+        ---------
+        frames : int, optional
+            Most frames per chunk; None: the whole input (the default).
+
+        Example
+        -------
+        >>> model = ConvVQVAE(channels=(16,), codebook_dim=8, codebook_size=16, transformer_layers=1,
+        ...                   heads=2).eval()
+        >>> spec = torch.rand(2, 50, 257)  # [batch, time, bins]
+        >>> model.set_attention_context(20)  # chunks of 17, 17 and 16 frames
+        >>> model.encoder(spec).shape, model.decoder.attention_context
+        (torch.Size([2, 50, 8]), 20)
+        """
+        if frames is not None and (int(frames) != frames or frames < 1):
+            raise ValueError(f"attention context must be a whole number of frames >= 1, got {frames!r}")
+        for stack in (self.encoder, self.decoder):
+            stack.attention_context = None if frames is None else int(frames)
 
     def forward(self, spec, lengths=None, target_indices=None, freeze_codebook=None, detach_codes=False):
         """Encodes, quantizes (updating the codebook in training unless frozen) and decodes.
