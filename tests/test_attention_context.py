@@ -3,6 +3,8 @@
 stays padding, and the option reaches the shipped enhancer from Python, its folder and ``sqe
 enhance --option``."""
 
+import itertools
+
 import numpy as np
 import pytest
 import soundfile
@@ -25,7 +27,7 @@ def test_chunks_are_the_transformer_on_each_chunk_alone(transformer, time, conte
     with torch.no_grad():
         chunked = _run_transformer(transformer, x, None, context)
         starts = np.cumsum([0, *sizes])
-        alone = torch.cat([transformer(x[:, a:b]) for a, b in zip(starts[:-1], starts[1:])], dim=1)
+        alone = torch.cat([transformer(x[:, a:b]) for a, b in itertools.pairwise(starts)], dim=1)
     assert chunked.shape == x.shape
     torch.testing.assert_close(chunked, alone, atol=1e-5, rtol=0)
     if len(sizes) > 1:  # the chunks do not see each other: not the whole input's attention

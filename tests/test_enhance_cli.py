@@ -17,7 +17,6 @@ from speechbrain_sqe.inference.enhancement import DEFAULT_MODEL
 from speechbrain_sqe.lobes.spectral import stft_magnitude
 from speechbrain_sqe.lobes.vqvae_se import VQVAEEnhancementModel
 
-
 #: Good inputs of the folder fixture and the outputs they must give (relative to --out-dir).
 GOOD = {"a.wav": "a.wav", "sub/a.wav": "sub/a.wav", "sub/b.flac": "sub/b.wav",
         "c_stereo_44k.wav": "c_stereo_44k.wav"}

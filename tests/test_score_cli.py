@@ -18,7 +18,6 @@ from speechbrain_sqe.lobes.spectral import stft_magnitude
 from speechbrain_sqe.lobes.vqvae import VQVAEQualityModel
 
 
-
 def _tone_speech(seconds, seed):
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * 16000)) / 16000

@@ -435,8 +435,8 @@ class VQEnhancer(ConvolutionChoice, Enhancer):
     MODULES_NEEDED = ("vqvae",)
     DEFAULT_SOURCE = DEFAULT_MODEL
     OPTIONS: ClassVar[dict] = {"mix": (fraction, "share of the noisy input blended back in, 0..1"),
-                               "attention_seconds": (seconds, "attention within chunks of at most this "
-                                                     "many seconds, 0: over the whole file")}
+                               "attention_seconds": (seconds, ("attention within chunks of at most this "
+                                                      "many seconds, 0: over the whole file"))}
     HUB_TITLE = ("VQ-VAE speech enhancer trained on clean speech only, with self-distillation under\n"
                  "adversarial attack (Fu et al., ICLR 2024), trained with speechbrain-sqe's hparams/vq_enhance.yaml.")
     INFERENCE_OVERRIDES: ClassVar[dict] = {"vqvae": {"sync_distributed": False}}
