@@ -77,18 +77,20 @@ def test_loudest_frames_first_keep_the_whole_file_answer():
     """``has_speech`` analyses the file's loudest frames first: they are rows of the file's frames,
     the loudest ones; where they are a loud noise burst, not speech, the blocks after them still find
     the quieter speech; any rate, hop and length (an empty file, one sample) gets the whole file's
-    answer."""
+    answer, alone or in a padded batch whatever its padding holds."""
     from speechbrain_sqe.dataio import activity
 
     rng = np.random.default_rng(5)
     speech = 0.3 * speech_like(2.0, seed=11)
     burst = 0.9 * rng.standard_normal(RATE // 2)
     wav = torch.from_numpy(np.concatenate([speech, burst]).astype(np.float32))
-    loud, window, max_lag = activity._loudest_frames(wav, RATE, 256, activity.LOUDEST_FRAMES)
+    loud, real, window, max_lag = activity._loudest_frames(wav[None], torch.tensor([wav.shape[0]]), RATE, 256,
+                                                           activity.LOUDEST_FRAMES)
     every, _, _ = activity._frames(wav, RATE, 256)
-    rows = [int(((every - row).abs().amax(dim=1) == 0).nonzero()[0]) for row in loud]
-    assert len(rows) == activity.LOUDEST_FRAMES and min(rows) * 256 >= speech.shape[0] - window // 2  # the burst's
-    assert activity._voiced_seconds((loud, window, max_lag), RATE, 256) < activity.MIN_VOICED_SECONDS
+    rows = [int(((every - row).abs().amax(dim=1) == 0).nonzero()[0]) for row in loud[0]]
+    assert len(rows) == activity.LOUDEST_FRAMES and bool(real.all())
+    assert min(rows) * 256 >= speech.shape[0] - window // 2  # the burst's frames
+    assert activity._voiced_seconds(loud[0], window, max_lag, RATE, 256) < activity.MIN_VOICED_SECONDS
     assert has_speech(wav, RATE)
     assert not has_speech(torch.from_numpy(burst.astype(np.float32)), RATE)
     for rate, hop, length in ((16000, 256, 0), (16000, 256, 1), (8000, 100, 12345), (16000, 1024, 3000),
@@ -96,6 +98,16 @@ def test_loudest_frames_first_keep_the_whole_file_answer():
         clip = torch.from_numpy(np.resize(speech, length).astype(np.float32))
         whole = int(speech_frames(clip, rate, hop)[1].sum()) * hop / rate >= activity.MIN_VOICED_SECONDS
         assert has_speech(clip, rate, hop) == whole, (rate, hop, length)
+    # a batch: padding full of loud speech never counts for the shorter files
+    clips = [speech, speech[:300], np.zeros(RATE, np.float32), burst, speech[: RATE // 4]]
+    batch = torch.from_numpy(np.stack([np.resize(speech, 2 * RATE)] * len(clips)).astype(np.float32))
+    for row, clip in enumerate(clips):
+        batch[row, : clip.shape[0]] = torch.from_numpy(clip.astype(np.float32))
+    answers = activity.has_speech_batch(batch, [clip.shape[0] for clip in clips], RATE)
+    assert answers == [has_speech(torch.from_numpy(clip.astype(np.float32)), RATE) for clip in clips]
+    assert answers == [True, False, False, False, True]
+    with pytest.raises(ValueError, match="lengths in 0..32000"):
+        activity.has_speech_batch(batch, [40000] * len(clips), RATE)
 
 
 def test_speech_frames_follow_the_speech_and_line_up_with_stft_frames():

@@ -11,7 +11,7 @@ import contextlib
 import torch
 from tqdm import tqdm
 
-from speechbrain_sqe.dataio.activity import has_speech
+from speechbrain_sqe.dataio.activity import has_speech_batch
 from speechbrain_sqe.inference.batching import batch_threads, map_batches
 
 #: The reason listed for a file in which :func:`~speechbrain_sqe.dataio.activity.has_speech` finds none.
@@ -66,7 +66,7 @@ def score_files(scorer, paths, batch_size=16, frames=False, num_workers=0, progr
     progress : bool
         Show a tqdm progress bar.
     detect_speech : bool
-        Check each file for speech (:func:`speechbrain_sqe.dataio.activity.has_speech`): a file
+        Check each file for speech (:func:`speechbrain_sqe.dataio.activity.has_speech`, a batch at a time): a file
         without any gets ``"speech": False`` and ``None`` as its score; others ``"speech": True``.
     on_batch : callable, optional
         Called with each batch's ``(results, failures)`` as soon as it is scored (in batch order).
@@ -92,15 +92,18 @@ def score_files(scorer, paths, batch_size=16, frames=False, num_workers=0, progr
         batch, unscored = [], []
         if names:
             scores, frame_scores = _score(scorer, wavs, lens, frames)
+            counts = [round(float(lens[row]) * wavs.shape[1]) for row in range(len(names))]
+            # the batch's files checked together (one set of operations for all their loudest frames)
+            speech = has_speech_batch(wavs[: len(names)], counts, rate) if detect_speech else None
             for row, name in enumerate(names):
-                samples = round(float(lens[row]) * wavs.shape[1])
+                samples = counts[row]
                 if isinstance(scores[row], str):
                     unscored.append((name, scores[row]))
                     continue
                 result = {"path": name, **{column: float(value) for column, value in zip(columns, scores[row])},
                           "duration": samples / rate}
                 if detect_speech:
-                    result["speech"] = has_speech(wavs[row, :samples], rate)
+                    result["speech"] = speech[row]
                     for column in columns:
                         if not result["speech"] or result[column] != result[column]:  # NaN: no speech frame
                             result[column] = None
