@@ -150,11 +150,20 @@ def test_resume_within_step2_keeps_the_teacher(runs, tmp_path):
         assert torch.equal(teacher_after[key], value), key
 
 
-def test_step1_training_loss_goes_down(tmp_path):
+def test_step1_training_loss_goes_down_with_local_attention(tmp_path):
+    """Trained, evaluated and exported with local attention (0.5 s chunks, 0.25 s on each side,
+    every 4th frame)."""
     data, out = tmp_path / "data", tmp_path / "out"
-    train.main(_args(data, out, 3, "--test_mix_ratios=[] --lr=0.003", step1_epochs=3))
+    local = "--attention_seconds=0.5 --attention_halo_seconds=0.25 --attention_stride=4"
+    train.main(_args(data, out, 3, f"--test_mix_ratios=[] --lr=0.003 {local}", step1_epochs=3))
     losses = [float(line.split("train loss: ")[1].split(" ")[0]) for line in _log_lines(out)]
     assert len(losses) == 3 and losses[-1] < losses[0]
+    lines = (out / "hub" / "hyperparams.yaml").read_text().splitlines()
+    assert {"attention_seconds: 0.5", "attention_halo_seconds: 0.25", "attention_stride: 4"} <= set(lines)
+    enhancer = VQEnhancer.from_hparams(source=str(out / "hub"))
+    enhancer.enhance_batch(torch.randn(1, 16000))
+    stack = enhancer.mods.vqvae.encoder
+    assert (stack.attention_context, stack.attention_halo, stack.attention_stride) == (62, 31, 4)  # 8 ms frames
 
 
 def test_exported_enhancer_matches_the_recipe(runs):

@@ -109,7 +109,27 @@ class VQEnhanceBrain(RecipeBrain):
         return VQEnhancer.hub_spec(
             {"vqvae": self.module("vqvae")}, frontend=hp.frontend, mix=hp.export_mix,
             sample_rate=hp.sample_rate, files=[os.path.join(hp.report_folder, "metrics_by_snr.png")],
+            **self._attention_settings(),
         )
+
+    def _attention_settings(self):
+        """The YAML's local attention, exported only where it is set."""
+        chunk = float(getattr(self.hparams, "attention_seconds", 0.0) or 0.0)
+        halo = float(getattr(self.hparams, "attention_halo_seconds", 0.0) or 0.0)
+        stride = int(getattr(self.hparams, "attention_stride", 0) or 0)
+        return {"attention_seconds": chunk, "attention_halo_seconds": halo, "attention_stride": stride} if chunk else {}
+
+    def _apply_attention(self, model):
+        """Gives ``model`` the YAML's local attention (whole input where ``attention_seconds`` is 0)."""
+        settings = self._attention_settings()
+        frames_per_second = self.hparams.sample_rate / self.hparams.frontend.hop_length
+        if not settings:
+            model.set_attention_context(None)
+            return model
+        model.set_attention_context(max(1, round(settings["attention_seconds"] * frames_per_second)),
+                                    halo=round(settings["attention_halo_seconds"] * frames_per_second),
+                                    stride=settings["attention_stride"])
+        return model
 
     def model_card(self, report, manifests):
         """Card with the measured ablation table and plot."""
@@ -133,7 +153,7 @@ class VQEnhanceBrain(RecipeBrain):
     def enhance(self, model, wavs, lens=None, mix=0.0):
         """Enhanced waveforms of a padded batch with ``model`` (eval mode, no gradients)."""
         with torch.no_grad():  # the interface's chain, speech level kept: the report measures what users get
-            return vq_enhance_keeping_level(model, self.hparams.frontend, wavs, lens, mix)
+            return vq_enhance_keeping_level(self._apply_attention(model), self.hparams.frontend, wavs, lens, mix)
 
     # ------------------------------------------------------------------ training
     def compute_forward(self, batch, stage):
@@ -203,6 +223,8 @@ class VQEnhanceBrain(RecipeBrain):
         """Recovers (phase and teacher included) and puts the teacher on the device, frozen."""
         super().on_fit_start()
         self._freeze_teacher()
+        for model in (self.module("vqvae"), self.hparams.teacher):
+            self._apply_attention(model)
 
     def _freeze_teacher(self):
         teacher = self.hparams.teacher.to(self.device).eval()

@@ -96,6 +96,30 @@ def seconds(value):
     return value
 
 
+def stride(value):
+    """A method option: every how many frames a sampled key is taken (0: none; otherwise >= 2).
+
+    Arguments
+    ---------
+    value : str or int
+        The value.
+
+    Returns
+    -------
+    int
+        The checked value.
+
+    Example
+    -------
+    >>> stride("8"), stride(0)
+    (8, 0)
+    """
+    number = float(value)
+    if number != int(number) or number < 0 or number == 1:
+        raise ValueError(f"must be 0 (none) or a whole number of frames >= 2, got {value}")
+    return int(number)
+
+
 def speech_energy(wavs, lengths=None, frame=320, noise_quantile=0.1):
     """Energy of the speech in noisy waveforms: frame powers minus a noise floor, summed.
 
@@ -436,7 +460,11 @@ class VQEnhancer(ConvolutionChoice, Enhancer):
     DEFAULT_SOURCE = DEFAULT_MODEL
     OPTIONS: ClassVar[dict] = {"mix": (fraction, "share of the noisy input blended back in, 0..1"),
                                "attention_seconds": (seconds, ("attention within chunks of at most this "
-                                                      "many seconds, 0: over the whole file"))}
+                                                      "many seconds, 0: over the whole file")),
+                               "attention_halo_seconds": (seconds, ("seconds each chunk also attends to on "
+                                                           "each side (with attention_seconds)")),
+                               "attention_stride": (stride, ("each chunk also attends to every N-th frame of "
+                                                     "the file, weighted for the N it stands for (0: none)"))}
     HUB_TITLE = ("VQ-VAE speech enhancer trained on clean speech only, with self-distillation under\n"
                  "adversarial attack (Fu et al., ICLR 2024), trained with speechbrain-sqe's hparams/vq_enhance.yaml.")
     INFERENCE_OVERRIDES: ClassVar[dict] = {"vqvae": {"sync_distributed": False}}
@@ -446,6 +474,10 @@ class VQEnhancer(ConvolutionChoice, Enhancer):
                "enhance_batch/enhance_file(mix=...) and `sqe enhance --option mix=R` override it.",
         "attention_seconds": "The transformers attend within consecutive chunks of at most this many seconds\n"
                              "(0: over the whole file); `sqe enhance --option attention_seconds=S` overrides it.",
+        "attention_halo_seconds": "Seconds each chunk also attends to on each side (local attention; 0: the chunk\n"
+                                  "only); `sqe enhance --option attention_halo_seconds=S` overrides it.",
+        "attention_stride": "Each chunk also attends to every N-th frame of the whole file, each weighted for\n"
+                            "the N frames it stands for (0: none); `sqe enhance --option attention_stride=N`.",
     }
 
     @classmethod
@@ -468,7 +500,8 @@ class VQEnhancer(ConvolutionChoice, Enhancer):
         self.set_convolution(convolution)
 
     @torch.no_grad()
-    def enhance_batch(self, wavs, lengths=None, mix=None, attention_seconds=None):
+    def enhance_batch(self, wavs, lengths=None, mix=None, attention_seconds=None, attention_halo_seconds=None,
+                      attention_stride=None):
         """Enhances a padded batch of waveforms.
 
         Arguments
@@ -484,6 +517,13 @@ class VQEnhancer(ConvolutionChoice, Enhancer):
             The transformers attend within consecutive chunks of at most this many seconds
             (:meth:`~speechbrain_sqe.lobes.conv_stack.ConvVQVAE.set_attention_context`); 0: over
             the whole file; None: the folder's ``attention_seconds`` (0 where it has none).
+        attention_halo_seconds : float, optional
+            With ``attention_seconds``, each chunk also attends to this many seconds on each side
+            (local attention); None: the folder's ``attention_halo_seconds`` (0 where it has none).
+        attention_stride : int, optional
+            With ``attention_seconds``, each chunk also attends to every N-th frame of the whole
+            file (:meth:`~speechbrain_sqe.lobes.conv_stack.ConvVQVAE.set_attention_context`); None:
+            the folder's ``attention_stride`` (0 where it has none).
 
         Returns
         -------
@@ -494,10 +534,15 @@ class VQEnhancer(ConvolutionChoice, Enhancer):
         mix = self.hparams.mix if mix is None else mix
         if attention_seconds is None:
             attention_seconds = getattr(self.hparams, "attention_seconds", 0.0) or 0.0
-        attention_seconds = seconds(attention_seconds)
-        hop = self.frontend.hop_length
+        if attention_halo_seconds is None:
+            attention_halo_seconds = getattr(self.hparams, "attention_halo_seconds", 0.0) or 0.0
+        if attention_stride is None:
+            attention_stride = getattr(self.hparams, "attention_stride", 0) or 0
+        attention_seconds, attention_halo_seconds = seconds(attention_seconds), seconds(attention_halo_seconds)
+        frames_per_second = self.hparams.sample_rate / self.frontend.hop_length
         self.mods.vqvae.set_attention_context(
-            max(1, round(attention_seconds * self.hparams.sample_rate / hop)) if attention_seconds else None)
+            max(1, round(attention_seconds * frames_per_second)) if attention_seconds else None,
+            halo=round(attention_halo_seconds * frames_per_second), stride=stride(attention_stride))
         return self.run_chain(wavs, lengths, lambda batch, lens: vq_enhance_keeping_level(
             self.mods.vqvae, self.frontend, batch, lens, mix), min_samples=self.frontend.n_fft // 2 + 1)
 
