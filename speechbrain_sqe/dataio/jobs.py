@@ -14,6 +14,8 @@ import json
 import multiprocessing
 import os
 import zlib
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
 from tqdm import tqdm
@@ -249,10 +251,28 @@ def run_jobs(func, jobs, num_workers=2, desc=None):
     bar = {"total": len(tasks), "desc": desc, "mininterval": 1.0, "leave": False, "disable": not tasks}
     if num_workers <= 1 or len(tasks) <= 1:
         return [_call(task) for task in tqdm(tasks, **bar)]
-    # spawn, not fork: forking a process that already ran torch ops can deadlock in OpenMP
+    # spawn, not fork: forking a process that already ran torch ops can deadlock in OpenMP.
+    # concurrent.futures, not multiprocessing.Pool: a worker that dies (a crash in native code,
+    # the OOM killer, a script re-run by spawn without a __main__ guard) breaks the pool with an
+    # error here; Pool replaces the worker and waits forever for the lost job.
     context = multiprocessing.get_context("spawn")
-    with context.Pool(min(num_workers, len(tasks)), initializer=_init_worker) as pool:
-        return list(tqdm(pool.imap(_call, tasks, chunksize=1), **bar))
+    with ProcessPoolExecutor(min(num_workers, len(tasks)), mp_context=context, initializer=_init_worker) as pool:
+        futures = [pool.submit(_call, task) for task in tasks]
+        results = []
+        try:
+            for future in tqdm(futures, **bar):
+                results.append(future.result())
+        except BrokenProcessPool as error:
+            index = len(results)
+            raise RuntimeError(
+                f"{desc or 'jobs'}: a worker process died (crashed, was killed, or could not start: a "
+                f"script run with num_workers > 1 needs an `if __name__ == '__main__':` guard); "
+                f"{index} of {len(tasks)} jobs finished, the first unfinished one: {jobs[index]!r}"
+            ) from error
+        finally:  # an error or Ctrl-C: the queued jobs are dropped, not run before the pool closes
+            for future in futures:
+                future.cancel()
+        return results
 
 
 def read_stamp(path):
