@@ -36,7 +36,11 @@ from speechbrain_sqe.analysis.quality_report import rows_by_id
 from speechbrain_sqe.brains.base import RecipeBrain
 from speechbrain_sqe.dataio.audio import load_audio, save_audio
 from speechbrain_sqe.dataio.pipelines import clean_speech_dataset, paired_dataset
-from speechbrain_sqe.inference.enhancement import VQEnhancer, vq_enhance_keeping_level
+from speechbrain_sqe.inference.enhancement import (
+    VQEnhancer,
+    set_vq_attention,
+    vq_enhance_keeping_level,
+)
 from speechbrain_sqe.lobes.adversarial import l2_waveform_attack
 from speechbrain_sqe.lobes.vqvae_se import (
     mix_with_input,
@@ -121,15 +125,8 @@ class VQEnhanceBrain(RecipeBrain):
 
     def _apply_attention(self, model):
         """Gives ``model`` the YAML's local attention (whole input where ``attention_seconds`` is 0)."""
-        settings = self._attention_settings()
-        frames_per_second = self.hparams.sample_rate / self.hparams.frontend.hop_length
-        if not settings:
-            model.set_attention_context(None)
-            return model
-        model.set_attention_context(max(1, round(settings["attention_seconds"] * frames_per_second)),
-                                    halo=round(settings["attention_halo_seconds"] * frames_per_second),
-                                    stride=settings["attention_stride"])
-        return model
+        return set_vq_attention(model, self.hparams.sample_rate / self.hparams.frontend.hop_length,
+                                **self._attention_settings())
 
     def model_card(self, report, manifests):
         """Card with the measured ablation table and plot."""

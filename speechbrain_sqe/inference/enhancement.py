@@ -120,6 +120,42 @@ def stride(value):
     return int(number)
 
 
+def set_vq_attention(model, frames_per_second, attention_seconds=0.0, attention_halo_seconds=0.0,
+                     attention_stride=0):
+    """Gives a VQ-VAE the local attention of the VQ enhancer's settings (checked; in seconds).
+
+    Arguments
+    ---------
+    model : speechbrain_sqe.lobes.conv_stack.ConvVQVAE
+        The model (its ``set_attention_context``).
+    frames_per_second : float
+        Its front end's frame rate.
+    attention_seconds : float
+        Chunk length; 0: attention over the whole file.
+    attention_halo_seconds : float
+        Context on each side of a chunk.
+    attention_stride : int
+        Every N-th frame of the file is a key too (0: none).
+
+    Returns
+    -------
+    model
+        The same model.
+
+    Example
+    -------
+    >>> from speechbrain_sqe.lobes.vqvae_se import VQVAEEnhancementModel
+    >>> model = set_vq_attention(VQVAEEnhancementModel(channels=(8,), codebook_dim=8, codebook_size=4),
+    ...                          125.0, attention_seconds=1.0, attention_halo_seconds=0.5, attention_stride=8)
+    >>> model.encoder.attention_context, model.encoder.attention_halo, model.encoder.attention_stride
+    (125, 62, 8)
+    """
+    chunk, halo = seconds(attention_seconds), seconds(attention_halo_seconds)
+    model.set_attention_context(max(1, round(chunk * frames_per_second)) if chunk else None,
+                                halo=round(halo * frames_per_second), stride=stride(attention_stride))
+    return model
+
+
 def speech_energy(wavs, lengths=None, frame=320, noise_quantile=0.1):
     """Energy of the speech in noisy waveforms: frame powers minus a noise floor, summed.
 
@@ -538,11 +574,8 @@ class VQEnhancer(ConvolutionChoice, Enhancer):
             attention_halo_seconds = getattr(self.hparams, "attention_halo_seconds", 0.0) or 0.0
         if attention_stride is None:
             attention_stride = getattr(self.hparams, "attention_stride", 0) or 0
-        attention_seconds, attention_halo_seconds = seconds(attention_seconds), seconds(attention_halo_seconds)
-        frames_per_second = self.hparams.sample_rate / self.frontend.hop_length
-        self.mods.vqvae.set_attention_context(
-            max(1, round(attention_seconds * frames_per_second)) if attention_seconds else None,
-            halo=round(attention_halo_seconds * frames_per_second), stride=stride(attention_stride))
+        set_vq_attention(self.mods.vqvae, self.hparams.sample_rate / self.frontend.hop_length,
+                         attention_seconds, attention_halo_seconds, attention_stride)
         return self.run_chain(wavs, lengths, lambda batch, lens: vq_enhance_keeping_level(
             self.mods.vqvae, self.frontend, batch, lens, mix), min_samples=self.frontend.n_fft // 2 + 1)
 

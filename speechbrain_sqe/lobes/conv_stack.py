@@ -574,7 +574,7 @@ class ConvVQVAE(torch.nn.Module):
         then costs ``time x (chunk + 2 halo + time / stride)`` instead of ``time^2`` (the whole input
         is used where that is no cheaper). The weights are unchanged. Measured with the shipped VQ
         enhancer on the real-speech test sets (benchmarks/RESULTS.md): 2 s chunks alone lost
-        1.0-1.65 dB SI-SDR (session 30), 1 s chunks with 1 s on each side 0.2-1.0 dB and up to 0.08
+        1.0-1.65 dB SI-SDR (session 30), 1 s chunks with 1 s on each side 0.2-1.0 dB and up to 0.085
         DNSMOS OVRL; with every 8th frame too, the same quality as the whole file (the shipped
         setting since session 31).
 
