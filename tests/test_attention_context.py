@@ -239,6 +239,24 @@ def test_sampled_keys_are_the_transformer_under_the_weighted_mask(transformer, t
     assert not torch.allclose(local * keep, plain * keep, atol=1e-3)  # the sampled keys are seen
 
 
+def test_sampled_keys_inside_a_window_are_not_scored_twice(transformer, monkeypatch):
+    """97 frames, 4 chunks of 25 without halo, every 8th frame: each chunk holds 3 or 4 of the 13
+    sampled frames, so at most 10 are outside; 25 + 10 keys are scored per query, not 25 + 13."""
+    from speechbrain_sqe.lobes import local_attention
+
+    widths = []
+    sdpa = local_attention.F.scaled_dot_product_attention
+
+    def recording(q, k, v, **kwargs):
+        widths.append(k.shape[-2])
+        return sdpa(q, k, v, **kwargs)
+
+    monkeypatch.setattr(local_attention.F, "scaled_dot_product_attention", recording)
+    with torch.no_grad():
+        local_transformer(transformer, torch.randn(1, 97, 16), None, 25, 0, 8)
+    assert widths == [35, 35]  # one call per layer
+
+
 def test_sampled_keys_approach_the_whole_input_on_smooth_inputs(transformer):
     """Each sampled key stands for the frames around it: on an input that changes slowly, the
     strided keys give nearly the whole input's attention, much nearer than the window alone."""

@@ -49,7 +49,11 @@ import torch.nn.functional as F
 
 from speechbrain_sqe.lobes.fft_conv import OverlapSaveConv1d
 from speechbrain_sqe.lobes.init_args import record_init_args
-from speechbrain_sqe.lobes.local_attention import local_keys, local_transformer
+from speechbrain_sqe.lobes.local_attention import (
+    local_keys,
+    local_transformer,
+    whole_input_transformer,
+)
 from speechbrain_sqe.lobes.masking import (
     apply_mask,
     masked_instance_norm,
@@ -106,12 +110,13 @@ def _run_transformer(transformer, x, mask, context=None, halo=0, stride=0):
     with ``context`` (frames), local attention (:mod:`speechbrain_sqe.lobes.local_attention`):
     equal chunks of at most ``context`` frames (``ceil(time / context)`` of them over the batch's
     time), each attending to itself, ``halo`` frames on each side (0: only to itself) and, with
-    ``stride``, every ``stride``-th frame of the input; the whole input where that is no fewer keys."""
+    ``stride``, every ``stride``-th frame of the input; the whole input where that is no fewer keys
+    (:func:`~speechbrain_sqe.lobes.local_attention.whole_input_transformer`)."""
     time = x.shape[1]
-    if context is None or local_keys(time, context, halo, stride) >= time:
-        out = transformer(x) if mask is None else transformer(x, src_key_padding_mask=~mask)
-    else:
+    if context is not None and local_keys(time, context, halo, stride) < time:
         out = local_transformer(transformer, x, mask, context, halo, stride)
+    else:
+        out = whole_input_transformer(transformer, x, mask)
     return out if mask is None else apply_mask(out, mask, time_dim=1)
 
 

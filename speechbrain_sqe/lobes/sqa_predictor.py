@@ -56,6 +56,7 @@ from torch import nn
 from speechbrain_sqe.lobes.bsse import LayerNormWeightedSum, ssl_hidden_states
 from speechbrain_sqe.lobes.frontend import TERAFeatures
 from speechbrain_sqe.lobes.init_args import record_init_args
+from speechbrain_sqe.lobes.local_attention import whole_input_transformer
 
 __all__ = [
     "DEFAULT_METRICS",
@@ -355,7 +356,7 @@ class SQAPredictor(nn.Module):
         if self.spectral_mels > 0:
             x = x + self.spectral_proj(self.spectral_features(wavs, lengths, frames).to(x.dtype))
         x = self.proj_norm(x)
-        x = self.encoder(x, src_key_padding_mask=~valid)
+        x = whole_input_transformer(self.encoder, x, valid)
         weights = valid.to(x.dtype).unsqueeze(-1)
         return (x * weights).sum(dim=1) / weights.sum(dim=1)
 
