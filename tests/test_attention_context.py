@@ -239,6 +239,22 @@ def test_sampled_keys_are_the_transformer_under_the_weighted_mask(transformer, t
     assert not torch.allclose(local * keep, plain * keep, atol=1e-3)  # the sampled keys are seen
 
 
+@pytest.mark.parametrize("time, chunk, halo, stride", [(100, 20, 10, 4), (97, 25, 0, 8), (50, 20, 5, 0)])
+def test_offsets_as_a_head_dimension_or_a_mask(transformer, monkeypatch, time, chunk, halo, stride):
+    """The CPU path (score offsets in a ninth head dimension) and the GPU path (a float mask) give
+    the same outputs, with padding and sampled keys."""
+    from speechbrain_sqe.lobes import local_attention
+
+    x = torch.randn(2, time, 16)
+    valid = torch.arange(time)[None] < torch.tensor([time, time - 7])[:, None]
+    with torch.no_grad():
+        packed = local_transformer(transformer, x, valid, chunk, halo, stride)
+        monkeypatch.setattr(local_attention, "OFFSETS_AS_A_DIMENSION", ())
+        masked = local_transformer(transformer, x, valid, chunk, halo, stride)
+    keep = valid[..., None]
+    torch.testing.assert_close(packed * keep, masked * keep, atol=1e-5, rtol=0)
+
+
 def test_sampled_keys_inside_a_window_are_not_scored_twice(transformer, monkeypatch):
     """97 frames, 4 chunks of 25 without halo, every 8th frame: each chunk holds 3 or 4 of the 13
     sampled frames, so at most 10 are outside; 25 + 10 keys are scored per query, not 25 + 13."""

@@ -28,6 +28,11 @@ import torch.nn.functional as F
 
 __all__ = ["chunk_layout", "local_keys", "local_self_attention", "local_transformer", "whole_input_transformer"]
 
+#: Devices on which the keys' score offsets ride in one more head dimension instead of a float
+#: mask (:func:`local_self_attention`): CPU flash attention takes any head size, and a mask costs it
+#: about 7 %; GPU kernels want head sizes that are multiples of 8, so they get the mask.
+OFFSETS_AS_A_DIMENSION = ("cpu",)
+
 
 def chunk_layout(time, chunk, halo=0):
     """Equal chunks of at most ``chunk`` frames over ``time`` frames, and each chunk's key window.
@@ -145,33 +150,39 @@ def local_self_attention(attention, x, valid, chunk, halo=0, stride=0):
         keys = torch.cat([keys, sampled[order]], dim=1)
     width = keys.shape[1]
     projected = F.linear(x, attention.in_proj_weight, attention.in_proj_bias).view(batch, time, 3, heads, head_dim)
-    if not (stride or extra or (valid is not None and not bool(valid.all()))):
-        q, k, v = projected.unbind(2)
-        q = q.reshape(batch, chunks, size, heads, -1).transpose(2, 3).flatten(0, 1)
-        k, v = (t[:, keys].transpose(2, 3).flatten(0, 1) for t in (k, v))
-        out = F.scaled_dot_product_attention(q, k, v, dropout_p=attention.dropout if attention.training else 0.0)
-    else:
-        # Each key's score offset (log(stride) for a sampled key, -1e4 for padding and fillers: a
-        # softmax weight of exactly 0) rides in one more dimension of the heads, the queries' being
-        # 1 and the values' 0: no float mask, which made the CPU flash kernel about 7 % slower (and
-        # building it cost as much again).
-        packed = projected.new_zeros(batch, chunks * size, 3, heads, head_dim + 1)
-        packed[:, :time, :, :, :head_dim] = projected
-        packed[:, :, 0, :, head_dim] = 1.0
-        q, k, v = packed.unbind(2)
-        q = q.reshape(batch, chunks, size, heads, -1).transpose(2, 3).flatten(0, 1)
-        k, v = k[:, keys], v[:, keys]  # [batch, chunks, keys, heads, head_dim + 1]
+    dropout = attention.dropout if attention.training else 0.0
+    bias = None  # each key's score offset [batch, chunks, keys], where one is needed
+    if stride or extra or (valid is not None and not bool(valid.all())):
+        # log(stride) for a sampled key, -1e4 for padding and fillers (a softmax weight of exactly 0,
+        # and never a row of -inf: a window of padding only attends evenly to itself; its queries
+        # are padding too, zeroed by the caller)
         valid = torch.ones(batch, time, dtype=torch.bool, device=x.device) if valid is None else valid
         usable = F.pad(valid, (0, extra), value=False)[:, keys]  # [batch, chunks, keys]
         offset = torch.zeros(width, dtype=x.dtype, device=x.device)
         if stride:
             usable[..., window:] &= ~filler
             offset[window:] = math.log(stride)
+        bias = torch.where(usable, offset, -1e4)
+    if bias is None or x.device.type not in OFFSETS_AS_A_DIMENSION:
+        q, k, v = (F.pad(projected, (0, 0, 0, 0, 0, 0, 0, extra)) if extra else projected).unbind(2)
+        q = q.reshape(batch, chunks, size, heads, -1).transpose(2, 3).flatten(0, 1)
+        k, v = (t[:, keys].transpose(2, 3).flatten(0, 1) for t in (k, v))
+        mask = None if bias is None else bias.reshape(batch * chunks, 1, 1, width)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+    else:
+        # The offsets ride in one more dimension of the heads (the queries' 1, the values' 0)
+        # instead of a float mask, which made the CPU flash kernel about 7 % slower (and building
+        # the mask cost as much again).
+        packed = projected.new_zeros(batch, chunks * size, 3, heads, head_dim + 1)
+        packed[:, :time, :, :, :head_dim] = projected
+        packed[:, :, 0, :, head_dim] = 1.0
+        q, k, v = packed.unbind(2)
+        q = q.reshape(batch, chunks, size, heads, -1).transpose(2, 3).flatten(0, 1)
+        k, v = k[:, keys], v[:, keys]  # [batch, chunks, keys, heads, head_dim + 1]
         scale = head_dim**-0.5
-        k[..., head_dim] = torch.where(usable, offset / scale, -1e4 / scale).unsqueeze(-1)
+        k[..., head_dim] = (bias / scale).unsqueeze(-1)
         k, v = (t.transpose(2, 3).flatten(0, 1) for t in (k, v))
-        out = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=attention.dropout if attention.training else 0.0, scale=scale)[..., :head_dim]
+        out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=scale)[..., :head_dim]
     out = out.reshape(batch, chunks, heads, size, -1).transpose(2, 3).reshape(batch, chunks * size, dim)
     return attention.out_proj(out[:, :time])
 
