@@ -306,3 +306,25 @@ def test_refused_strides():
     assert VQEnhancer.parse_options(["attention_stride=8"]) == {"attention_stride": 8}
     with pytest.raises(ValueError, match="option attention_stride"):
         VQEnhancer.parse_options(["attention_stride=1"])
+
+
+def test_whole_input_transformer_with_padding():
+    """Padded frames are keys of no one, at inference through local attention, in training through
+    torch's key padding mask, and for pre-LN layers (which local attention does not run) too."""
+    from speechbrain_sqe.lobes.local_attention import whole_input_transformer
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 40, 16)
+    valid = torch.arange(40)[None] < torch.tensor([[40], [25]])
+    for norm_first in (False, True):
+        layer = torch.nn.TransformerEncoderLayer(16, 4, 32, dropout=0.0, batch_first=True, norm_first=norm_first)
+        stack = torch.nn.TransformerEncoder(layer, 2, enable_nested_tensor=False).eval()
+        reference = stack(x, src_key_padding_mask=~valid).detach()
+        with torch.no_grad():
+            inference = whole_input_transformer(stack, x, valid)
+        trained = whole_input_transformer(stack, x, valid)  # autograd on: torch's path
+        for out in (inference, trained.detach()):
+            torch.testing.assert_close(out[0], reference[0], atol=1e-5, rtol=0)
+            torch.testing.assert_close(out[1, :25], reference[1, :25], atol=1e-5, rtol=0)
+            # the second file alone, unpadded: padding changed nothing
+            torch.testing.assert_close(out[1, :25], stack(x[1:, :25]).detach()[0], atol=1e-5, rtol=0)

@@ -239,7 +239,7 @@ def whole_input_transformer(transformer, x, valid=None):
     Arguments
     ---------
     transformer : torch.nn.TransformerEncoder
-        Layers built with ``batch_first=True`` and ``norm_first=False``.
+        Any; layers built with ``batch_first=True`` and ``norm_first=False`` take the local path.
     x : torch.Tensor
         ``[batch, time, d]``.
     valid : torch.Tensor or None
@@ -263,6 +263,7 @@ def whole_input_transformer(transformer, x, valid=None):
     """
     if valid is None or bool(valid.all()):
         return transformer(x)
-    if transformer.training or torch.is_grad_enabled():
+    supported = all(layer.self_attn.batch_first and not layer.norm_first for layer in transformer.layers)
+    if transformer.training or torch.is_grad_enabled() or not supported:
         return transformer(x, src_key_padding_mask=~valid)
     return local_transformer(transformer, x, valid, x.shape[1])
