@@ -162,8 +162,9 @@ def _check_reflect_padding(samples, pad):
 def _magnitude(spectra, log1p):
     """Complex ``[batch, frames, bins]`` -> clamped magnitude (optionally ``log1p``), the same layout.
 
-    Two squares and a sum on the real view (3 times faster than ``.square().sum(-1)``, 4 times
-    faster than ``abs``, whose ``hypot`` also rounds differently from the authors' formula).
+    Two squares and a sum on the real view (3 times faster than ``.square().sum(-1)``, and than
+    ``abs``: 2.5 against 8.1 ms on 16 x 376 x 257 bins, one thread; ``abs`` computes ``hypot``,
+    which also rounds differently from the authors' formula).
     """
     parts = torch.view_as_real(spectra)
     power = parts[..., 0].square() + parts[..., 1].square()
@@ -266,7 +267,8 @@ def resynthesize(
     The phase is that of ``torch.stft(noisy_wav)`` with the same centred, reflect-padded framing
     as :func:`stft_magnitude`; the inverse is overlap-add with the same window, as ``torch.istft``
     (both from :mod:`speechbrain_sqe.lobes.overlap_add`, 2 times faster than the torch calls), so
-    the clean magnitude of a signal with that signal's own phase gives the signal back. The model works on ``log1p`` magnitudes: pass
+    the clean magnitude of a signal with that signal's own phase gives the signal back. The model
+    works on ``log1p`` magnitudes: pass
     ``torch.expm1(spec_hat)``.
 
     Arguments
