@@ -386,8 +386,9 @@ class VectorQuantizer(torch.nn.Module):
             return self._product_blocks(flat, codebook, torch.argmax, torch.long)
         # The nearest code minimises |c|^2 - 2 x.c (the distance squared less |x|^2, the same for
         # every code of a row): one addmm per block, without cdist's |x|^2, clamp and square root
-        # (1.1-1.3 times faster on 6,000 frames x 1,024 codes, one thread; the VQ enhancer's codes
-        # of 192 real test files unchanged; benchmarks/RESULTS.md, session 32).
+        # (0.97-1.3 times the speed on 6,000 frames x 1,024 codes, one thread, six rounds: at most a
+        # small gain; the VQ enhancer's codes of 192 real test files unchanged; benchmarks/RESULTS.md,
+        # session 32).
         return self._product_blocks(flat, codebook, torch.argmin, torch.long, offset=codebook.square().sum(-1), alpha=-2.0)
 
     def _best_scores(self, flat, codebook):
