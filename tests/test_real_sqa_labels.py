@@ -320,3 +320,100 @@ def test_a_label_csv_without_clean_wav_is_resumed_in_its_own_format(tmp_path):
     # A source file given relative to the working directory is written absolute (outside the set).
     assert _lines(path) == [",".join(LABEL_COLUMNS), "old,1.0,a.wav,clean,clean,s,,,,,,",
                             f"new,1.0,{os.path.abspath('b.wav')},clean,clean,s,,,,,,"]
+
+
+#: A small embedded corpus (TTS; seconds to make) for the embedded source of the label set.
+EMBEDDED = {"train_minutes": 0.1, "valid_pairs": 1, "test_pairs": 1,
+            "corpus_options": {"unpaired_minutes": 0.0, "noise_train_per_family": 0, "noise_eval_per_family": 0,
+                               "rirs_train": 1, "rirs_eval": 0}}
+
+
+@pytest.fixture(scope="module")
+def embedded_corpus(tmp_path_factory):
+    import shutil
+
+    from speechbrain_sqe.dataio.embedded import prepare_embedded_corpus
+
+    if not (shutil.which("flite") and shutil.which("espeak-ng")):
+        pytest.skip("flite/espeak-ng not installed (apt-get install flite espeak-ng)")
+    folder = tmp_path_factory.mktemp("embedded") / "corpus"
+    paths = prepare_embedded_corpus(str(folder), seed=1234, num_workers=1, train_minutes=EMBEDDED["train_minutes"],
+                                    valid_pairs=1, test_pairs=1, **EMBEDDED["corpus_options"])
+    return folder, paths
+
+
+def _voices(path, column):
+    with open(path, newline="") as stream:
+        return {row["voice"]: row[column] for row in csv.DictReader(stream)}
+
+
+def test_embedded_training_speech_joins_the_train_split_only(corpus, embedded_corpus):
+    folder, paths = embedded_corpus
+    args = (str(corpus / "manifest.csv"), str(corpus / "splits.csv"), str(corpus / "splits.csv"))
+    real, _ = plan_real_sqa_labels(*args, seed=1, conditions_per_file=2)
+    mixed, excluded = plan_real_sqa_labels(*args, seed=1, conditions_per_file=2,
+                                           embedded_speech=paths["train_clean"], embedded_train_files=2)
+    assert mixed["valid"] == real["valid"] and mixed["test"] == real["test"]
+    assert mixed["train"][: len(real["train"])] == real["train"]  # the real rows as they were
+    added = mixed["train"][len(real["train"]):]
+    train_voices = set(_voices(paths["train_clean"], "wav"))
+    held_out = set(_voices(paths["valid"], "clean_wav")) | set(_voices(paths["test"], "clean_wav"))
+    assert len(added) == 2 * 3 and {row["speaker"] for row, _, _ in added} <= train_voices
+    assert not {row["speaker"] for row, _, _ in added} & held_out
+    assert all(clean.startswith(str(folder)) for _, clean, _ in added)
+    # degraded with the real training noises and rooms only
+    used = {os.path.basename(p) for _, _, spec in added for p in _paths(spec)}
+    assert used and used <= {"n_train1.wav", "n_train2.wav", "r_train.wav"}
+    check_plan_excludes(mixed, excluded)
+    everything, _ = plan_real_sqa_labels(*args, seed=1, conditions_per_file=0,
+                                         embedded_speech=paths["train_clean"], embedded_train_files=None)
+    assert len(everything["train"]) - 2 == len(_lines(paths["train_clean"])) - 1  # 2 real files + every TTS file
+
+
+def test_embedded_speech_is_refused_where_a_voice_is_a_manifest_speaker_or_a_file_is_missing(corpus, embedded_corpus,
+                                                                                            tmp_path):
+    _, paths = embedded_corpus
+    args = (str(corpus / "manifest.csv"), str(corpus / "splits.csv"), str(corpus / "splits.csv"))
+    lines = _lines(paths["train_clean"])
+    voice = lines[1].split(",")[3]
+    clash = tmp_path / "train_clean.csv"
+    clash.write_text("\n".join([lines[0], lines[1].replace(voice, "va_c")]) + "\n")
+    with pytest.raises(ValueError, match=r"voice\(s\) \['va_c'\] are also speakers"):
+        plan_real_sqa_labels(*args, embedded_speech=str(clash))
+    missing = tmp_path / "missing.csv"
+    missing.write_text(lines[0] + "\nx,1.0,gone.wav,flite_rms,text\n")
+    with pytest.raises(ManifestError, match=r"missing.csv: 1 bad embedded speech row\(s\): line 2: file not found"):
+        plan_real_sqa_labels(*args, embedded_speech=str(missing))
+
+
+def test_sqa_yaml_adds_embedded_training_speech_to_the_real_label_set(corpus, embedded_corpus, tmp_path):
+    from hyperpyyaml import load_hyperpyyaml
+    from recipe_args import ROOT
+
+    folder, paths = embedded_corpus
+    splits = str(corpus / "splits.csv")
+    overrides = {"label_source": "manifest", "source_folder": str(corpus / "manifest.csv"), "noise_folder": splits,
+                 "rir_folder": splits, "label_folder": str(tmp_path / "labels"), "max_train_files": 1,
+                 "max_valid_files": 2, "conditions_per_file": 1, "label_metrics": ["si_sdr"], "metric_jobs": 1,
+                 "metrics": ["si_sdr"], "output_folder": str(tmp_path / "out"), "data_folder": str(folder),
+                 "embedded_train_files": 2, **EMBEDDED}
+    with open(os.path.join(ROOT, "hparams", "sqa.yaml"), encoding="utf-8") as stream:
+        hparams = load_hyperpyyaml(stream, yaml.safe_dump(overrides))
+    manifests = hparams["prepare_data"]()  # the corpus made by the fixture is reused (same settings)
+
+    def rows(split):
+        read_label_manifest(manifests[split], ["si_sdr"])  # the trainer's reader accepts it
+        with open(manifests[split], newline="") as stream:
+            return list(csv.DictReader(stream))
+    voices = set(_voices(paths["train_clean"], "wav"))
+    tts = [row for row in rows("train") if row["speaker"] in voices]
+    assert len(rows("train")) == 2 + 2 * 2 and len(tts) == 2 * 2
+    assert all(float(row["si_sdr"]) > -30 for row in tts)  # labelled
+    assert {row["system"] for row in tts} == {"clean", "degraded"}
+    assert not any(row["speaker"] in voices for split in ("valid", "test") for row in rows(split))
+    with open(tmp_path / "labels" / "sqa_labels.json") as stream:
+        assert '"train_files": 2' in stream.read()
+    with pytest.raises(ValueError, match="other settings .*embedded"):
+        hparams["prepare_data"](embedded_train_files=1)
+    with pytest.raises(ValueError, match="number of files >= 0 or 'all'"):
+        hparams["prepare_data"](embedded_train_files=-1)

@@ -17,6 +17,9 @@ splits (``path, split[, kind]``, ``../shared/data/real/splits.csv``):
   :data:`PLAN`: noise at an SNR uniform in [-5, 30] dB, a room, a room plus noise, a band limit,
   clipping, a codec, packet loss, noise then a codec (see
   :mod:`~speechbrain_sqe.dataio.degradations`; the spec is data, its name goes in ``condition``);
+- optionally (``embedded_train_files``) training speech of the **embedded corpus** joins the train
+  split: TTS voices, its ``train_clean`` files only (the corpus's held-out voices never enter), with
+  the same draws of conditions and the same real training noises and rooms as the real files;
 - labels: the metric runner against the **dry** clean file (a room lowers the labels:
   reverberation is a degradation here, as in every corpus of the project). DNSMOS OVRL and
   Distill-MOS are filled when they run here, left empty otherwise (a warning);
@@ -40,6 +43,10 @@ from speechbrain_sqe.dataio.degradations import (
     describe,
 )
 from speechbrain_sqe.dataio.manifest_corpus import (
+    _check_file,
+    _read_rows,
+    _report,
+    _resolve,
     read_source_list,
     read_speech_manifest,
 )
@@ -54,7 +61,7 @@ from speechbrain_sqe.dataio.sqa_labels import (
 logger = logging.getLogger(__name__)
 
 __all__ = ["PLAN", "PlanError", "check_plan_excludes", "draw_condition", "plan_real_sqa_labels",
-           "prepare_real_sqa_labels"]
+           "prepare_real_sqa_labels", "read_embedded_speech"]
 
 #: The kinds of condition drawn, equally likely.
 PLAN = ("noise", "room", "room_noise", "band_limit", "clip", "codec", "packet_loss", "noise_codec")
@@ -170,6 +177,15 @@ def _uid(path, speaker, used):
     return uid
 
 
+def _embedded_limit(value):
+    """``embedded_train_files`` as :func:`_pick`'s limit: None for ``"all"``, else an int >= 0."""
+    if isinstance(value, str) and value.strip().lower() == "all":
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"embedded_train_files must be a number of files >= 0 or 'all', got {value!r}")
+    return value
+
+
 def _pick(files, limit, seed, split):
     """At most ``limit`` files, drawn seeded across the list (all, in order, without a limit)."""
     if limit is None or limit >= len(files):
@@ -180,7 +196,7 @@ def _pick(files, limit, seed, split):
 
 def plan_real_sqa_labels(manifest, noise_list, rir_list, seed=1234, conditions_per_file=3, max_train_files=None,
                          max_valid_files=None, skip_bad_rows=False, codecs=None, condition_weights=None,
-                         snr_range=SNR_RANGE, noise_variation=0.0):
+                         snr_range=SNR_RANGE, noise_variation=0.0, embedded_speech=None, embedded_train_files=None):
     """The items of each label split and what must never enter them.
 
     Arguments
@@ -206,6 +222,11 @@ def plan_real_sqa_labels(manifest, noise_list, rir_list, seed=1234, conditions_p
         Range of the noise SNRs in dB.
     noise_variation : float
         Probability that a drawn noise is varied (see :func:`draw_condition`).
+    embedded_speech : str, optional
+        The ``train_clean.csv`` of an embedded corpus (:func:`read_embedded_speech`): its files join
+        the train split, their voices as speakers.
+    embedded_train_files : int, optional
+        At most this many of them (drawn seeded across the list; None: all).
 
     Returns
     -------
@@ -230,6 +251,12 @@ def plan_real_sqa_labels(manifest, noise_list, rir_list, seed=1234, conditions_p
     valid_speakers = sorted({speaker for _, speaker in speech["valid"]})
     label_split_of = {speaker: ("valid", "test")[index % 2] for index, speaker in enumerate(valid_speakers)}
     sources = {"train": _pick(speech["train"], max_train_files, seed, "train")}
+    if embedded_speech:
+        voices = read_embedded_speech(embedded_speech)
+        clash = sorted({voice for _, voice in voices} & {speaker for files in speech.values() for _, speaker in files})
+        if clash:  # a voice named as a manifest speaker would merge two speakers (and could cross splits)
+            raise ValueError(f"{embedded_speech}: voice(s) {clash} are also speakers of {manifest}")
+        sources["train"] += _pick(voices, embedded_train_files, seed, "embedded")
     valid_files = _pick(speech["valid"], max_valid_files, seed, "valid")
     for split in ("valid", "test"):
         sources[split] = [(path, speaker) for path, speaker in valid_files if label_split_of[speaker] == split]
@@ -251,6 +278,49 @@ def plan_real_sqa_labels(manifest, noise_list, rir_list, seed=1234, conditions_p
     excluded = {"speakers": {speaker for _, speaker in speech["test"]},
                 "paths": {path for path, _ in speech["test"]} | set(noises["test"]) | set(rooms["test"])}
     return items, excluded
+
+
+def read_embedded_speech(train_clean_csv):
+    """The training speech of an embedded corpus: ``(absolute path, voice)`` of each row of its
+    ``train_clean.csv`` (:func:`~speechbrain_sqe.dataio.embedded.prepare_embedded_corpus`), sorted by
+    path. Only the training voices: the corpus's valid and test pairs are spoken by held-out voices.
+
+    Arguments
+    ---------
+    train_clean_csv : str
+        The manifest (columns ``ID, duration, wav, voice, text``).
+
+    Returns
+    -------
+    list of tuple
+        ``(path, voice)``.
+
+    Raises
+    ------
+    ManifestError
+        Naming the file and its bad rows (a missing column, file or voice), as for a speech manifest.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "train_clean.csv")
+    >>> with open(path, "w") as stream:
+    ...     _ = stream.write("ID,wav\\nu1,u1.wav\\n")
+    >>> read_embedded_speech(path)
+    Traceback (most recent call last):
+    ...
+    speechbrain_sqe.dataio.manifest_corpus.ManifestError: ...train_clean.csv: missing column(s) voice (found: ID, wav)
+    """
+    problems, files = [], []
+    for line, row in _read_rows(train_clean_csv, ("wav", "voice")):
+        path = _resolve(row["wav"], train_clean_csv)
+        problem = _check_file(path) or (None if row["voice"] else "empty voice")
+        if problem:
+            problems.append((line, f"{problem} ({row['wav']})"))
+        else:
+            files.append((path, row["voice"]))
+    _report(train_clean_csv, problems, False, "embedded speech")
+    return sorted(files)
 
 
 def check_plan_excludes(items, excluded):
@@ -300,7 +370,8 @@ def prepare_real_sqa_labels(label_folder, source_folder, noise_folder, rir_folde
                             conditions_per_file=3, max_train_files=None, max_valid_files=None,
                             label_metrics=LABEL_METRICS, metric_jobs=2, skip_bad_rows=False, progress=True,
                             skip_prep=False, condition_weights=None, snr_range=SNR_RANGE, noise_variation=0.0,
-                            **unused):
+                            embedded_train_files=0, corpus_folder=None, train_minutes=30.0, valid_pairs=48,
+                            test_pairs=96, corpus_options=None, num_workers=2, **unused):
     """Makes (or completes) the real-speech label set (see the module doc); returns its manifests.
 
     Arguments
@@ -329,6 +400,13 @@ def prepare_real_sqa_labels(label_folder, source_folder, noise_folder, rir_folde
         Probability that a drawn noise is recoloured, resampled and made to fluctuate (the enhancers'
         training augmentation): more kinds of noise than the eight real training ones, which the
         real test sets' noises are not among. 0: the noises as they are.
+    embedded_train_files : int or str
+        Training files of the embedded corpus (TTS voices) added to the train split beside the real
+        ones (``"all"``: every one; 0: none), with conditions drawn as for the real files.
+    corpus_folder, train_minutes, valid_pairs, test_pairs, corpus_options, num_workers
+        The embedded corpus's folder and settings (made there if needed, as every recipe's default
+        corpus; :func:`~speechbrain_sqe.dataio.embedded.prepare_embedded_corpus`); used only with
+        ``embedded_train_files``.
     label_metrics : sequence of str
         Metrics computed (others left empty).
     metric_jobs : int
@@ -361,9 +439,21 @@ def prepare_real_sqa_labels(label_folder, source_folder, noise_folder, rir_folde
     rir_folder = rir_folder or noise_folder
     snr_range = tuple(float(v) for v in snr_range)
     condition_weights = dict(condition_weights) if condition_weights else None  # {} (the YAML's): equally
+    embedded_limit = _embedded_limit(embedded_train_files)
+    embedded_speech = None
+    if embedded_limit != 0:
+        if not corpus_folder:
+            raise ValueError("embedded_train_files needs corpus_folder (the embedded corpus's folder)")
+        from speechbrain_sqe.dataio.embedded import prepare_embedded_corpus
+
+        corpus = prepare_embedded_corpus(corpus_folder, seed=seed, train_minutes=train_minutes,
+                                         valid_pairs=valid_pairs, test_pairs=test_pairs, num_workers=num_workers,
+                                         **dict(corpus_options or {}))
+        embedded_speech = corpus["train_clean"]
     items, excluded = plan_real_sqa_labels(source_folder, noise_folder, rir_folder, seed, conditions_per_file,
                                            max_train_files, max_valid_files, skip_bad_rows, None,
-                                           condition_weights, snr_range, float(noise_variation))
+                                           condition_weights, snr_range, float(noise_variation),
+                                           embedded_speech, embedded_limit)
     check_plan_excludes(items, excluded)
     config = {"source": "manifest", "manifest": os.path.abspath(source_folder),
               "noise_list": os.path.abspath(noise_folder), "rir_list": os.path.abspath(rir_folder), "seed": seed,
@@ -377,6 +467,8 @@ def prepare_real_sqa_labels(label_folder, source_folder, noise_folder, rir_folde
         config["snr_range"] = list(snr_range)
     if noise_variation:
         config["noise_variation"] = float(noise_variation)
+    if embedded_speech:
+        config["embedded"] = {"corpus_folder": os.path.abspath(corpus_folder), "train_files": embedded_limit}
     os.makedirs(label_folder, exist_ok=True)
     _check_stamp(label_folder, config)
     metrics, reasons = split_available(list(label_metrics))
