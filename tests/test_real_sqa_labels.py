@@ -413,7 +413,8 @@ def test_sqa_yaml_adds_embedded_training_speech_to_the_real_label_set(corpus, em
     assert not any(row["speaker"] in voices for split in ("valid", "test") for row in rows(split))
     with open(tmp_path / "labels" / "sqa_labels.json") as stream:
         assert '"train_files": 2' in stream.read()
-    with pytest.raises(ValueError, match="other settings .*embedded"):
-        hparams["prepare_data"](embedded_train_files=1)
+    for other in (1, "all"):  # "all" reads as every file: another setting too
+        with pytest.raises(ValueError, match="other settings .*embedded"):
+            hparams["prepare_data"](embedded_train_files=other)
     with pytest.raises(ValueError, match="number of files >= 0 or 'all'"):
         hparams["prepare_data"](embedded_train_files=-1)
