@@ -2,7 +2,7 @@
 recipe's comments suggest, parses as ``train.py`` parses it and merges into that recipe's YAML; every
 ``sqe ...`` command it shows is accepted by the ``sqe`` parser.
 
-The commands are read from the README files, the model cards and the recipes' own comments; each is
+The commands are read from the README files, the results pages (docs/results/), the model cards and the recipes' own comments; each is
 split like a shell line (quotes, continuation lines, trailing comments), SpeechBrain's
 ``parse_arguments`` separates its run flags from the overrides exactly as ``train.py`` does, and the
 overrides are merged into the YAML with HyperPyYAML, keys required to exist (nothing is built). A
@@ -31,6 +31,7 @@ STOP_WORDS = {"|", "||", "&&", ";", "&", ">", ">>", "2>&1"}
 
 def _documents():
     paths = [os.path.join(ROOT, "README.md")]
+    paths += glob.glob(os.path.join(ROOT, "docs", "**", "*.md"), recursive=True)
     paths += glob.glob(os.path.join(ROOT, "recipes", "**", "*.md"), recursive=True)
     paths += glob.glob(os.path.join(ROOT, "speechbrain_sqe", "pretrained", "*", "README.md"))
     return sorted(paths)

@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
-"""Regenerates the README's result tables from the runs' report files and checks them against the text.
+"""Regenerates the documentation's result tables from the runs' report files and checks them against the text.
 
     python tools/readme_tables.py              # check: every table whose report exists (seconds)
     python tools/readme_tables.py --print      # also print each regenerated table row
     python tools/readme_tables.py --commands   # the command behind each table, in run order
     python tools/readme_tables.py --run        # run the commands of absent reports, then check
 
-Each table of :data:`TABLES` names the README row it fills (the first table after an anchor
-text, its rows by their first cell), the report file a run writes and the command that writes it
+Each table of :data:`TABLES` names the page it is on (the README or a results page under
+``docs/results/``), the rows it fills (the first table after an anchor text in that page, its rows
+by their first cell), the report file a run writes and the command that writes it
 from a fresh clone. A cell that differs from the report is printed with both values and the exit
 status is 1; a table whose report is absent is listed with its command (status 0, or 1 with
 ``--strict``). The real-speech rows need ``../shared/data/real`` (see ``recipes/VQScore``).
@@ -34,7 +35,7 @@ REAL_TEST = ("python -m speechbrain_sqe.dataio.real_testsets --shared ../shared/
 REAL_SETS = ("speakers", "cross_source")
 REAL_QUALITY = ("vqscore_spearman_pesq_wb", "vqscore_spearman_stoi", "vqscore_spearman_dnsmos_ovrl",
                 "vqscore_spearman_distillmos")
-#: README row label -> run name (``results/vqreal/<run>``) of the VQScore real-speech ablation.
+#: Row label -> run name (``results/vqreal/<run>``) of the VQScore real-speech ablation.
 REAL_ABLATION = {"(a)": "a_real", "(a2)": "a_real_seed2", "(b)": "b_realism", "(c)": "c_real_tts",
                  "(c2)": "c_real_tts_seed2", "(c3)": "c_real_tts_seed3", "(d1)": "d1_valid192",
                  "(d2)": "d2_floor30", "(d3)": "d3_noreverb", "(e)": "e_realism_seed2"}
@@ -61,13 +62,14 @@ def _real_ablation_row(config):
 
 @dataclass
 class Table:
-    """One README table: where it is, what fills each row, and which runs write the reports."""
+    """One documented table: where it is, what fills each row, and which runs write the reports."""
 
     name: str
-    anchor: str  # text just before the table (its first occurrence)
+    anchor: str  # text just before the table (its first occurrence in the page)
     commands: tuple  # shell commands, in order, that write the report(s) from a fresh clone
     rows: dict = field(default_factory=dict)  # first cell -> function(reports) -> list of cells
     reports: dict = field(default_factory=dict)  # key -> report path (relative to the repository)
+    page: str = "README.md"  # the document holding the table (relative to the repository)
 
 
 def _fmt(value, digits):
@@ -124,7 +126,7 @@ ABLATION = {"noisy input": "noisy", "step 1 only": "step1", "step 1 + 2": "step1
 
 TABLES = [
     Table(
-        "VQScore, shipped model", "### Results (default recipe, measured)",
+        "VQScore, shipped model", "## Results (default recipe, measured)",
         ("python train.py hparams/vqscore.yaml",  # (make demo) generates the 60-minute corpus
          ("python recipes/VQScore/evaluate_pairs.py --manifest data/embedded/train60min_seed1234/test.csv "
           "--output results/vqscore_shipped/embedded --metrics pesq_wb stoi dnsmos_ovrl"),) + REAL_MIX + (
@@ -136,6 +138,7 @@ TABLES = [
         },
         reports={"embedded": "results/vqscore_shipped/embedded/correlations.json",
                  "real": "results/vqscore_shipped/real/correlations.json"},
+        page="docs/results/vqscore.md",
     ),
     Table(
         "VQScore on the real-speech test sets (shipped model)", "**On the real-speech test sets**",
@@ -143,22 +146,25 @@ TABLES = [
                       "--output results/vqreal/measure/shipped --jobs 1")),
         rows={"`speakers`": _real_shipped_row("speakers"), "`cross_source`": _real_shipped_row("cross_source")},
         reports={"shipped": "results/vqreal/measure/shipped/summary.json"},
+        page="docs/results/vqscore.md",
     ),
     Table(
         "VQScore trained on real speech (ablation)", "**Trained on real speech: the ablation",
-        ("# the training commands of the README's VQScore ablation, then for each <config>:",
+        ("# the training commands of the VQScore ablation (docs/results/vqscore.md), then for each <config>:",
          ("python recipes/RealSpeech/measure_models.py --vqscore results/vqreal/<config>/hub --enhancer '' "
           "--output results/vqreal/measure/<config> --jobs 1")),
         rows={"shipped": lambda r: [c for t in REAL_SETS for c in real_quality_cells(r["shipped"], t, peers=False)],
               **{label: _real_ablation_row(config) for label, config in REAL_ABLATION.items()}},
         reports={"shipped": "results/vqreal/measure/shipped/summary.json",
                  **{config: f"results/vqreal/measure/{config}/summary.json" for config in REAL_ABLATION.values()}},
+        page="docs/results/vqscore.md",
     ),
     Table(
         "VQ enhancer, default recipe", "**Default recipe**",
         ("python train.py hparams/vq_enhance.yaml",),
         rows=_enhancer_rows(ABLATION),
         reports={"summary": "results/vq_enhance/1234/report/summary.json"},
+        page="docs/results/vq_enhancer.md",
     ),
     Table(
         "VQ enhancer, shipped model's run", "**Shipped model**",
@@ -167,6 +173,7 @@ TABLES = [
         rows=_enhancer_rows({("step 1 + 2, mix 0.1 (shipped default)" if system == "step1+2 mix 0.1" else label): system
                              for label, system in ABLATION.items()}),
         reports={"summary": "results/vq_enhance_long/1234/report/summary.json"},
+        page="docs/results/vq_enhancer.md",
     ),
     Table(
         "TERA robustness (shipped model)", "| SNR (dB) | TERA base (published)",
@@ -176,6 +183,7 @@ TABLES = [
         rows={str(snr): _tera_row(snr) for snr in (-5, 0, 5, 10, 15, 20)},
         reports={"embedded": "results/tera_robustness/embedded/ssl_robustness.csv",
                  "real": "results/tera_robustness/real/ssl_robustness.csv"},
+        page="docs/results/tera.md",
     ),
 ]
 
@@ -190,7 +198,7 @@ def readme_table(text, anchor):
     Arguments
     ---------
     text : str
-        The README.
+        The page (the README or a results page).
     anchor : str
         Text just before the table.
 
@@ -217,24 +225,24 @@ def readme_table(text, anchor):
 
 
 def _match_row(rows, label):
-    """The README row whose first cell is ``label`` (or, failing that, the one row starting with it)."""
+    """The row whose first cell is ``label`` (or, failing that, the one row starting with it)."""
     if label in rows:
         return rows[label]
     found = [key for key in rows if key.startswith(label)]
     if len(found) != 1:
-        raise KeyError(f"README row {label!r}: {len(found)} rows start with it")
+        raise KeyError(f"row {label!r}: {len(found)} rows start with it")
     return rows[found[0]]
 
 
 def check_table(table, text, root=ROOT):
-    """Compares one table's README cells with its reports.
+    """Compares one table's documented cells with its reports.
 
     Arguments
     ---------
     table : Table
         The table spec.
     text : str
-        The README.
+        The page holding the table.
     root : str
         Where the report paths are relative to.
 
@@ -268,16 +276,23 @@ def check_table(table, text, root=ROOT):
         offset = len(written) - len(cells)  # generated cells are the row's last ones
         for index, cell in enumerate(cells):
             if cell is not None and written[offset + index] != cell:
-                messages.append(f"{label!r}, column {offset + index + 2}: README {written[offset + index]!r}, "
+                messages.append(f"{label!r}, column {offset + index + 2}: page {written[offset + index]!r}, "
                                 f"report {cell!r}")
     status = "differs" if messages else ("partial" if absent else "ok")
     return status, messages + [f"absent: {path}" for path in absent], regenerated
 
 
+def page_text(table, document=None):
+    """The text of the page holding ``table`` (or of ``document``, where given)."""
+    with open(document or os.path.join(ROOT, table.page), encoding="utf-8") as stream:
+        return stream.read()
+
+
 def main(argv=None):
-    """Checks (and with ``--run`` first makes) the README's tables; returns the exit status."""
+    """Checks (and with ``--run`` first makes) the documented tables; returns the exit status."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--readme", default=os.path.join(ROOT, "README.md"))
+    parser.add_argument("--readme", default=None,
+                        help="one document holding every table (default: each table's own page)")
     parser.add_argument("--root", default=ROOT, help="where the results/ and data/ folders are")
     parser.add_argument("--print", action="store_true", help="print the regenerated rows")
     parser.add_argument("--commands", action="store_true", help="print the commands and exit")
@@ -288,8 +303,6 @@ def main(argv=None):
         for table in TABLES:
             print(f"# {table.name}\n" + "\n".join(table.commands))
         return 0
-    with open(args.readme, encoding="utf-8") as stream:
-        text = stream.read()
     status = 0
     for table in TABLES:
         if args.run and not all(os.path.exists(os.path.join(args.root, p)) for p in table.reports.values()):
@@ -301,7 +314,7 @@ def main(argv=None):
                 subprocess.run(shlex.split(command.replace("sqe ", f"{sys.executable} -m speechbrain_sqe.cli ", 1))
                                if command.startswith("sqe ") else [sys.executable] + shlex.split(command)[1:],
                                cwd=args.root, check=True)
-        result, messages, regenerated = check_table(table, text, args.root)
+        result, messages, regenerated = check_table(table, page_text(table, args.readme), args.root)
         print(f"{result:>8}  {table.name}")
         for message in messages:
             print(f"          {message}")
