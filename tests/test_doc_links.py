@@ -42,13 +42,10 @@ def heading_anchors(path):
     return anchors
 
 
-def test_heading_anchors_follow_github():
-    import tempfile
-
-    with tempfile.NamedTemporaryFile("w", suffix=".md", delete=False) as stream:
-        stream.write("# A: b (c)\n## Results\n```\n# not a heading\n```\n### Results\n")
-    assert heading_anchors(stream.name) == {"a-b-c", "results", "results-1"}
-    os.unlink(stream.name)
+def test_heading_anchors_follow_github(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text("# A: b (c)\n## Results\n```\n# not a heading\n```\n### Results\n")
+    assert heading_anchors(str(page)) == {"a-b-c", "results", "results-1"}
 
 
 @pytest.mark.parametrize("document", _documents(), ids=lambda p: os.path.relpath(p, ROOT))
