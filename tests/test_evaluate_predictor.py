@@ -93,3 +93,21 @@ def test_a_table_without_paths_is_refused(tmp_path):
     bad.write_text("system,ID,pesq_wb\nnoisy,a,1.2\n")
     with pytest.raises(SystemExit, match="t.csv: missing column\\(s\\) path"):
         _script().read_table(str(bad))
+
+
+def test_a_label_set_split_is_read_with_its_paths_resolved(tmp_path):
+    """A label set's CSV names its own audio relative to its folder: the table's path is resolved."""
+    folder = tmp_path / "labels"
+    (folder / "valid" / "audio").mkdir(parents=True)
+    split = folder / "valid.csv"
+    split.write_text("ID,duration,wav,system,pesq_wb\n"
+                     "a_c0,1.0,valid/audio/a_c0.wav,degraded,1.2\n"
+                     "a_clean,1.0,/corpus/a.flac,clean,4.64\n")
+    rows = _script().read_table(str(split))
+    assert [row["key"] for row in rows] == ["degraded/a_c0", "clean/a_clean"]
+    assert rows[0]["path"] == str(folder / "valid" / "audio" / "a_c0.wav")
+    assert rows[1]["path"] == "/corpus/a.flac"
+    no_wav = tmp_path / "n.csv"
+    no_wav.write_text("ID,system,pesq_wb\na,noisy,1.2\n")
+    with pytest.raises(SystemExit, match="n.csv: missing column\\(s\\) path"):
+        _script().read_table(str(no_wav))

@@ -418,3 +418,43 @@ def test_sqa_yaml_adds_embedded_training_speech_to_the_real_label_set(corpus, em
             hparams["prepare_data"](embedded_train_files=other)
     with pytest.raises(ValueError, match="number of files >= 0 or 'all'"):
         hparams["prepare_data"](embedded_train_files=-1)
+
+
+def test_synthetic_noise_joins_the_training_noises_with_babble_of_training_speakers_only(corpus, tmp_path,
+                                                                                         monkeypatch):
+    from speechbrain_sqe.dataio import audio, real_sqa_labels
+    from speechbrain_sqe.dataio.manifest_corpus import read_source_list
+    from speechbrain_sqe.dataio.noise import NOISE_FAMILIES
+
+    loaded = []  # the babble talkers (write_synthetic_noise_list imports load_audio when it runs)
+    original = audio.load_audio
+    monkeypatch.setattr(audio, "load_audio", lambda path, *a, **k: loaded.append(str(path)) or original(path, *a, **k))
+    folder = tmp_path / "set"
+    listed = real_sqa_labels.write_synthetic_noise_list(str(folder), str(corpus / "splits.csv"),
+                                                        str(corpus / "manifest.csv"), seed=3, per_family=2,
+                                                        seconds=0.5)
+    noises = read_source_list(listed, "noise")
+    synthetic = sorted(os.listdir(folder / "noise_synthetic"))
+    assert len(synthetic) == 2 * len(NOISE_FAMILIES) + 1  # the files and the list
+    assert len(noises["train"]) == 2 + 2 * len(NOISE_FAMILIES)
+    assert [os.path.basename(p) for p in noises["test"]] == ["n_test.wav"]  # the test noise stays a test noise
+    assert loaded and all(os.path.basename(os.path.dirname(p)) in ("tr_a", "tr_b") for p in loaded)
+    wav = original(str(folder / "noise_synthetic" / "babble_0.wav"), warn=False)
+    assert wav.shape[0] == SR // 2 and 0.03 < float(wav.pow(2).mean().sqrt()) < 0.07  # -26 dBFS
+    before = (folder / "noise_synthetic" / "hum_1.wav").stat().st_mtime_ns
+    real_sqa_labels.write_synthetic_noise_list(str(folder), str(corpus / "splits.csv"), str(corpus / "manifest.csv"),
+                                               seed=3, per_family=2, seconds=0.5)
+    assert (folder / "noise_synthetic" / "hum_1.wav").stat().st_mtime_ns == before  # a rerun writes nothing
+
+    # through the label preparation: synthetic noise in the plan, recorded in the stamp
+    manifests = prepare_sqa_labels(str(tmp_path / "labels"), "manifest", metrics=["si_sdr"],
+                                   **_options(corpus, label_metrics=["si_sdr"], conditions_per_file=8,
+                                              condition_weights={"noise": 1}, synthetic_noise_per_family=1))
+    conditions = []
+    for path in manifests.values():
+        with open(path, newline="") as stream:
+            conditions += [row["condition"] for row in csv.DictReader(stream)]
+    assert any(family in condition for condition in conditions for family in NOISE_FAMILIES)
+    assert not any("n_test" in condition for condition in conditions)
+    with open(tmp_path / "labels" / "sqa_labels.json") as stream:
+        assert '"synthetic_noise_per_family": 1' in stream.read()

@@ -8,8 +8,8 @@
 
 Each ``--table NAME=CSV`` is a per-file table of one test set as ``benchmarks/bench_enhance_peers.py``
 writes it (``system, ID, path`` and the true metric columns ``pesq_wb, stoi, estoi, si_sdr,
-dnsmos_ovrl, distillmos``, computed against the reference): every system (the noisy input and each
-enhancer's outputs) is a group of files. This script scores every file with each ``--predictor
+dnsmos_ovrl, distillmos``, computed against the reference), or a split of a label set (its ``wav``
+column is the path): every system (the noisy input and each enhancer's outputs) is a group of files. This script scores every file with each ``--predictor
 NAME=HUB`` (a hub folder of ``hparams/sqa.yaml``; columns ``<NAME>_<metric>``) and with VQScore
 (``--vqscore``, the shipped model by default; ``''`` to skip), resumably (``<output>/<set>_scores.csv``
 keeps the rows already scored), and reports, per true metric and predictor, the utterance-level
@@ -39,6 +39,7 @@ from speechbrain_sqe.analysis.predictor_report import (
 )
 from speechbrain_sqe.dataio.audio import AudioLoadError, load_audio
 from speechbrain_sqe.dataio.resumable_csv import ResumableCSV
+from speechbrain_sqe.dataio.sqa_labels import resolve_label_path
 from speechbrain_sqe.metrics.registry import finite_values
 
 logger = logging.getLogger(__name__)
@@ -54,14 +55,22 @@ def _named(value):
 
 
 def read_table(path):
-    """The rows of a per-file table (``system``, ``ID``, ``path`` needed), keyed ``system/ID``."""
+    """The rows of a per-file table (``system``, ``ID``, ``path`` needed), keyed ``system/ID``.
+
+    A split of a label set (``hparams/sqa.yaml``'s ``train/valid/test.csv``) is read as well: its
+    ``wav`` column, resolved against the CSV's folder as every label-set reader does, is the path.
+    """
     with open(path, newline="") as stream:
         reader = csv.DictReader(stream)
-        missing = {"system", "ID", "path"} - set(reader.fieldnames or ())
+        columns = set(reader.fieldnames or ())
+        from_label_set = "path" not in columns and "wav" in columns
+        missing = {"system", "ID", "path"} - columns - ({"path"} if from_label_set else set())
         if missing:
             raise SystemExit(f"{path}: missing column(s) {', '.join(sorted(missing))}")
         rows = list(reader)
     for row in rows:
+        if from_label_set:
+            row["path"] = resolve_label_path(row["wav"], os.path.dirname(os.path.abspath(path)))
         row["key"] = f"{row['system']}/{row['ID']}"
     return rows
 

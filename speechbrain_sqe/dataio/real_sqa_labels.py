@@ -20,6 +20,10 @@ splits (``path, split[, kind]``, ``../shared/data/real/splits.csv``):
 - optionally (``embedded_train_files``) training speech of the **embedded corpus** joins the train
   split: TTS voices, its ``train_clean`` files only (the corpus's held-out voices never enter), with
   the same draws of conditions and the same real training noises and rooms as the real files;
+- optionally (``synthetic_noise_per_family``) synthetic noise files of every family of
+  :data:`~speechbrain_sqe.dataio.noise.NOISE_FAMILIES` (babble from training speakers only) join
+  the training noises (:func:`write_synthetic_noise_list`): noise kinds the eight real training
+  noises lack;
 - labels: the metric runner against the **dry** clean file (a room lowers the labels:
   reverberation is a degradation here, as in every corpus of the project). DNSMOS OVRL and
   Distill-MOS are filled when they run here, left empty otherwise (a warning);
@@ -29,7 +33,9 @@ splits (``path, split[, kind]``, ``../shared/data/real/splits.csv``):
   speakers, not the first ones).
 """
 
+import csv
 import hashlib
+import io
 import logging
 import os
 import re
@@ -366,12 +372,106 @@ def _make_audio(path, clean_path, spec):
     save_atomic(path, degrade(clean, spec, rng, 16000), 16000)
 
 
+SYNTHETIC_NOISE_SECONDS = 10.0
+BABBLE_TALKERS = 6
+
+
+def write_synthetic_noise_list(label_folder, noise_list, manifest, seed, per_family,
+                               seconds=SYNTHETIC_NOISE_SECONDS, skip_bad_rows=False):
+    """Writes ``per_family`` synthetic noise files of each family and a noise list that adds them
+    to the training noises of ``noise_list``; returns the new list's path.
+
+    The files go to ``<label_folder>/noise_synthetic/`` (``<family>_<k>.wav``, ``seconds`` long,
+    unit RMS scaled to -26 dBFS; a file present is kept, so a rerun writes nothing). Babble sums
+    :data:`BABBLE_TALKERS` files of the manifest's **train** speakers (never a valid or test
+    speaker). The list (``noise_list.csv``, ``path, kind, split``) holds every row of
+    ``noise_list`` (test noises stay test noises) and the synthetic files as ``train`` noise.
+
+    Arguments
+    ---------
+    label_folder : str
+        The label set's folder.
+    noise_list : str
+        The noise list (``path, split[, kind]``).
+    manifest : str
+        The clean-speech manifest (``path, speaker, split``): babble talkers.
+    seed : int
+        Seed of the noise (each file a pure function of it, its family and its index).
+    per_family : int
+        Files per family.
+    seconds : float
+        Length of each file.
+    skip_bad_rows : bool
+        Skip bad manifest / list rows with a warning.
+
+    Returns
+    -------
+    str
+        The path of the extended noise list.
+
+    Example
+    -------
+    >>> import tempfile, numpy as np
+    >>> from speechbrain_sqe.dataio.audio import save_audio
+    >>> root = tempfile.mkdtemp()
+    >>> rows = ["path,speaker,split"]
+    >>> for k, split in enumerate(["train", "train", "valid", "test"]):
+    ...     save_audio(os.path.join(root, f"s{k}.wav"), np.sin(np.arange(8000) / (3 + k)) * 0.1, 16000)
+    ...     rows.append(f"s{k}.wav,spk{k},{split}")
+    >>> _ = open(os.path.join(root, "m.csv"), "w").write("\\n".join(rows) + "\\n")
+    >>> for name in ("n1", "n2"):
+    ...     save_audio(os.path.join(root, name + ".wav"), np.random.default_rng(0).standard_normal(8000) * 0.1)
+    >>> _ = open(os.path.join(root, "noise.csv"), "w").write("path,split\\nn1.wav,train\\nn2.wav,test\\n")
+    >>> path = write_synthetic_noise_list(os.path.join(root, "labels"), os.path.join(root, "noise.csv"),
+    ...                                   os.path.join(root, "m.csv"), seed=1, per_family=1, seconds=0.5)
+    >>> noises = read_source_list(path, "noise")
+    >>> len(noises["train"]), len(noises["test"])
+    (9, 1)
+    """
+    from speechbrain_sqe.dataio.audio import load_audio
+    from speechbrain_sqe.dataio.jobs import save_atomic
+    from speechbrain_sqe.dataio.noise import NOISE_FAMILIES, make_noise
+    from speechbrain_sqe.dataio.resumable_csv import write_atomic
+
+    folder = os.path.join(os.path.abspath(label_folder), "noise_synthetic")
+    os.makedirs(folder, exist_ok=True)
+    train_speech = sorted(path for path, _ in read_speech_manifest(manifest, seed, skip_bad_rows=skip_bad_rows)["train"])
+    length = round(float(seconds) * 16000)
+    synthetic = []
+    for family in NOISE_FAMILIES:
+        for k in range(int(per_family)):
+            path = os.path.join(folder, f"{family}_{k}.wav")
+            synthetic.append(path)
+            if os.path.isfile(path):
+                continue
+            rng = np.random.default_rng(_seed(seed, "synthetic_noise", family, k))
+            talkers = None
+            if family == "babble":
+                picks = rng.choice(len(train_speech), size=min(BABBLE_TALKERS, len(train_speech)), replace=False)
+                talkers = [load_audio(train_speech[i], 16000, warn=False).numpy() for i in sorted(picks)]
+            noise = make_noise(family, length, rng, 16000, talkers=talkers)
+            save_atomic(path, 10 ** (-26 / 20) * noise, 16000)
+    with open(noise_list, newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    table = io.StringIO()
+    writer = csv.writer(table, lineterminator="\n")
+    writer.writerow(["path", "kind", "split"])
+    for row in rows:  # the list's own rows, paths made absolute (the new list lives elsewhere)
+        writer.writerow([_resolve(row["path"], noise_list) if row.get("path") else "", row.get("kind") or "noise",
+                         row.get("split", "")])
+    writer.writerows([path, "noise", "train"] for path in synthetic)
+    out = os.path.join(folder, "noise_list.csv")
+    write_atomic(out, table.getvalue())
+    return out
+
+
 def prepare_real_sqa_labels(label_folder, source_folder, noise_folder, rir_folder=None, seed=1234,
                             conditions_per_file=3, max_train_files=None, max_valid_files=None,
                             label_metrics=LABEL_METRICS, metric_jobs=2, skip_bad_rows=False, progress=True,
                             skip_prep=False, condition_weights=None, snr_range=SNR_RANGE, noise_variation=0.0,
                             embedded_train_files=0, corpus_folder=None, train_minutes=30.0, valid_pairs=48,
-                            test_pairs=96, corpus_options=None, num_workers=2, **unused):
+                            test_pairs=96, corpus_options=None, num_workers=2, synthetic_noise_per_family=0,
+                            **unused):
     """Makes (or completes) the real-speech label set (see the module doc); returns its manifests.
 
     Arguments
@@ -400,6 +500,9 @@ def prepare_real_sqa_labels(label_folder, source_folder, noise_folder, rir_folde
         Probability that a drawn noise is recoloured, resampled and made to fluctuate (the enhancers'
         training augmentation): more kinds of noise than the eight real training ones, which the
         real test sets' noises are not among. 0: the noises as they are.
+    synthetic_noise_per_family : int
+        Synthetic noise files per family added to the training noises
+        (:func:`write_synthetic_noise_list`); 0: the list's noises only.
     embedded_train_files : int or str
         Training files of the embedded corpus (TTS voices) added to the train split beside the real
         ones (``"all"``: every one; 0: none), with conditions drawn as for the real files.
@@ -437,6 +540,10 @@ def prepare_real_sqa_labels(label_folder, source_folder, noise_folder, rir_folde
     if unknown:
         raise ValueError(f"label_metrics {unknown} are not label columns ({', '.join(LABEL_METRICS)})")
     rir_folder = rir_folder or noise_folder
+    listed_noise = noise_folder
+    if synthetic_noise_per_family:
+        noise_folder = write_synthetic_noise_list(label_folder, noise_folder, source_folder, seed,
+                                                  int(synthetic_noise_per_family), skip_bad_rows=skip_bad_rows)
     snr_range = tuple(float(v) for v in snr_range)
     condition_weights = dict(condition_weights) if condition_weights else None  # {} (the YAML's): equally
     embedded_limit = _embedded_limit(embedded_train_files)
@@ -456,7 +563,7 @@ def prepare_real_sqa_labels(label_folder, source_folder, noise_folder, rir_folde
                                            embedded_speech, embedded_limit)
     check_plan_excludes(items, excluded)
     config = {"source": "manifest", "manifest": os.path.abspath(source_folder),
-              "noise_list": os.path.abspath(noise_folder), "rir_list": os.path.abspath(rir_folder), "seed": seed,
+              "noise_list": os.path.abspath(listed_noise), "rir_list": os.path.abspath(rir_folder), "seed": seed,
               "conditions_per_file": int(conditions_per_file), "max_train_files": max_train_files,
               "max_valid_files": max_valid_files, "label_metrics": list(label_metrics),
               "codecs": available_codecs()}
@@ -467,6 +574,8 @@ def prepare_real_sqa_labels(label_folder, source_folder, noise_folder, rir_folde
         config["snr_range"] = list(snr_range)
     if noise_variation:
         config["noise_variation"] = float(noise_variation)
+    if synthetic_noise_per_family:
+        config["synthetic_noise_per_family"] = int(synthetic_noise_per_family)
     if embedded_speech:
         config["embedded"] = {"corpus_folder": os.path.abspath(corpus_folder), "train_files": embedded_limit}
     os.makedirs(label_folder, exist_ok=True)
