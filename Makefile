@@ -52,7 +52,7 @@ bench: install
 	$(PY) benchmarks/bench_enhance_peers.py --mix 0.2
 
 lint: install
-	$(VENV)/bin/ruff check speechbrain_sqe tests train.py benchmarks tools
+	$(VENV)/bin/ruff check speechbrain_sqe tests train.py benchmarks tools recipes
 
 # The README's result tables regenerated from the runs' report files and compared with the text
 # (seconds; tables whose runs are absent are listed with the command that makes them).

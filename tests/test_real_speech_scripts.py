@@ -85,3 +85,18 @@ def test_tts_behaviour_check_passes_the_shipped_enhancer_and_fails_a_broken_one(
                  and v.dim() > 1 else v) for k, v in state.items()}
     torch.save(state, broken / "vqvae.ckpt")
     assert module.main([str(broken)]) == 1
+
+
+def test_tts_behaviour_check_judges_bsse_folders_by_their_shipped_models_checks():
+    """The same check for BSSE-kind candidates: the shipped BSSE passes the BSSE checks, the shipped
+    guided enhancer the guided one's (pink noise only), and checks of another interface are refused."""
+    module = _load("check_tts_behaviour")
+    pretrained = os.path.join(os.path.dirname(RECIPE), "..", "speechbrain_sqe", "pretrained")
+    rows = module.check(os.path.join(pretrained, "bsse"))
+    assert {r["checks"] for r in rows} == {"bsse"} and len(rows) == 4
+    assert all(r["passed"] for r in rows), rows
+    rows = module.check(os.path.join(pretrained, "sqa_guided"), "sqa_guided")
+    assert [(r["kind"], r["snr"]) for r in rows] == [("pink", 5), ("pink", 0)]
+    assert all(r["passed"] for r in rows), rows
+    with pytest.raises(ValueError, match="loads as BSSEEnhancer"):
+        module.check(os.path.join(pretrained, "bsse"), "vq_enhancer")

@@ -139,8 +139,8 @@ def markdown(results):
     >>> print(markdown({"m": {"speakers": s}}).splitlines()[2])
     | m | speakers | 4 | 100.0% | 0.500 | 0.400 | 0.300 | 0.200 | 0.550 / 0.450 | 0.600 | 0.700 |
     """
-    lines = ["| model | test set | pairs | clean > noisy | VQScore ~ PESQ | ~ STOI | ~ DNSMOS OVRL | ~ Distill-MOS "
-             "| ~ PESQ dry / reverberant | DNSMOS OVRL ~ PESQ | Distill-MOS ~ PESQ |",
+    lines = [("| model | test set | pairs | clean > noisy | VQScore ~ PESQ | ~ STOI | ~ DNSMOS OVRL | ~ Distill-MOS "
+              "| ~ PESQ dry / reverberant | DNSMOS OVRL ~ PESQ | Distill-MOS ~ PESQ |"),
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for label, sets in results.items():
         for name, s in sets.items():

@@ -49,7 +49,10 @@ from speechbrain_sqe.metrics.registry import METRICS
 from speechbrain_sqe.metrics.runner import Pair, evaluate_pairs
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from measure_models import ls_gain, read_test_set  # noqa: E402  (shared with the single-enhancer script)
+from measure_models import (  # (shared with the single-enhancer script)
+    ls_gain,
+    read_test_set,
+)
 
 SETS = ("speakers", "cross_source")
 #: The ``--reference`` kinds: the manifest column of each.
@@ -58,7 +61,10 @@ METRIC_NAMES = ["pesq_wb", "stoi", "dnsmos_ovrl"]
 INPUT = "noisy input"
 
 
-def file_digest(path, _memo={}):
+_DIGESTS = {}  # (path, size, mtime) -> digest, for this process
+
+
+def file_digest(path):
     """SHA-1 of a file's bytes (memoized per path, size and modification time).
 
     Arguments
@@ -82,13 +88,13 @@ def file_digest(path, _memo={}):
     """
     stat = os.stat(path)
     key = (os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
-    if key not in _memo:
+    if key not in _DIGESTS:
         digest = hashlib.sha1()
         with open(path, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
-        _memo[key] = digest.hexdigest()
-    return _memo[key]
+        _DIGESTS[key] = digest.hexdigest()
+    return _DIGESTS[key]
 
 
 class MetricCache:

@@ -169,8 +169,8 @@ def summarize(results, models, resamples=10000):
 
 def to_markdown(summary, models, seed):
     """The summary as a markdown table, one row per set and model."""
-    lines = [f"Masked-reconstruction L1 on the clean speech (alteration seed {seed} + utterance index); "
-             f"baseline: `{models[0]}`", "",
+    lines = [(f"Masked-reconstruction L1 on the clean speech (alteration seed {seed} + utterance index); "
+              f"baseline: `{models[0]}`"), "",
              "| set | model | utterances | mean L1 | pooled L1 | vs baseline (mean diff, 95% CI) | lower on |",
              "|---|---|---|---|---|---|---|"]
     for name, entry in summary.items():
