@@ -37,18 +37,19 @@ from speechbrain_sqe.inference.hub import load_model
 from speechbrain_sqe.metrics.composite import segmental_snr
 from speechbrain_sqe.metrics.intrusive import si_sdr
 
-# The tests' conditions and thresholds (dB gains that must be exceeded), per shipped model.
+# The tests' conditions and thresholds (dB gains that must be exceeded), per shipped model, and
+# the interface a candidate must load as to be judged by them.
 CHECKS = {
-    "vq_enhancer": {"conditions": (("white", 5), ("white", 0), ("pink", 5), ("pink", 0)),
+    "vq_enhancer": {"interface": "VQEnhancer", "conditions": (("white", 5), ("white", 0), ("pink", 5), ("pink", 0)),
                     "thresholds": {"si_sdr_gain": 2.0, "seg_snr_gain": 1.5, "si_sdr_gain_mix0": 1.0}},
-    "bsse": {"conditions": (("white", 5), ("white", 0), ("pink", 5), ("pink", 0)),
+    "bsse": {"interface": "BSSEEnhancer", "conditions": (("white", 5), ("white", 0), ("pink", 5), ("pink", 0)),
              "thresholds": {"si_sdr_gain": 1.5, "seg_snr_gain": 1.5}},
-    "sqa_guided": {"conditions": (("pink", 5), ("pink", 0)),
+    "sqa_guided": {"interface": "BSSEEnhancer", "conditions": (("pink", 5), ("pink", 0)),
                    "thresholds": {"si_sdr_gain": 1.5, "seg_snr_gain": 1.0}},
 }
 CONDITIONS = CHECKS["vq_enhancer"]["conditions"]
-THRESHOLDS = CHECKS["vq_enhancer"]["thresholds"]
-INTERFACES = {"VQEnhancer": "vq_enhancer", "BSSEEnhancer": "bsse"}
+#: ``--as auto``: the checks of each interface.
+AUTO = {"VQEnhancer": "vq_enhancer", "BSSEEnhancer": "bsse"}
 
 
 def resolve_checks(enhancer, checks="auto"):
@@ -68,14 +69,13 @@ def resolve_checks(enhancer, checks="auto"):
     """
     kind = type(enhancer).__name__
     if checks == "auto":
-        if kind not in INTERFACES:
+        if kind not in AUTO:
             raise ValueError(f"no pinned checks for a {kind} folder; pass --as with one of {sorted(CHECKS)}")
-        return INTERFACES[kind]
+        return AUTO[kind]
     if checks not in CHECKS:
         raise ValueError(f"unknown checks {checks!r}; expected auto or one of {sorted(CHECKS)}")
-    if INTERFACES.get(kind) != ("vq_enhancer" if checks == "vq_enhancer" else "bsse"):
-        raise ValueError(f"the {checks} checks judge a {'VQEnhancer' if checks == 'vq_enhancer' else 'BSSEEnhancer'}"
-                         f" folder; this one loads as {kind}")
+    if CHECKS[checks]["interface"] != kind:
+        raise ValueError(f"the {checks} checks judge a {CHECKS[checks]['interface']} folder; this one loads as {kind}")
     return checks
 
 
