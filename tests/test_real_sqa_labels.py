@@ -350,8 +350,12 @@ def _voices(path, column):
 def test_embedded_training_speech_joins_the_train_split_only(corpus, embedded_corpus):
     folder, paths = embedded_corpus
     args = (str(corpus / "manifest.csv"), str(corpus / "splits.csv"), str(corpus / "splits.csv"))
-    real, _ = plan_real_sqa_labels(*args, seed=1, conditions_per_file=2)
-    mixed, excluded = plan_real_sqa_labels(*args, seed=1, conditions_per_file=2,
+    # Only the kinds that read a noise or a room: each added row must then draw from the sources
+    # (with every kind, 4 draws miss them all 1 time in 16, and the draws are seeded by the paths,
+    # which lie in a temporary folder).
+    weights = {"noise": 1.0, "room": 1.0, "room_noise": 1.0, "noise_codec": 1.0}
+    real, _ = plan_real_sqa_labels(*args, seed=1, conditions_per_file=2, condition_weights=weights)
+    mixed, excluded = plan_real_sqa_labels(*args, seed=1, conditions_per_file=2, condition_weights=weights,
                                            embedded_speech=paths["train_clean"], embedded_train_files=2)
     assert mixed["valid"] == real["valid"] and mixed["test"] == real["test"]
     assert mixed["train"][: len(real["train"])] == real["train"]  # the real rows as they were
@@ -362,8 +366,10 @@ def test_embedded_training_speech_joins_the_train_split_only(corpus, embedded_co
     assert not {row["speaker"] for row, _, _ in added} & held_out
     assert all(clean.startswith(str(folder)) for _, clean, _ in added)
     # degraded with the real training noises and rooms only
-    used = {os.path.basename(p) for _, _, spec in added for p in _paths(spec)}
-    assert used and used <= {"n_train1.wav", "n_train2.wav", "r_train.wav"}
+    degraded = [spec for _, _, spec in added if spec is not None]
+    assert len(degraded) == 2 * 2 and all(_paths(spec) for spec in degraded)
+    used = {os.path.basename(p) for spec in degraded for p in _paths(spec)}
+    assert used <= {"n_train1.wav", "n_train2.wav", "r_train.wav"}
     check_plan_excludes(mixed, excluded)
     everything, _ = plan_real_sqa_labels(*args, seed=1, conditions_per_file=0,
                                          embedded_speech=paths["train_clean"], embedded_train_files=None)
