@@ -100,3 +100,51 @@ def test_tts_behaviour_check_judges_bsse_folders_by_their_shipped_models_checks(
     assert all(r["passed"] for r in rows), rows
     with pytest.raises(ValueError, match="loads as BSSEEnhancer"):
         module.check(os.path.join(pretrained, "bsse"), "vq_enhancer")
+
+
+def test_package_noise_list_keeps_the_base_splits_and_adds_training_noise_only(tmp_path):
+    """``prepare_package_noise.py`` on a fake install root (its own audio): long files kept once
+    (duplicates and short files left out), down-mixed and resampled to 16 kHz, music capped per
+    package, and a list with every base row (test noises still test) plus the new files as training noise."""
+    import csv
+
+    import soundfile as sf
+
+    from speechbrain_sqe.dataio.manifest_corpus import read_source_list
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "root"
+    ambience = root / "usr/share/games/megaglest/tilesets"
+    for tileset, seconds in (("forest", 4.0), ("meadow", 4.0), ("desert", 1.0)):
+        (ambience / tileset / "sounds").mkdir(parents=True)
+    rain = rng.standard_normal((4 * 44100, 2)).astype("float32") * 0.1
+    sf.write(ambience / "forest/sounds/rain.ogg", rain, 44100)      # stereo Ogg Vorbis at 44.1 kHz
+    sf.write(ambience / "meadow/sounds/rain.ogg", rain, 44100)      # the same file in another tileset
+    sf.write(ambience / "desert/sounds/wolf.wav", rain[:22050], 22050)  # one second: too short
+    music = root / "usr/share/games/colobot/music"
+    music.mkdir(parents=True)
+    for k in range(7):
+        sf.write(music / f"track{k}.ogg", rng.standard_normal(4 * 16000).astype("float32") * 0.1, 16000)
+    base = tmp_path / "base"
+    (base / "noise").mkdir(parents=True)
+    for name in ("train_noise", "test_noise"):
+        sf.write(base / "noise" / f"{name}.wav", np.zeros(16000, dtype="float32") + 0.01, 16000)
+    (base / "splits.csv").write_text("path,kind,split\nnoise/train_noise.wav,noise,train\nnoise/test_noise.wav,noise,test\n")
+
+    out = tmp_path / "out"
+    _load("prepare_package_noise").main(["--root", str(root), "--out", str(out), "--base-list", str(base / "splits.csv")])
+
+    with open(out / "splits.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    new = [r for r in rows if r["path"].startswith(str(out))]
+    assert [os.path.basename(r["path"]) for r in new] == (
+        ["ambience_forest_rain.wav"] + [f"music_colobot_track{k}.wav" for k in range(5)])
+    assert all(r["kind"] == "noise" and r["split"] == "train" for r in new)
+    assert {(os.path.basename(r["path"]), r["split"]) for r in rows if r not in new} == {
+        ("train_noise.wav", "train"), ("test_noise.wav", "test")}
+    assert all(os.path.isabs(r["path"]) and os.path.exists(r["path"]) for r in rows)
+    info = sf.info(out / "ambience_forest_rain.wav")
+    assert (info.samplerate, info.channels) == (16000, 1) and abs(info.frames - 4 * 16000) <= 1
+    splits = read_source_list(str(out / "splits.csv"), "noise")
+    assert [os.path.basename(p) for p in splits["test"]] == ["test_noise.wav"]
+    assert "licence" in (out / "SOURCES.md").read_text()
