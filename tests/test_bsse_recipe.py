@@ -146,3 +146,21 @@ def test_spectrum_mode_runs_and_exports_without_an_upstream(runs, tmp_path):
     assert summary["systems"] == ["noisy", "bsse spectrum"]
     assert not (out / "report" / "layer_weights.csv").exists()  # no SSL layers to weigh
     shutil.rmtree(out)
+
+
+def test_init_from_starts_from_a_hub_folder_and_refuses_other_sizes(runs, tmp_path):
+    """``init_from``: a run starts from a trained hub's enhancer and SSL upstream (fine-tuning it on
+    other data), its own checkpoints win on resume, and a hub of other sizes is refused by name."""
+    data, out, _ = runs
+    hub = out / "hub"
+    with probe() as record:
+        train.main(_args(data, tmp_path / "from_hub", 1, f"--init_from={hub}"))
+    restored = record["restored"]  # after on_fit_start: no checkpoint of its own yet
+    for name in ("enhancer", "ssl"):
+        start = torch.load(hub / f"{name}.ckpt", map_location="cpu", weights_only=True)
+        assert all(torch.equal(restored[f"modules.{name}.{key}"], value) for key, value in start.items())
+    with probe() as again:  # the same command resumed: its own epoch-1 checkpoint, not init_from's weights
+        train.main(_args(data, tmp_path / "from_hub", 2, f"--init_from={hub}"))
+    assert_restored(record["fitted"], again["restored"])
+    with pytest.raises(ValueError, match=r"init_from .*'proj_size': 16"):
+        train.main(_args(data, tmp_path / "other", 1, f"--init_from={hub} --proj_size=32"))

@@ -63,6 +63,7 @@ from speechbrain_sqe.inference.enhancement import (
     BSSEEnhancer,
     bsse_enhance_keeping_level,
 )
+from speechbrain_sqe.inference.hub import InterfaceError, load_model
 from speechbrain_sqe.lobes.bsse import (
     bsse_forward,
     check_ssl_hop,
@@ -101,7 +102,9 @@ class BSSEBrain(RecipeBrain):
     (the upstream, e.g. :class:`speechbrain_sqe.lobes.tera.TERAModel`; unused by the ``spectrum``
     feature). ``hparams``: ``frontend``, ``ssl_pretrainer`` (or null), ``ssl_finetune``, ``lr``,
     ``ssl_lr``, ``crop_seconds``, ``gain_range``, ``reverb_prob``, ``snr_low``, ``snr_high``, the
-    dataloader options, ``test_metrics``, ``metric_jobs``, ``layer_analysis`` and the folders.
+    dataloader options, ``test_metrics``, ``metric_jobs``, ``layer_analysis``, ``init_from`` (a BSSE
+    hub folder whose weights start the run, e.g. the shipped model to fine-tune it on other data;
+    null: from scratch) and the folders.
     """
 
     SELECTION_KEY, SELECTION_MODE = "loss", "min"
@@ -153,6 +156,37 @@ class BSSEBrain(RecipeBrain):
                                         clean_sample_rate=hp.sample_rate)
         elif hp.reverb_prob > 0:
             logger.warning("The corpus has no rirs_train manifest: training without reverberation")
+        # The starting weights (before any checkpoint of this run is recovered, which then wins).
+        self.start_source = self.starting_source()
+        if self.start_source:
+            self.load_start(self.start_source)
+
+    def starting_source(self):
+        """The BSSE hub folder whose weights start this run (``init_from``), or None (from scratch)."""
+        return getattr(self.hparams, "init_from", None)
+
+    def load_start(self, source):
+        """Loads the enhancer (and its SSL upstream) of a BSSE hub folder into this run's modules.
+
+        Arguments
+        ---------
+        source : str
+            A hub folder (or a shipped model's name) holding a BSSE enhancer built with this run's
+            feature and sizes.
+        """
+        start = load_model(str(source), task="enhancement")
+        if not isinstance(start, BSSEEnhancer):
+            raise InterfaceError(f"init_from {source!r}: holds a {type(start).__name__}, not a BSSE enhancer")
+        ours = self.module("enhancer")
+        theirs_args = getattr(start.mods.enhancer, "init_args", {}) or {}
+        differ = {key: value for key, value in theirs_args.items() if ours.init_args.get(key) != value}
+        if differ:
+            raise ValueError(f"init_from {source!r}: its enhancer was built with {differ}; set the same "
+                             "(e.g. --feature, --proj_size, --hidden_size) to start from it")
+        ours.load_state_dict(start.mods.enhancer.state_dict())
+        if self.uses_ssl and "ssl" in start.mods:
+            self.module("ssl").load_state_dict(start.mods.ssl.state_dict())
+        logger.info("Started from the enhancer of %s", source)
 
     def init_optimizers(self):
         """One optimizer, two parameter groups: the enhancer at ``lr``, the trained upstream at ``ssl_lr``."""

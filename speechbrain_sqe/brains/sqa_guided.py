@@ -273,12 +273,8 @@ class SQAGuidedBrain(BSSEBrain):
     def prepare(self, manifests, data):
         """BSSE's set-up, then the starting model (``init_from``), the frozen anchor and the
         frozen predictor."""
-        super().prepare(manifests, data)
+        super().prepare(manifests, data)  # loads the starting model (:meth:`starting_source`)
         hp = self.hparams
-        start = hp.init_from or (BSSEEnhancer.DEFAULT_SOURCE if self.adapting else None)
-        if start:
-            self.load_start(start)
-        self.start_source = start
         # The anchor is the model as it starts (before any checkpoint of this run is recovered).
         self.anchor = None
         if self.adapting and hp.anchor_weight > 0:
@@ -295,21 +291,9 @@ class SQAGuidedBrain(BSSEBrain):
                                                 ).to(self.device)
             self.predictor_source = hp.predictor_source
 
-    def load_start(self, source):
-        """Loads the enhancer (and its SSL upstream) of a BSSE hub folder into this run's modules."""
-        start = load_model(str(source), task="enhancement")
-        if not isinstance(start, BSSEEnhancer):
-            raise InterfaceError(f"init_from {source!r}: holds a {type(start).__name__}, not a BSSE enhancer")
-        ours = self.module("enhancer")
-        theirs_args = getattr(start.mods.enhancer, "init_args", {}) or {}
-        differ = {key: value for key, value in theirs_args.items() if ours.init_args.get(key) != value}
-        if differ:
-            raise ValueError(f"init_from {source!r}: its enhancer was built with {differ}; set the same "
-                             "(e.g. --feature, --proj_size, --hidden_size) to start from it")
-        ours.load_state_dict(start.mods.enhancer.state_dict())
-        if self.uses_ssl and "ssl" in start.mods:
-            self.module("ssl").load_state_dict(start.mods.ssl.state_dict())
-        logger.info("Started from the enhancer of %s", source)
+    def starting_source(self):
+        """``init_from``; in the adapt stage without it, the BSSE shipped in the package."""
+        return self.hparams.init_from or (BSSEEnhancer.DEFAULT_SOURCE if self.adapting else None)
 
     # ------------------------------------------------------------------ training
     def on_stage_start(self, stage, epoch=None):
