@@ -30,8 +30,8 @@ import subprocess
 
 import numpy as np
 import soundfile as sf
-import torch
-import torchaudio.functional as AF
+
+from speechbrain_sqe.dataio.audio import load_audio
 
 SAMPLE_RATE = 16000
 
@@ -57,18 +57,6 @@ def package_version(package, root):
         return "unknown"
 
 
-def read_mono_16k(path, max_seconds):
-    """The file as float32 mono at 16 kHz, at most ``max_seconds`` long (from its start)."""
-    with sf.SoundFile(path) as f:
-        frames = min(f.frames, int(max_seconds * f.samplerate))
-        audio = f.read(frames, dtype="float32", always_2d=True)
-        rate = f.samplerate
-    wav = torch.from_numpy(audio.mean(axis=1))
-    if rate != SAMPLE_RATE:
-        wav = AF.resample(wav, rate, SAMPLE_RATE)
-    return wav.numpy()
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", default="/", help="install root of the packages (default /)")
@@ -91,7 +79,7 @@ def main(argv=None):
                 continue
             if info.frames / info.samplerate < args.min_seconds or (cap is not None and taken >= cap):
                 continue
-            wav = read_mono_16k(path, args.max_seconds)
+            wav = load_audio(path, SAMPLE_RATE, warn=False).numpy()[: int(args.max_seconds * SAMPLE_RATE)]
             digest = hashlib.sha1(np.round(wav, 4).tobytes()).hexdigest()  # the audio, not the bytes:
             if digest in seen:                                              # Ogg streams differ in serial numbers
                 continue
@@ -107,6 +95,9 @@ def main(argv=None):
             taken += 1
             kept.append((package, family, target, len(wav) / SAMPLE_RATE))
 
+    if not kept:
+        raise SystemExit(f"no sound file of {', '.join(LICENCES)} under {args.root}: install the packages "
+                         "(apt-get install ...) or pass the folder they were extracted to as --root")
     base_dir = os.path.dirname(os.path.abspath(args.base_list))
     with open(args.base_list, newline="") as f:
         base_rows = list(csv.DictReader(f))
