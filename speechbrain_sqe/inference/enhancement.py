@@ -659,7 +659,7 @@ class BSSEEnhancer(Enhancer):
     DEFAULT_SOURCE = os.path.join(PRETRAINED_FOLDER, "bsse")
     #: Trained to output the dry clean speech from reverberant mixtures (``brains/bsse.py``).
     DEREVERBERATES: ClassVar[bool] = True
-    HUB_TITLE = ("BSSE: speech enhancement by a BLSTM mask over the log1p spectrum and weighted SSL layers\n"
+    HUB_TITLE = ("BSSE: speech enhancement by a BLSTM mask over the log1p spectrum, weighted SSL layers or both\n"
                  "(Hung et al., Interspeech 2022), trained with speechbrain-sqe's hparams/bsse.yaml.")
 
     @classmethod

@@ -44,6 +44,8 @@ and one file at a time); the loss is averaged over valid frames only; the SSL is
 default rather than WavLM Large; the recipe's default mask network is smaller (see
 ``hparams/bsse.yaml``: projection and hidden size 128 instead of 256) so that it trains on a CPU and
 ships under 10 MB with the TERA upstream.
+Options of ours, off by default: ``noise_floor_frames`` adds the spectrum's running noise floor to
+the features (noise-aware training, :mod:`~speechbrain_sqe.lobes.noise_floor`).
 
 Authors: speechbrain-sqe contributors
 """
@@ -58,6 +60,7 @@ from speechbrain_sqe.lobes.masking import (
     masked_mean,
     relative_lengths_to_mask,
 )
+from speechbrain_sqe.lobes.noise_floor import noise_floor
 from speechbrain_sqe.lobes.weighted_ssl import WeightedSSL, stack_hidden_states
 
 __all__ = [
@@ -177,6 +180,11 @@ class BSSEModel(nn.Module):
     stft_hop_length : int
         STFT hop in samples (160).
     proj_size, hidden_size, num_layers, dropout : see :class:`~speechbrain_sqe.lobes.blstm_mask.BLSTMMaskNet`.
+    noise_floor_frames : int
+        Ours, not the reference's (noise-aware training): when > 0, the running noise floor of the
+        spectrum (:func:`~speechbrain_sqe.lobes.noise_floor.noise_floor`, the minimum over a centred
+        window of this many frames) is concatenated to the features (``n_bins`` more inputs).
+        0 (default): the reference's features.
 
     Example
     -------
@@ -189,10 +197,13 @@ class BSSEModel(nn.Module):
     (torch.Size([2, 51, 201]), torch.Size([2, 51, 201]), 217)
     >>> model.uses_ssl, BSSEModel("spectrum").uses_ssl
     (True, False)
+    >>> BSSEModel("spectrum", noise_floor_frames=101).input_size   # spectrum + its noise floor
+    402
     """
 
     def __init__(self, feature="cross", n_bins=201, ssl_layers=4, ssl_size=192, ssl_hop_length=160,
-                 stft_hop_length=160, proj_size=256, hidden_size=256, num_layers=2, dropout=0.0):
+                 stft_hop_length=160, proj_size=256, hidden_size=256, num_layers=2, dropout=0.0,
+                 noise_floor_frames=0):
         super().__init__()
         if feature not in FEATURE_MODES:
             raise ValueError(f"feature must be one of {FEATURE_MODES}, got {feature!r}")
@@ -200,7 +211,9 @@ class BSSEModel(nn.Module):
         self.n_bins = n_bins
         self.ssl_hop_length = int(ssl_hop_length)
         self.stft_hop_length = int(stft_hop_length)
+        self.noise_floor_frames = int(noise_floor_frames)
         self.input_size = {"spectrum": n_bins, "ssl": ssl_size, "cross": n_bins + ssl_size}[feature]
+        self.input_size += n_bins if self.noise_floor_frames > 0 else 0
         self.weighted = LayerNormWeightedSum(ssl_layers, ssl_size) if self.uses_ssl else None
         self.mask_net = BLSTMMaskNet(self.input_size, n_bins, proj_size, hidden_size, num_layers, dropout)
 
@@ -231,8 +244,14 @@ class BSSEModel(nn.Module):
         Returns
         -------
         torch.Tensor
-            ``[batch, frames, input_size]``.
+            ``[batch, frames, input_size]`` (the noise floor last when ``noise_floor_frames`` > 0).
         """
+        features = self._spectrum_and_ssl(spec, lengths, hidden_states, ssl_frames)
+        if self.noise_floor_frames <= 0:
+            return features
+        return torch.cat([features, noise_floor(spec, lengths, self.noise_floor_frames)], dim=-1)
+
+    def _spectrum_and_ssl(self, spec, lengths, hidden_states, ssl_frames):
         if not self.uses_ssl:
             return spec
         if hidden_states is None:
