@@ -31,7 +31,7 @@ $(STAMP): setup.py constraints.txt
 demo: install
 	$(PY) train.py hparams/vqscore.yaml
 	$(VENV)/bin/sqe score $(DEMO_CORPUS)/test/noisy --model results/vqscore/1234/hub --csv results/vqscore/demo_scores.csv --limit 8
-	$(VENV)/bin/sqe enhance $(DEMO_CORPUS)/test/noisy --out-dir results/vq_enhance/demo --limit 8 --overwrite
+	$(VENV)/bin/sqe enhance $(DEMO_CORPUS)/test/noisy --out-dir results/enhance/demo --limit 8 --overwrite
 
 # --timeout (pytest-timeout): a test stuck for 15 minutes fails with the stack of where it is stuck,
 # and the suite goes on, instead of a silent CI run that ends only at its time limit.

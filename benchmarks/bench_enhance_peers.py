@@ -224,14 +224,14 @@ def build_systems(args, log=print):
         16 kHz, name to a description of how it is called, and the names of the systems that
         dereverberate (``Enhancer.DEREVERBERATES``).
     """
-    from speechbrain_sqe.inference.hub import DEFAULT_SOURCES
+    from speechbrain_sqe.inference.enhancement import VQ_ENHANCER_MODEL
 
     peers = load_peers()
     systems = {"noisy": lambda wav: wav.clone()}
     notes = {"noisy": "the input, unchanged"}
     dereverberating = []
     if not args.no_vq:
-        source = args.model or DEFAULT_SOURCES["enhancement"]
+        source = args.model or VQ_ENHANCER_MODEL  # 'vq': the shipped VQ enhancer (no longer sqe's default)
         if args.model is None and not os.path.exists(os.path.join(source, "hyperparams.yaml")):
             raise SystemExit(f"no trained VQ enhancer at {source}; pass --model HUB_FOLDER")
         enhancer = load_enhancer(source)

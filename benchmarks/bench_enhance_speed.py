@@ -7,7 +7,7 @@
 Systems, measured in the same run: one per ``--enhancer NAME=SOURCE`` (any enhancer hub folder or
 hub id, loaded with :func:`speechbrain_sqe.inference.hub.load_model` by the interface it names: the
 VQ enhancer, BSSE...; its default options), ``--model SOURCE`` (the same, named after its folder;
-kept for the single-model use), by default the VQ enhancer shipped in the package (``vq``); and the
+kept for the single-model use), by default the enhancer of ``sqe enhance`` (BSSE since 2026-12-07); and the
 peers of ``benchmarks/peer_enhancers.py`` (default ``noisereduce rnnoise``, those installed;
 ``--peers`` with no name for none).
 
@@ -173,7 +173,7 @@ def plan_systems(args, log=print):
         source = DEFAULT_SOURCES["enhancement"]
         if not os.path.isfile(os.path.join(source, "hyperparams.yaml")):
             sys.exit(f"no model is shipped at {source}; pass --model or --enhancer NAME=FOLDER_OR_HUB_ID")
-        systems.append(("vq", {"source": source}))
+        systems.append((os.path.basename(source), {"source": source}))  # the default of sqe enhance
     peers = load_peers()
     names = DEFAULT_PEERS if args.peers is None else args.peers
     unknown = [name for name in names if name not in peers.PEERS]

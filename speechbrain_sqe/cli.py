@@ -847,9 +847,10 @@ def _add_enhance_parser(subparsers):
     """
     parser = subparsers.add_parser(
         "enhance",
-        help="enhance noisy speech files and folders (the VQ enhancer by default)",
-        description="Enhances audio files with a speech enhancer (the shipped VQ enhancer unless "
-        "--model names another) and writes each as a 16-bit wav at the model's rate in --out-dir: "
+        help="enhance noisy speech files and folders (the shipped BSSE by default)",
+        description="Enhances audio files with a speech enhancer (the shipped BSSE, trained on real "
+        "speech, unless --model names another, e.g. vq_enhancer or sqa_guided) "
+        "and writes each as a 16-bit wav at the model's rate in --out-dir: "
         "a file under its own name (DIR/<stem>.wav), files found in a folder (recursively) under "
         "their path relative to that folder. Inputs of any rate or channel count are resampled and "
         "downmixed. Each output is written under a temporary name and renamed when complete, so an "
@@ -862,8 +863,8 @@ def _add_enhance_parser(subparsers):
     parser.add_argument("--out-dir", required=True, metavar="DIR",
                         help="folder the enhanced files are written to (created)")
     parser.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
-                        help="a method option of the model, repeatable (the VQ enhancer: mix=R, the "
-                        "share of the noisy input blended back in, 0..1; default: the model's own); "
+                        help="a method option of the model, repeatable (e.g. the VQ enhancer's mix=R, "
+                        "the share of the noisy input blended back in, 0..1; default: the model's own); "
                         "an unknown name lists the model's options")
     parser.add_argument("--segment-seconds", type=_segment_seconds, default="model", metavar="S",
                         help="enhance inputs longer than S seconds in overlapping windows of S s, "

@@ -166,7 +166,8 @@ def test_vq_enhancer_attention_seconds(tmp_path, capsys):
     for name, option in (("whole", ["--option", "attention_seconds=0"]),
                          ("chunked", ["--option", "attention_seconds=1", "--option", "attention_halo_seconds=0",
                                       "--option", "attention_stride=0"])):
-        assert main(["enhance", str(path), "--out-dir", str(tmp_path / name), "--no-progress", *option]) == 0
+        assert main(["enhance", str(path), "--out-dir", str(tmp_path / name), "--model", "vq_enhancer", "--no-progress",
+                     *option]) == 0
         outputs[name] = soundfile.read(str(tmp_path / name / "noisy.wav"), dtype="int16")[0].astype(int)
     assert np.abs(outputs["whole"] - outputs["chunked"]).max() > 1
     folder = tmp_path / "model"
@@ -202,7 +203,8 @@ def test_vq_enhancer_attention_halo_seconds(tmp_path):
     path = tmp_path / "noisy.wav"
     soundfile.write(str(path), _noisy_speech(4.0), 16000)
     option = ["--option", "attention_seconds=1", "--option", "attention_halo_seconds=0.5", "--option", "attention_stride=8"]
-    assert main(["enhance", str(path), "--out-dir", str(tmp_path / "cli"), "--no-progress", *option]) == 0
+    assert main(["enhance", str(path), "--out-dir", str(tmp_path / "cli"), "--model", "vq_enhancer", "--no-progress",
+                 *option]) == 0
     from_cli = soundfile.read(str(tmp_path / "cli" / "noisy.wav"), dtype="int16")[0].astype(int)
     folder = tmp_path / "model"
     VQEnhancer.export(str(folder), dict(enhancer.mods), frontend=enhancer.frontend, mix=0.1,

@@ -29,7 +29,7 @@ def test_default_systems_and_model_option(tmp_path):
     parser_args = type("Args", (), {"model": None, "enhancer": [], "peers": []})
     from speechbrain_sqe.inference.hub import DEFAULT_SOURCES
 
-    assert bench.plan_systems(parser_args()) == [("vq", {"source": DEFAULT_SOURCES["enhancement"]})]
+    assert bench.plan_systems(parser_args()) == [("bsse", {"source": DEFAULT_SOURCES["enhancement"]})]
     args = parser_args()
     args.model, args.enhancer = str(tmp_path / "my_model"), [("b", "somewhere")]
     assert [name for name, _ in bench.plan_systems(args)] == ["my_model", "b"]

@@ -139,12 +139,12 @@ def test_enhance_cli_convolution_option(tmp_path, capsys):
     outputs = {}
     for choice in ("direct", "overlap_save"):
         out = tmp_path / choice
-        assert main(["enhance", str(path), "--out-dir", str(out), "--convolution", choice, "--no-progress"]) == 0
+        assert main(["enhance", str(path), "--out-dir", str(out), "--model", "vq_enhancer", "--convolution", choice,
+                     "--no-progress"]) == 0
         outputs[choice] = soundfile.read(str(out / "noisy.wav"), dtype="int16")[0].astype(int)
     assert np.abs(outputs["direct"] - outputs["overlap_save"]).max() <= 1  # one 16-bit step
-    # BSSE has no convolution stack: a forced algorithm is refused, naming the option.
-    assert main(["enhance", str(path), "--out-dir", str(tmp_path / "b"), "--model", "bsse",
-                 "--convolution", "direct", "--no-progress"]) == 2
+    # BSSE (the default enhancer) has no convolution stack: a forced algorithm is refused, naming the option.
+    assert main(["enhance", str(path), "--out-dir", str(tmp_path / "b"), "--convolution", "direct", "--no-progress"]) == 2
     assert "has no convolution choice (--convolution)" in capsys.readouterr().err
 
 

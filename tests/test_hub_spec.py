@@ -11,7 +11,7 @@ from speech import speech_like
 from speechbrain_sqe import cli
 from speechbrain_sqe.dataio.audio import save_audio
 from speechbrain_sqe.inference.encoders import TERA
-from speechbrain_sqe.inference.enhancement import VQEnhancer
+from speechbrain_sqe.inference.enhancement import BSSEEnhancer, VQEnhancer
 from speechbrain_sqe.inference.hub import (
     DEFAULT_SOURCES,
     HubSpec,
@@ -105,8 +105,11 @@ def test_legacy_folder_without_interface_loads_by_its_task(trained_vqscore, tmp_
 
 
 def test_every_shipped_model_loads_by_its_task():
-    for task, cls in (("quality", VQScore), ("enhancement", VQEnhancer), ("ssl_encoder", TERA)):
+    # Enhancement: BSSE since 2026-12-07 (trained on real speech); the VQ enhancer by its name.
+    for task, cls in (("quality", VQScore), ("enhancement", BSSEEnhancer), ("ssl_encoder", TERA)):
         assert type(load_model(task=task)) is cls
+    assert type(load_model("vq_enhancer", task="enhancement")) is VQEnhancer
+    assert VQEnhancer.DEFAULT_SOURCE.endswith("vq_enhancer") and BSSEEnhancer.DEFAULT_SOURCE.endswith("bsse")
 
 
 def test_hyperparams_text_of_an_ssl_encoder_has_no_front_end():

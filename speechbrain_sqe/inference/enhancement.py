@@ -44,8 +44,10 @@ from speechbrain_sqe.lobes.bsse import bsse_forward
 from speechbrain_sqe.lobes.frontend import PhaseSpectralFrontEnd, SpectralFrontEnd
 from speechbrain_sqe.lobes.vqvae_se import enhance_waveforms, mix_with_input
 
-#: The enhancer trained by ``hparams/vq_enhance.yaml`` and shipped inside the package.
+#: The enhancer ``sqe enhance`` and ``load_model(task="enhancement")`` use without a model: BSSE.
 DEFAULT_MODEL = DEFAULT_SOURCES["enhancement"]
+#: The enhancer trained by ``hparams/vq_enhance.yaml`` and shipped inside the package.
+VQ_ENHANCER_MODEL = os.path.join(PRETRAINED_FOLDER, "vq_enhancer")
 
 
 def fraction(value):
@@ -493,7 +495,7 @@ class VQEnhancer(ConvolutionChoice, Enhancer):
 
     HPARAMS_NEEDED = ("sample_rate", "min_seconds", "mix")
     MODULES_NEEDED = ("vqvae",)
-    DEFAULT_SOURCE = DEFAULT_MODEL
+    DEFAULT_SOURCE = VQ_ENHANCER_MODEL
     OPTIONS: ClassVar[dict] = {"mix": (fraction, "share of the noisy input blended back in, 0..1"),
                                "attention_seconds": (seconds, ("attention within chunks of at most this "
                                                       "many seconds, 0: over the whole file")),
