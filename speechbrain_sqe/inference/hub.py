@@ -442,7 +442,7 @@ TASK_DESCRIPTIONS = {
 
 #: The model shipped in the package for each task (what every command uses without ``--model``).
 #: Enhancement: BSSE since 2026-12-07 (the VQ enhancer before; the rule that moved it is in the
-#: README, "Shipped models on real speech").
+#: README, "Which shipped enhancer for real recordings?").
 PRETRAINED_FOLDER = os.path.join(os.path.dirname(os.path.dirname(__file__)), "pretrained")
 DEFAULT_SOURCES = {
     "quality": os.path.join(PRETRAINED_FOLDER, "vqscore"),
