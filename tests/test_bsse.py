@@ -331,6 +331,48 @@ def test_recipe_loss_adds_the_weighted_residual_noise_term_in_training_only():
     assert torch.allclose(with_noise, plain + 0.5 * residual_noise_loss(enhanced, noisy, noise, lengths))
 
 
+def test_ratio_mask_loss_weighs_every_bin_alike_and_is_zero_at_the_ideal_mask():
+    from speechbrain_sqe.lobes.bsse import ratio_mask_loss
+
+    generator = torch.Generator().manual_seed(0)
+    speech = torch.rand(2, 5, 4, generator=generator)
+    noisy_mag = speech + torch.rand(2, 5, 4, generator=generator)
+    noisy, clean = noisy_mag.log1p(), speech.log1p()
+    assert float(ratio_mask_loss(clean, noisy, clean)) == pytest.approx(0.0, abs=1e-7)  # the ideal gain
+    # Level-free: the same gains on a 1000 x quieter mixture cost the same (log1p would not).
+    quiet = ratio_mask_loss((0.5 * noisy_mag / 1000).log1p(), (noisy_mag / 1000).log1p(), (speech / 1000).log1p())
+    loud = ratio_mask_loss((0.5 * noisy_mag).log1p(), noisy, clean)
+    assert float(quiet) == pytest.approx(float(loud), rel=1e-3)
+    # A target above the mixture (a reverberant tail the dry speech lacks is the other way) caps at 1.
+    assert float(ratio_mask_loss(noisy, noisy, (2 * noisy_mag).log1p())) == pytest.approx(0.0, abs=1e-7)
+    padded = (0.5 * noisy_mag).log1p()
+    padded[1, 3:] = 0.0  # beyond the second utterance's length
+    lengths = torch.tensor([1.0, 0.6])
+    unpadded = (0.5 * noisy_mag).log1p()
+    assert float(ratio_mask_loss(padded, noisy, clean, lengths)) == pytest.approx(
+        float(ratio_mask_loss(unpadded, noisy, clean, lengths)))
+    mask = torch.full((2, 5, 4), 0.9, requires_grad=True)
+    ratio_mask_loss(mask * noisy, noisy, torch.zeros_like(clean), lengths).backward()  # silence: lower the gain
+    assert bool((mask.grad[0] > 0).all()) and bool((mask.grad[1, 3:] == 0).all())
+    assert bool(torch.isfinite(mask.grad).all())
+
+
+def test_recipe_loss_adds_the_weighted_gain_term_in_training_only():
+    from speechbrain_sqe.brains.bsse import BSSEBrain
+    from speechbrain_sqe.lobes.bsse import ratio_mask_loss
+
+    enhanced, target, noisy, noise = (torch.rand(2, 6, 5) for _ in range(4))
+    lengths = torch.tensor([1.0, 0.5])
+    brain = BSSEBrain(modules={}, hparams={"gain_loss_weight": 2.0})
+    plain = brain.compute_objectives((enhanced, target, lengths), None, None)  # validation: the plain L1
+    assert torch.allclose(plain, log1p_l1_loss(enhanced, target, lengths))
+    trained = brain.compute_objectives((enhanced, target, lengths, noisy), None, None)
+    assert torch.allclose(trained, plain + 2.0 * ratio_mask_loss(enhanced, noisy, target, lengths))
+    both = BSSEBrain(modules={}, hparams={"gain_loss_weight": 2.0, "residual_noise_weight": 0.5})
+    assert torch.allclose(both.compute_objectives((enhanced, target, lengths, noisy, noise), None, None),
+                          trained + 0.5 * residual_noise_loss(enhanced, noisy, noise, lengths))
+
+
 def test_training_mixture_is_the_speech_plus_the_noise_it_reports(tmp_path):
     """The recipe's on-the-fly mixture (SpeechBrain's AddNoise on a noise manifest, noise varied) is
     the speech plus the noise :meth:`corrupt_with_noise` returns, both zero past each length."""

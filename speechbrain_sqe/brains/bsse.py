@@ -11,7 +11,9 @@ plus, with ``log_magnitude_weight`` > 0 (not the reference's), the L1 of their l
 (:func:`~speechbrain_sqe.lobes.bsse.log_magnitude_l1_loss`), which counts noise left in pauses, and,
 with ``residual_noise_weight`` > 0 (not the reference's either), the noise the mask lets through in
 every bin (:func:`~speechbrain_sqe.lobes.bsse.residual_noise_loss`; the mixtures' noise is known in
-training).
+training), and, with ``gain_loss_weight`` > 0 (ours, after RNNoise), the distance of the mask's gain
+to the ideal ratio mask, the same in every bin whatever its level
+(:func:`~speechbrain_sqe.lobes.bsse.ratio_mask_loss`).
 
 Validation: the same loss on the corpus's noisy/clean valid pairs (whole files); the checkpoint of
 lowest validation loss is kept, as in the reference. Why not PESQ: the loss is what the model
@@ -70,6 +72,7 @@ from speechbrain_sqe.lobes.bsse import (
     configure_ssl_finetuning,
     log1p_l1_loss,
     log_magnitude_l1_loss,
+    ratio_mask_loss,
     residual_noise_loss,
     ssl_hidden_states,
 )
@@ -246,7 +249,8 @@ class BSSEBrain(RecipeBrain):
 
     def compute_forward(self, batch, stage):
         """Enhanced log1p magnitudes of the noisy input, clean log1p target, frame lengths; in training
-        with ``residual_noise_weight`` > 0 also the noisy input's and its noise's log1p magnitudes."""
+        with ``residual_noise_weight`` > 0 also the noisy input's and its noise's log1p magnitudes,
+        with ``gain_loss_weight`` > 0 also the noisy input's."""
         batch = batch.to(self.device)
         noise = None
         if stage == sb.Stage.TRAIN:
@@ -266,12 +270,15 @@ class BSSEBrain(RecipeBrain):
             target = self.hparams.frontend(clean, lens)
             if noise is not None and getattr(self.hparams, "residual_noise_weight", 0.0):
                 return enhanced, target, frame_lens, noisy_log1p, self.hparams.frontend(noise, lens)
+        if stage == sb.Stage.TRAIN and getattr(self.hparams, "gain_loss_weight", 0.0):
+            return enhanced, target, frame_lens, noisy_log1p
         return enhanced, target, frame_lens
 
     def compute_objectives(self, predictions, batch, stage):
         """L1 between enhanced and clean log1p magnitudes over the valid frames, plus
         ``log_magnitude_weight`` times the L1 of their log magnitudes and, in training,
-        ``residual_noise_weight`` times the noise the mask lets through (both 0 by default: the
+        ``residual_noise_weight`` times the noise the mask lets through and ``gain_loss_weight``
+        times the distance of the mask's gain to the ideal ratio mask (all 0 by default: the
         reference's loss; validation is always the plain L1, the quantity the checkpoint is picked by)."""
         enhanced, target, frame_lens = predictions[:3]
         loss = log1p_l1_loss(enhanced, target, frame_lens)
@@ -282,6 +289,8 @@ class BSSEBrain(RecipeBrain):
         if len(predictions) == 5:
             noisy, noise = predictions[3:]
             loss = loss + self.hparams.residual_noise_weight * residual_noise_loss(enhanced, noisy, noise, frame_lens)
+        if len(predictions) >= 4 and getattr(self.hparams, "gain_loss_weight", 0.0):
+            loss = loss + self.hparams.gain_loss_weight * ratio_mask_loss(enhanced, predictions[3], target, frame_lens)
         return loss
 
     # ------------------------------------------------------------------ test, report, export

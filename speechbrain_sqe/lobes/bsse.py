@@ -382,6 +382,56 @@ def residual_noise_loss(enhanced, noisy, noise, lengths=None):
     return log1p_l1_loss(torch.log1p(gain * torch.expm1(noise).clamp_min(0.0)), torch.zeros_like(noise), lengths)
 
 
+def ratio_mask_loss(enhanced, noisy, target, lengths=None, power=0.5, eps=1e-4):
+    """Squared distance of compressed gains to the ideal ratio mask, averaged over bins and valid
+    frames (not the reference's; ``hparams/bsse.yaml``'s ``gain_loss_weight`` adds it to
+    :func:`log1p_l1_loss`).
+
+    With the noisy phase the output is the mixture times a real gain ``G = |Y| / |X|`` (at most 1);
+    the ideal one is ``G* = min(1, |S| / |X|)``. RNNoise (Valin, MMSP 2018) trains its band gains on
+    ``(G ** 0.5 - G* ** 0.5) ** 2``: every bin weighs the same whatever its level, so a gain of 0.1
+    left on a quiet noise-only bin costs as much as on a loud one, where the reference's L1 of
+    log1p magnitudes barely sees the quiet bins of the pauses (the README's BSSE section). Ours
+    keeps BSSE's per-bin mask and applies the same distance to the gain it implies.
+
+    Arguments
+    ---------
+    enhanced, noisy, target : torch.Tensor
+        log1p magnitudes ``[batch, frames, bins]`` of the enhanced output, of its noisy input and
+        of the clean target.
+    lengths : torch.Tensor, optional
+        Relative frame lengths ``[batch]``.
+    power : float
+        Compression of both gains (RNNoise's 0.5).
+    eps : float
+        Added to both gains before the power (keeps the gradient finite at a gain of 0).
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar loss.
+
+    Example
+    -------
+    >>> noisy = torch.full((1, 4, 3), 2.0).log1p()
+    >>> clean = torch.full((1, 4, 3), 0.0)  # a pause: the ideal gain is 0
+    >>> kept = torch.full((1, 4, 3), 0.2).log1p()  # a gain of 0.1 left
+    >>> round(float(ratio_mask_loss(kept, noisy, clean)), 3), round(float(ratio_mask_loss(clean, noisy, clean)), 3)
+    (0.094, 0.0)
+    >>> quiet = torch.full((1, 4, 3), 0.02).log1p()  # the same gain on a 100 x quieter input
+    >>> round(float(ratio_mask_loss(torch.full((1, 4, 3), 0.002).log1p(), quiet, clean)), 3)
+    0.094
+    """
+    magnitude = torch.expm1(noisy).clamp_min(1e-6)
+
+    def compressed_gain(log1p_magnitude):
+        gain = (torch.expm1(log1p_magnitude).clamp_min(0.0) / magnitude).clamp(0.0, 1.0)
+        return (gain + eps) ** power
+
+    error = (compressed_gain(enhanced) - compressed_gain(target)).pow(2)
+    return log1p_l1_loss(error, torch.zeros_like(error), lengths)
+
+
 def _upstream_frame_count(upstream, num_samples):
     """Frames the upstream gives for ``num_samples`` samples, when it says (TERA), else None."""
     for owner in (upstream, getattr(upstream, "features", None)):
