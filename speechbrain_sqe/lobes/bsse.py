@@ -377,9 +377,30 @@ def residual_noise_loss(enhanced, noisy, noise, lengths=None):
     >>> round(float(residual_noise_loss(half, noisy, noise)), 4)  # log1p(0.5)
     0.4055
     """
-    # At most 1 for a mask in [0, 1]; clamped so that padding (any values) cannot overflow to NaN.
-    gain = (torch.expm1(enhanced) / torch.expm1(noisy).clamp_min(1e-6)).clamp(0.0, 1.0)
+    gain = implied_gain(enhanced, noisy)
     return log1p_l1_loss(torch.log1p(gain * torch.expm1(noise).clamp_min(0.0)), torch.zeros_like(noise), lengths)
+
+
+def implied_gain(log1p_magnitude, noisy):
+    """The real gain ``|Y| / |X|`` that a log1p magnitude implies on its noisy input, in [0, 1].
+
+    Arguments
+    ---------
+    log1p_magnitude, noisy : torch.Tensor
+        log1p magnitudes ``[batch, frames, bins]`` of an output (or a target) and of the noisy input.
+
+    Returns
+    -------
+    torch.Tensor
+        The gain per bin, clamped to [0, 1] (at most 1 for a mask in [0, 1]; clamped so that
+        padding, with any values, cannot overflow to NaN).
+
+    Example
+    -------
+    >>> implied_gain(torch.tensor([1.0, 3.0]).log1p(), torch.tensor([2.0, 2.0]).log1p())
+    tensor([0.5000, 1.0000])
+    """
+    return (torch.expm1(log1p_magnitude) / torch.expm1(noisy).clamp_min(1e-6)).clamp(0.0, 1.0)
 
 
 def ratio_mask_loss(enhanced, noisy, target, lengths=None, power=0.5, eps=1e-4):
@@ -422,13 +443,7 @@ def ratio_mask_loss(enhanced, noisy, target, lengths=None, power=0.5, eps=1e-4):
     >>> round(float(ratio_mask_loss(torch.full((1, 4, 3), 0.002).log1p(), quiet, clean)), 3)
     0.094
     """
-    magnitude = torch.expm1(noisy).clamp_min(1e-6)
-
-    def compressed_gain(log1p_magnitude):
-        gain = (torch.expm1(log1p_magnitude).clamp_min(0.0) / magnitude).clamp(0.0, 1.0)
-        return (gain + eps) ** power
-
-    error = (compressed_gain(enhanced) - compressed_gain(target)).pow(2)
+    error = ((implied_gain(enhanced, noisy) + eps) ** power - (implied_gain(target, noisy) + eps) ** power).pow(2)
     return log1p_l1_loss(error, torch.zeros_like(error), lengths)
 
 
