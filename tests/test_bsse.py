@@ -373,6 +373,31 @@ def test_recipe_loss_adds_the_weighted_gain_term_in_training_only():
                           trained + 0.5 * residual_noise_loss(enhanced, noisy, noise, lengths))
 
 
+def test_overestimate_weight_costs_noise_left_in_more_than_speech_taken_and_trains_only():
+    import speechbrain as sb
+
+    from speechbrain_sqe.brains.bsse import BSSEBrain
+
+    generator = torch.Generator().manual_seed(0)
+    target = torch.rand(2, 6, 5, generator=generator)
+    lengths = torch.tensor([1.0, 0.5])
+    above, below = target + 0.2, target - 0.2
+    assert float(log1p_l1_loss(above, target, lengths, overestimate_weight=4.0)) == pytest.approx(0.8)
+    assert float(log1p_l1_loss(below, target, lengths, overestimate_weight=4.0)) == pytest.approx(0.2)
+    assert float(log1p_l1_loss(above, target, lengths, overestimate_weight=1.0)) == pytest.approx(
+        float(log1p_l1_loss(above, target, lengths)))
+    # Its minimiser over a spread of targets is their quantile 1 / (1 + w), not their median.
+    targets = torch.linspace(0.0, 1.0, 101).reshape(1, 101, 1)
+    candidates = torch.linspace(0.0, 1.0, 101)
+    costs = [float(log1p_l1_loss(torch.full_like(targets, c), targets, overestimate_weight=4.0)) for c in candidates]
+    assert float(candidates[int(torch.tensor(costs).argmin())]) == pytest.approx(0.2, abs=0.011)
+    # The recipe: asymmetric in training, the plain L1 in validation (the checkpoint's criterion).
+    brain = BSSEBrain(modules={}, hparams={"overestimate_weight": 4.0})
+    trained = brain.compute_objectives((above, target, lengths), None, sb.Stage.TRAIN)
+    validated = brain.compute_objectives((above, target, lengths), None, sb.Stage.VALID)
+    assert float(trained) == pytest.approx(0.8) and float(validated) == pytest.approx(0.2)
+
+
 def test_training_mixture_is_the_speech_plus_the_noise_it_reports(tmp_path):
     """The recipe's on-the-fly mixture (SpeechBrain's AddNoise on a noise manifest, noise varied) is
     the speech plus the noise :meth:`corrupt_with_noise` returns, both zero past each length."""

@@ -135,9 +135,10 @@ def test_spectrum_mode_runs_and_exports_without_an_upstream(runs, tmp_path):
     data, _, _ = runs
     out = tmp_path / "spectrum"
     # epoch_updates (the template's, any recipe): the epoch is 5 updates, not one pass of the corpus;
-    # the residual-noise and gain terms train from the mixtures; the noise-aware input rides along.
+    # the residual-noise and gain terms and the asymmetric L1 train from the mixtures; the noise-aware input rides along.
     brain = train.main(_args(data, out, 1, "--feature=spectrum --ssl_pretrainer=null --layer_analysis=True "
-                                           "--epoch_updates=5 --residual_noise_weight=0.5 --gain_loss_weight=0.5 --noise_floor_frames=21"))
+                                           "--epoch_updates=5 --residual_noise_weight=0.5 --gain_loss_weight=0.5 --noise_floor_frames=21 "
+                                           "--overestimate_weight=2.0"))
     steps = {int(state["step"]) for state in brain.optimizer.state.values()}
     assert steps == {5}
     assert sorted(p.name for p in (out / "hub").glob("*.ckpt")) == ["enhancer.ckpt"]

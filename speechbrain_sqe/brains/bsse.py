@@ -275,13 +275,15 @@ class BSSEBrain(RecipeBrain):
         return enhanced, target, frame_lens
 
     def compute_objectives(self, predictions, batch, stage):
-        """L1 between enhanced and clean log1p magnitudes over the valid frames, plus
+        """L1 between enhanced and clean log1p magnitudes over the valid frames (in training
+        asymmetric when ``overestimate_weight`` != 1: noise left in costs that many times lost speech), plus
         ``log_magnitude_weight`` times the L1 of their log magnitudes and, in training,
         ``residual_noise_weight`` times the noise the mask lets through and ``gain_loss_weight``
         times the distance of the mask's gain to the ideal ratio mask (all 0 by default: the
         reference's loss; validation is always the plain L1, the quantity the checkpoint is picked by)."""
         enhanced, target, frame_lens = predictions[:3]
-        loss = log1p_l1_loss(enhanced, target, frame_lens)
+        overestimate = getattr(self.hparams, "overestimate_weight", 1.0) if stage == sb.Stage.TRAIN else 1.0
+        loss = log1p_l1_loss(enhanced, target, frame_lens, overestimate_weight=overestimate)
         weight = getattr(self.hparams, "log_magnitude_weight", 0.0)
         if weight:
             floor = getattr(self.hparams, "log_magnitude_floor", 1e-3)
