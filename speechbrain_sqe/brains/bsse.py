@@ -6,8 +6,9 @@ it would clip); with probability ``reverb_prob`` the crop is reverberated with a
 manifest), then a training noise is added at an SNR in [``snr_low``, ``snr_high``] dB
 (:class:`~speechbrain.augment.time_domain.AddNoise` on ``noise_train``). The target is the DRY
 clean crop (as the corpus's valid/test pairs: the enhancer also dereverberates). Loss: L1 between
-the masked noisy log1p magnitudes and the clean ones (:func:`~speechbrain_sqe.lobes.bsse.log1p_l1_loss`),
-plus, with ``log_magnitude_weight`` > 0 (not the reference's), the L1 of their log magnitudes
+the masked noisy log1p magnitudes and the clean ones (:func:`~speechbrain_sqe.lobes.bsse.log1p_l1_loss`;
+asymmetric in training with ``overestimate_weight`` != 1, ours: noise left in costs that many times
+speech taken away), plus, with ``log_magnitude_weight`` > 0 (not the reference's), the L1 of their log magnitudes
 (:func:`~speechbrain_sqe.lobes.bsse.log_magnitude_l1_loss`), which counts noise left in pauses, and,
 with ``residual_noise_weight`` > 0 (not the reference's either), the noise the mask lets through in
 every bin (:func:`~speechbrain_sqe.lobes.bsse.residual_noise_loss`; the mixtures' noise is known in

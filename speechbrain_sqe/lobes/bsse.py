@@ -45,7 +45,9 @@ default rather than WavLM Large; the recipe's default mask network is smaller (s
 ``hparams/bsse.yaml``: projection and hidden size 128 instead of 256) so that it trains on a CPU and
 ships under 10 MB with the TERA upstream.
 Options of ours, off by default: ``noise_floor_frames`` adds the spectrum's running noise floor to
-the features (noise-aware training, :mod:`~speechbrain_sqe.lobes.noise_floor`).
+the features (noise-aware training, :mod:`~speechbrain_sqe.lobes.noise_floor`);
+``overestimate_weight`` of :func:`log1p_l1_loss` makes the L1 asymmetric (the shipped model's
+training: noise left in costs twice as much as speech taken away).
 
 Authors: speechbrain-sqe contributors
 """
