@@ -1,6 +1,6 @@
 """Where the shipped VQ enhancer spends its time, and what two alternatives would give.
 
-    python benchmarks/profile_vq_enhancer.py [--files 40] [--threads 1]
+    python benchmarks/profile_vq_enhancer.py [--files 40] [--threads 1] [--model FOLDER]
 
 Writes speech-like files of 5 s (as ``bench_vqscore.py``), enhances them with ``enhance_files`` once
 untimed and once timed (decoding and writing included), prints the torch profiler's operators by
@@ -23,6 +23,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--files", type=int, default=40)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--model", default="vq_enhancer",
+                        help="hub folder or shipped model name (default: the shipped VQ enhancer; the "
+                             "package's default enhancer is BSSE since 2026-12-02)")
     args = parser.parse_args()
     import torch
     from bench_vqscore import make_files
@@ -36,7 +39,7 @@ def main():
     folder = tempfile.mkdtemp()
     paths = make_files(folder, args.files, 5.0)
     outs = [os.path.join(folder, "out", f"{i}.wav") for i in range(len(paths))]
-    model = load_model(None, "enhancement")
+    model = load_model(args.model, "enhancement")
     enhance_files(model, paths[:8], outs[:8], batch_size=8, progress=False)
     start = time.perf_counter()
     enhance_files(model, paths, outs, batch_size=8, progress=False)

@@ -257,6 +257,33 @@ def test_offsets_as_a_head_dimension_or_a_mask(transformer, monkeypatch, time, c
     torch.testing.assert_close(packed * keep, masked * keep, atol=1e-5, rtol=0)
 
 
+def test_small_cpu_heads_are_zero_padded_to_the_fast_width(transformer, monkeypatch):
+    """Heads of 4 dimensions (the fixture's) reach the CPU kernel zero-padded to CPU_HEAD_WIDTH,
+    with or without score offsets, and give the unpadded path's outputs."""
+    from speechbrain_sqe.lobes import local_attention
+
+    widths = []
+    sdpa = local_attention.F.scaled_dot_product_attention
+
+    def recording(q, k, v, **kwargs):
+        widths.append((q.shape[-1], k.shape[-1], v.shape[-1]))
+        return sdpa(q, k, v, **kwargs)
+
+    monkeypatch.setattr(local_attention.F, "scaled_dot_product_attention", recording)
+    x = torch.randn(2, 60, 16)
+    with torch.no_grad():
+        for valid in (None, torch.arange(60)[None] < torch.tensor([[60], [45]])):  # no offsets; padding
+            widths.clear()
+            padded = local_transformer(transformer, x, valid, 20, 10)
+            assert widths == [(local_attention.CPU_HEAD_WIDTH,) * 3] * 2  # one call per layer
+            monkeypatch.setattr(local_attention, "OFFSETS_AS_A_DIMENSION", ())
+            plain = local_transformer(transformer, x, valid, 20, 10)
+            monkeypatch.setattr(local_attention, "OFFSETS_AS_A_DIMENSION", ("cpu",))
+            assert widths[-1] == (4, 4, 4)
+            keep = torch.ones(2, 60, 1, dtype=torch.bool) if valid is None else valid[..., None]
+            torch.testing.assert_close(padded * keep, plain * keep, atol=1e-5, rtol=0)
+
+
 def test_sampled_keys_inside_a_window_are_not_scored_twice(transformer, monkeypatch):
     """97 frames, 4 chunks of 25 without halo, every 8th frame: each chunk holds 3 or 4 of the 13
     sampled frames, so at most 10 are outside; 25 + 10 keys are scored per query, not 25 + 13."""

@@ -36,6 +36,21 @@ def test_kernel_sizes_channels_last_input_and_no_bias():
             torch.testing.assert_close(OverlapSaveConv1d(conv)(x), conv(x), atol=2e-5, rtol=1e-5)
 
 
+def test_exact_under_a_callers_bfloat16_autocast():
+    """Inside torch.autocast the products would come out in bfloat16 and fail to fill the float32
+    buffers; the convolution runs in float32 instead (bfloat16 inputs too)."""
+    torch.manual_seed(0)
+    conv = torch.nn.Conv1d(20, 12, 7, padding=3)
+    x = torch.randn(2, 20, 90)
+    with torch.no_grad():
+        expected = conv(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            from_float, from_bfloat16 = OverlapSaveConv1d(conv)(x), OverlapSaveConv1d(conv)(x.bfloat16())
+    assert from_float.dtype == from_bfloat16.dtype == torch.float32
+    torch.testing.assert_close(from_float, expected, atol=2e-5, rtol=1e-5)
+    torch.testing.assert_close(from_bfloat16, conv(x.bfloat16().float()), atol=2e-5, rtol=1e-5)
+
+
 def test_spectra_follow_weight_updates():
     torch.manual_seed(0)
     conv = torch.nn.Conv1d(4, 3, 7, padding=3)

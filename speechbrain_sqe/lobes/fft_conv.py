@@ -113,7 +113,14 @@ class OverlapSaveConv1d:
 
     def __call__(self, x):
         """Convolves ``x`` ``[batch, C_in, time]`` (any layout; channels-last storage is read
-        without a copy) into ``[batch, C_out, time]``, a transposed view of channels-last storage."""
+        without a copy) into ``[batch, C_out, time]``, a transposed view of channels-last storage.
+
+        Runs in the weights' precision with autocast off: under a caller's ``torch.autocast`` the
+        products would come out in bfloat16 and could not fill the float32 buffers (``out=``), and
+        an exact convolution is this module's point."""
+        if torch.is_autocast_enabled(x.device.type):
+            with torch.autocast(x.device.type, enabled=False):
+                return self(x.to(self.conv.weight.dtype))
         self._prepare()
         batch, channels, frames = x.shape
         step, pad = self.step, self.kernel_size // 2
