@@ -1,6 +1,6 @@
 """Where VQScore scoring spends its time: cProfile of ``score_files`` (decoding included).
 
-    python benchmarks/profile_vqscore.py [--files 200] [--precision bfloat16] [--threads 2]
+    python benchmarks/profile_vqscore.py [--files 200] [--precision float32|bfloat16] [--threads 2]
         [--folder DIR ...]
 
 Writes speech-like files of 5 s (as ``bench_vqscore.py``; ``--folder``: the audio files found there
@@ -22,7 +22,8 @@ sys.path.insert(0, HERE)
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--files", type=int, default=200)
-    parser.add_argument("--precision", default="bfloat16", choices=("float32", "bfloat16"))
+    parser.add_argument("--precision", default="float32", choices=("float32", "bfloat16"),
+                        help="float32 (default, as VQScore and sqe score) or bfloat16 convolutions")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--folder", nargs="+", default=None, metavar="DIR",
