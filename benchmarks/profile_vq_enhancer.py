@@ -25,7 +25,7 @@ def main():
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--model", default="vq_enhancer",
                         help="hub folder or shipped model name (default: the shipped VQ enhancer; the "
-                             "package's default enhancer is BSSE since 2026-12-02)")
+                             "package's default enhancer is BSSE since 2026-12-07)")
     args = parser.parse_args()
     import torch
     from bench_vqscore import make_files

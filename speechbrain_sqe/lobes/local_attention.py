@@ -36,8 +36,9 @@ OFFSETS_AS_A_DIMENSION = ("cpu",)
 #: Head size below which the CPU heads are zero-padded to it (:func:`local_self_attention`): the
 #: CPU flash kernel is fastest at 16 dimensions (the width of one AVX-512 vector), and 8 or 9 cost
 #: it more (one thread, 320 heads x 125 queries x 469 keys on an AVX-512 AMD EPYC: 38.7 ms with 8, 45.5 ms
-#: with 9, 28.7 ms with 16; 17-65 grow about linearly, so larger heads are left as they are).
-#: Zeros add nothing to a score or an output.
+#: with 9, 28.7 ms with 16; 17-65 grow about linearly, so larger heads are left as they are;
+#: ``benchmarks/bench_attention_heads.py`` measures it again). Zeros add nothing to a score or an
+#: output.
 CPU_HEAD_WIDTH = 16
 
 
