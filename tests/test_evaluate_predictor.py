@@ -74,6 +74,15 @@ def test_report_per_file_and_per_system_and_resume(setup, monkeypatch):
     assert ("utterance", "dnsmos_ovrl", "DNSMOS OVRL") not in entries   # not its own predictor
     report = (out / "report.md").read_text()
     assert "| pesq_wb (12) |" in report and "| pesq_wb (3) |" in report
+    # per system, the predictor's mean minus the true mean (the gaming check), its own units only
+    bias = {(e["system"], e["target"], e["predictor"]): e for e in summary["system_bias"]}
+    assert {key[2] for key in bias} == {"tiny"} and len(bias) == 3 * 2   # 3 systems x (pesq_wb, stoi)
+    noisy = [row for row in scores if row["key"].startswith("noisy/")]
+    with open(table, newline="") as stream:
+        true_noisy = [float(row["pesq_wb"]) for row in csv.DictReader(stream) if row["system"] == "noisy"]
+    assert bias[("noisy", "pesq_wb", "tiny")]["bias"] == pytest.approx(
+        np.mean([float(row["tiny_pesq_wb"]) for row in noisy]) - np.mean(true_noisy), abs=1e-9)
+    assert "| pesq_wb | noisy (4) |" in report and "tiny: predicted - true" in report
     assert os.path.getsize(out / "set_agreement.png") > 1000
 
     # Resume: a run killed after some rows scores only the missing ones.

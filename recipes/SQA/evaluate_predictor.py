@@ -13,7 +13,9 @@ column is the path): every system (the noisy input and each enhancer's outputs) 
 NAME=HUB`` (a hub folder of ``hparams/sqa.yaml``; columns ``<NAME>_<metric>``) and with VQScore
 (``--vqscore``, the shipped model by default; ``''`` to skip), resumably (``<output>/<set>_scores.csv``
 keeps the rows already scored), and reports, per true metric and predictor, the utterance-level
-and system-level LCC / SRCC / MSE (:mod:`speechbrain_sqe.analysis.predictor_report`).
+and system-level LCC / SRCC / MSE and, per system, the mean predicted minus the mean true value (an
+enhancer trained against a predictor stands out there: it games it)
+(:mod:`speechbrain_sqe.analysis.predictor_report`).
 
 DNSMOS OVRL and Distill-MOS are the table's own columns (the bench run computed them on the same
 output files); they appear twice: as targets of the learned predictor's pseudo-label heads, and as
@@ -35,7 +37,9 @@ from tqdm import tqdm
 from speechbrain_sqe.analysis.predictor_report import (
     agreement_rows,
     format_agreement_markdown,
+    format_bias_markdown,
     plot_agreement,
+    system_bias_rows,
 )
 from speechbrain_sqe.dataio.audio import AudioLoadError, load_audio
 from speechbrain_sqe.dataio.resumable_csv import ResumableCSV
@@ -182,11 +186,15 @@ def main(argv=None):
         items = predictor_list(rows, names, metrics_by_name, bool(args.vqscore), targets)
         table = agreement_rows(rows, items)
         systems = sorted({row["system"] for row in rows})
-        summary[set_name] = {"files": len(rows), "systems": systems, "agreement": table}
+        bias = system_bias_rows(rows, items)
+        summary[set_name] = {"files": len(rows), "systems": systems, "agreement": table, "system_bias": bias}
         report += [f"## {set_name}: {len(rows)} files, {len(systems)} systems ({', '.join(systems)})", ""]
         order = names + (["VQScore"] if args.vqscore else []) + list(PEER_COLUMNS)
         for level in ("utterance", "system"):
             report += [format_agreement_markdown(table, level, targets, order), ""]
+        if bias:  # a system over-rated far more than the others was likely trained against the predictor
+            report += ["Mean predicted minus mean true value, per system (the learned predictors' own units):", "",
+                       format_bias_markdown(bias, targets, names), ""]
         panels = [(t, f"{names[0]}_{t}", f"{names[0]} predicted {t}") for t in ("pesq_wb", "stoi", "si_sdr")
                   if names and t in targets and t in metrics_by_name[names[0]]]
         if panels:

@@ -8,7 +8,11 @@ its own units, the mean squared error,
 
 - at **utterance** level: over every row (every file of every system), and
 - at **system** level: over the per-system means (:func:`~speechbrain_sqe.metrics.correlation.condition_means`),
-  the ranking of enhancers a user would read off a leaderboard.
+  the ranking of enhancers a user would read off a leaderboard;
+
+and, per system, the mean predicted minus the mean true value (:func:`system_bias_rows`): an
+enhancer trained against a predictor (the SQA-guided one) shows up there as a system the predictor
+over-rates by far more than the others, which the correlations alone hide.
 
 Correlations come from :mod:`speechbrain_sqe.metrics.correlation` (one implementation); this
 module only arranges them into tables, a Markdown report and a scatter plot.
@@ -22,7 +26,7 @@ import numpy as np
 from speechbrain_sqe.metrics.correlation import condition_means, correlation
 from speechbrain_sqe.metrics.registry import finite_values
 
-__all__ = ["agreement_rows", "format_agreement_markdown", "plot_agreement"]
+__all__ = ["agreement_rows", "format_agreement_markdown", "format_bias_markdown", "plot_agreement", "system_bias_rows"]
 
 LEVELS = ("utterance", "system")
 
@@ -81,6 +85,93 @@ def agreement_rows(rows, predictors, system_column="system"):
                 "mse": _mse(predicted, true) if same_units else math.nan,
             })
     return out
+
+
+def system_bias_rows(rows, predictors, system_column="system"):
+    """Per system, the mean true value and each same-units predictor's mean minus it.
+
+    Arguments
+    ---------
+    rows : list of dict
+        One dict per file, as for :func:`agreement_rows`.
+    predictors : list of tuple
+        ``(target, name, column, same_units)`` as for :func:`agreement_rows`; only those with
+        ``same_units`` are compared (a VQScore is on another scale).
+    system_column : str
+        Column naming the system.
+
+    Returns
+    -------
+    list of dict
+        One dict per (system, target, predictor): ``system``, ``target``, ``predictor``, ``n``
+        (files with both values), ``true``, ``predicted`` (means over those files) and ``bias``
+        (``predicted - true``; nan where no file has both).
+
+    Example
+    -------
+    >>> rows = [{"system": "a", "pesq_wb": 1.2, "sqa_pesq_wb": 1.3},
+    ...         {"system": "b", "pesq_wb": 1.4, "sqa_pesq_wb": 4.0}]
+    >>> [(r["system"], round(r["bias"], 2)) for r in system_bias_rows(rows, [("pesq_wb", "ours", "sqa_pesq_wb", True)])]
+    [('a', 0.1), ('b', 2.6)]
+    """
+    groups = {}
+    for row in rows:
+        groups.setdefault(str(row.get(system_column, "")), []).append(row)
+    out = []
+    for system in sorted(groups):
+        for target, name, column, same_units in predictors:
+            if not same_units:
+                continue
+            pairs = [(row.get(column), row.get(target)) for row in groups[system]]
+            pairs = np.asarray([pair for pair in pairs if finite_values(pair).size == 2], dtype=float).reshape(-1, 2)
+            predicted, true = (pairs.mean(0) if len(pairs) else (math.nan, math.nan))
+            out.append({"system": system, "target": target, "predictor": name, "n": len(pairs),
+                        "true": float(true), "predicted": float(predicted), "bias": float(predicted - true)})
+    return out
+
+
+def format_bias_markdown(bias, targets=None, predictors=None):
+    """:func:`system_bias_rows` as one Markdown table: a row per (true metric, system), the mean
+    true value, then ``predicted - true`` per predictor.
+
+    Arguments
+    ---------
+    bias : list of dict
+        :func:`system_bias_rows`' output.
+    targets, predictors : list of str, optional
+        Row and column order (default: first appearance).
+
+    Returns
+    -------
+    str
+        The Markdown table ("" when nothing is comparable).
+
+    Example
+    -------
+    >>> bias = [{"system": "b", "target": "pesq_wb", "predictor": "ours", "n": 1, "true": 1.4,
+    ...          "predicted": 4.0, "bias": 2.6}]
+    >>> print(format_bias_markdown(bias))
+    | true metric | system (n) | true mean | ours: predicted - true |
+    |---|---|---|---|
+    | pesq_wb | b (1) | 1.400 | +2.600 |
+    """
+    if not bias:
+        return ""
+    targets = targets or list(dict.fromkeys(entry["target"] for entry in bias))
+    predictors = predictors or list(dict.fromkeys(entry["predictor"] for entry in bias))
+    found = {(entry["target"], entry["system"], entry["predictor"]): entry for entry in bias}
+    systems = list(dict.fromkeys(entry["system"] for entry in bias))
+    lines = ["| true metric | system (n) | true mean | " + " | ".join(f"{name}: predicted - true" for name in predictors) + " |",
+             "|---" * (len(predictors) + 3) + "|"]
+    for target in targets:
+        for system in systems:
+            entries = [found.get((target, system, name)) for name in predictors]
+            first = next((entry for entry in entries if entry is not None), None)
+            if first is None:
+                continue
+            cells = ["" if entry is None or math.isnan(entry["bias"]) else f"{entry['bias']:+.3f}" for entry in entries]
+            lines.append(f"| {target} | {system} ({first['n']}) | {first['true']:.3f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def _cell(entry):
