@@ -16,7 +16,11 @@ from speechbrain.dataio.batch import PaddedBatch
 
 import train
 from speechbrain_sqe import cli
-from speechbrain_sqe.brains.sqa_guided import SQAGuidedBrain, load_guidance_predictor
+from speechbrain_sqe.brains.sqa_guided import (
+    SQAGuidedBrain,
+    load_guidance_predictor,
+    true_metric_labels,
+)
 from speechbrain_sqe.dataio import pipelines
 from speechbrain_sqe.dataio.manifest import read_manifest
 from speechbrain_sqe.inference.enhancement import BSSEEnhancer
@@ -24,7 +28,11 @@ from speechbrain_sqe.inference.hub import DEFAULT_SOURCES, load_model
 from speechbrain_sqe.inference.quality import LearnedQualityPredictor
 from speechbrain_sqe.lobes.bsse import BSSEModel
 from speechbrain_sqe.lobes.frontend import SpectralFrontEnd
-from speechbrain_sqe.lobes.quality_guidance import QualityGuidanceLoss, si_snr_loss
+from speechbrain_sqe.lobes.quality_guidance import (
+    PredictorRefresh,
+    QualityGuidanceLoss,
+    si_snr_loss,
+)
 from speechbrain_sqe.lobes.sqa_predictor import DEFAULT_METRICS, SQAPredictor
 from speechbrain_sqe.lobes.tera import TERAModel
 
@@ -128,6 +136,38 @@ def test_guidance_weights_and_distances():
     distances = guidance.distances(best)
     assert torch.allclose(distances[0], torch.zeros(6))
     assert torch.allclose(distances[1], torch.tensor([1.0, 1.0, 0.5, 0.0, 0.5, 1.0]))  # SI-SDR: no reward > 30 dB
+
+
+def test_refresh_pulls_a_fooled_predictor_to_the_true_metrics_and_touches_nothing_else():
+    """Guard (iv): outputs the predictor over-rates (here: noisy sines, true STOI and SI-SDR far below
+    its predictions after the head is biased up) get their true labels; refreshing moves the
+    predictions toward them, changes the predictor only, and leaves it frozen between refreshes."""
+    predictor, tera = _tiny_predictor()
+    with torch.no_grad():
+        predictor.head.bias.add_(3.0)  # a predictor that rates everything near the top: "fooled"
+    guidance = QualityGuidanceLoss(predictor, tera, weights={"stoi": 1.0, "si_sdr": 1.0})
+    upstream_before = {k: v.clone() for k, v in tera.state_dict().items()}
+    noisy, clean = _pairs(batch=4, samples=16000)
+    noisy = clean + 1.5 * (noisy - clean)
+    metrics = guidance.metrics
+    limits = [(low, high) for low, high in predictor.ranges]
+    limits[metrics.index("si_sdr")] = (-30.0, 50.0)
+    labels = true_metric_labels(noisy, clean, torch.ones(4), metrics, ["stoi", "si_sdr"], limits)
+    refreshed = [metrics.index("stoi"), metrics.index("si_sdr")]
+    assert labels[:, refreshed].isfinite().all() and labels[:, [metrics.index("pesq_wb")]].isnan().all()
+
+    def error():
+        with torch.no_grad():
+            predicted = guidance.predict(noisy)
+        return float(((predicted - labels)[:, refreshed] / torch.tensor(predictor.scales)[refreshed]).abs().mean())
+
+    refresh = PredictorRefresh(guidance, lr=0.003)
+    start = error()
+    losses = [refresh.step(noisy, labels) for _ in range(30)]
+    assert error() < 0.5 * start, (start, error())
+    assert losses[-1] < losses[0] and refresh.steps == 30
+    assert all(torch.equal(upstream_before[k], v) for k, v in tera.state_dict().items())
+    assert not any(p.requires_grad for p in guidance.parameters())  # frozen again for the enhancer's step
 
 
 # ---------------------------------------------------------------------------------- the Brain's losses
@@ -243,6 +283,34 @@ def runs(tmp_path_factory):
                                            "--adapt_valid_files=1 --monitor_metric=vqscore"))
     return {"data": data, "out": out, "adapted": adapted, "brain": brain, "read": read, "noisy": noisy_folder,
             "predictor": predictor, "adapt_start": adapt["restored"]}
+
+
+REFRESH = "--predictor_refresh=True --guidance_weights={dnsmos_ovrl: 0.0, distillmos: 0.0} --refresh_batch_size=2"
+
+
+def test_refreshed_adaptation_resumes_with_its_refreshed_predictor_and_reports_with_the_loaded_one(runs):
+    """Guard (iv) end to end, adapt stage: 1 epoch, then resumed to 2: the refresh's predictor and
+    optimizer come back from the checkpoint (its update count continues), the log has the refresh
+    loss each epoch, and the gaming check is made by the predictor as loaded, not the refreshed one."""
+    data, predictor = runs["data"], runs["predictor"]
+    out = runs["adapted"].parent / "refreshed"
+    args = (f"--stage=adapt --guidance=predictor --predictor_source={predictor} --init_from={runs['out'] / 'hub'} "
+            f"--adapt_data={runs['noisy']} --adapt_valid_files=1 {REFRESH}")
+    first = train.main(_args(data, out, 1, args))
+    steps = first.refresh.steps
+    assert steps >= 1
+    brain = train.main(_args(data, out, 2, args))
+    assert len(_log(out, "refresh_loss")) == 2 and len(_log(out, "train loss")) == 2
+    assert brain.refresh.steps > steps  # continued from the checkpoint's count, not from 0
+    loaded = load_guidance_predictor(predictor).mods.predictor.state_dict()
+    refreshed = brain.guidance.predictor.state_dict()
+    assert any(not torch.equal(loaded[k], refreshed[k]) for k in loaded)  # the refresh changed it
+    judged = brain.judge.predictor.state_dict()
+    assert all(torch.equal(loaded[k], judged[k]) for k in loaded)  # the report's judge did not
+    assert "predictor refresh" in (out / "hub" / "README.md").read_text()
+    with pytest.raises(ValueError, match="distillmos a weight > 0 but predictor_refresh does not refresh"):
+        train.main(_args(data, out.parent / "gameable", 1,
+                         f"{args} --guidance_weights={{dnsmos_ovrl: 0.0, distillmos: 1.0}}"))
 
 
 def test_predictor_guided_run_resumes_reports_predicted_vs_true_and_exports(runs, tmp_path):

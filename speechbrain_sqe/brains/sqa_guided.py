@@ -27,7 +27,18 @@ predictor, each a YAML option so it can be ablated:
   synthesise any);
 - (iii) ``monitor_metric``: a second quality signal independent of the predictor (a non-intrusive
   metric of the registry: ``vqscore``, ``dnsmos_ovrl``...; null: none), measured on the validation
-  outputs and used for checkpoint selection and logging only, never as a training loss.
+  outputs and used for checkpoint selection and logging only, never as a training loss;
+- (iv) ``predictor_refresh`` (off by default; both stages): MetricGAN's guard. Before each enhancer
+  update the predictor is fine-tuned (:class:`~speechbrain_sqe.lobes.quality_guidance.PredictorRefresh`)
+  on the enhancer's current outputs, and the noisy inputs, of ``refresh_batch_size`` paired TRAINING
+  mixtures (the corpus's ``train_clean`` crops mixed on the fly as stage ``train`` mixes them),
+  labelled with their true ``refresh_metrics`` against the dry clean crop: an output that fools the
+  predictor becomes an example that corrects it. Only the cheap intrusive metrics are refreshed
+  (DNSMOS and Distill-MOS cost about 0.2 s a crop on the CPU), and a guided metric that is not
+  refreshed stays gameable, so it is refused: give it guidance weight 0. In the adapt stage the
+  ENHANCER's loss still uses no reference; the refresh is the one part that reads clean training
+  speech (the predictor's own kind of training data). The report's predicted-vs-true check uses
+  the predictor as loaded (the refreshed one would grade its own corrections).
 
 Checkpoint selection (``selection_key``; ``auto`` by default): in ``train``, the highest true SI-SNR
 of the validation pairs (the corpus's valid split, never trained on; the same key for (a), (b) and
@@ -36,7 +47,8 @@ of the validation pairs (the corpus's valid split, never trained on; the same ke
 validation loss (predictor loss plus anchor on the held-out noisy files: the predictor grading its
 own pupil, so the monitor is the recommended choice). The adapt stage never reads a clean file:
 its datasets yield ``noisy_sig`` only (the manifests written for it have no clean column) and
-:meth:`SQAGuidedBrain.compute_forward` refuses a batch that carries a clean signal.
+:meth:`SQAGuidedBrain.compute_forward` refuses a batch that carries a clean signal (with
+``predictor_refresh`` the refresh, and only it, reads the corpus's clean training speech).
 
 Test report: the corpus's noisy test split (paired; not the adaptation data) enhanced by the kept
 model and scored by the metric runner with ``test_metrics`` (true PESQ/STOI/ESTOI/SI-SDR against the
@@ -62,6 +74,7 @@ from speechbrain.utils.distributed import run_on_main
 from speechbrain_sqe.analysis.enhancement_report import format_enhancement_markdown
 from speechbrain_sqe.analysis.quality_report import rows_by_id
 from speechbrain_sqe.brains.bsse import BSSEBrain
+from speechbrain_sqe.brains.sqa import label_limits
 from speechbrain_sqe.dataio.audio import load_audio
 from speechbrain_sqe.dataio.files import find_audio_files
 from speechbrain_sqe.dataio.manifest import (
@@ -69,12 +82,16 @@ from speechbrain_sqe.dataio.manifest import (
     read_manifest,
     write_manifest,
 )
-from speechbrain_sqe.dataio.pipelines import unpaired_noisy_dataset
+from speechbrain_sqe.dataio.pipelines import (
+    clean_speech_dataset,
+    unpaired_noisy_dataset,
+)
 from speechbrain_sqe.inference.enhancement import BSSEEnhancer, keep_speech_level
 from speechbrain_sqe.inference.hub import InterfaceError, load_model
 from speechbrain_sqe.inference.quality import LearnedQualityPredictor
 from speechbrain_sqe.lobes.bsse import bsse_forward, log1p_l1_loss
 from speechbrain_sqe.lobes.quality_guidance import (
+    PredictorRefresh,
     QualityGuidanceLoss,
     freeze,
     si_snr_loss,
@@ -202,13 +219,64 @@ def write_adapt_manifests(files, folder, valid_count):
     return train, valid
 
 
+def true_metric_labels(estimates, references, lengths, metrics, refreshed, limits, sample_rate=16000):
+    """True metric values of a padded batch as predictor labels ``[batch, metrics]``: the
+    ``refreshed`` metrics computed by the metric registry against ``references`` on each utterance's
+    valid samples and clipped to ``limits``; NaN for the other metrics and where a metric fails
+    (e.g. PESQ on a crop without speech).
+
+    Arguments
+    ---------
+    estimates, references : torch.Tensor
+        ``[batch, samples]``.
+    lengths : torch.Tensor
+        Relative lengths ``[batch]``.
+    metrics : list of str
+        The predictor's metrics, in its output order.
+    refreshed : list of str
+        The metrics to compute (a subset of ``metrics``).
+    limits : list of tuple
+        ``(low, high)`` per metric (None: not clipped), as :func:`~speechbrain_sqe.brains.sqa.label_limits`.
+    sample_rate : int
+        Their rate.
+
+    Returns
+    -------
+    torch.Tensor
+        ``[batch, metrics]`` float32 on the CPU.
+
+    Example
+    -------
+    >>> clean = torch.sin(torch.arange(16000) / 5.0).repeat(2, 1)
+    >>> noisy = clean + 0.5 * torch.randn(2, 16000)
+    >>> labels = true_metric_labels(noisy, clean, torch.ones(2), ["pesq_wb", "si_sdr"], ["si_sdr"],
+    ...                             [(1.0, 4.5), (-30.0, 50.0)])
+    >>> labels.shape, bool(labels[:, 0].isnan().all()), bool((labels[:, 1] > 0).all())
+    (torch.Size([2, 2]), True, True)
+    """
+    estimates, references = estimates.detach().float().cpu(), references.detach().float().cpu()
+    counts = torch.round(lengths.float().cpu() * estimates.shape[1]).long().tolist()
+    labels = torch.full((estimates.shape[0], len(metrics)), math.nan)
+    for row, count in enumerate(counts):
+        values, _ = try_compute_metrics(references[row, :count], estimates[row, :count], list(refreshed), sample_rate)
+        for column, name in enumerate(metrics):
+            value = values.get(name)
+            if value is None or not math.isfinite(float(value)):
+                continue
+            low, high = limits[column]
+            value = float(value) if low is None else max(float(value), low)
+            labels[row, column] = value if high is None else min(value, high)
+    return labels
+
+
 class SQAGuidedBrain(BSSEBrain):
     """BSSE trained or adapted by a learned quality predictor (see the module docstring).
 
     ``hparams`` besides BSSE's: ``stage``, ``guidance``, ``sisnr_weight``, ``sisnr_scale``,
     ``predictor_weight``, ``predictor_source``, ``guidance_weights``, ``guidance_targets``,
     ``init_from``, ``adapt_data``, ``adapt_valid_files``, ``adapt_folder``, ``anchor_weight``,
-    ``monitor_metric``, ``selection_key``.
+    ``monitor_metric``, ``selection_key``, ``predictor_refresh``, ``refresh_metrics``, ``refresh_lr``,
+    ``refresh_every``, ``refresh_batch_size``, ``refresh_noisy``, ``refresh_label_limits``.
     """
 
     # ------------------------------------------------------------------ settings
@@ -243,6 +311,20 @@ class SQAGuidedBrain(BSSEBrain):
         if metric and (metric not in METRICS or METRICS[metric].needs_reference):
             raise ValueError(f"monitor_metric {metric!r} must be a non-intrusive metric of the registry "
                              "(vqscore, dnsmos_ovrl, distillmos...)")
+        if self.refreshing:
+            if hp.guidance == "sisnr":
+                raise ValueError("predictor_refresh refreshes the guiding predictor: it needs --guidance=predictor or both")
+            unknown = [name for name in hp.refresh_metrics if name not in METRICS]
+            if unknown or not hp.refresh_metrics:
+                raise ValueError(f"refresh_metrics must name metrics of the registry, got {list(hp.refresh_metrics)}")
+            if torch.distributed.is_initialized():
+                raise NotImplementedError("predictor_refresh under DDP is not supported yet (each rank would "
+                                          "refresh its own copy of the predictor): one process")
+
+    @property
+    def refreshing(self):
+        """Whether the guiding predictor is refreshed on the enhancer's outputs (guard iv)."""
+        return bool(getattr(self.hparams, "predictor_refresh", False))
 
     def selection(self):
         """The validation statistic that picks the checkpoint (see the module docstring)."""
@@ -290,6 +372,78 @@ class SQAGuidedBrain(BSSEBrain):
                                                 weights=hp.guidance_weights, targets=hp.guidance_targets
                                                 ).to(self.device)
             self.predictor_source = hp.predictor_source
+        # The predictor as loaded judges the report; a refreshed one is a copy that learns.
+        self.judge = self.guidance
+        self.refresh = None
+        if self.refreshing:
+            self.prepare_refresh(manifests)
+
+    def prepare_refresh(self, manifests):
+        """Guard (iv): the refreshed copy of the predictor, its optimizer (a checkpoint recoverable)
+        and the stream of paired training crops it learns from."""
+        hp = self.hparams
+        metrics = self.guidance.metrics
+        missing = [name for name in hp.refresh_metrics if name not in metrics]
+        if missing:
+            raise ValueError(f"refresh_metrics {missing}: the predictor does not predict them (it predicts "
+                             f"{', '.join(metrics)})")
+        weights = dict(zip(metrics, self.guidance.weights.tolist()))
+        gameable = [name for name, weight in weights.items() if weight > 0 and name not in hp.refresh_metrics]
+        if gameable:
+            raise ValueError(f"guidance_weights give {', '.join(gameable)} a weight > 0 but predictor_refresh does "
+                             f"not refresh them (refresh_metrics: {list(hp.refresh_metrics)}), so the enhancer could "
+                             "still game them: give them weight 0 or refresh them")
+        self.guidance = QualityGuidanceLoss(copy.deepcopy(self.judge.predictor), self.judge.upstream,
+                                            weights=hp.guidance_weights, targets=hp.guidance_targets
+                                            ).to(self.device)
+        self.refresh = PredictorRefresh(self.guidance, lr=hp.refresh_lr)
+        if self.checkpointer is not None:
+            self.checkpointer.add_recoverable("predictor_refresh", self.refresh)
+        predictor = self.guidance.predictor
+        self.refresh_limits = label_limits(metrics, predictor.ranges, hp.refresh_label_limits)
+        dataset = clean_speech_dataset(manifests["train_clean"], hp.sample_rate, hp.crop_seconds, hp.gain_range)
+        generator = torch.Generator().manual_seed(int(hp.seed) + 7919)
+        self.refresh_stream = self._cycle(torch.utils.data.DataLoader(
+            dataset, batch_size=int(hp.refresh_batch_size), shuffle=True, generator=generator,
+            collate_fn=sb.dataio.batch.PaddedBatch))
+        self.refresh_losses = []
+        logger.info("Predictor refresh: %s on %s training crops before every %s update(s), lr %s",
+                    ", ".join(hp.refresh_metrics), hp.refresh_batch_size, hp.refresh_every, hp.refresh_lr)
+
+    @staticmethod
+    def _cycle(loader):
+        """The loader's batches, pass after pass (a new shuffle each pass)."""
+        while True:
+            yield from loader
+
+    def refresh_predictor(self):
+        """One refresh (guard iv): the enhancer's outputs of fresh paired training crops, and their
+        noisy inputs, labelled with their true metrics; one predictor update. Returns its loss."""
+        hp = self.hparams
+        batch = next(self.refresh_stream).to(self.device)
+        clean, lens = batch.sig
+        frontend = hp.frontend
+        with torch.no_grad():
+            noisy = self.corrupt(clean, lens)
+            if not self.trains_ssl:
+                self.module("ssl").eval()
+            _, enhanced, _ = bsse_forward(self.modules["enhancer"], frontend, noisy, lens, self.modules["ssl"])
+            wavs = frontend.resynthesize(enhanced, noisy, lens)
+        references, lengths = clean, lens
+        if hp.refresh_noisy:
+            wavs, references, lengths = torch.cat([wavs, noisy]), torch.cat([clean, clean]), torch.cat([lens, lens])
+        labels = true_metric_labels(wavs, references, lengths, self.guidance.metrics, hp.refresh_metrics,
+                                    self.refresh_limits, hp.sample_rate)
+        loss = self.refresh.step(wavs, labels, lengths)
+        self.refresh_losses.append(loss)
+        return loss
+
+    def fit_batch(self, batch):
+        """The predictor's refresh (guard iv, every ``refresh_every`` updates), then SpeechBrain's
+        update of the enhancer against the refreshed predictor (MetricGAN's alternation)."""
+        if self.refresh is not None and (self.step - 1) % max(1, int(self.hparams.refresh_every)) == 0:
+            self.refresh_predictor()
+        return super().fit_batch(batch)
 
     def starting_source(self):
         """``init_from``; in the adapt stage without it, the BSSE shipped in the package."""
@@ -297,8 +451,10 @@ class SQAGuidedBrain(BSSEBrain):
 
     # ------------------------------------------------------------------ training
     def on_stage_start(self, stage, epoch=None):
-        """Starts collecting the validation statistics."""
+        """Starts collecting the validation statistics (and, training, the refresh losses)."""
         self.collected = {"si_snr": [], "monitor": [], "predictions": [], "terms": {}}
+        if stage == sb.Stage.TRAIN and getattr(self, "refresh", None) is not None:
+            self.refresh_losses = []
 
     def compute_forward(self, batch, stage):
         """The enhanced log1p magnitudes and waveform (and the anchor's, and the clean target)."""
@@ -388,6 +544,10 @@ class SQAGuidedBrain(BSSEBrain):
         if self.collected["predictions"]:
             means = torch.cat(self.collected["predictions"]).mean(dim=0).tolist()
             stats.update({f"pred_{name}": round(value, 4) for name, value in zip(self.guidance.metrics, means)})
+        if stage == sb.Stage.VALID and getattr(self, "refresh", None) is not None and self.refresh_losses:
+            # The refresh's mean loss over the epoch's updates (before each update): how far the
+            # enhancer's latest outputs had moved from what the predictor knew.
+            stats["refresh_loss"] = round(sum(self.refresh_losses) / len(self.refresh_losses), 5)
         return stats
 
     def test_best(self, test_set):
@@ -425,7 +585,7 @@ class SQAGuidedBrain(BSSEBrain):
             for uid, row in rows.items():
                 path = row["noisy_wav"] if folder is None else os.path.join(folder, f"{uid}.wav")
                 wav = load_audio(path, hp.sample_rate).unsqueeze(0).to(self.device)
-                predicted = self.guidance.predict(wav)[0].cpu().tolist()
+                predicted = self.judge.predict(wav)[0].cpu().tolist()
                 entry = {"system": name, "id": uid}
                 for metric, value in zip(metrics, predicted):
                     cell = true.get((name, uid), {}).get(metric, "")
@@ -464,7 +624,9 @@ class SQAGuidedBrain(BSSEBrain):
         hp = self.hparams
         results = f"Noisy test split ({manifests['test']}):\n\n{format_enhancement_markdown(report)}"
         if report.get("predicted_vs_true"):
-            results += ("\n\nThe guiding predictor's predictions vs the true metrics (test split means):\n\n"
+            judge = ("The guiding predictor as loaded (the refresh trained a copy of it)" if self.refresh is not None
+                     else "The guiding predictor")
+            results += (f"\n\n{judge}: its predictions vs the true metrics (test split means):\n\n"
                         + format_predicted_vs_true(report["predicted_vs_true"]))
         facts = {"stage": hp.stage, "guidance": self.mode,
                  "predictor": str(hp.predictor_source) if self.guidance is not None else "none",
@@ -473,6 +635,10 @@ class SQAGuidedBrain(BSSEBrain):
                  "epochs": str(hp.number_of_epochs)}
         if self.mode != "sisnr":
             facts["guidance weights"] = str(dict(hp.guidance_weights or {}))
+        if self.refresh is not None:
+            facts["predictor refresh"] = (f"{', '.join(hp.refresh_metrics)} on {hp.refresh_batch_size} paired training "
+                                          f"crops every {hp.refresh_every} update(s), lr {hp.refresh_lr}"
+                                          + (", noisy inputs too" if hp.refresh_noisy else ""))
         if self.adapting:
             facts["adaptation data"] = f"{hp.adapt_data} (noisy only; {hp.adapt_valid_files} held out for validation)"
             facts["anchor weight"] = str(hp.anchor_weight)
@@ -482,8 +648,10 @@ class SQAGuidedBrain(BSSEBrain):
         return self.build_card(
             "SQA-guided BSSE enhancer", BSSEEnhancer,
             "Speech enhancement by BSSE's BLSTM mask over the log1p spectrum (and weighted SSL layers), trained\n"
-            f"with guidance '{self.mode}' (stage '{hp.stage}'): SI-SNR and/or the distance of a frozen learned\n"
-            "quality predictor's predictions to each metric's best value; resynthesis with the noisy phase.",
+            f"with guidance '{self.mode}' (stage '{hp.stage}'): SI-SNR and/or the distance of a learned quality\n"
+            "predictor's predictions to each metric's best value (the predictor "
+            + ("refreshed on the enhancer's outputs with their true metrics as it trains"
+               if self.refresh is not None else "frozen") + "); resynthesis with the noisy phase.",
             'model.enhance_file("noisy.wav", output_path="enhanced.wav")',
             manifests, results, facts,
         )

@@ -44,12 +44,18 @@ Authors: speechbrain-sqe contributors
 
 import torch
 from speechbrain.nnet.losses import cal_si_snr
+from speechbrain.utils.checkpoints import (
+    mark_as_loader,
+    mark_as_saver,
+    register_checkpoint_hooks,
+)
 from torch import nn
 
 from speechbrain_sqe.lobes.bsse import ssl_hidden_states
 from speechbrain_sqe.lobes.sqa_predictor import UNBOUNDED_SCALES
 
 __all__ = [
+    "PredictorRefresh",
     "QualityGuidanceLoss",
     "freeze",
     "guidance_targets",
@@ -211,6 +217,110 @@ class QualityGuidanceLoss(nn.Module):
         weights = self.weights.to(predictions.dtype)
         loss = (self.distances(predictions).mean(dim=0) * weights).sum() / weights.sum()
         return loss, predictions.detach()
+
+
+@register_checkpoint_hooks
+class PredictorRefresh:
+    """Keeps a guidance predictor honest: fine-tunes it on the enhancer's CURRENT outputs with their
+    true metric values (MetricGAN's discriminator step, applied to a multi-metric predictor).
+
+    A frozen predictor can be gamed: the enhancer finds outputs the predictor scores high that are
+    not better (the project measured predicted PESQ 4.2 against 1.45 true). MetricGAN (Fu et al.,
+    2019; MetricGAN+, 2021) avoids this by training its metric-predicting discriminator, in turn with
+    the generator, on the generator's latest outputs and on the noisy inputs, labelled by the true
+    metric: an output that fools the predictor becomes a training example that corrects it. Here
+    the predictor is :class:`QualityGuidanceLoss`'s; its upstream stays frozen (the hidden states are
+    computed without a graph), only the predictor's own parameters are updated, by AdamW, gradients
+    clipped, with the predictor's own masked scaled MSE (:meth:`SQAPredictor.loss`): a metric whose
+    label is NaN (not refreshed) adds nothing. Between refreshes the predictor is frozen again, so
+    the enhancer's step treats it as constant. Dropout stays off (the predictor stays in eval mode,
+    as in its guidance). What is ours: the multi-metric predictor as the discriminator, the
+    fine-tuning of a pretrained one (MetricGAN trains its own from scratch), the learning rate (the
+    URGENT 2026 predictor's 3e-5 by default). A SpeechBrain checkpoint recoverable (the predictor's
+    weights and the optimizer's state), so an interrupted run resumes with its refreshed predictor.
+
+    Arguments
+    ---------
+    guidance : QualityGuidanceLoss
+        The guidance whose predictor is refreshed (its upstream is never trained).
+    lr : float
+        AdamW's learning rate.
+    clip : float
+        Gradient norm clip.
+
+    Example
+    -------
+    >>> from speechbrain_sqe.lobes.sqa_predictor import SQAPredictor
+    >>> from speechbrain_sqe.lobes.tera import TERAModel
+    >>> _ = torch.manual_seed(0)
+    >>> tera = TERAModel(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32)
+    >>> predictor = SQAPredictor(["pesq_wb", "stoi"], ssl_layers=2, ssl_size=16, d_model=16,
+    ...                          num_layers=1, num_heads=2, ffn_size=32)
+    >>> guidance = QualityGuidanceLoss(predictor, tera)
+    >>> refresh = PredictorRefresh(guidance, lr=0.01)
+    >>> wavs = torch.randn(4, 8000)                                  # enhanced outputs [batch, samples]
+    >>> labels = torch.tensor([[1.2, float("nan")]] * 4)            # their true PESQ; STOI not refreshed
+    >>> losses = [refresh.step(wavs, labels) for _ in range(20)]
+    >>> losses[-1] < losses[0], predictor.head.weight.requires_grad  # closer to the labels; frozen again
+    (True, False)
+    """
+
+    def __init__(self, guidance, lr=3e-5, clip=1.0):
+        self.guidance = guidance
+        self.predictor = guidance.predictor
+        self.clip = float(clip)
+        self.optimizer = torch.optim.AdamW(self.predictor.parameters(), lr=float(lr))
+        self.steps = 0
+
+    def step(self, wavs, labels, lengths=None):
+        """One update of the predictor toward ``labels`` on ``wavs`` (no graph to ``wavs``).
+
+        Arguments
+        ---------
+        wavs : torch.Tensor
+            ``[batch, samples]`` (detached here).
+        labels : torch.Tensor
+            ``[batch, metrics]`` true values in the predictor's metric order, NaN where missing.
+        lengths : torch.Tensor, optional
+            Relative lengths ``[batch]``.
+
+        Returns
+        -------
+        float
+            The loss before the update (the predictor's scaled MSE on this batch).
+        """
+        wavs = wavs.detach()
+        parameters = list(self.predictor.parameters())
+        with torch.no_grad():  # the upstream is never trained: its states need no graph
+            states, ssl_frames = ssl_hidden_states(self.guidance.upstream, wavs, lengths)
+        with torch.enable_grad():
+            for parameter in parameters:
+                parameter.requires_grad_(True)
+            try:
+                predictions = self.predictor(states, ssl_frames, wavs, lengths)
+                loss, _ = self.predictor.loss(predictions, labels.to(predictions.device))
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(parameters, self.clip)
+                self.optimizer.step()
+            finally:
+                self.optimizer.zero_grad(set_to_none=True)
+                for parameter in parameters:
+                    parameter.requires_grad_(False)
+        self.steps += 1
+        return float(loss.detach())
+
+    @mark_as_saver
+    def _save(self, path):
+        torch.save({"predictor": self.predictor.state_dict(), "optimizer": self.optimizer.state_dict(),
+                    "steps": self.steps}, path)
+
+    @mark_as_loader
+    def _recover(self, path, end_of_epoch=True):
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        self.predictor.load_state_dict(state["predictor"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.steps = int(state["steps"])
 
 
 def si_snr_values(estimate, target, lengths=None):
