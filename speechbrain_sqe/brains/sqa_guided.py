@@ -69,6 +69,8 @@ import os
 
 import speechbrain as sb
 import torch
+from speechbrain.dataio.dataloader import make_dataloader
+from speechbrain.dataio.sampler import ReproducibleRandomSampler
 from speechbrain.utils.distributed import run_on_main
 
 from speechbrain_sqe.analysis.enhancement_report import format_enhancement_markdown
@@ -401,20 +403,25 @@ class SQAGuidedBrain(BSSEBrain):
             self.checkpointer.add_recoverable("predictor_refresh", self.refresh)
         predictor = self.guidance.predictor
         self.refresh_limits = label_limits(metrics, predictor.ranges, hp.refresh_label_limits)
+        # SpeechBrain's loader (PaddedBatch) over its seeded sampler, a new order each pass. After a
+        # resume the stream starts again from its first pass (random crops either way); the
+        # predictor and its optimizer come back from the checkpoint.
         dataset = clean_speech_dataset(manifests["train_clean"], hp.sample_rate, hp.crop_seconds, hp.gain_range)
-        generator = torch.Generator().manual_seed(int(hp.seed) + 7919)
-        self.refresh_stream = self._cycle(torch.utils.data.DataLoader(
-            dataset, batch_size=int(hp.refresh_batch_size), shuffle=True, generator=generator,
-            collate_fn=sb.dataio.batch.PaddedBatch))
+        sampler = ReproducibleRandomSampler(dataset, seed=int(hp.seed) + 7919)
+        self.refresh_stream = self._passes(
+            make_dataloader(dataset, batch_size=int(hp.refresh_batch_size), sampler=sampler), sampler)
         self.refresh_losses = []
         logger.info("Predictor refresh: %s on %s training crops before every %s update(s), lr %s",
                     ", ".join(hp.refresh_metrics), hp.refresh_batch_size, hp.refresh_every, hp.refresh_lr)
 
     @staticmethod
-    def _cycle(loader):
-        """The loader's batches, pass after pass (a new shuffle each pass)."""
+    def _passes(loader, sampler):
+        """The loader's batches, pass after pass (the sampler's order of each pass its own)."""
+        epoch = 0
         while True:
+            sampler.set_epoch(epoch)
             yield from loader
+            epoch += 1
 
     def refresh_predictor(self):
         """One refresh (guard iv): the enhancer's outputs of fresh paired training crops, and their
