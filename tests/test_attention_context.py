@@ -257,6 +257,35 @@ def test_offsets_as_a_head_dimension_or_a_mask(transformer, monkeypatch, time, c
     torch.testing.assert_close(packed * keep, masked * keep, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("stride", [0, 4])
+def test_cpu_rows_in_groups_give_the_one_call_outputs(transformer, monkeypatch, stride):
+    """With a gather budget of one row's keys, the CPU path runs the kernel once per batch row
+    (buffers glibc reuses instead of mapping afresh): same outputs and gradients as one call."""
+    from speechbrain_sqe.lobes import local_attention
+
+    calls = []
+    sdpa = local_attention.F.scaled_dot_product_attention
+
+    def recording(q, k, v, **kwargs):
+        calls.append(q.shape[0])
+        return sdpa(q, k, v, **kwargs)
+
+    monkeypatch.setattr(local_attention.F, "scaled_dot_product_attention", recording)
+    x = torch.randn(3, 90, 16, requires_grad=True)
+    valid = torch.arange(90)[None] < torch.tensor([90, 71, 40])[:, None]
+    keep = valid[..., None]
+    whole = local_transformer(transformer.eval(), x, valid, 20, 10, stride)
+    (grad_whole,) = torch.autograd.grad((whole * keep).square().sum(), x)
+    assert calls == [3 * 5] * 2  # 5 chunks of 18 frames per row, one call per layer
+    monkeypatch.setattr(local_attention, "GATHER_BYTES", 1)
+    calls.clear()
+    grouped = local_transformer(transformer, x, valid, 20, 10, stride)
+    (grad_grouped,) = torch.autograd.grad((grouped * keep).square().sum(), x)
+    assert calls == [5] * 6  # each row alone, in both layers
+    torch.testing.assert_close(grouped * keep, whole * keep, atol=1e-6, rtol=0)
+    torch.testing.assert_close(grad_grouped, grad_whole, atol=1e-5, rtol=1e-5)
+
+
 def test_small_cpu_heads_are_zero_padded_to_the_fast_width(transformer, monkeypatch):
     """Heads of 4 dimensions (the fixture's) reach the CPU kernel zero-padded to CPU_HEAD_WIDTH,
     with or without score offsets, and give the unpadded path's outputs."""

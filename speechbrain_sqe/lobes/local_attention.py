@@ -41,6 +41,11 @@ OFFSETS_AS_A_DIMENSION = ("cpu",)
 #: output.
 CPU_HEAD_WIDTH = 16
 
+#: Most bytes of gathered keys (and as many of values) per call of the CPU kernel: the batch's rows
+#: go through it in groups below this, whose buffers glibc's heap reuses from call to call instead of
+#: mapping (and page-faulting) them afresh (:mod:`speechbrain_sqe.utils.allocator`).
+GATHER_BYTES = 16 * 1024 * 1024
+
 
 def chunk_layout(time, chunk, halo=0):
     """Equal chunks of at most ``chunk`` frames over ``time`` frames, and each chunk's key window.
@@ -183,20 +188,38 @@ def local_self_attention(attention, x, valid, chunk, halo=0, stride=0):
         # instead of a float mask, which made the CPU flash kernel about 7 % slower (and building
         # the mask cost as much again); heads below CPU_HEAD_WIDTH are zero-padded to it.
         width_of_heads = max(CPU_HEAD_WIDTH, head_dim + (bias is not None))
-        packed = projected.new_zeros(batch, chunks * size, 3, heads, width_of_heads)
-        packed[:, :time, :, :, :head_dim] = projected
-        if bias is not None:
-            packed[:, :, 0, :, head_dim] = 1.0
-        q, k, v = packed.unbind(2)
-        q = q.reshape(batch, chunks, size, heads, -1).transpose(2, 3).flatten(0, 1)
-        k, v = k[:, keys], v[:, keys]  # [batch, chunks, keys, heads, width_of_heads]
-        scale = head_dim**-0.5
-        if bias is not None:
-            k[..., head_dim] = (bias / scale).unsqueeze(-1)
-        k, v = (t.transpose(2, 3).flatten(0, 1) for t in (k, v))
-        out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=scale)[..., :head_dim]
+        # A few rows at a time, so that each row group's gathered keys and values stay below
+        # GATHER_BYTES: larger buffers are fresh memory mappings for glibc (above its 32 MiB mmap
+        # threshold, see speechbrain_sqe.utils.allocator), page-faulted in at every call.
+        row_bytes = chunks * width * heads * width_of_heads * projected.element_size()
+        rows = max(1, GATHER_BYTES // row_bytes)
+        outs = []
+        for first in range(0, batch, rows):
+            part = slice(first, first + rows)
+            outs.append(_flash_with_offsets(projected[part], keys, None if bias is None else bias[part],
+                                            chunks, size, width_of_heads, dropout))
+        out = outs[0] if len(outs) == 1 else torch.cat(outs)
     out = out.reshape(batch, chunks, heads, size, -1).transpose(2, 3).reshape(batch, chunks * size, dim)
     return attention.out_proj(out[:, :time])
+
+
+def _flash_with_offsets(projected, keys, bias, chunks, size, width_of_heads, dropout):
+    """The CPU path of :func:`local_self_attention` for some batch rows: heads zero-padded to
+    ``width_of_heads``, each key's score offset (``bias`` ``[rows, chunks, keys]``, or None) in
+    the dimension after the heads' own; returns ``[rows * chunks, heads, size, head_dim]``."""
+    batch, time, _, heads, head_dim = projected.shape
+    packed = projected.new_zeros(batch, chunks * size, 3, heads, width_of_heads)
+    packed[:, :time, :, :, :head_dim] = projected
+    if bias is not None:
+        packed[:, :, 0, :, head_dim] = 1.0
+    q, k, v = packed.unbind(2)
+    q = q.reshape(batch, chunks, size, heads, -1).transpose(2, 3).flatten(0, 1)
+    k, v = k[:, keys], v[:, keys]  # [batch, chunks, keys, heads, width_of_heads]
+    scale = head_dim**-0.5
+    if bias is not None:
+        k[..., head_dim] = (bias / scale).unsqueeze(-1)
+    k, v = (t.transpose(2, 3).flatten(0, 1) for t in (k, v))
+    return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=scale)[..., :head_dim]
 
 
 def local_transformer(transformer, x, valid, chunk, halo=0, stride=0):
