@@ -258,9 +258,10 @@ def test_offsets_as_a_head_dimension_or_a_mask(transformer, monkeypatch, time, c
 
 
 @pytest.mark.parametrize("stride", [0, 4])
-def test_cpu_rows_in_groups_give_the_one_call_outputs(transformer, monkeypatch, stride):
-    """With a gather budget of one row's keys, the CPU path runs the kernel once per batch row
-    (buffers glibc reuses instead of mapping afresh): same outputs and gradients as one call."""
+def test_cpu_units_in_groups_give_the_one_call_outputs(transformer, monkeypatch, stride):
+    """With a gather budget of one (row, chunk) unit's keys, the CPU path runs the kernel once per
+    unit (buffers glibc reuses instead of mapping afresh): same outputs and gradients as one call,
+    and the same outputs from the reused buffers of inference."""
     from speechbrain_sqe.lobes import local_attention
 
     calls = []
@@ -281,9 +282,14 @@ def test_cpu_rows_in_groups_give_the_one_call_outputs(transformer, monkeypatch, 
     calls.clear()
     grouped = local_transformer(transformer, x, valid, 20, 10, stride)
     (grad_grouped,) = torch.autograd.grad((grouped * keep).square().sum(), x)
-    assert calls == [5] * 6  # each row alone, in both layers
+    assert calls == [1] * 30  # each unit alone, in both layers
     torch.testing.assert_close(grouped * keep, whole * keep, atol=1e-6, rtol=0)
     torch.testing.assert_close(grad_grouped, grad_whole, atol=1e-5, rtol=1e-5)
+    with torch.no_grad():  # inference: the groups gathered into two reused buffers
+        calls.clear()
+        reused = local_transformer(transformer, x, valid, 20, 10, stride)
+    assert calls == [1] * 30
+    torch.testing.assert_close(reused * keep, whole * keep, atol=1e-6, rtol=0)
 
 
 def test_small_cpu_heads_are_zero_padded_to_the_fast_width(transformer, monkeypatch):

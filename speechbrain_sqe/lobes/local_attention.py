@@ -41,9 +41,10 @@ OFFSETS_AS_A_DIMENSION = ("cpu",)
 #: output.
 CPU_HEAD_WIDTH = 16
 
-#: Most bytes of gathered keys (and as many of values) per call of the CPU kernel: the batch's rows
-#: go through it in groups below this, whose buffers glibc's heap reuses from call to call instead of
-#: mapping (and page-faulting) them afresh (:mod:`speechbrain_sqe.utils.allocator`).
+#: Bytes of each of the two buffers the CPU path gathers keys and values into (:func:`_gathered_keys`):
+#: the batch's rows go through the kernel in groups that fit, and glibc's heap reuses buffers of one
+#: size from call to call instead of mapping (and page-faulting) them afresh
+#: (:mod:`speechbrain_sqe.utils.allocator`).
 GATHER_BYTES = 16 * 1024 * 1024
 
 
@@ -188,38 +189,60 @@ def local_self_attention(attention, x, valid, chunk, halo=0, stride=0):
         # instead of a float mask, which made the CPU flash kernel about 7 % slower (and building
         # the mask cost as much again); heads below CPU_HEAD_WIDTH are zero-padded to it.
         width_of_heads = max(CPU_HEAD_WIDTH, head_dim + (bias is not None))
-        # A few rows at a time, so that each row group's gathered keys and values stay below
-        # GATHER_BYTES: larger buffers are fresh memory mappings for glibc (above its 32 MiB mmap
-        # threshold, see speechbrain_sqe.utils.allocator), page-faulted in at every call.
-        row_bytes = chunks * width * heads * width_of_heads * projected.element_size()
-        rows = max(1, GATHER_BYTES // row_bytes)
-        outs = []
-        for first in range(0, batch, rows):
-            part = slice(first, first + rows)
-            outs.append(_flash_with_offsets(projected[part], keys, None if bias is None else bias[part],
-                                            chunks, size, width_of_heads, dropout))
-        out = outs[0] if len(outs) == 1 else torch.cat(outs)
+        packed = projected.new_zeros(batch, chunks * size, 3, heads, width_of_heads)
+        packed[:, :time, :, :, :head_dim] = projected
+        if bias is not None:
+            packed[:, :, 0, :, head_dim] = 1.0
+        q, k, v = packed.unbind(2)
+        q = q.reshape(batch, chunks, size, heads, -1).transpose(2, 3).flatten(0, 1)  # a view
+        scale = head_dim**-0.5
+        offsets = None if bias is None else (bias / scale).flatten(0, 1).unsqueeze(-1)
+        out = torch.cat([
+            F.scaled_dot_product_attention(q[units], *kv, dropout_p=dropout, scale=scale)
+            for units, kv in _gathered_keys(k, v, keys, offsets, head_dim)
+        ])[..., :head_dim]
     out = out.reshape(batch, chunks, heads, size, -1).transpose(2, 3).reshape(batch, chunks * size, dim)
     return attention.out_proj(out[:, :time])
 
 
-def _flash_with_offsets(projected, keys, bias, chunks, size, width_of_heads, dropout):
-    """The CPU path of :func:`local_self_attention` for some batch rows: heads zero-padded to
-    ``width_of_heads``, each key's score offset (``bias`` ``[rows, chunks, keys]``, or None) in
-    the dimension after the heads' own; returns ``[rows * chunks, heads, size, head_dim]``."""
-    batch, time, _, heads, head_dim = projected.shape
-    packed = projected.new_zeros(batch, chunks * size, 3, heads, width_of_heads)
-    packed[:, :time, :, :, :head_dim] = projected
-    if bias is not None:
-        packed[:, :, 0, :, head_dim] = 1.0
-    q, k, v = packed.unbind(2)
-    q = q.reshape(batch, chunks, size, heads, -1).transpose(2, 3).flatten(0, 1)
-    k, v = k[:, keys], v[:, keys]  # [batch, chunks, keys, heads, width_of_heads]
-    scale = head_dim**-0.5
-    if bias is not None:
-        k[..., head_dim] = (bias / scale).unsqueeze(-1)
-    k, v = (t.transpose(2, 3).flatten(0, 1) for t in (k, v))
-    return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=scale)[..., :head_dim]
+def _gathered_keys(k, v, keys, offsets, head_dim):
+    """Yields (unit slice, (keys, values) ``[units, heads, width, head width]``) of the key windows
+    of the (batch row, chunk) units, a group of units at a time, each key's score offset
+    (``offsets`` ``[units, width, 1]``, or None) in head dimension ``head_dim``.
+
+    Without autograd every group is gathered into the same two buffers of :data:`GATHER_BYTES`
+    (more only where one unit's window needs more, less where all units need less), whatever the
+    input's length: gathered for the
+    whole batch at once, a batch of eight 15-17 s files took 73 MB each, fresh memory mappings for
+    glibc (above its 32 MiB mmap threshold) page-faulted in at every call (23 ms a gather, against
+    3.5 ms into an existing buffer); and buffers whose size follows the input's fragment the heap of
+    batches side by side (in one 10-hour job, peak memory rose by 110 MB with groups of whole rows)."""
+    batch, frames, heads, width_of_heads = k.shape
+    chunks, width = keys.shape
+    unit_size = width * heads * width_of_heads
+    units = batch * chunks
+    step = max(1, min(units, GATHER_BYTES // (unit_size * k.element_size())))
+    # row b's key t is row b * frames + t of the batch's frames laid end to end (a view of packed)
+    flat_keys = (torch.arange(batch, device=keys.device)[:, None, None] * frames + keys).reshape(-1)
+    k, v = k.flatten(0, 1), v.flatten(0, 1)
+    reuse = not (torch.is_grad_enabled() and (k.requires_grad or v.requires_grad))
+    if reuse:
+        size = min(max(step * unit_size, GATHER_BYTES // k.element_size()), units * unit_size)
+        buffers = [k.new_empty(size) for _ in range(2)]
+    for first in range(0, units, step):
+        part = slice(first, min(first + step, units))
+        count = part.stop - part.start
+        index = flat_keys[part.start * width : part.stop * width]
+        if reuse:
+            shape = (count * width, heads, width_of_heads)
+            gathered = [torch.index_select(t, 0, index, out=buffer[: count * unit_size].view(shape))
+                        for t, buffer in zip((k, v), buffers)]
+        else:
+            gathered = [t[index] for t in (k, v)]
+        key, value = (t.view(count, width, heads, width_of_heads) for t in gathered)
+        if offsets is not None:
+            key[..., head_dim] = offsets[part]
+        yield part, (key.transpose(1, 2), value.transpose(1, 2))
 
 
 def local_transformer(transformer, x, valid, chunk, halo=0, stride=0):
