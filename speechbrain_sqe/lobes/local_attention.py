@@ -42,8 +42,8 @@ OFFSETS_AS_A_DIMENSION = ("cpu",)
 CPU_HEAD_WIDTH = 16
 
 #: Bytes of each of the two buffers the CPU path gathers keys and values into (:func:`_gathered_keys`):
-#: the batch's rows go through the kernel in groups that fit, and glibc's heap reuses buffers of one
-#: size from call to call instead of mapping (and page-faulting) them afresh
+#: the (batch row, chunk) units go through the kernel in groups that fit, and glibc's heap reuses
+#: buffers of one size from call to call instead of mapping (and page-faulting) them afresh
 #: (:mod:`speechbrain_sqe.utils.allocator`).
 GATHER_BYTES = 16 * 1024 * 1024
 
@@ -212,11 +212,11 @@ def _gathered_keys(k, v, keys, offsets, head_dim):
 
     Without autograd every group is gathered into the same two buffers of :data:`GATHER_BYTES`
     (more only where one unit's window needs more, less where all units need less), whatever the
-    input's length: gathered for the
-    whole batch at once, a batch of eight 15-17 s files took 73 MB each, fresh memory mappings for
-    glibc (above its 32 MiB mmap threshold) page-faulted in at every call (23 ms a gather, against
-    3.5 ms into an existing buffer); and buffers whose size follows the input's fragment the heap of
-    batches side by side (in one 10-hour job, peak memory rose by 110 MB with groups of whole rows)."""
+    input's length. Gathered for the whole batch at once, a batch of eight 15-17 s files took 73 MB
+    each, fresh memory mappings for glibc (above its 32 MiB mmap threshold) page-faulted in at
+    every call (23 ms a gather, against 3.5 ms into an existing buffer); and buffers whose size
+    follows the input's fragment the heap of batches side by side (in one 10-hour job, peak memory
+    rose by 110 MB with groups of whole rows; session 44, benchmarks/RESULTS.md)."""
     batch, frames, heads, width_of_heads = k.shape
     chunks, width = keys.shape
     unit_size = width * heads * width_of_heads
