@@ -76,6 +76,28 @@ def test_best_score_search_in_blocks_equals_one_score_matrix(distance):
             assert torch.equal(best, whole.amax(-1)) and torch.equal(nearest, whole.argmax(-1))
 
 
+@pytest.mark.parametrize("reduce", [torch.argmin, torch.argmax])
+def test_first_extreme_index_equals_torch_with_ties_and_nan(reduce):
+    """The CPU search's argmin/argmax (each row's extreme by amin/amax, then its first column): the
+    indices of torch's own reduction of the same products over several blocks, the first of tied
+    columns included; a row holding NaN falls back to torch's answer."""
+    from speechbrain_sqe.lobes.quantizers import _FIRST_INDEX_OF, SEARCH_CHUNK, VectorQuantizer
+
+    torch.manual_seed(5)
+    codes = torch.randn(32, 4)
+    codes[20] = codes[3]  # two equal codes: a tie in every row
+    flat = torch.cat([codes[[3, 20, 7]], torch.randn(SEARCH_CHUNK + 50, 4)])
+    flat[SEARCH_CHUNK + 10, 2] = float("nan")
+    offset = codes.square().sum(-1)
+    found = VectorQuantizer._product_blocks(flat, codes, reduce, torch.long, offset=offset, alpha=-2.0)
+    assert reduce in _FIRST_INDEX_OF
+    assert torch.equal(found, reduce(torch.addmm(offset, flat, codes.t(), alpha=-2.0), dim=-1))
+    vq = VectorQuantizer(dim=4, codebook_size=32, distance="euclidean")
+    nearest = vq._nearest_indices(flat, codes)
+    assert nearest[:2].tolist() == [3, 3]  # the first of the two equal codes
+    assert torch.equal(nearest, vq._scores(flat, codes).argmax(-1))
+
+
 def test_straight_through_gradients_reach_encoder():
     torch.manual_seed(0)
     encoder = torch.nn.Linear(5, 4)

@@ -178,9 +178,15 @@ def overlap_add_inverse(spectra, n_fft, hop_length, window, length):
             out[..., piece : piece + frames, :] += frame_slices[..., piece, :]
         return out.flatten(-2)
 
-    signal = torch.fft.irfft(spectra, n=n_fft, dim=-1) * window
-    signal = add_shifted(F.pad(signal, (0, width - n_fft)).view(batch, frames, pieces, hop_length))
-    envelope = add_shifted(F.pad(window.square(), (0, width - n_fft)).expand(frames, -1).reshape(frames, pieces, hop_length))
+    signal = torch.fft.irfft(spectra, n=n_fft, dim=-1)
+    # in place where autograd does not need the product (one pass less over the frames)
+    signal = signal * window if signal.requires_grad else signal.mul_(window)
+    if width != n_fft:
+        signal = F.pad(signal, (0, width - n_fft))
+    signal = add_shifted(signal.view(batch, frames, pieces, hop_length))
+    # the envelope from the window's squared slices, repeated by a view (not copied per frame)
+    squares = F.pad(window.square(), (0, width - n_fft)).view(pieces, hop_length)
+    envelope = add_shifted(squares.expand(frames, pieces, hop_length))
     start = n_fft // 2
     envelope = envelope[start : start + length]
     if length > signal.shape[-1] - start or bool((envelope < 1e-11).any()):

@@ -414,13 +414,19 @@ class VectorQuantizer(torch.nn.Module):
         codes = codebook.t()
         block_scores = flat.new_empty(min(flat.shape[0], SEARCH_CHUNK), codebook.shape[0])
         out = torch.empty(flat.shape[0], dtype=dtype, device=flat.device)
+        first_index = _FIRST_INDEX_OF.get(reduce) if flat.device.type == "cpu" else None
+        if first_index is not None:
+            hits = torch.empty_like(block_scores)
+            countdown = torch.arange(codebook.shape[0], 0, -1, dtype=flat.dtype, device=flat.device)
         for start in range(0, flat.shape[0], SEARCH_CHUNK):
             block = flat[start:start + SEARCH_CHUNK]
             if offset is None:
                 scores = torch.mm(block, codes, out=block_scores[: block.shape[0]])
             else:
                 scores = torch.addmm(offset, block, codes, alpha=alpha, out=block_scores[: block.shape[0]])
-            reduce(scores, dim=-1, out=out[start:start + block.shape[0]])
+            target = out[start:start + block.shape[0]]
+            if first_index is None or not _first_extreme_index(scores, first_index, hits, countdown, target):
+                reduce(scores, dim=-1, out=target)
         return out
 
     def logits(self, z):
@@ -624,3 +630,31 @@ class VectorQuantizer(torch.nn.Module):
             f"ema_update={self.ema_update}, decay={self.decay}, kmeans_init={self.kmeans_init}"
         )
 
+
+#: The value-only reduction of each index reduction that :func:`_first_extreme_index` replaces.
+_FIRST_INDEX_OF = {torch.argmin: torch.amin, torch.argmax: torch.amax}
+
+
+def _first_extreme_index(scores, extreme, hits, countdown, out):
+    """``argmin``/``argmax`` of each row of ``scores`` ``[N, K]`` on a CPU into ``out`` ``[N]``:
+    the first column equal to the row's ``extreme`` (``amin``/``amax``), found as the largest of
+    ``countdown`` (``K .. 1``) where a column equals it. The same indices, 3.6 times faster on one
+    thread (1,024 x 1,024 scores: 0.26 against 0.94 ms; torch's CPU ``argmin`` reduces with the
+    index, unvectorised, ``amin`` is vectorised; session 45). Returns False, leaving ``out``, where a
+    row holds NaN (``argmin``'s answer is then the NaN's index).
+
+    Example
+    -------
+    >>> scores = torch.tensor([[3.0, 1.0, 1.0, 2.0], [0.0, 5.0, -1.0, -1.0]])
+    >>> out = torch.empty(2, dtype=torch.long)
+    >>> _first_extreme_index(scores, torch.amin, torch.empty(2, 4), torch.tensor([4.0, 3.0, 2.0, 1.0]), out)
+    True
+    >>> out.tolist() == scores.argmin(-1).tolist()
+    True
+    """
+    best = extreme(scores, dim=-1, keepdim=True)
+    if bool(best.isnan().any()):
+        return False
+    hits = torch.eq(scores, best, out=hits[: scores.shape[0]]).mul_(countdown)
+    out.copy_(hits.amax(dim=-1)).neg_().add_(scores.shape[1])  # K - largest countdown, exact in float32 below 2**24
+    return True
