@@ -81,7 +81,11 @@ def test_first_extreme_index_equals_torch_with_ties_and_nan(reduce):
     """The CPU search's argmin/argmax (each row's extreme by amin/amax, then its first column): the
     indices of torch's own reduction of the same products over several blocks, the first of tied
     columns included; a row holding NaN falls back to torch's answer."""
-    from speechbrain_sqe.lobes.quantizers import _FIRST_INDEX_OF, SEARCH_CHUNK, VectorQuantizer
+    from speechbrain_sqe.lobes.quantizers import (
+        _FIRST_INDEX_OF,
+        SEARCH_CHUNK,
+        VectorQuantizer,
+    )
 
     torch.manual_seed(5)
     codes = torch.randn(32, 4)
